@@ -1,0 +1,205 @@
+"""The model bundle: the one contract between the trainer (writes it) and the edge daemon (loads it).
+
+A bundle is a directory holding a TFLite model and ``bundle.json``, its metadata. Everything the
+edge needs to feed the model and read its scores is in the metadata, so the daemon carries no
+knowledge of how a model was trained. Loading validates eagerly and raises ``BundleError`` naming
+the file, so a bad bundle is refused before it reaches the runtime.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+BUNDLE_FILE = "bundle.json"
+FORMAT = "sortline-bundle"
+FORMAT_VERSION = 1
+
+
+class BundleError(Exception):
+    """A bundle that cannot be used; the message names the offending file."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InputSpec(_Strict):
+    """How to turn a camera crop into the model's input tensor."""
+
+    height: int = Field(gt=0)
+    width: int = Field(gt=0)
+    channels: Literal[3] = 3
+    dtype: Literal["uint8", "int8", "float32"]
+    color_order: Literal["RGB", "BGR"] = "RGB"
+    # letterbox: keep the aspect ratio and pad (what the trainer does); stretch: plain resize.
+    resize: Literal["letterbox", "stretch"] = "letterbox"
+    pad_value: int = Field(default=0, ge=0, le=255)
+    # True when normalisation (e.g. VGG mean subtraction) is a layer of the model, so the model
+    # takes plain 0..255 pixels and the edge does no arithmetic on them.
+    preprocessing_in_model: bool = True
+
+
+class Quantization(_Strict):
+    scheme: Literal["int8", "float32", "float16", "dynamic-range"]
+    calibration: str | None = None  # how the int8 ranges were calibrated, for the record
+
+
+class BundleMetadata(_Strict):
+    format: Literal["sortline-bundle"] = FORMAT
+    format_version: Literal[1] = FORMAT_VERSION
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    version: str = Field(min_length=1)
+    created_at: datetime
+    model_file: str = "model.tflite"
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    labels: tuple[str, ...] = Field(min_length=2)
+    input: InputSpec
+    quantization: Quantization
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    training: dict[str, Any] = Field(default_factory=dict)
+    trainer_version: str | None = None
+
+    @field_validator("model_file")
+    @classmethod
+    def _plain_file_name(cls, value: str) -> str:
+        if not value or Path(value).name != value or value in {".", ".."}:
+            raise ValueError("must be a plain file name inside the bundle directory")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_labels(self) -> BundleMetadata:
+        if len(set(self.labels)) != len(self.labels) or any(not label for label in self.labels):
+            raise ValueError(f"labels must be unique and non-empty, got {list(self.labels)}")
+        return self
+
+    @property
+    def model_id(self) -> str:
+        """Short identity carried by every decision, so a PLC log says which model decided."""
+        return f"{self.name}:{self.version}:{self.sha256[:12]}"
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    directory: Path
+    metadata: BundleMetadata
+
+    @property
+    def model_path(self) -> Path:
+        return self.directory / self.metadata.model_file
+
+    @property
+    def metadata_path(self) -> Path:
+        return self.directory / BUNDLE_FILE
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.metadata.labels
+
+    def check_model_io(self, input_shape: tuple[int, ...], input_dtype: str, output_size: int) -> None:
+        """Refuse a model whose tensors disagree with the metadata (called once the runtime has loaded it)."""
+        spec = self.metadata.input
+        where = f"{self.model_path} (per {self.metadata_path})"
+        if len(input_shape) != 4:
+            raise BundleError(f"{where}: model input has rank {len(input_shape)} {list(input_shape)}, expected 4")
+        expected = (spec.height, spec.width, spec.channels)
+        if tuple(input_shape[1:]) != expected:
+            raise BundleError(f"{where}: model input is {list(input_shape)}, metadata says HxWxC {list(expected)}")
+        if input_dtype != spec.dtype:
+            raise BundleError(f"{where}: model input dtype is {input_dtype}, metadata says {spec.dtype}")
+        if output_size != len(self.labels):
+            raise BundleError(
+                f"{where}: model has {output_size} outputs but {len(self.labels)} labels {list(self.labels)}"
+            )
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_bundle(path: str | os.PathLike[str], *, verify_hash: bool = True) -> ModelBundle:
+    """Load and validate a bundle from its directory (or its ``bundle.json``)."""
+    path = Path(path)
+    directory = path.parent if path.name == BUNDLE_FILE else path
+    meta_path = directory / BUNDLE_FILE
+    if not directory.is_dir():
+        raise BundleError(f"{directory}: model bundle directory does not exist")
+    if not meta_path.is_file():
+        raise BundleError(f"{meta_path}: missing; a bundle directory holds {BUNDLE_FILE} and the .tflite model")
+    try:
+        raw = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{meta_path}: not readable JSON: {exc}") from exc
+    try:
+        metadata = BundleMetadata.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
+        )
+        raise BundleError(f"{meta_path}: invalid bundle metadata: {problems}") from exc
+    bundle = ModelBundle(directory=directory, metadata=metadata)
+    if not bundle.model_path.is_file():
+        raise BundleError(f"{bundle.model_path}: model file named in {meta_path} is missing")
+    if verify_hash:
+        actual = sha256_file(bundle.model_path)
+        if actual != metadata.sha256:
+            raise BundleError(
+                f"{bundle.model_path}: sha256 {actual} does not match {metadata.sha256} recorded in {meta_path}"
+                " (corrupt or replaced model file)"
+            )
+    return bundle
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
+        tmp.write(data)
+        tmp.flush()
+        os.fsync(tmp.fileno())
+    os.replace(tmp.name, path)
+
+
+def write_bundle(
+    directory: str | os.PathLike[str],
+    model_bytes: bytes,
+    *,
+    name: str,
+    version: str,
+    labels: list[str] | tuple[str, ...],
+    input_spec: InputSpec,
+    quantization: Quantization,
+    metrics: dict[str, Any] | None = None,
+    training: dict[str, Any] | None = None,
+    trainer_version: str | None = None,
+    model_file: str = "model.tflite",
+) -> ModelBundle:
+    """Write model and metadata; the metadata goes last, so a half-written bundle never validates."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    metadata = BundleMetadata(
+        name=name,
+        version=version,
+        created_at=datetime.now(timezone.utc),
+        model_file=model_file,
+        sha256=hashlib.sha256(model_bytes).hexdigest(),
+        labels=tuple(labels),
+        input=input_spec,
+        quantization=quantization,
+        metrics=metrics or {},
+        training=training or {},
+        trainer_version=trainer_version,
+    )
+    _atomic_write(directory / model_file, model_bytes)
+    _atomic_write(directory / BUNDLE_FILE, (metadata.model_dump_json(indent=2) + "\n").encode())
+    return ModelBundle(directory=directory, metadata=metadata)
