@@ -51,8 +51,9 @@ class Classifier:
             raise BundleError(f"{bundle.model_path}: the TFLite runtime cannot load this model: {exc}") from exc
         inp = self._interpreter.get_input_details()[0]
         out = self._interpreter.get_output_details()[0]
-        bundle.check_model_io(tuple(int(d) for d in inp["shape"]), np.dtype(inp["dtype"]).name,
-                              int(np.prod(out["shape"][1:])))
+        bundle.check_model_io(
+            tuple(int(d) for d in inp["shape"]), np.dtype(inp["dtype"]).name, int(np.prod(out["shape"][1:]))
+        )
         self._input_index, self._output_index = inp["index"], out["index"]
         self._input_dtype = np.dtype(inp["dtype"])
         self._input_scale, self._input_zero = inp["quantization"]

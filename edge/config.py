@@ -1,0 +1,226 @@
+"""The daemon's configuration: one pydantic-settings model, read from a TOML file, environment
+variables (``SORTLINE_…``, nested with ``__``) and secret files.
+
+Precedence, highest first: environment, secret files (systemd ``LoadCredential`` puts them in
+``$CREDENTIALS_DIRECTORY``; name a file after the key, e.g. ``mqtt__password``), the TOML file,
+defaults. Secrets are ``SecretStr`` so they print as ``**********`` everywhere.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import socket
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NestedSecretsSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+_CONFIG_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar("sortline_config_file", default=None)
+
+
+class ConfigError(Exception):
+    """Invalid configuration; the message names each bad key and why."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Roi(_Section):
+    """Region of the frame that holds the belt; everything outside is ignored."""
+
+    x: float = Field(ge=0)
+    y: float = Field(ge=0)
+    width: float = Field(gt=0)
+    height: float = Field(gt=0)
+    unit: Literal["fraction", "px"] = "fraction"
+
+    @model_validator(mode="after")
+    def _inside_frame(self) -> Roi:
+        if self.unit == "fraction" and (self.x + self.width > 1.0 + 1e-9 or self.y + self.height > 1.0 + 1e-9):
+            raise ValueError("a fractional ROI must lie inside the frame (x + width <= 1, y + height <= 1)")
+        return self
+
+    def to_pixels(self, frame_width: int, frame_height: int) -> tuple[int, int, int, int]:
+        """(x0, y0, x1, y1) clipped to the frame; an ROI that misses the frame is an error."""
+        sx, sy = (frame_width, frame_height) if self.unit == "fraction" else (1, 1)
+        x0, y0 = round(self.x * sx), round(self.y * sy)
+        x1 = min(frame_width, round((self.x + self.width) * sx))
+        y1 = min(frame_height, round((self.y + self.height) * sy))
+        if x1 - x0 < 8 or y1 - y0 < 8:
+            raise ConfigError(
+                f"camera.roi {self.model_dump()} leaves no usable area in a {frame_width}x{frame_height} frame"
+            )
+        return x0, y0, x1, y1
+
+
+class CameraSettings(_Section):
+    # "0" or "/dev/video0" (V4L2), a video file, rtsp://… or http://…, a GStreamer pipeline ending in
+    # appsink, or "picamera2" / "picamera2:N" for a Raspberry Pi CSI camera.
+    source: str = "0"
+    loop: bool = False  # restart a video file at its end instead of reporting end-of-stream
+    realtime: bool = True  # play video files at their own frame rate, as a camera would deliver them
+    width: int | None = Field(default=None, gt=0)
+    height: int | None = Field(default=None, gt=0)
+    fps: float | None = Field(default=None, gt=0)
+    roi: Roi | None = None
+    read_timeout_s: float = Field(default=5.0, gt=0)  # no frame for this long counts as a failure
+    reconnect_initial_s: float = Field(default=0.5, gt=0)
+    reconnect_max_s: float = Field(default=10.0, gt=0)
+
+
+class ModelSettings(_Section):
+    bundle: Path = Path("models/apparel-vgg16-int8")
+    threads: int = Field(default=2, ge=1, le=64)
+    threshold: float = Field(default=0.6, ge=0.0, le=1.0)  # below it the decision is "reject"
+
+
+class PresenceSettings(_Section):
+    """An item is present while enough ROI pixels differ from the learned empty belt."""
+
+    pixel_delta: int = Field(default=30, ge=1, le=255)  # grey-level change that marks a pixel as "different"
+    enter_fraction: float = Field(default=0.08, gt=0, lt=1)  # share of changed pixels that means "item here"
+    leave_fraction: float = Field(default=0.03, gt=0, lt=1)  # below this the item has left (hysteresis)
+    min_frames: int = Field(default=2, ge=1)  # frames an item must be seen before it counts (debounce)
+    max_frames: int = Field(default=15, ge=1)  # decide after this many frames even if the item stays
+    background_frames: int = Field(default=10, ge=1)  # empty-belt frames to learn before the first item
+    background_rate: float = Field(default=0.02, ge=0, le=1)  # how fast the empty belt model follows lighting
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> PresenceSettings:
+        if self.leave_fraction >= self.enter_fraction:
+            raise ValueError("leave_fraction must be below enter_fraction")
+        return self
+
+
+class TriggerSettings(_Section):
+    mode: Literal["continuous", "presence", "external"] = "presence"
+    min_interval_s: float = Field(default=0.5, ge=0)  # continuous: at most one decision per interval
+    presence: PresenceSettings = PresenceSettings()
+    external_frames: int = Field(default=3, ge=1)  # external: frames voted per trigger
+    external_timeout_s: float = Field(default=2.0, gt=0)  # external: give up (reject) without frames
+
+
+class LaneSettings(_Section):
+    """Label -> lane number: PLCs read integers. Every model label needs a lane."""
+
+    map: dict[str, int] = Field(default_factory=lambda: {"jeans": 1, "trousers": 2, "saree": 3})
+    reject: int = 0
+
+
+class TlsSettings(_Section):
+    enabled: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    key_password: SecretStr | None = None
+    insecure: bool = False  # skip hostname check; only for brokers addressed by IP on a closed network
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+
+class MqttSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    protocol: Literal["auto", "5", "3.1.1"] = "auto"  # auto: MQTT 5 when the broker speaks it
+    client_id: str | None = None  # default: sortline-<device_id>
+    username: str | None = None
+    password: SecretStr | None = None
+    tls: TlsSettings = TlsSettings()
+    keepalive_s: int = Field(default=30, ge=5)
+    topic_prefix: str = Field(default="sortline", pattern=r"^[^#+]+$")
+    queue_size: int = Field(default=10000, ge=1)  # decisions held while the broker is away
+    decision_ttl_s: float = Field(default=10.0, gt=0)  # a decision older than this must not be acted on
+    stats_interval_s: float = Field(default=10.0, gt=0)
+    flush_timeout_s: float = Field(default=5.0, ge=0)  # on shutdown, wait this long for queued decisions
+
+
+class CropSettings(_Section):
+    """Low-confidence crops saved for retraining, with a bounded disk budget."""
+
+    directory: Path | None = None  # None: saving is off
+    below_confidence: float = Field(default=0.8, ge=0, le=1)
+    max_megabytes: float = Field(default=200.0, gt=0)
+
+
+class EdgeSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SORTLINE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    device_id: str = Field(default_factory=socket.gethostname, pattern=r"^[A-Za-z0-9._-]+$")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    camera: CameraSettings = CameraSettings()
+    model: ModelSettings = ModelSettings()
+    trigger: TriggerSettings = TriggerSettings()
+    lanes: LaneSettings = LaneSettings()
+    mqtt: MqttSettings = MqttSettings()
+    crops: CropSettings = CropSettings()
+    watchdog_stall_s: float = Field(default=10.0, gt=0)  # no processed frame for this long: stop pinging systemd
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+        if credentials:
+            sources.append(
+                NestedSecretsSettingsSource(
+                    file_secret_settings, secrets_dir=credentials, secrets_prefix="", secrets_nested_delimiter="__"
+                )
+            )
+        config_file = _CONFIG_FILE.get()
+        if config_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+    def masked_json(self) -> str:
+        """Effective configuration as JSON, secrets shown as ********** (safe for logs)."""
+        return self.model_dump_json(indent=2)
+
+
+def load_settings(config_file: Path | None = None) -> EdgeSettings:
+    """Build the effective settings or raise ConfigError listing every bad key."""
+    if config_file is not None and not config_file.is_file():
+        raise ConfigError(f"{config_file}: config file not found")
+    token = _CONFIG_FILE.set(config_file)
+    try:
+        return EdgeSettings()
+    except ValidationError as exc:
+        where = f" (from {config_file}, SORTLINE_* environment or credentials)" if config_file else ""
+        lines = [
+            f"  {'.'.join(str(part) for part in err['loc']) or '<root>'}: {err['msg']}"
+            + (f" (got {err['input']!r})" if _shows_input(err) else "")
+            for err in exc.errors()
+        ]
+        raise ConfigError(f"invalid configuration{where}:\n" + "\n".join(lines)) from None
+    except ValueError as exc:  # TOML syntax errors surface as ValueError subclasses
+        raise ConfigError(f"{config_file}: {exc}") from None
+    finally:
+        _CONFIG_FILE.reset(token)
+
+
+def _shows_input(err: dict) -> bool:
+    """Echo the bad value unless it could be a secret or a whole section."""
+    loc = ".".join(str(part) for part in err["loc"])
+    return not any(word in loc for word in ("password", "secret", "key")) and not isinstance(err.get("input"), dict)
