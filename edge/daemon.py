@@ -1,0 +1,301 @@
+"""The frame loop: camera -> ROI -> classifier -> one decision per item -> MQTT.
+
+Like the TFLite Raspberry Pi example it is one readable loop (capture, preprocess, invoke, read
+scores); around it sit what a production line needs: triggers, voting, a queue that survives the
+broker going away, commands, stats and the systemd watchdog.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import threading
+import time
+import uuid
+from typing import Any
+
+import numpy as np
+
+from edge import __version__
+from edge.bundle import BundleError, load_bundle
+from edge.camera import Camera, Frame, crop_roi
+from edge.classifier import Classifier
+from edge.commands import Command, CommandError, Trigger
+from edge.config import ConfigError, EdgeSettings
+from edge.crops import CropStore
+from edge.decision import ItemVote, check_lanes, decide
+from edge.mqtt import MqttLink
+from edge.presence import PresenceDetector, PresenceEvent
+from edge.stats import RunStats
+from edge.systemd import notify, watchdog_interval_s
+
+log = logging.getLogger(__name__)
+
+STARTUP_WAIT_S = 30.0  # how long to wait for the first frame and the broker before going READY anyway
+
+
+class Daemon:
+    def __init__(self, settings: EdgeSettings) -> None:
+        self.settings = settings
+        self.classifier = self._load_classifier(settings.model.bundle)
+        self.threshold = settings.model.threshold
+        self.camera = Camera(settings.camera)
+        self.link = MqttLink(settings.mqtt, settings.device_id)
+        self.crops = CropStore(settings.crops)
+        self.stats = RunStats()
+        self.run_id = uuid.uuid4().hex[:8]
+        self.paused = False
+        self._stop = threading.Event()
+        self._seq = 0
+        self._next_classifier: Classifier | None = None
+        self._swap_lock = threading.Lock()
+        self._triggers: queue.Queue[tuple[Trigger, float]] = queue.Queue()
+        self._presence = PresenceDetector(settings.trigger.presence)
+        self._vote: ItemVote | None = None  # the item being voted on (presence and external modes)
+        self._vote_crop: np.ndarray | None = None
+        self._vote_decided = False  # presence: decided at max_frames, waiting for the item to leave
+        self._vote_deadline = 0.0  # external: give up on frames after this (monotonic)
+        self._vote_triggered_at = 0.0  # external: frames captured before the trigger do not count
+        self._last_decision = 0.0
+
+    def _load_classifier(self, bundle_path: Any) -> Classifier:
+        bundle = load_bundle(bundle_path)
+        check_lanes(bundle.labels, self.settings.lanes)
+        classifier = Classifier(bundle, threads=self.settings.model.threads)
+        log.info("model %s loaded (%s, labels %s)", bundle.metadata.model_id, classifier.runtime, bundle.labels)
+        return classifier
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT or the end of a video file; returns the process exit status."""
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: self.stop())
+        self.link.start(on_command=self._on_command, on_trigger=self._on_trigger)
+        self.camera.start()
+        self._wait_for_startup()
+        self._publish_status()
+        notify("READY=1\nSTATUS=sorting")
+        log.info("ready: mode=%s device=%s", self.settings.trigger.mode, self.settings.device_id)
+        try:
+            self._loop()
+        finally:
+            self._shutdown()
+        return 0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _wait_for_startup(self) -> None:
+        deadline = time.monotonic() + STARTUP_WAIT_S
+        if not self.link.wait_connected(timeout=STARTUP_WAIT_S):
+            mqtt = self.settings.mqtt
+            log.warning("broker %s:%s not reachable yet; decisions queue until it is", mqtt.host, mqtt.port)
+        while self.camera.frame_size is None and not self.camera.ended and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self.camera.frame_size is None:
+            log.warning(
+                "camera %r has delivered no frame yet (%s)", self.settings.camera.source, self.camera.last_error
+            )
+
+    def _shutdown(self) -> None:
+        notify("STOPPING=1")
+        self._finish_item()
+        self.camera.stop()
+        undelivered = self.link.close(flush_timeout=self.settings.mqtt.flush_timeout_s)
+        if undelivered:
+            log.error("%d decision(s) could not be delivered before shutdown", undelivered)
+        log.info("stopped after %d frames, %d decisions", self.stats.frames, sum(self.stats.decisions.values()))
+
+    # ---- the frame loop --------------------------------------------------------------------
+    def _loop(self) -> None:
+        mode = self.settings.trigger.mode
+        handle = {"continuous": self._continuous, "presence": self._presence_frame, "external": self._external}[mode]
+        watchdog_every = watchdog_interval_s()
+        last_ping = last_frame_at = last_stats = time.monotonic()
+        while not self._stop.is_set():
+            frame = self.camera.next_frame(timeout=0.2)
+            now = time.monotonic()
+            if frame is not None:
+                last_frame_at = now
+                self.stats.frames += 1
+                self._swap_model_between_items()
+                if not self.paused:
+                    handle(frame)
+            elif self.camera.ended:
+                log.info("video source ended")
+                break
+            if mode == "external":
+                self._expire_external(now)
+            if watchdog_every and now - last_ping >= watchdog_every and self._healthy(now - last_frame_at):
+                notify("WATCHDOG=1")
+                last_ping = now
+            if now - last_stats >= self.settings.mqtt.stats_interval_s:
+                self.link.publish_stats(self._stats_message())
+                last_stats = now
+
+    def _healthy(self, since_last_frame: float) -> bool:
+        """A camera that is reconnecting is alive; one that says 'streaming' but delivers nothing is hung."""
+        return since_last_frame < self.settings.watchdog_stall_s or self.camera.state != "streaming"
+
+    def _classify(self, frame: Frame) -> tuple[np.ndarray, np.ndarray, float]:
+        crop = crop_roi(frame.image, self.settings.camera.roi)
+        started = time.perf_counter()
+        scores = self.classifier.classify(crop)
+        inference_ms = (time.perf_counter() - started) * 1000
+        self.stats.classified += 1
+        self.stats.inference_ms.add(inference_ms)
+        return crop, scores, inference_ms
+
+    def _continuous(self, frame: Frame) -> None:
+        if frame.captured_at - self._last_decision < self.settings.trigger.min_interval_s:
+            return
+        self._last_decision = frame.captured_at
+        vote = ItemVote(item_id=self._next_item_id(), first_seen=frame.wall_time)
+        crop, scores, inference_ms = self._classify(frame)
+        vote.add(scores, frame.captured_at, inference_ms)
+        self._publish_decision(vote, crop)
+
+    def _presence_frame(self, frame: Frame) -> None:
+        event = self._presence.update(crop_roi(frame.image, self.settings.camera.roi))
+        if event is PresenceEvent.ENTERED:
+            self._vote = ItemVote(item_id=self._next_item_id(), first_seen=frame.wall_time)
+            self._vote_decided = False
+        if event in (PresenceEvent.ENTERED, PresenceEvent.PRESENT) and self._vote and not self._vote_decided:
+            self._add_to_vote(frame)
+            if self._vote.frames >= self.settings.trigger.presence.max_frames:
+                self._publish_decision(self._vote, self._vote_crop)
+                self._vote_decided = True
+        elif event is PresenceEvent.LEFT:
+            self._finish_item()
+
+    def _external(self, frame: Frame) -> None:
+        if self._vote is None:
+            try:
+                trigger, triggered_at = self._triggers.get_nowait()
+            except queue.Empty:
+                return
+            self._vote = ItemVote(item_id=trigger.item_id)
+            self._vote_deadline = triggered_at + self.settings.trigger.external_timeout_s
+            self._vote_triggered_at = triggered_at
+        if frame.captured_at < self._vote_triggered_at:
+            return  # captured before the photo-eye fired: the item was not in view yet
+        self._add_to_vote(frame)
+        if self._vote.frames >= self.settings.trigger.external_frames:
+            self._finish_item()
+
+    def _expire_external(self, now: float) -> None:
+        if self._vote is not None and now > self._vote_deadline:
+            log.warning("trigger %s: %d frame(s) before the timeout", self._vote.item_id, self._vote.frames)
+            self._finish_item()
+
+    def _add_to_vote(self, frame: Frame) -> None:
+        crop, scores, inference_ms = self._classify(frame)
+        self._vote.add(scores, frame.captured_at, inference_ms)
+        self._vote_crop = crop
+
+    def _finish_item(self) -> None:
+        """Decide the item being voted on (if not decided yet) and forget it."""
+        if self._vote is not None and not self._vote_decided:
+            self._publish_decision(self._vote, self._vote_crop)
+        self._vote, self._vote_crop, self._vote_decided = None, None, False
+
+    def _next_item_id(self) -> str:
+        return f"{self.run_id}-{self._seq + 1}"
+
+    def _publish_decision(self, vote: ItemVote, crop: np.ndarray | None) -> None:
+        ttl = self.settings.mqtt.decision_ttl_s
+        body = decide(vote, self.classifier.labels, self.threshold, self.settings.lanes, ttl)
+        self._seq += 1
+        message = {
+            "seq": self._seq,
+            "run_id": self.run_id,
+            **body,
+            "mode": self.settings.trigger.mode,
+            "model": self.classifier.bundle.metadata.model_id,
+            "device": self.settings.device_id,
+        }
+        if not self.link.publish_decision(message, ttl_s=ttl):
+            log.error("decision queue full (%d): decision %s dropped", self.settings.mqtt.queue_size, self._seq)
+        self.stats.decisions[body["label"]] += 1
+        if body["latency_ms"] is not None:
+            self.stats.latency_ms.add(body["latency_ms"])
+        if crop is not None and body["top_label"] is not None:
+            self.crops.offer(crop, body["top_label"], body["confidence"], body["item_id"])
+
+    # ---- status, stats, commands -----------------------------------------------------------
+    def _publish_status(self) -> None:
+        meta = self.classifier.bundle.metadata
+        self.link.set_status(
+            {
+                "state": "online",
+                "paused": self.paused,
+                "model": meta.model_id,
+                "model_name": meta.name,
+                "model_version": meta.version,
+                "labels": list(meta.labels),
+                "runtime": self.classifier.runtime,
+                "mode": self.settings.trigger.mode,
+                "threshold": self.threshold,
+                "version": __version__,
+            }
+        )
+
+    def _stats_message(self) -> dict[str, object]:
+        return {
+            **self.stats.snapshot(),
+            "camera": self.camera.state,
+            "camera_reconnects": self.camera.reconnects,
+            "dropped_frames": self.camera.dropped_frames,
+            "queue_depth": self.link.queue_depth,
+            "queue_dropped": self.link.dropped,
+            "broker_reconnects": self.link.reconnects,
+            "paused": self.paused,
+            "model": self.classifier.bundle.metadata.model_id,
+        }
+
+    def _on_trigger(self, trigger: Trigger) -> None:
+        if self.settings.trigger.mode != "external":
+            log.warning("trigger %s ignored: trigger.mode is %s", trigger.item_id, self.settings.trigger.mode)
+            return
+        self._triggers.put((trigger, time.monotonic()))
+
+    def _on_command(self, command: Command) -> dict[str, object]:
+        """Runs on the MQTT thread; the frame loop picks up the change on its next frame."""
+        name = command.command
+        if name == "pause":
+            self.paused = True
+        elif name == "resume":
+            self.paused = False
+        elif name == "set_threshold":
+            self.threshold = command.value
+        elif name == "reload":
+            return {"model": self._prepare_reload(command)}
+        self._publish_status()
+        return {"paused": self.paused, "threshold": self.threshold}
+
+    def _prepare_reload(self, command: Command) -> str:
+        try:
+            bundle = load_bundle(command.bundle)
+            if command.sha256 and command.sha256 != bundle.metadata.sha256:
+                raise BundleError(
+                    f"{bundle.model_path}: sha256 {bundle.metadata.sha256} is not the expected {command.sha256}"
+                )
+            check_lanes(bundle.labels, self.settings.lanes)
+            classifier = Classifier(bundle, threads=self.settings.model.threads)
+        except (BundleError, ConfigError) as exc:
+            raise CommandError(
+                f"reload refused, still running {self.classifier.bundle.metadata.model_id}: {exc}"
+            ) from exc
+        with self._swap_lock:
+            self._next_classifier = classifier
+        return bundle.metadata.model_id
+
+    def _swap_model_between_items(self) -> None:
+        """Swap a reloaded model in only between items, so one item is never voted on by two models."""
+        if self._next_classifier is None or self._vote is not None:
+            return
+        with self._swap_lock:
+            self.classifier, self._next_classifier = self._next_classifier, None
+        log.info("model swapped to %s", self.classifier.bundle.metadata.model_id)
+        self._publish_status()

@@ -1,0 +1,71 @@
+"""From per-frame scores to one decision per item: soft voting, the reject threshold, lanes."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge.config import ConfigError, LaneSettings
+
+REJECT = "reject"
+
+
+def check_lanes(labels: tuple[str, ...], lanes: LaneSettings) -> None:
+    """Every label the model can output needs a lane, or items would have nowhere to go."""
+    missing = [label for label in labels if label not in lanes.map]
+    if missing:
+        raise ConfigError(f"lanes.map has no lane for model label(s) {missing}; the model outputs {list(labels)}")
+
+
+@dataclass
+class ItemVote:
+    """Scores collected for one item across the frames it was seen in."""
+
+    item_id: str
+    first_seen: float = field(default_factory=time.time)  # wall clock, for the PLC
+    frames: int = 0
+    last_captured: float = 0.0  # monotonic capture time of the newest frame voted
+    inference_ms: float = 0.0
+    _score_sum: np.ndarray | None = None
+
+    def add(self, scores: np.ndarray, captured_at: float, inference_ms: float) -> None:
+        self._score_sum = scores.copy() if self._score_sum is None else self._score_sum + scores
+        self.frames += 1
+        self.last_captured = captured_at
+        self.inference_ms += inference_ms
+
+    def mean_scores(self) -> np.ndarray | None:
+        return None if self._score_sum is None else self._score_sum / self.frames
+
+
+def decide(
+    vote: ItemVote, labels: tuple[str, ...], threshold: float, lanes: LaneSettings, ttl_s: float
+) -> dict[str, object]:
+    """The decision message body (seq, model and device are added by the daemon)."""
+    scores = vote.mean_scores()
+    decided_at = time.time()
+    if scores is None:
+        label, confidence, reason = REJECT, 0.0, "no_frames"
+    else:
+        best = int(np.argmax(scores))
+        confidence = float(scores[best])
+        label, reason = labels[best], None
+        if confidence < threshold:
+            label, reason = REJECT, "below_threshold"
+    return {
+        "item_id": vote.item_id,
+        "label": label,
+        "lane": lanes.reject if label == REJECT else lanes.map[label],
+        "confidence": round(confidence, 4),
+        "reason": reason,
+        "top_label": None if scores is None else labels[int(np.argmax(scores))],
+        "scores": {} if scores is None else {lab: round(float(s), 4) for lab, s in zip(labels, scores, strict=True)},
+        "frames": vote.frames,
+        "first_seen": round(vote.first_seen, 3),
+        "decided_at": round(decided_at, 3),
+        "deadline": round(decided_at + ttl_s, 3),
+        "inference_ms": round(vote.inference_ms / vote.frames, 2) if vote.frames else None,
+        "latency_ms": round((time.monotonic() - vote.last_captured) * 1000, 2) if vote.frames else None,
+    }

@@ -1,0 +1,54 @@
+"""Rolling numbers for the stats topic and the benchmark: rates and latency percentiles."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, deque
+
+import numpy as np
+
+
+class Window:
+    """The last `size` samples of a latency, for p50/p99 without unbounded memory."""
+
+    def __init__(self, size: int = 1000) -> None:
+        self._samples: deque[float] = deque(maxlen=size)
+
+    def add(self, value: float) -> None:
+        self._samples.append(value)
+
+    def percentiles(self) -> dict[str, float | None]:
+        if not self._samples:
+            return {"p50": None, "p99": None}
+        p50, p99 = np.percentile(np.fromiter(self._samples, dtype=np.float64), [50, 99])
+        return {"p50": round(float(p50), 2), "p99": round(float(p99), 2)}
+
+
+class RunStats:
+    """Counters the frame loop updates; `snapshot()` turns them into the stats message."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.frames = 0
+        self.classified = 0
+        self.decisions: Counter[str] = Counter()
+        self.inference_ms = Window()
+        self.latency_ms = Window()
+        self._last_time = self.started
+        self._last_frames = 0
+
+    def snapshot(self) -> dict[str, object]:
+        now = time.monotonic()
+        elapsed = max(now - self._last_time, 1e-9)
+        fps = (self.frames - self._last_frames) / elapsed
+        self._last_time, self._last_frames = now, self.frames
+        return {
+            "uptime_s": round(now - self.started, 1),
+            "fps": round(fps, 2),
+            "frames": self.frames,
+            "classified": self.classified,
+            "decisions": dict(self.decisions),
+            "rejects": self.decisions.get("reject", 0),
+            "inference_ms": self.inference_ms.percentiles(),
+            "latency_ms": self.latency_ms.percentiles(),
+        }
