@@ -2,7 +2,7 @@
 variables (``SORTLINE_…``, nested with ``__``) and secret files.
 
 Precedence, highest first: environment, secret files (systemd ``LoadCredential`` puts them in
-``$CREDENTIALS_DIRECTORY``; name a file after the key, e.g. ``mqtt__password``), the TOML file,
+``$CREDENTIALS_DIRECTORY``, each named ``sortline_`` + the key, e.g. ``sortline_mqtt__password``), the TOML file,
 defaults. Secrets are ``SecretStr`` so they print as ``**********`` everywhere.
 """
 
@@ -186,7 +186,7 @@ class EdgeSettings(BaseSettings):
         if credentials:
             sources.append(
                 NestedSecretsSettingsSource(
-                    file_secret_settings, secrets_dir=credentials, secrets_prefix="", secrets_nested_delimiter="__"
+                    file_secret_settings, secrets_dir=credentials, secrets_prefix="sortline_", secrets_nested_delimiter="__"
                 )
             )
         config_file = _CONFIG_FILE.get()

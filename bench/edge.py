@@ -1,0 +1,171 @@
+"""Edge benchmark: the daemon against the bare interpreter, on a real int8 bundle.
+
+    .venv/bin/python bench/edge.py [--bundle models/apparel-vgg16-int8] [--frames 300] [--json OUT]
+
+For 1 and 2 interpreter threads it measures
+  * interpreter only: set_tensor + invoke + get_tensor on a model-sized image (p50/p99, fps);
+  * the daemon, as a subprocess on a real mosquitto, continuous mode on a synthetic conveyor clip:
+      - throughput: clip read as fast as the daemon takes frames (decisions/s), and peak RSS;
+      - end-to-end latency: clip paced at 80 % of the interpreter's rate, as a camera would deliver
+        it; frame capture -> decision handed to MQTT, from the decisions' `latency_ms`.
+Not a test: it prints numbers (and writes JSON) for the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import paho.mqtt.client as mqtt
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from demo.conveyor import write_conveyor_clip  # noqa: E402
+from edge.bundle import load_bundle  # noqa: E402
+from edge.classifier import Classifier  # noqa: E402
+from edge.preprocess import decode_image, fit_to_input  # noqa: E402
+
+
+def interpreter_only(bundle_dir: Path, image: Path, threads: int, runs: int) -> dict[str, float]:
+    bundle = load_bundle(bundle_dir)
+    classifier = Classifier(bundle, threads=threads)
+    pixels = fit_to_input(decode_image(str(image)), bundle.metadata.input)
+    for _ in range(5):
+        classifier.classify_pixels(pixels)
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        classifier.classify_pixels(pixels)
+        times.append((time.perf_counter() - started) * 1000)
+    return {"p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99)),
+            "fps": 1000 / float(np.mean(times))}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_broker(workdir: Path) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    conf = workdir / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+    broker = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(conf)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return broker, port
+        time.sleep(0.05)
+    broker.kill()
+    raise RuntimeError("mosquitto did not start")
+
+
+def run_daemon(bundle_dir: Path, clip: Path, port: int, threads: int, realtime: bool, workdir: Path) -> dict:
+    """Run `python -m edge` on the clip; return its decisions and peak RSS (VmHWM)."""
+    config = workdir / f"bench-{threads}-{realtime}.toml"
+    config.write_text(
+        f'device_id = "bench"\nlog_level = "WARNING"\n[camera]\nsource = "{clip}"\nrealtime = {str(realtime).lower()}\n'
+        f'[model]\nbundle = "{bundle_dir}"\nthreads = {threads}\nthreshold = 0.0\n'
+        f'[trigger]\nmode = "continuous"\nmin_interval_s = 0\n'
+        f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\nstats_interval_s = 3600\n'
+    )
+    decisions: list[dict] = []
+    subscribed = threading.Event()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    client.on_connect = lambda c, *_: c.subscribe("sortline/bench/decision", qos=1)
+    client.on_subscribe = lambda *_: subscribed.set()
+    client.on_message = lambda _c, _u, msg: decisions.append(json.loads(msg.payload))
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    subscribed.wait(10)
+    daemon = subprocess.Popen([sys.executable, "-m", "edge", "--config", str(config), "run"], cwd=ROOT)
+    peak_kb = 0
+    while daemon.poll() is None:
+        try:
+            status = Path(f"/proc/{daemon.pid}/status").read_text()
+            peak_kb = max(peak_kb, int(status.split("VmHWM:")[1].split()[0]))
+        except (OSError, IndexError):
+            pass
+        time.sleep(0.1)
+    time.sleep(0.5)
+    client.loop_stop()
+    client.disconnect()
+    if daemon.returncode != 0:
+        raise RuntimeError(f"daemon exited with {daemon.returncode}")
+    return {"decisions": decisions, "peak_rss_mb": peak_kb / 1024}
+
+
+def summarise(decisions: list[dict], warmup: int = 5) -> dict[str, float]:
+    steady = sorted(decisions, key=lambda d: d["seq"])[warmup:]
+    span = steady[-1]["decided_at"] - steady[0]["decided_at"]
+    latency = [d["latency_ms"] for d in steady]
+    return {"fps": (len(steady) - 1) / span, "latency_p50_ms": float(np.percentile(latency, 50)),
+            "latency_p99_ms": float(np.percentile(latency, 99)), "count": len(decisions)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bundle", type=Path, default=ROOT / "models" / "apparel-vgg16-int8")
+    parser.add_argument("--frames", type=int, default=300, help="frames per daemon run")
+    parser.add_argument("--runs", type=int, default=200, help="interpreter-only invocations")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+
+    bundle = load_bundle(args.bundle)
+    model_mb = bundle.model_path.stat().st_size / 1e6
+    images = sorted((ROOT / "demo" / "images").glob("*/*.jpg"))
+    results: dict[str, object] = {"bundle": bundle.metadata.model_id, "model_mb": round(model_mb, 1),
+                                  "cpu": os.cpu_count(), "threads": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        broker, port = start_broker(workdir)
+        try:
+            for threads in (1, 2):
+                interp = interpreter_only(args.bundle, images[0], threads, args.runs)
+                fast_clip = workdir / "fast.avi"
+                paced_clip = workdir / f"paced-{threads}.avi"
+                paced_fps = max(1, int(interp["fps"] * 0.8))
+                if not fast_clip.exists():
+                    write_conveyor_clip(fast_clip, images, fps=15, frames=args.frames)
+                write_conveyor_clip(paced_clip, images, fps=paced_fps, frames=args.frames)
+                fast = run_daemon(args.bundle, fast_clip, port, threads, realtime=False, workdir=workdir)
+                paced = run_daemon(args.bundle, paced_clip, port, threads, realtime=True, workdir=workdir)
+                throughput, latency = summarise(fast["decisions"]), summarise(paced["decisions"])
+                row = {
+                    "interpreter_p50_ms": round(interp["p50_ms"], 1), "interpreter_p99_ms": round(interp["p99_ms"], 1),
+                    "interpreter_fps": round(interp["fps"], 1), "daemon_fps": round(throughput["fps"], 1),
+                    "throughput_ratio": round(throughput["fps"] / interp["fps"], 3),
+                    "paced_camera_fps": paced_fps,
+                    "e2e_p50_ms": round(latency["latency_p50_ms"], 1), "e2e_p99_ms": round(latency["latency_p99_ms"], 1),
+                    "e2e_p99_over_inference_p50": round(latency["latency_p99_ms"] / interp["p50_ms"], 3),
+                    "peak_rss_mb": round(max(fast["peak_rss_mb"], paced["peak_rss_mb"]), 1),
+                    "rss_minus_model_mb": round(max(fast["peak_rss_mb"], paced["peak_rss_mb"]) - model_mb, 1),
+                    "decisions": [throughput["count"], latency["count"]],
+                }
+                results["threads"][threads] = row
+                print(f"threads={threads}: " + ", ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+        finally:
+            broker.terminate()
+            broker.wait(5)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
