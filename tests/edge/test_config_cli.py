@@ -1,0 +1,126 @@
+"""Configuration sources and the CLI's check-config / classify commands, run as real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.config import ConfigError, Roi, load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SORTLINE_")}
+    full_env.pop("CREDENTIALS_DIRECTORY", None)
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "edge", *args], cwd=ROOT, env=full_env, capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, color_bundle: Path) -> Path:
+    path = tmp_path / "edge.toml"
+    path.write_text(
+        f'device_id = "line-7"\n[model]\nbundle = "{color_bundle}"\nthreshold = 0.5\n'
+        '[lanes]\nmap = { red = 1, green = 2, blue = 3 }\nreject = 9\n'
+        '[mqtt]\nhost = "broker.local"\nusername = "plc"\npassword = "hunter2-in-file"\n'
+    )
+    return path
+
+
+def test_sources_precedence_env_over_credentials_over_file(tmp_path: Path, config_file: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "sortline_mqtt__password").write_text("from-credential")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    monkeypatch.setenv("SORTLINE_MQTT__PORT", "8883")
+    monkeypatch.setenv("SORTLINE_CAMERA__ROI__X", "0.25")
+    monkeypatch.setenv("SORTLINE_CAMERA__ROI__Y", "0")
+    monkeypatch.setenv("SORTLINE_CAMERA__ROI__WIDTH", "0.5")
+    monkeypatch.setenv("SORTLINE_CAMERA__ROI__HEIGHT", "1")
+    settings = load_settings(config_file)
+    assert settings.device_id == "line-7"
+    assert settings.mqtt.host == "broker.local"
+    assert settings.mqtt.port == 8883
+    assert settings.mqtt.password.get_secret_value() == "from-credential"
+    assert settings.camera.roi.to_pixels(640, 480) == (160, 0, 480, 480)
+
+
+def test_invalid_values_name_key_and_reason(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[mqtt]\nport = 70000\n[trigger]\nmode = "sometimes"\n[camera]\nunknown_key = 1\n')
+    with pytest.raises(ConfigError) as err:
+        load_settings(bad)
+    text = str(err.value)
+    assert "mqtt.port: Input should be less than or equal to 65535 (got 70000)" in text
+    assert "trigger.mode:" in text and "'sometimes'" in text
+    assert "camera.unknown_key: Extra inputs are not permitted" in text
+
+
+def test_toml_syntax_error_and_missing_file(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[mqtt\nhost = 1")
+    with pytest.raises(ConfigError, match="broken.toml"):
+        load_settings(broken)
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_settings(tmp_path / "absent.toml")
+
+
+def test_roi_validation() -> None:
+    with pytest.raises(ValueError, match="inside the frame"):
+        Roi(x=0.5, y=0, width=0.8, height=1)
+    assert Roi(x=10, y=20, width=100, height=50, unit="px").to_pixels(640, 480) == (10, 20, 110, 70)
+    with pytest.raises(ConfigError, match="no usable area"):
+        Roi(x=700, y=0, width=100, height=50, unit="px").to_pixels(640, 480)
+
+
+def test_check_config_prints_effective_config_with_secrets_masked(config_file: Path) -> None:
+    result = run_cli("--config", str(config_file), "check-config", env={"SORTLINE_MQTT__KEEPALIVE_S": "45"})
+    assert result.returncode == 0, result.stderr
+    effective = json.loads(result.stdout)
+    assert effective["mqtt"]["keepalive_s"] == 45
+    assert effective["mqtt"]["password"] == "**********"
+    assert "hunter2" not in result.stdout + result.stderr
+    assert "ok: model color-test:1:" in result.stderr
+
+
+def test_check_config_rejects_invalid_value_with_nonzero_exit(config_file: Path) -> None:
+    result = run_cli("--config", str(config_file), "check-config", env={"SORTLINE_MODEL__THRESHOLD": "1.5"})
+    assert result.returncode == 2
+    assert "model.threshold: Input should be less than or equal to 1" in result.stderr
+
+
+def test_check_config_rejects_label_without_lane(config_file: Path) -> None:
+    text = config_file.read_text().replace("map = { red = 1, green = 2, blue = 3 }", "map = { red = 1 }")
+    config_file.write_text(text)
+    result = run_cli("--config", str(config_file), "check-config")
+    assert result.returncode == 2
+    assert "no lane for model label(s) ['green', 'blue']" in result.stderr
+
+
+def test_check_config_reports_broken_bundle(config_file: Path, color_bundle: Path) -> None:
+    (color_bundle / "model.tflite").write_bytes(b"truncated")
+    result = run_cli("--config", str(config_file), "check-config")
+    assert result.returncode == 2
+    assert "model.tflite: sha256" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_classify_command(tmp_path: Path, config_file: Path) -> None:
+    blue = tmp_path / "blue.png"
+    cv2.imwrite(str(blue), np.full((50, 40, 3), (255, 0, 0), np.uint8))
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 not really a jpeg")
+    result = run_cli("--config", str(config_file), "classify", str(blue), str(broken))
+    assert result.returncode == 1  # one file could not be read
+    line = json.loads(result.stdout.strip())
+    assert line["label"] == "blue" and line["confidence"] > 0.9
+    assert "broken.jpg: error: " in result.stderr and "not a decodable image" in result.stderr
