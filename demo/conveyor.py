@@ -69,7 +69,7 @@ def write_conveyor_clip(
     frame = lead
     for product, label, image_path in zip(products, labels, item_images, strict=True):
         photo_h, photo_w = product.shape[:2]
-        crossing = math.ceil((width + photo_w - 1) / speed)  # frames with some part of the photo in view
+        crossing = (width + photo_w - 1) // speed  # frames with some part of the photo in view
         top = (height - photo_h) // 2 + int(rng.integers(-height // 30, height // 30 + 1))
         schedule.append((frame, product, top))
         truth.append(ClipItem(label, str(image_path), frame, frame + crossing - 1))
