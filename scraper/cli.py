@@ -27,7 +27,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValidationError, ValueError, FileNotFoundError) as error:
         print(f"sortline-scrape: bad settings: {error}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log.setLevel(settings.log_level)
     # A service manager stops us with SIGTERM: unwind like Ctrl-C so no file is left half-written.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:

@@ -88,7 +88,7 @@ class ScrapeSettings(BaseSettings):
     download: DownloadSettings = Field(default_factory=DownloadSettings)
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls, init_settings, *_sources):
+    def settings_customise_sources(cls, settings_cls, init_settings, **_other_sources):
         # load_settings merges TOML and command line itself; environment variables are not read.
         return (init_settings,)
 

@@ -79,9 +79,9 @@ class _Run:
         stopped = None
         try:
             for query in queries:
+                if self._reached(label, target):
+                    break
                 for tile in self.pages.tiles(query, self.settings.base_url, self.settings.max_pages):
-                    if self.folder.saved(label) + len(self.listed) >= target:
-                        break
                     if tile.image_url is None or self.folder.seen(tile.image_url) or tile.image_url in self.listed:
                         continue
                     if self.settings.dry_run:
@@ -90,14 +90,17 @@ class _Run:
                         progress.update()
                     elif self._fetch(label, query, tile):
                         progress.update()
-                if self.folder.saved(label) + len(self.listed) >= target:
-                    break
+                    if self._reached(label, target):
+                        break  # before the next tile: the next page is not loaded
         except ClassStopped as error:
             log.error("class %r stopped: %s", label, error)
             stopped = str(error)
         finally:
             progress.close()
         return ClassResult(label, self.folder.saved(label) + len(self.listed), target, stopped)
+
+    def _reached(self, label: str, target: int) -> bool:
+        return self.folder.saved(label) + len(self.listed) >= target
 
     def _fetch(self, label: str, query: str, tile: Tile) -> bool:
         """True when a new image was saved."""

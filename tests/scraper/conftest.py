@@ -1,0 +1,123 @@
+"""Fixtures for the scraper: the fixture shop on 127.0.0.1 and the arguments that point a scrape at it."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.scraper.shop_site import ShopSite, serve
+
+# Chromium must reach nothing but this machine: every host name fails to resolve except 127.0.0.1.
+LOOPBACK_ONLY = [
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+    "--disable-extensions",
+    "--disable-default-apps",
+    "--no-pings",
+    "--disable-domain-reliability",
+]
+
+
+@pytest.fixture(scope="session")
+def browser_available() -> None:
+    for tool in ("/usr/bin/chromium", "/usr/bin/chromedriver"):
+        if not Path(tool).exists():
+            pytest.skip(f"{tool} is not installed (apt-get install chromium chromium-driver)")
+
+
+@pytest.fixture
+def shop(browser_available: None) -> Iterator[ShopSite]:
+    site = ShopSite()
+    server = serve(site)
+    yield site
+    site.release.set()
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def scrape_args(shop: ShopSite, tmp_path: Path):  # noqa: ANN201
+    """argv for a fast scrape of the fixture shop into tmp_path/out; extra arguments are appended."""
+
+    def build(classes: str, *extra: str, out: Path | None = None) -> list[str]:
+        return [
+            "--classes",
+            classes,
+            "--out",
+            str(out or tmp_path / "out"),
+            "--base-url",
+            shop.base_url,
+            "--browser.extra-args",
+            json.dumps(LOOPBACK_ONLY),
+            "--browser.render-timeout-s",
+            "3",
+            "--politeness.page-delay-s",
+            "0",
+            "--politeness.host-interval-s",
+            "0",
+            "--download.retries",
+            "1",
+            "--download.backoff-s",
+            "0",
+            "--download.max-bytes",
+            "300000",
+            "--download.max-pixels",
+            "4000000",
+            *extra,
+        ]
+
+    return build
+
+
+APPAREL = '{"jeans": ["men jeans"], "trousers": ["men trousers"], "saree": ["saree"]}'
+
+
+def read_rows(out: Path) -> list[dict[str, str]]:
+    with (out / "manifest.csv").open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def outcome(rows: list[dict[str, str]], base_url: str) -> dict[str, tuple[str, str]]:
+    """image path -> (status, reason), the shape of shop_site.EXPECTED."""
+    return {row["image_url"].removeprefix(base_url): (row["status"], row["reason"]) for row in rows}
+
+
+def image_files(out: Path) -> set[str]:
+    return {path.relative_to(out).as_posix() for path in out.rglob("*") if path.is_file()} - {"manifest.csv", ".lock"}
+
+
+@pytest.fixture
+def chromedriver_server(browser_available: None) -> Iterator[str]:
+    """chromedriver as a standalone W3C WebDriver server: what a Selenium Grid node speaks."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [shutil.which("chromedriver") or "/usr/bin/chromedriver", f"--port={port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for_port(port)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def _wait_for_port(port: int) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"chromedriver did not listen on port {port}")
