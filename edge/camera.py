@@ -179,7 +179,9 @@ class Camera:
         self._generation += 1
         self._reading_since = None
         self._reconnects += 1
-        self._set_failure(f"no frame for {self.settings.read_timeout_s:g} s (source hangs)")
+        self._set_failure(
+            f"camera source {self.settings.source!r}: no frame for {self.settings.read_timeout_s:g} s (the read hangs)"
+        )
         self._spawn_grabber()
 
     def _current(self, generation: int) -> bool:

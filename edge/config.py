@@ -93,6 +93,9 @@ class PresenceSettings(_Section):
     max_frames: int = Field(default=15, ge=1)  # decide after this many frames even if the item stays
     background_frames: int = Field(default=10, ge=1)  # empty-belt frames to learn before the first item
     background_rate: float = Field(default=0.02, ge=0, le=1)  # how fast the empty belt model follows lighting
+    # "present" but nothing has moved for this many frames: the light changed at once (or an item stopped
+    # on the belt); learn the empty belt again instead of staying "present" forever. 0: never.
+    relearn_after_frames: int = Field(default=300, ge=0)
 
     @model_validator(mode="after")
     def _hysteresis(self) -> PresenceSettings:

@@ -39,6 +39,8 @@ class PresenceDetector:
         self._background: np.ndarray | None = None  # float32, working resolution
         self._present = False
         self._streak = 0  # consecutive frames above enter_fraction while empty
+        self._still_frame: np.ndarray | None = None  # first frame of the current still period
+        self._still = 0  # consecutive frames without motion while present
 
     @property
     def present(self) -> bool:
@@ -50,6 +52,8 @@ class PresenceDetector:
         self._background = None
         self._present = False
         self._streak = 0
+        self._still_frame = None
+        self._still = 0
         self.changed_fraction = 0.0
 
     def update(self, crop_bgr: np.ndarray) -> PresenceEvent:
@@ -68,6 +72,14 @@ class PresenceDetector:
             if self.changed_fraction < self.settings.leave_fraction:
                 self._present = False
                 return PresenceEvent.LEFT
+            if self._stuck(small):
+                log.warning(
+                    "presence: %d frames 'present' without motion (light changed, or an item stopped on the "
+                    "belt); learning the empty belt again",
+                    self._still,
+                )
+                self.reset()
+                return PresenceEvent.LEFT
             return PresenceEvent.PRESENT
 
         if self.changed_fraction >= self.settings.enter_fraction:
@@ -75,6 +87,7 @@ class PresenceDetector:
             if self._streak >= self.settings.min_frames:
                 self._present = True
                 self._streak = 0
+                self._still_frame, self._still = None, 0
                 return PresenceEvent.ENTERED
             return PresenceEvent.EMPTY
         self._streak = 0
@@ -83,6 +96,21 @@ class PresenceDetector:
             still_belt = (~changed).astype(np.uint8)
             cv2.accumulateWeighted(small, self._background, self.settings.background_rate, mask=still_belt)
         return PresenceEvent.EMPTY
+
+    def _stuck(self, small: np.ndarray) -> bool:
+        """True once the scene has been still for relearn_after_frames frames while 'present'."""
+        if self.settings.relearn_after_frames == 0:
+            return False
+        # compared with the first frame of the still period, not the previous one, so that a slowly
+        # moving item accumulates enough change to count as motion
+        reference = self._still_frame
+        if reference is not None:
+            moved = np.count_nonzero(cv2.absdiff(small, reference) > self.settings.pixel_delta) / small.size
+            if moved < self.settings.leave_fraction:
+                self._still += 1
+                return self._still >= self.settings.relearn_after_frames
+        self._still_frame, self._still = small, 0
+        return False
 
     def _learn(self, small: np.ndarray) -> PresenceEvent:
         self._learning.append(small)

@@ -6,6 +6,7 @@ import importlib.util
 import itertools
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -139,6 +140,43 @@ def test_corrupted_file_reconnects_and_streams_again_once_restored(tmp_path, run
     assert frame is not None and frame_index(frame.image) == 0
     assert camera.state == "streaming"
     assert camera.reconnects > reconnects >= 1
+
+
+def test_hung_source_is_abandoned_and_reopened(tmp_path, running):
+    """A source whose read blocks (a camera that hangs, not fails): a named pipe that stops delivering."""
+    data = numbered_clip(tmp_path / "clip.avi", 30).read_bytes()
+    pipe = tmp_path / "pipe.avi"
+    os.mkfifo(pipe)
+    release = threading.Event()
+
+    def feed() -> None:
+        with open(pipe, "wb") as stream:
+            stream.write(data[: len(data) // 2])
+            stream.flush()
+            release.wait(10)  # keep the pipe open without writing: the reader blocks
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    camera = running(settings(pipe, realtime=False, read_timeout_s=0.5))
+    assert frame_index(camera.next_frame(timeout=5).image) == 0
+
+    deadline = time.monotonic() + 5
+    while camera.state != "reconnecting":
+        assert time.monotonic() < deadline, "the hung read was not noticed"
+        camera.next_frame(timeout=0.1)
+    assert "no frame for 0.5 s" in camera.last_error and str(pipe) in camera.last_error
+    assert camera.reconnects == 1
+
+    # the camera comes back: a working source appears at the path, the stuck writer goes away
+    numbered_clip(tmp_path / "fixed.avi", 30)
+    os.replace(tmp_path / "fixed.avi", pipe)
+    release.set()
+    frame = camera.next_frame(timeout=5)
+    while frame is not None and frame_index(frame.image) != 0:  # frames read before the hang was noticed
+        frame = camera.next_frame(timeout=5)
+    assert frame is not None and camera.state in ("streaming", "ended")
+    assert frame_index(camera.next_frame(timeout=5).image) == 1
+    assert camera.reconnects >= 1
 
 
 @pytest.mark.parametrize(

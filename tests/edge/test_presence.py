@@ -148,3 +148,31 @@ def test_roi_size_change_relearns_and_bad_input_is_refused():
     assert detector.update(belt(70, size=(200, 320))) is E.LEARNING  # another aspect ratio
     with pytest.raises(ValueError, match="HxWx3"):
         detector.update(np.zeros((240, 320), np.uint8))
+
+
+def test_sudden_light_change_is_relearned_after_a_still_period():
+    settings = PresenceSettings(relearn_after_frames=20, background_frames=5)
+    detector = learned(settings)
+    brighter = [belt(140, seed=100 + i) for i in range(30)]  # lights switched on: everything differs at once
+
+    events = [detector.update(frame) for frame in brighter]
+
+    assert events[:2] == [E.EMPTY, E.ENTERED]
+    left = events.index(E.LEFT)
+    assert set(events[2:left]) == {E.PRESENT} and left == 2 + settings.relearn_after_frames
+    assert events[left + 1 : left + 6] == [E.LEARNING] * 5
+    assert events[left + 6 :] == [E.EMPTY] * (len(events) - left - 6)
+
+
+def test_a_moving_item_is_never_relearned():
+    settings = PresenceSettings(relearn_after_frames=5)
+    detector = learned(settings)
+    empty = belt(70, seed=1)
+    # an item sliding slowly across the ROI for far longer than relearn_after_frames
+    frames = []
+    for step in range(60):
+        frame = empty.copy()
+        cv2.rectangle(frame, (step * 3, 60), (step * 3 + 120, 180), (235, 235, 230), -1)
+        frames.append(frame)
+    events = [detector.update(frame) for frame in frames]
+    assert events.count(E.ENTERED) == 1 and E.LEFT not in events
