@@ -33,7 +33,8 @@ def browser_available() -> None:
 
 
 @pytest.fixture
-def shop(browser_available: None) -> Iterator[ShopSite]:
+def shop_server() -> Iterator[ShopSite]:
+    """The fixture shop, for tests that talk HTTP to it without a browser."""
     site = ShopSite()
     server = serve(site)
     yield site
@@ -43,7 +44,12 @@ def shop(browser_available: None) -> Iterator[ShopSite]:
 
 
 @pytest.fixture
-def scrape_args(shop: ShopSite, tmp_path: Path):  # noqa: ANN201
+def shop(shop_server: ShopSite, browser_available: None) -> ShopSite:
+    return shop_server
+
+
+@pytest.fixture
+def scrape_args(shop: ShopSite, tmp_path: Path):
     """argv for a fast scrape of the fixture shop into tmp_path/out; extra arguments are appended."""
 
     def build(classes: str, *extra: str, out: Path | None = None) -> list[str]:

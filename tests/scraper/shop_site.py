@@ -89,7 +89,7 @@ CATALOGUE: dict[str, list[list[Product] | str]] = {
 }
 
 
-def _picture(seed: int, size: tuple[int, int] = (240, 300)) -> Image.Image:
+def picture(seed: int, size: tuple[int, int] = (240, 300)) -> Image.Image:
     """A garment-ish picture of random shapes; different seeds are far apart in perceptual hash."""
     rng = random.Random(seed)
     image = Image.new("RGB", size, tuple(rng.randrange(150, 256) for _ in range(3)))
@@ -111,28 +111,28 @@ def _encode(image: Image.Image, fmt: str = "JPEG", **options: object) -> bytes:
 def _images() -> dict[str, tuple[str, bytes]]:
     """image path -> (content type, body)."""
     jpeg = "image/jpeg"
-    j1, j5 = _encode(_picture(1)), _encode(_picture(5))
+    j1, j5 = _encode(picture(1)), _encode(picture(5))
     images = {
         "/img/j1.jpg": (jpeg, j1),
-        "/img/j1-small.jpg": (jpeg, _encode(_picture(1).resize((120, 150)))),
-        "/img/j2.jpg": (jpeg, _encode(_picture(2))),
-        "/img/j3-broken.jpg": (jpeg, _encode(_picture(3))[:600]),
+        "/img/j1-small.jpg": (jpeg, _encode(picture(1).resize((120, 150)))),
+        "/img/j2.jpg": (jpeg, _encode(picture(2))),
+        "/img/j3-broken.jpg": (jpeg, _encode(picture(3))[:600]),
         "/img/j4-not-image.jpg": ("text/html; charset=utf-8", b"<html><body>Sorry, not found</body></html>"),
         "/img/j5.jpg": (jpeg, j5),
         "/img/j6-same-as-j1.jpg": (jpeg, j1),
-        "/img/j7-near-j5.jpg": (jpeg, _encode(_picture(5).resize((200, 250)), quality=70)),
+        "/img/j7-near-j5.jpg": (jpeg, _encode(picture(5).resize((200, 250)), quality=70)),
         "/img/j8-bomb.png": ("image/png", _encode(Image.new("RGB", (3000, 3000), (20, 40, 90)), "PNG")),
         "/img/j9-huge.jpg": (jpeg, random.Random(9).randbytes(400_000)),
-        HOSTILE_IMAGE.split("?")[0]: (jpeg, _encode(_picture(10))),
-        "/img/j11-tiny.jpg": (jpeg, _encode(_picture(11, (60, 80)))),
-        "/private/j12.jpg": (jpeg, _encode(_picture(12))),
-        "/img/t1-640.jpg": (jpeg, _encode(_picture(21, (320, 400)))),
-        "/img/t1-320.jpg": (jpeg, _encode(_picture(21, (160, 200)))),
-        "/img/t2.jpg": (jpeg, _encode(_picture(22))),
+        HOSTILE_IMAGE.split("?")[0]: (jpeg, _encode(picture(10))),
+        "/img/j11-tiny.jpg": (jpeg, _encode(picture(11, (60, 80)))),
+        "/private/j12.jpg": (jpeg, _encode(picture(12))),
+        "/img/t1-640.jpg": (jpeg, _encode(picture(21, (320, 400)))),
+        "/img/t1-320.jpg": (jpeg, _encode(picture(21, (160, 200)))),
+        "/img/t2.jpg": (jpeg, _encode(picture(22))),
         "/img/t3-same-as-j5.jpg": (jpeg, j5),
-        "/img/s1.jpg": (jpeg, _encode(_picture(31, (200, 330)))),
-        "/img/s2.jpg": ("image/png", _encode(_picture(32, (200, 330)).convert("RGBA"), "PNG")),
-        "/img/flaky.jpg": (jpeg, _encode(_picture(40))),
+        "/img/s1.jpg": (jpeg, _encode(picture(31, (200, 330)))),
+        "/img/s2.jpg": ("image/png", _encode(picture(32, (200, 330)).convert("RGBA"), "PNG")),
+        "/img/flaky.jpg": (jpeg, _encode(picture(40))),
     }
     return images
 
@@ -147,10 +147,11 @@ def _tile(product: Product) -> str:
         img = f'<img class="s-image" src="{small}" srcset="{product.srcset}" width="240" height="300" alt="">'
     else:
         img = f'<img class="s-image" src="{html.escape(product.image, quote=True)}" width="240" height="300" alt="">'
+    slug = quote(product.asin, safe="")
     return f"""
 <div data-asin="{asin}" data-index="1" data-component-type="s-search-result" class="s-result-item s-asin">
   <div class="s-product-image-container">
-    <a class="a-link-normal s-no-outline" href="/Product-{quote(product.asin, safe="")}/dp/{quote(product.asin, safe="")}/ref=sr_1">{img}</a>
+    <a class="a-link-normal s-no-outline" href="/Product-{slug}/dp/{slug}/ref=sr_1">{img}</a>
   </div>
   <h2 class="a-size-mini a-spacing-none"><a class="a-link-normal" href="/dp/x"><span>{title}</span></a></h2>
   <span class="a-price"><span class="a-offscreen">₹999</span></span>
@@ -160,7 +161,10 @@ def _tile(product: Product) -> str:
 # The real loader keeps the URL in script, not in an attribute: only scrolling the tile into view reveals it.
 _LAZY_LOADER = """<script>
 const lazyUrls = new Map();
-document.querySelectorAll('img[data-lazy]').forEach(img => { lazyUrls.set(img, img.dataset.lazy); img.removeAttribute('data-lazy'); });
+document.querySelectorAll('img[data-lazy]').forEach(img => {
+  lazyUrls.set(img, img.dataset.lazy);
+  img.removeAttribute('data-lazy');
+});
 const seen = new IntersectionObserver(entries => entries.forEach(entry => {
   if (entry.isIntersecting) { entry.target.srcset = lazyUrls.get(entry.target) + ' 1x'; seen.unobserve(entry.target); }
 }));
@@ -173,10 +177,11 @@ def _results_page(query: str, page: int, products: list[Product], last: bool) ->
     if any(product.lazy for product in products):
         tiles = '<div style="height: 2500px">sponsored banner</div>' + tiles
     q = quote(query).replace("%20", "+")
+    next_href = f"/s?k={q}&amp;page={page + 1}&amp;ref=sr_pg_{page}"
     pagination = (
         '<span class="s-pagination-item s-pagination-next s-pagination-disabled">Next</span>'
         if last
-        else f'<a class="s-pagination-item s-pagination-next" href="/s?k={q}&amp;page={page + 1}&amp;ref=sr_pg_{page}">Next</a>'
+        else f'<a class="s-pagination-item s-pagination-next" href="{next_href}">Next</a>'
     )
     return f"""<!doctype html><html><head><title>Amazon.in : {html.escape(query)}</title></head><body>
 <div class="s-main-slot s-result-list s-search-results">
