@@ -1,0 +1,132 @@
+"""Messages the daemon accepts over MQTT: commands (pause, resume, reload, set_threshold) and
+external triggers. Parsing is strict, so a malformed message is refused with a reason that names
+the bad field and never reaches the daemon.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+
+class CommandError(Exception):
+    """A command that cannot be carried out; the message goes back to the sender in the reply."""
+
+
+class _Command(BaseModel):
+    # strict: "0.5" is not a number and 1 is not a string; extra fields are typos, not options.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    request_id: str | None = Field(default=None, max_length=128)  # echoed in the reply
+
+
+class Pause(_Command):
+    """Stop publishing decisions; frames are still read so the camera stays warm."""
+
+    command: Literal["pause"]
+
+
+class Resume(_Command):
+    command: Literal["resume"]
+
+
+class Reload(_Command):
+    """Swap to the model bundle in ``bundle``; ``sha256`` pins the model file expected there."""
+
+    command: Literal["reload"]
+    bundle: Annotated[Path, Field(strict=False)]  # a JSON string; strict mode would demand a Path object
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+
+    @field_validator("bundle", mode="before")
+    @classmethod
+    def _non_empty_string(cls, value: Any) -> Any:
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError("must be a non-empty path string")
+        return value
+
+
+class SetThreshold(_Command):
+    command: Literal["set_threshold"]
+    value: float = Field(ge=0.0, le=1.0)
+
+
+Command = Annotated[Pause | Resume | Reload | SetThreshold, Field(discriminator="command")]
+COMMAND_NAMES = ("pause", "resume", "reload", "set_threshold")
+_COMMAND_ADAPTER: TypeAdapter[Command] = TypeAdapter(Command)
+
+
+class Trigger(BaseModel):
+    """A photo-eye or PLC saying an item is in front of the camera; the decision echoes ``item_id``."""
+
+    # Gateways (Node-RED, PLC bridges) often add their own fields such as a timestamp: ignore them.
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
+
+    item_id: str = Field(min_length=1, max_length=128)
+
+    @field_validator("item_id")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        if not value.isprintable():
+            raise ValueError("must contain printable characters only")
+        return value
+
+
+def parse_command(payload: bytes) -> Command:
+    """The command in ``payload`` or CommandError saying precisely what is wrong with it."""
+    document = _json_object(payload, "command")
+    name = document.get("command")
+    if name is None:
+        raise CommandError(f"missing field 'command' (one of {', '.join(COMMAND_NAMES)})")
+    if name not in COMMAND_NAMES:
+        raise CommandError(f"unknown command {name!r} (expected one of {', '.join(COMMAND_NAMES)})")
+    try:
+        return _COMMAND_ADAPTER.validate_python(document)
+    except ValidationError as exc:
+        raise CommandError(f"invalid {name} command: {_describe(exc, skip_tag=True)}") from None
+
+
+def parse_trigger(payload: bytes) -> Trigger:
+    """The trigger in ``payload`` or CommandError saying what is wrong with it."""
+    document = _json_object(payload, "trigger")
+    try:
+        return Trigger.model_validate(document)
+    except ValidationError as exc:
+        raise CommandError(f"invalid trigger: {_describe(exc)}") from None
+
+
+def request_id_of(payload: bytes) -> str | None:
+    """Best-effort request id of a payload that failed validation, so even an error reply can be matched."""
+    try:
+        document = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    value = document.get("request_id") if isinstance(document, dict) else None
+    return value if isinstance(value, str) and len(value) <= 128 else None
+
+
+def _json_object(payload: bytes, what: str) -> dict[str, Any]:
+    try:
+        document = json.loads(payload)
+    except UnicodeDecodeError:
+        raise CommandError(f"{what} is not UTF-8 text") from None
+    except ValueError as exc:
+        raise CommandError(f"{what} is not valid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise CommandError(f"a {what} must be a JSON object, got {type(document).__name__}")
+    return document
+
+
+def _describe(exc: ValidationError, skip_tag: bool = False) -> str:
+    """'value: Input should be less than or equal to 1 (got 1.5); extra: ...' from pydantic's errors."""
+    parts = []
+    for err in exc.errors(include_url=False):
+        loc = [str(part) for part in err["loc"]]
+        if skip_tag and loc:
+            loc = loc[1:]  # drop the union tag pydantic puts first
+        field = ".".join(loc) or "<root>"
+        got = "" if err["type"] == "missing" else f" (got {err['input']!r})"
+        parts.append(f"{field}: {err['msg']}{got}")
+    return "; ".join(parts)
