@@ -11,6 +11,7 @@ crosses and leaves completely before the next one enters.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import sys
@@ -42,13 +43,15 @@ def write_conveyor_clip(
     gap_frames: int | None = None,
     lead_frames: int | None = None,
     crossing_s: float = 1.6,
+    frames: int | None = None,
     seed: int = 0,
 ) -> list[ClipItem]:
     """Write the clip and return the ground truth per item, in order.
 
     gap_frames: empty-belt frames between two items (default one second); lead_frames: empty frames
     before the first item, and after the last (default two seconds, room to learn the empty belt);
-    crossing_s: time the belt needs to carry a point across the frame.
+    crossing_s: time the belt needs to carry a point across the frame; frames: exact clip length, the
+    images are repeated in turn as often as fit (benchmarks need a clip of a given length).
     """
     path = Path(path)
     if path.suffix.lower() not in _FOURCC:
@@ -57,6 +60,8 @@ def write_conveyor_clip(
         labels = [Path(p).parent.name for p in item_images]
     if len(labels) != len(item_images):
         raise ValueError(f"{len(item_images)} images but {len(labels)} labels")
+    if frames is not None and not item_images:
+        raise ValueError("frames= repeats the item images, but none were given")
     width, height = size
     gap = fps if gap_frames is None else gap_frames
     lead = 2 * fps if lead_frames is None else lead_frames
@@ -67,14 +72,20 @@ def write_conveyor_clip(
     schedule: list[tuple[int, np.ndarray, int]] = []  # (first visible frame, photo, top y)
     truth: list[ClipItem] = []
     frame = lead
-    for product, label, image_path in zip(products, labels, item_images, strict=True):
+    for index in itertools.count():
+        if index == len(products) and frames is None:
+            break
+        product, label, image_path = (seq[index % len(products)] for seq in (products, labels, item_images))
         photo_h, photo_w = product.shape[:2]
         crossing = (width + photo_w - 1) // speed  # frames with some part of the photo in view
+        if frames is not None and frame + crossing + lead > frames:
+            break
         top = (height - photo_h) // 2 + int(rng.integers(-height // 30, height // 30 + 1))
         schedule.append((frame, product, top))
         truth.append(ClipItem(label, str(image_path), frame, frame + crossing - 1))
         frame += crossing + gap
-    total = frame - gap + lead if products else lead
+    total = frames if frames is not None else (frame - gap + lead if schedule else lead)
+    path.parent.mkdir(parents=True, exist_ok=True)
 
     belt = _Belt(width, height, rng)
     noise = [rng.normal(0, 2.5, (height, width, 3)).astype(np.float32) for _ in range(6)]

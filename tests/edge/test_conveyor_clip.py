@@ -66,6 +66,16 @@ def test_item_size_and_empty_belt_look(tmp_path):
     assert max(means) - min(means) > 0.5
 
 
+def test_fixed_length_clip_repeats_the_images(tmp_path):
+    photos = product_photos(tmp_path, 2)
+    clip = tmp_path / "sub" / "bench.avi"  # the folder is created
+    items = write_conveyor_clip(clip, photos, size=(160, 120), frames=150, gap_frames=3, lead_frames=10)
+
+    assert len(read_all(clip)) == 150
+    assert [item.label for item in items] == ["jeans", "trousers"] * (len(items) // 2) + ["jeans"] * (len(items) % 2)
+    assert len(items) > 2 and items[-1].last_frame + 10 < 150
+
+
 def test_bad_input_is_refused_with_a_clear_error(tmp_path):
     photos = product_photos(tmp_path, 2)
     with pytest.raises(ValueError, match="2 images but 1 labels"):
