@@ -43,6 +43,8 @@ class Reload(_Command):
     @field_validator("bundle", mode="before")
     @classmethod
     def _non_empty_string(cls, value: Any) -> Any:
+        if isinstance(value, Path):
+            return value
         if not isinstance(value, str) or not value.strip():
             raise ValueError("must be a non-empty path string")
         return value
@@ -100,8 +102,8 @@ def parse_trigger(payload: bytes) -> Trigger:
 def request_id_of(payload: bytes) -> str | None:
     """Best-effort request id of a payload that failed validation, so even an error reply can be matched."""
     try:
-        document = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
+        document = json.loads(payload.decode("utf-8"))
+    except ValueError:  # UnicodeDecodeError included
         return None
     value = document.get("request_id") if isinstance(document, dict) else None
     return value if isinstance(value, str) and len(value) <= 128 else None
@@ -109,7 +111,7 @@ def request_id_of(payload: bytes) -> str | None:
 
 def _json_object(payload: bytes, what: str) -> dict[str, Any]:
     try:
-        document = json.loads(payload)
+        document = json.loads(payload.decode("utf-8"))  # decode first: json.loads would guess UTF-16/32
     except UnicodeDecodeError:
         raise CommandError(f"{what} is not UTF-8 text") from None
     except ValueError as exc:
