@@ -12,6 +12,19 @@ straight out ahead of the older ones it resends after CONNACK, and it cannot swi
 without a new client. So decisions are handed to paho by a single sender thread, at most ``_WINDOW``
 unacknowledged at a time, and only between the SUBACK that follows a CONNACK (paho has re-queued
 its resends by then) and the next disconnect.
+
+Topics, under ``<topic_prefix>/<device_id>``:
+  status          retained JSON ``{"state": "online"|"offline", ..., "device", "ts"}``; the last will
+                  (retained ``offline``) covers a crash or a pulled cable
+  decision        QoS 1, never retained; MQTT 5 Message Expiry = what is left of the decision's ttl
+                  when it is sent (at least 1 s). Over 3.1.1 only the payload's deadline tells.
+  stats           QoS 0, not retained, skipped while disconnected
+  command         in: JSON commands (edge.commands); replies on command/reply, or on the MQTT 5
+                  response topic with its correlation data when the command carries one
+  trigger         in: ``{"item_id": "..."}``; refused triggers are explained on trigger/error
+The link keeps no broker session (clean start): commands sent while the daemon was away are stale.
+Subscribers that must not miss decisions while *they* are away need a persistent session on a
+broker with persistence enabled.
 """
 
 from __future__ import annotations
@@ -42,7 +55,7 @@ from edge.config import MqttSettings
 log = logging.getLogger(__name__)
 paho_log = logging.getLogger(f"{__name__}.paho")
 
-_WINDOW = 16  # decisions handed to paho and not yet acknowledged
+_WINDOW = 16  # decisions handed to paho and not yet acknowledged (less if the broker's Receive Maximum says so)
 _PAHO_INFLIGHT = 64  # above _WINDOW so status and replies never make paho hold decisions back itself
 _UNSUPPORTED_PROTOCOL = 0x84  # CONNACK reason; paho also maps a 3.1.1 broker's "refused: protocol version" to it
 
@@ -103,6 +116,7 @@ class MqttLink:
         self._acks: list[tuple[mqtt.Client, int, ReasonCode]] = []  # settled by the sender thread only
         self._next_order = 0
         self._ready = False  # connected and subscribed: decisions may be handed over
+        self._window = _WINDOW
         self._connected = threading.Event()
         self._subscribe_mid: int | None = None
         self._status: dict[str, Any] = {"state": "online"}
@@ -302,7 +316,9 @@ class MqttLink:
         client.connect_async(settings.host, settings.port, settings.keepalive_s, clean_start=clean_start)
         client.loop_start()
 
-    def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any) -> None:
+    def _on_connect(
+        self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, properties: Properties
+    ) -> None:
         if client is not self._client:
             return
         if reason.is_failure:
@@ -315,6 +331,10 @@ class MqttLink:
             return
         self._connects += 1
         self._last_error = None
+        # MQTT 5 brokers say how many unacknowledged QoS 1 messages they accept; leave room for status and replies.
+        receive_maximum = getattr(properties, "ReceiveMaximum", 65535)
+        with self._lock:
+            self._window = min(_WINDOW, max(1, receive_maximum - 4))
         result, self._subscribe_mid = client.subscribe([(self.topics.command, 1), (self.topics.trigger, 1)])
         self._publish_status(client)
         self._connected.set()
@@ -376,7 +396,11 @@ class MqttLink:
         if client is not self._client:
             return
         # paho calls this from inside its `except OSError` block, so the cause is at hand.
-        self._note_failure(_describe_connect_error(sys.exc_info()[1]))
+        exc = sys.exc_info()[1]
+        # a broker that is down or restarting is expected on a plant network; a TLS problem is not
+        self._note_failure(
+            _describe_connect_error(exc), logging.ERROR if isinstance(exc, ssl.SSLError) else logging.WARNING
+        )
 
     def _on_paho_log(self, _client: mqtt.Client, _userdata: Any, level: int, message: str) -> None:
         """paho's own messages at DEBUG, except bugs in our callbacks; socket errors feed our reports."""
@@ -387,9 +411,9 @@ class MqttLink:
             self._socket_error = message
         paho_log.debug("%s", message)
 
-    def _note_failure(self, message: str) -> None:
+    def _note_failure(self, message: str, level: int = logging.ERROR) -> None:
         """Log a failure once, then quietly while it repeats (reconnecting every few seconds)."""
-        level = logging.DEBUG if message == self._last_error else logging.ERROR
+        level = logging.DEBUG if message == self._last_error else level
         self._last_error = message
         log.log(level, "cannot connect to MQTT broker %s: %s (retrying with backoff)", self._where(), message)
 
@@ -434,7 +458,7 @@ class MqttLink:
                     self._in_flight[info.mid] = item  # an early PUBACK waits in _acks until this is done
 
     def _can_send(self) -> bool:
-        return self._ready and bool(self._backlog) and len(self._in_flight) < _WINDOW
+        return self._ready and bool(self._backlog) and len(self._in_flight) < self._window
 
     def _on_publish(self, client: mqtt.Client, _userdata: Any, mid: int, reason: ReasonCode, _props: Any) -> None:
         with self._lock:
