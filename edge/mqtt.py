@@ -213,7 +213,8 @@ class MqttLink:
             self._lock.notify_all()
         self._commands.put(None)
         for thread in self._threads:
-            thread.join(timeout=5)
+            if thread is not threading.current_thread():  # close() from a command handler
+                thread.join(timeout=5)
         if left:
             log.warning("%d decision(s) not delivered at shutdown", left)
         log.info("MQTT link closed")
@@ -241,7 +242,7 @@ class MqttLink:
 
     @property
     def protocol(self) -> str:
-        """ "5" or "3.1.1": the version in use (or being tried)."""
+        """The MQTT version in use, or being tried: "5" or "3.1.1"."""
         return self._protocol
 
     @property

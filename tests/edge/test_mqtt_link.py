@@ -264,7 +264,7 @@ def test_a_wrong_password_is_refused_clearly_without_logging_it(mosquitto_tls, m
     assert "not-the-password-xyz" not in caplog.text and mosquitto_tls.password not in caplog.text
 
 
-def test_client_certificate_with_an_encrypted_key(make_mosquitto, tls_files, subscriber, make_link, caplog):
+def test_client_certificate_with_an_encrypted_key(make_mosquitto, tls_files, make_link, caplog, wait_until):
     caplog.set_level(logging.DEBUG)
     broker = make_mosquitto(tls=tls_files, extra_config="require_certificate true")
     client_tls = TlsSettings(
@@ -280,6 +280,7 @@ def test_client_certificate_with_an_encrypted_key(make_mosquitto, tls_files, sub
 
     without_cert = make_link(broker.settings(), device_id="line-2")  # CA only: the broker wants a certificate
     assert not without_cert.wait_connected(1)
+    assert "CERTIFICATE_REQUIRED" in wait_until(lambda: without_cert.last_error, what="the TLS alert")
 
     wrong_password = TlsSettings(**{**client_tls.model_dump(), "key_password": "wrong"})
     with pytest.raises(MqttLinkError, match="TLS setup failed"):
