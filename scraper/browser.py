@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.remote.webdriver import WebDriver
 
@@ -42,12 +43,16 @@ def start_browser(settings: BrowserSettings, user_agent: str) -> WebDriver:
         for what, path in (("browser.binary", settings.binary), ("browser.driver", settings.driver)):
             if not path.is_file():
                 raise ScrapeError(f"{what} {path} does not exist: install chromium and chromium-driver, or set {what}")
-    if settings.remote_url:
-        driver = webdriver.Remote(command_executor=settings.remote_url, options=options)
-    else:
-        # With the driver path given, Selenium Manager is not needed; SE_OFFLINE keeps it off the network anyway.
-        os.environ.setdefault("SE_OFFLINE", "true")
-        options.binary_location = str(settings.binary)
-        driver = webdriver.Chrome(service=Service(executable_path=str(settings.driver)), options=options)
+    try:
+        if settings.remote_url:
+            driver = webdriver.Remote(command_executor=settings.remote_url, options=options)
+        else:
+            # With the driver path given, Selenium Manager is not needed; SE_OFFLINE keeps it off the network anyway.
+            os.environ.setdefault("SE_OFFLINE", "true")
+            options.binary_location = str(settings.binary)
+            driver = webdriver.Chrome(service=Service(executable_path=str(settings.driver)), options=options)
+    except WebDriverException as error:
+        where = settings.remote_url or f"{settings.driver} with {settings.binary}"
+        raise ScrapeError(f"could not start the browser ({where}): {error.msg}") from None
     driver.set_page_load_timeout(settings.page_load_timeout_s)
     return driver

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -40,23 +41,19 @@ class ClassResult:
 def scrape(settings: ScrapeSettings, emit: Callable[[str], None] = print) -> list[ClassResult]:
     """Runs every class; ``emit`` receives the dry-run listing."""
     profile = load_profile(settings.site)
-    folder = OutputFolder(settings.out, settings.download.near_duplicate_distance, read_only=settings.dry_run)
-    session = make_session(settings.download, settings.politeness.user_agent)
     throttle = Throttle()
-    robots = (
-        RobotsRules(session, ROBOTS_AGENT, throttle, settings.politeness.host_interval_s, settings.download.timeout_s)
-        if settings.politeness.obey_robots
-        else None
-    )
-    driver = start_browser(settings.browser, settings.politeness.user_agent)
-    try:
+    with (
+        closing(OutputFolder(settings.out, settings.download.near_duplicate_distance, settings.dry_run)) as folder,
+        make_session(settings.download, settings.politeness.user_agent) as session,
+        start_browser(settings.browser, settings.politeness.user_agent) as driver,  # quits on exit
+    ):
+        robots = None
+        if settings.politeness.obey_robots:
+            interval, timeout = settings.politeness.host_interval_s, settings.download.timeout_s
+            robots = RobotsRules(session, ROBOTS_AGENT, throttle, interval, timeout)
         pages = SearchPages(driver, profile, settings.browser, settings.politeness, throttle, robots)
         run = _Run(settings, profile, folder, pages, session, throttle, robots, emit)
         return [run.scrape_class(label, queries) for label, queries in settings.classes.items()]
-    finally:
-        driver.quit()
-        session.close()
-        folder.close()
 
 
 @dataclass
@@ -76,6 +73,7 @@ class _Run:
         target = self.settings.per_class
         progress = tqdm(total=target, initial=min(self.folder.saved(label), target), desc=label, unit="img")
         self.listed.clear()
+        self.failures_in_a_row = 0
         stopped = None
         try:
             for query in queries:
@@ -85,6 +83,8 @@ class _Run:
                     if tile.image_url is None or self.folder.seen(tile.image_url) or tile.image_url in self.listed:
                         continue
                     if self.settings.dry_run:
+                        if self.robots and not self.robots.allowed(tile.image_url):
+                            continue
                         self.emit(f"{label}\t{query}\t{tile.product_id}\t{tile.image_url}\t{tile.title}")
                         self.listed.add(tile.image_url)
                         progress.update()

@@ -102,7 +102,7 @@ def picture(seed: int, size: tuple[int, int] = (240, 300)) -> Image.Image:
     return image
 
 
-def _encode(image: Image.Image, fmt: str = "JPEG", **options: object) -> bytes:
+def encode(image: Image.Image, fmt: str = "JPEG", **options: object) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **options)
     return buffer.getvalue()
@@ -111,28 +111,28 @@ def _encode(image: Image.Image, fmt: str = "JPEG", **options: object) -> bytes:
 def _images() -> dict[str, tuple[str, bytes]]:
     """image path -> (content type, body)."""
     jpeg = "image/jpeg"
-    j1, j5 = _encode(picture(1)), _encode(picture(5))
+    j1, j5 = encode(picture(1)), encode(picture(5))
     images = {
         "/img/j1.jpg": (jpeg, j1),
-        "/img/j1-small.jpg": (jpeg, _encode(picture(1).resize((120, 150)))),
-        "/img/j2.jpg": (jpeg, _encode(picture(2))),
-        "/img/j3-broken.jpg": (jpeg, _encode(picture(3))[:600]),
+        "/img/j1-small.jpg": (jpeg, encode(picture(1).resize((120, 150)))),
+        "/img/j2.jpg": (jpeg, encode(picture(2))),
+        "/img/j3-broken.jpg": (jpeg, encode(picture(3))[:600]),
         "/img/j4-not-image.jpg": ("text/html; charset=utf-8", b"<html><body>Sorry, not found</body></html>"),
         "/img/j5.jpg": (jpeg, j5),
         "/img/j6-same-as-j1.jpg": (jpeg, j1),
-        "/img/j7-near-j5.jpg": (jpeg, _encode(picture(5).resize((200, 250)), quality=70)),
-        "/img/j8-bomb.png": ("image/png", _encode(Image.new("RGB", (3000, 3000), (20, 40, 90)), "PNG")),
+        "/img/j7-near-j5.jpg": (jpeg, encode(picture(5).resize((200, 250)), quality=70)),
+        "/img/j8-bomb.png": ("image/png", encode(Image.new("RGB", (3000, 3000), (20, 40, 90)), "PNG")),
         "/img/j9-huge.jpg": (jpeg, random.Random(9).randbytes(400_000)),
-        HOSTILE_IMAGE.split("?")[0]: (jpeg, _encode(picture(10))),
-        "/img/j11-tiny.jpg": (jpeg, _encode(picture(11, (60, 80)))),
-        "/private/j12.jpg": (jpeg, _encode(picture(12))),
-        "/img/t1-640.jpg": (jpeg, _encode(picture(21, (320, 400)))),
-        "/img/t1-320.jpg": (jpeg, _encode(picture(21, (160, 200)))),
-        "/img/t2.jpg": (jpeg, _encode(picture(22))),
+        HOSTILE_IMAGE.split("?")[0]: (jpeg, encode(picture(10))),
+        "/img/j11-tiny.jpg": (jpeg, encode(picture(11, (60, 80)))),
+        "/private/j12.jpg": (jpeg, encode(picture(12))),
+        "/img/t1-640.jpg": (jpeg, encode(picture(21, (320, 400)))),
+        "/img/t1-320.jpg": (jpeg, encode(picture(21, (160, 200)))),
+        "/img/t2.jpg": (jpeg, encode(picture(22))),
         "/img/t3-same-as-j5.jpg": (jpeg, j5),
-        "/img/s1.jpg": (jpeg, _encode(picture(31, (200, 330)))),
-        "/img/s2.jpg": ("image/png", _encode(picture(32, (200, 330)).convert("RGBA"), "PNG")),
-        "/img/flaky.jpg": (jpeg, _encode(picture(40))),
+        "/img/s1.jpg": (jpeg, encode(picture(31, (200, 330)))),
+        "/img/s2.jpg": ("image/png", encode(picture(32, (200, 330)).convert("RGBA"), "PNG")),
+        "/img/flaky.jpg": (jpeg, encode(picture(40))),
     }
     return images
 
@@ -217,6 +217,7 @@ class ShopSite:
     release: threading.Event = field(default_factory=threading.Event)
     flaky_failures: int = 0  # /img/flaky.jpg answers 503 this many times first
     images: dict[str, tuple[str, bytes]] = field(default_factory=_images)
+    catalogue: dict[str, list[list[Product] | str]] = field(default_factory=lambda: CATALOGUE)
 
     def paths(self, prefix: str = "") -> list[str]:
         return [path for path, _ in self.requests if path.startswith(prefix)]
@@ -227,7 +228,7 @@ class ShopSite:
             return 200, "text/plain", ROBOTS_TXT.encode()
         if parts.path == "/s":
             args = parse_qs(parts.query)
-            pages = CATALOGUE.get(args.get("k", [""])[0])
+            pages = self.catalogue.get(args.get("k", [""])[0])
             number = int(args.get("page", ["1"])[0])
             if pages is None or not 1 <= number <= len(pages):
                 return 404, "text/html", b"<html><body>no such page</body></html>"
