@@ -232,9 +232,9 @@ class Camera:
             while self._current(generation):
                 self._reading_since = time.monotonic()
                 ok, image = reader.read()
-                self._reading_since = None
                 if not self._current(generation):
-                    return "stopped"
+                    return "stopped"  # abandoned while blocked: _reading_since belongs to the new grabber
+                self._reading_since = None
                 if not ok or image is None:
                     if frames_this_open == 0:
                         raise SourceError(f"camera source {self.settings.source!r}: opened but delivered no frame")
@@ -252,7 +252,8 @@ class Camera:
                     if wait < -pace:  # fell behind (slow disk or CPU): don't burst to catch up
                         started = time.monotonic() - frames_this_open * pace
         finally:
-            self._reading_since = None
+            if generation == self._generation:
+                self._reading_since = None
             reader.release()
         return "stopped"
 
@@ -353,6 +354,8 @@ def _explain_unopenable(source: str, kind: str, where: str) -> None:
             f"{where}: this OpenCV build has no GStreamer support "
             "(use the distribution's python3-opencv, or give a device, file or URL)"
         )
+    if kind == "gstreamer" and "appsink" not in source:
+        raise SourceError(f"{where}: a GStreamer pipeline must end in an appsink for OpenCV to read it")
     if kind == "v4l2" and not source.isdigit():
         if not os.path.exists(source):
             raise SourceError(f"{where}: no such device (is the camera plugged in?)")

@@ -145,6 +145,8 @@ def test_corrupted_file_reconnects_and_streams_again_once_restored(tmp_path, run
 def test_hung_source_is_abandoned_and_reopened(tmp_path, running):
     """A source whose read blocks (a camera that hangs, not fails): a named pipe that stops delivering."""
     data = numbered_clip(tmp_path / "clip.avi", 30).read_bytes()
+    # written now: OpenCV holds a process-wide lock while an FFmpeg open blocks on the stuck pipe
+    fixed = numbered_clip(tmp_path / "fixed.avi", 30)
     pipe = tmp_path / "pipe.avi"
     os.mkfifo(pipe)
     release = threading.Event()
@@ -168,8 +170,7 @@ def test_hung_source_is_abandoned_and_reopened(tmp_path, running):
     assert camera.reconnects == 1
 
     # the camera comes back: a working source appears at the path, the stuck writer goes away
-    numbered_clip(tmp_path / "fixed.avi", 30)
-    os.replace(tmp_path / "fixed.avi", pipe)
+    os.replace(fixed, pipe)
     release.set()
     frame = camera.next_frame(timeout=5)
     while frame is not None and frame_index(frame.image) != 0:  # frames read before the hang was noticed
