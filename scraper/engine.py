@@ -34,7 +34,7 @@ class ClassResult:
     @property
     def outcome(self) -> str:
         if self.stopped:
-            return f"stopped: {self.stopped}"
+            return f"stopped: {self.stopped} (see the error above)"
         return "complete" if self.saved >= self.target else "ran out of search results"
 
 
@@ -94,7 +94,7 @@ class _Run:
                         break  # before the next tile: the next page is not loaded
         except ClassStopped as error:
             log.error("class %r stopped: %s", label, error)
-            stopped = str(error)
+            stopped = error.summary
         finally:
             progress.close()
         return ClassResult(label, self.folder.saved(label) + len(self.listed), target, stopped)
@@ -106,11 +106,13 @@ class _Run:
         """True when a new image was saved."""
         url = tile.image_url
         assert url
-        if self.robots and not self.robots.allowed(url):
-            self._skip(label, query, tile, "robots", "robots.txt disallows this URL")
-            return False
-        self.throttle.wait(host_of(url), self.settings.politeness.host_interval_s)
         try:
+            if self.robots and not self.robots.allowed(url):
+                if self.robots.unreadable(url):
+                    raise FetchFailed(self.robots.why_not(url))
+                self._skip(label, query, tile, "robots", self.robots.why_not(url))
+                return False
+            self.throttle.wait(host_of(url), self.settings.politeness.host_interval_s)
             image = prepare(download(self.session, url, self.settings.download), self.settings.download)
         except Rejected as rejected:
             log.info("skipped %s: %s", url, rejected)

@@ -10,8 +10,12 @@ class ScrapeError(Exception):
 class ClassStopped(ScrapeError):
     """This class cannot go on (the site refuses or has changed); other classes still run."""
 
+    summary = "page failed"  # a few words for the end-of-run table
+
 
 class CaptchaDetected(ClassStopped):
+    summary = "CAPTCHA"
+
     def __init__(self, url: str, profile: str) -> None:
         super().__init__(
             f"the site answered {url} with a CAPTCHA / bot check (profile {profile!r}); stopped without retrying. "
@@ -20,6 +24,8 @@ class CaptchaDetected(ClassStopped):
 
 
 class LayoutChanged(ClassStopped):
+    summary = "layout changed"
+
     def __init__(self, url: str, profile: str, what: str, selector: str) -> None:
         super().__init__(
             f"{what} {selector!r} of site profile {profile!r} found nothing on {url}: the page layout has "
@@ -29,13 +35,17 @@ class LayoutChanged(ClassStopped):
 
 
 class RobotsDisallowed(ClassStopped):
-    def __init__(self, url: str) -> None:
+    summary = "robots.txt"
+
+    def __init__(self, url: str, why: str) -> None:
         super().__init__(
-            f"robots.txt disallows {url} for this scraper. Scrape another site, or set "
+            f"{why}, so {url} may not be fetched. Scrape another site, or set "
             "politeness.obey_robots = false only if the site owner allows you to."
         )
 
 
 class HostUnreachable(ClassStopped):
+    summary = "image host down"
+
     def __init__(self, failures: int, last_error: str) -> None:
         super().__init__(f"{failures} image downloads in a row failed (last: {last_error}); the image host looks down")

@@ -50,24 +50,39 @@ class RobotsRules:
         self._session, self._agent = session, agent
         self._throttle, self._interval, self._timeout = throttle, host_interval_s, timeout_s
         self._rules: dict[str, Protego | None] = {}
+        self._unreadable: dict[str, str] = {}  # host -> why its robots.txt could not be read
 
     def allowed(self, url: str) -> bool:
         host = host_of(url)
-        if host not in self._rules:
-            self._rules[host] = self._fetch(host)
+        if host not in self._rules and host not in self._unreadable:
+            self._fetch(host)
+        if host in self._unreadable:
+            return False
         rules = self._rules[host]
         return rules is None or rules.can_fetch(url, self._agent)
 
-    def _fetch(self, host: str) -> Protego | None:
+    def unreadable(self, url: str) -> bool:
+        """True when a "no" came from a robots.txt that could not be read: worth trying again later."""
+        return host_of(url) in self._unreadable
+
+    def why_not(self, url: str) -> str:
+        """Why ``allowed(url)`` said no, for the error message."""
+        host = host_of(url)
+        if host in self._unreadable:
+            return f"{host}/robots.txt could not be read ({self._unreadable[host]}), which counts as disallow-all"
+        return f"{host}/robots.txt disallows it for {self._agent}"
+
+    def _fetch(self, host: str) -> None:
         self._throttle.wait(host, self._interval)
         try:
             response = self._session.get(f"{host}/robots.txt", timeout=self._timeout)
         except requests.RequestException as error:
-            log.warning("cannot read %s/robots.txt (%s): treating the whole host as disallowed", host, error)
-            return Protego.parse("User-agent: *\nDisallow: /\n")
-        if 400 <= response.status_code < 500:
-            return None
+            self._unreadable[host] = type(error).__name__
+            log.debug("cannot read %s/robots.txt: %s", host, error)
+            return
         if response.status_code >= 500:
-            log.warning("%s/robots.txt answered %d: treating the whole host as disallowed", host, response.status_code)
-            return Protego.parse("User-agent: *\nDisallow: /\n")
-        return Protego.parse(response.text)
+            self._unreadable[host] = f"HTTP {response.status_code}"
+        elif response.status_code >= 400:
+            self._rules[host] = None
+        else:
+            self._rules[host] = Protego.parse(response.text)

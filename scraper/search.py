@@ -99,7 +99,7 @@ class SearchPages:
 
     def _load(self, url: str) -> None:
         if self._robots and not self._robots.allowed(url):
-            raise RobotsDisallowed(url)
+            raise RobotsDisallowed(url, self._robots.why_not(url))
         self._throttle.wait("page-loads", self._politeness.page_delay_s)
         self._throttle.wait(host_of(url), self._politeness.host_interval_s)
         try:

@@ -85,6 +85,7 @@ CATALOGUE: dict[str, list[list[Product] | str]] = {
     ],
     "saree": [[Product("B0SAREE001", "/img/s1.jpg"), Product("B0SAREE002", "/img/s2.jpg")], "captcha"],
     "new layout": ["changed-layout"],
+    "busy": [[Product(f"B0BUSY{n:04d}", f"/img/busy-{n}.jpg") for n in range(6)]],  # the image host answers 503
     "nothing": ["no-results"],
 }
 
@@ -237,6 +238,8 @@ class ShopSite:
                 return 200, "text/html; charset=utf-8", _SPECIAL_PAGES[content].encode()
             body = _results_page(args["k"][0], number, content, last=number == len(pages))
             return 200, "text/html; charset=utf-8", body.encode()
+        if parts.path.startswith("/img/busy-"):
+            return 503, "text/plain", b"busy"
         if parts.path == "/img/flaky.jpg" and self.flaky_failures > 0:
             self.flaky_failures -= 1
             return 503, "text/plain", b"busy"

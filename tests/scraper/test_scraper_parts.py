@@ -65,3 +65,5 @@ def test_robots_txt_rules_and_what_a_missing_file_means(shop_server: ShopSite):
         shop_server.images.clear()
         unreachable = RobotsRules(session, "sortline-scraper", Throttle(), 0, 1)
         assert not unreachable.allowed("http://127.0.0.1:9/anything")  # cannot be read: disallowed
+        assert "could not be read (ConnectionError)" in unreachable.why_not("http://127.0.0.1:9/anything")
+        assert "disallows it for sortline-scraper" in rules.why_not(f"{shop_server.base_url}/private/j12.jpg")

@@ -112,6 +112,15 @@ def test_search_results_that_are_empty_end_the_class_quietly(shop: ShopSite, scr
     assert image_files(tmp_path / "out") == set()
 
 
+def test_an_image_host_that_keeps_failing_stops_the_class_and_nothing_is_recorded(
+    shop: ShopSite, scrape_args, tmp_path, caplog
+):
+    assert main(scrape_args('{"jeans": ["busy"]}')) == 1
+    assert "5 image downloads in a row failed" in caplog.text and "stopped: image host down" in caplog.text
+    assert len(shop.paths("/img/busy-")) == 10  # five images, one retry each, then no more
+    assert read_rows(tmp_path / "out") == []  # temporary failures: a rerun tries them again
+
+
 def test_robots_txt_is_obeyed_and_can_be_switched_off(shop: ShopSite, scrape_args, tmp_path, caplog):
     assert main(scrape_args('{"jeans": ["blocked"]}')) == 1
     assert "robots.txt disallows" in caplog.text and "/s?k=blocked" in caplog.text
