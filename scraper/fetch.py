@@ -44,7 +44,8 @@ class PreparedImage:
 def make_session(settings: DownloadSettings, user_agent: str) -> requests.Session:
     retry = Retry(
         total=settings.retries,
-        backoff_factor=settings.backoff_s / 2,  # urllib3 sleeps backoff_factor * 2**(n-1) before retry n
+        # urllib3 retries once at once, then sleeps backoff_factor * 2**(n-1) before retry n: backoff_s, 2x, 4x ...
+        backoff_factor=settings.backoff_s / 2,
         status_forcelist=(429, 500, 502, 503, 504),
         allowed_methods=("GET", "HEAD"),
         respect_retry_after_header=True,
