@@ -48,7 +48,9 @@ class PolitenessSettings(_Group):
 class DownloadSettings(_Group):
     timeout_s: float = Field(20.0, gt=0, description="connect and read timeout of one image request")
     retries: int = Field(3, ge=0, description="retries of a failed request (connection errors, 429, 5xx)")
-    backoff_s: float = Field(1.0, ge=0, description="first retry at once, the second after this long, each next one twice as long")
+    backoff_s: float = Field(
+        1.0, ge=0, description="first retry at once, the second after this long, each next one twice as long"
+    )
     max_bytes: int = Field(10_000_000, gt=0, description="larger responses are refused unread")
     max_pixels: int = Field(40_000_000, gt=0, description="decompression-bomb guard: larger images are refused")
     min_side: int = Field(100, gt=0, description="images whose shorter side is smaller are refused")
