@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from pydantic import ValidationError
+from selenium.common.exceptions import WebDriverException
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from scraper.config import load_settings
@@ -39,6 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except ScrapeError as error:
         log.error("%s", error)
+        return 1
+    except WebDriverException as error:  # the browser crashed or the Grid dropped the session
+        log.error("the browser failed: %s; rerun to resume", error.msg)
         return 1
     for result in results:
         log.info("%-12s %4d / %d  %s", result.label, result.saved, result.target, result.outcome)
