@@ -48,8 +48,11 @@ def interpreter_only(bundle_dir: Path, image: Path, threads: int, runs: int) -> 
         started = time.perf_counter()
         classifier.classify_pixels(pixels)
         times.append((time.perf_counter() - started) * 1000)
-    return {"p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99)),
-            "fps": 1000 / float(np.mean(times))}
+    return {
+        "p50_ms": float(np.percentile(times, 50)),
+        "p99_ms": float(np.percentile(times, 99)),
+        "fps": 1000 / float(np.mean(times)),
+    }
 
 
 def free_port() -> int:
@@ -62,8 +65,11 @@ def start_broker(workdir: Path) -> tuple[subprocess.Popen, int]:
     port = free_port()
     conf = workdir / "mosquitto.conf"
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-    broker = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(conf)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    broker = subprocess.Popen(
+        [shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(conf)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         with socket.socket() as sock:
@@ -113,8 +119,12 @@ def summarise(decisions: list[dict], warmup: int = 5) -> dict[str, float]:
     steady = sorted(decisions, key=lambda d: d["seq"])[warmup:]
     span = steady[-1]["decided_at"] - steady[0]["decided_at"]
     latency = [d["latency_ms"] for d in steady]
-    return {"fps": (len(steady) - 1) / span, "latency_p50_ms": float(np.percentile(latency, 50)),
-            "latency_p99_ms": float(np.percentile(latency, 99)), "count": len(decisions)}
+    return {
+        "fps": (len(steady) - 1) / span,
+        "latency_p50_ms": float(np.percentile(latency, 50)),
+        "latency_p99_ms": float(np.percentile(latency, 99)),
+        "count": len(decisions),
+    }
 
 
 def main() -> int:
@@ -128,8 +138,12 @@ def main() -> int:
     bundle = load_bundle(args.bundle)
     model_mb = bundle.model_path.stat().st_size / 1e6
     images = sorted((ROOT / "demo" / "images").glob("*/*.jpg"))
-    results: dict[str, object] = {"bundle": bundle.metadata.model_id, "model_mb": round(model_mb, 1),
-                                  "cpu": os.cpu_count(), "threads": {}}
+    results: dict[str, object] = {
+        "bundle": bundle.metadata.model_id,
+        "model_mb": round(model_mb, 1),
+        "cpu": os.cpu_count(),
+        "threads": {},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         broker, port = start_broker(workdir)
@@ -146,11 +160,14 @@ def main() -> int:
                 paced = run_daemon(args.bundle, paced_clip, port, threads, realtime=True, workdir=workdir)
                 throughput, latency = summarise(fast["decisions"]), summarise(paced["decisions"])
                 row = {
-                    "interpreter_p50_ms": round(interp["p50_ms"], 1), "interpreter_p99_ms": round(interp["p99_ms"], 1),
-                    "interpreter_fps": round(interp["fps"], 1), "daemon_fps": round(throughput["fps"], 1),
+                    "interpreter_p50_ms": round(interp["p50_ms"], 1),
+                    "interpreter_p99_ms": round(interp["p99_ms"], 1),
+                    "interpreter_fps": round(interp["fps"], 1),
+                    "daemon_fps": round(throughput["fps"], 1),
                     "throughput_ratio": round(throughput["fps"] / interp["fps"], 3),
                     "paced_camera_fps": paced_fps,
-                    "e2e_p50_ms": round(latency["latency_p50_ms"], 1), "e2e_p99_ms": round(latency["latency_p99_ms"], 1),
+                    "e2e_p50_ms": round(latency["latency_p50_ms"], 1),
+                    "e2e_p99_ms": round(latency["latency_p99_ms"], 1),
                     "e2e_p99_over_inference_p50": round(latency["latency_p99_ms"] / interp["p50_ms"], 3),
                     "peak_rss_mb": round(max(fast["peak_rss_mb"], paced["peak_rss_mb"]), 1),
                     "rss_minus_model_mb": round(max(fast["peak_rss_mb"], paced["peak_rss_mb"]) - model_mb, 1),

@@ -44,8 +44,11 @@ def main() -> int:
             return  # a redelivery after a reconnect
         seen.add(key)
         late = " LATE, ignored" if time.time() > payload["deadline"] else ""
-        print(f"item {payload['item_id']:>12} -> lane {payload['lane']} ({payload['label']}, "
-              f"confidence {payload['confidence']:.2f}, {payload['frames']} frame(s)){late}", flush=True)
+        print(
+            f"item {payload['item_id']:>12} -> lane {payload['lane']} ({payload['label']}, "
+            f"confidence {payload['confidence']:.2f}, {payload['frames']} frame(s)){late}",
+            flush=True,
+        )
         decided += 1
         if args.count and decided >= args.count:
             client.disconnect()

@@ -191,7 +191,10 @@ class EdgeSettings(BaseSettings):
         if credentials:
             sources.append(
                 NestedSecretsSettingsSource(
-                    file_secret_settings, secrets_dir=credentials, secrets_prefix="sortline_", secrets_nested_delimiter="__"
+                    file_secret_settings,
+                    secrets_dir=credentials,
+                    secrets_prefix="sortline_",
+                    secrets_nested_delimiter="__",
                 )
             )
         config_file = _CONFIG_FILE.get()

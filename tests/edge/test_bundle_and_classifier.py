@@ -56,7 +56,7 @@ def test_hash_mismatch_is_refused_naming_the_file(color_bundle: Path) -> None:
 
 def test_missing_model_file(color_bundle: Path) -> None:
     (color_bundle / "model.tflite").unlink()
-    with pytest.raises(BundleError, match="model file named in .* is missing"):
+    with pytest.raises(BundleError, match=r"model file named in .* is missing"):
         load_bundle(color_bundle)
 
 

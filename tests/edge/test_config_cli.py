@@ -21,8 +21,9 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("SORTLINE_")}
     full_env.pop("CREDENTIALS_DIRECTORY", None)
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "edge", *args], cwd=ROOT, env=full_env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "edge", *args], cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.fixture
@@ -30,14 +31,15 @@ def config_file(tmp_path: Path, color_bundle: Path) -> Path:
     path = tmp_path / "edge.toml"
     path.write_text(
         f'device_id = "line-7"\n[model]\nbundle = "{color_bundle}"\nthreshold = 0.5\n'
-        '[lanes]\nmap = { red = 1, green = 2, blue = 3 }\nreject = 9\n'
+        "[lanes]\nmap = { red = 1, green = 2, blue = 3 }\nreject = 9\n"
         '[mqtt]\nhost = "broker.local"\nusername = "plc"\npassword = "hunter2-in-file"\n'
     )
     return path
 
 
-def test_sources_precedence_env_over_credentials_over_file(tmp_path: Path, config_file: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sources_precedence_env_over_credentials_over_file(
+    tmp_path: Path, config_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     creds = tmp_path / "creds"
     creds.mkdir()
     (creds / "sortline_mqtt__password").write_text("from-credential")
@@ -69,7 +71,7 @@ def test_invalid_values_name_key_and_reason(tmp_path: Path) -> None:
 def test_toml_syntax_error_and_missing_file(tmp_path: Path) -> None:
     broken = tmp_path / "broken.toml"
     broken.write_text("[mqtt\nhost = 1")
-    with pytest.raises(ConfigError, match="broken.toml"):
+    with pytest.raises(ConfigError, match=r"broken\.toml"):
         load_settings(broken)
     with pytest.raises(ConfigError, match="config file not found"):
         load_settings(tmp_path / "absent.toml")

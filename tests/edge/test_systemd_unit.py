@@ -33,8 +33,9 @@ def test_unit_verifies(unit_copy: Path) -> None:
 
 @needs_systemd_analyze
 def test_security_exposure_is_ok(unit_copy: Path) -> None:
-    result = subprocess.run(["systemd-analyze", "security", "--offline=true", str(unit_copy)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", str(unit_copy)], capture_output=True, text=True
+    )
     match = re.search(r"Overall exposure level for \S+: ([0-9.]+)", result.stdout)
     assert match, result.stdout + result.stderr
     assert float(match.group(1)) <= 3.0

@@ -1,0 +1,350 @@
+"""The daemon end to end, as a real process: video file -> int8 TFLite -> decisions on a real mosquitto.
+
+The model is the int8 colour classifier from tests/model_factory.py, so the right label for each
+item is known: a red item must be decided "red" and sent to lane 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from demo.conveyor import write_conveyor_clip
+
+ROOT = Path(__file__).resolve().parents[2]
+LANES = {"red": 1, "green": 2, "blue": 3}
+
+# Runs the real CLI and reports, at exit, whether TensorFlow was ever imported into the process.
+DAEMON = (
+    "import atexit, sys\n"
+    "atexit.register(lambda: print('TENSORFLOW_IMPORTED=' + str(any(m == 'tensorflow' or m.startswith('tensorflow.')"
+    " for m in sys.modules)), file=sys.stderr))\n"
+    "from edge.cli import main\n"
+    "sys.exit(main())\n"
+)
+
+
+def garment(path: Path, rgb: tuple[int, int, int]) -> Path:
+    """A trouser-shaped item of one colour on a white studio background."""
+    image = Image.new("RGB", (240, 300), (250, 250, 250))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([40, 10, 200, 290], fill=rgb)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return path
+
+
+@pytest.fixture
+def items(tmp_path: Path) -> dict[str, Path]:
+    colours = {"red": (220, 20, 20), "green": (20, 200, 40), "blue": (30, 40, 220)}
+    return {label: garment(tmp_path / "items" / label / "item.png", rgb) for label, rgb in colours.items()}
+
+
+def write_config(tmp_path: Path, broker, bundle: Path, source: Path, **sections: dict) -> Path:
+    """A TOML config for the daemon; `sections` override/extend the defaults per table."""
+    tables: dict[str, dict] = {
+        "camera": {"source": str(source), "realtime": False},
+        "model": {"bundle": str(bundle), "threads": 1, "threshold": 0.5},
+        "trigger": {"mode": "presence"},
+        "lanes": {"map": LANES, "reject": 0},
+        "mqtt": {
+            "host": broker.host,
+            "port": broker.port,
+            "stats_interval_s": 0.5,
+            "flush_timeout_s": 5,
+            "reconnect_initial_s": 0.1,
+            "reconnect_max_s": 0.5,
+        },
+    }
+    for name, values in sections.items():
+        tables.setdefault(name, {}).update(values)
+    lines = ['device_id = "line-1"', 'log_level = "INFO"']
+    for name, values in tables.items():
+        lines.append(f"[{name}]")
+        lines += [f"{key} = {_toml(value)}" for key, value in values.items() if not isinstance(value, dict)]
+        for key, value in values.items():
+            if isinstance(value, dict):
+                lines.append(f"{key} = {{ {', '.join(f'{k} = {_toml(v)}' for k, v in value.items())} }}")
+    path = tmp_path / "edge.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _toml(value: object) -> str:
+    return json.dumps(value) if not isinstance(value, bool) else str(value).lower()
+
+
+def start_daemon(config: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("SORTLINE_", "NOTIFY_", "WATCHDOG_"))}
+    return subprocess.Popen(
+        [sys.executable, "-c", DAEMON, "--config", str(config), "run"],
+        cwd=ROOT,
+        env={**clean, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(daemon: subprocess.Popen, timeout: float = 60) -> str:
+    """Wait for the daemon to exit on its own; return its stderr."""
+    try:
+        _, stderr = daemon.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        daemon.kill()
+        _, stderr = daemon.communicate()
+        pytest.fail(f"daemon did not exit:\n{stderr[-3000:]}")
+    assert daemon.returncode == 0, stderr[-3000:]
+    assert "TENSORFLOW_IMPORTED=False" in stderr
+    return stderr
+
+
+def terminate(daemon: subprocess.Popen) -> str:
+    daemon.send_signal(signal.SIGTERM)
+    return finish(daemon, timeout=30)
+
+
+def static_clip(path: Path, rgb: tuple[int, int, int], frames: int = 30, fps: int = 15) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (160, 120))
+    for _ in range(frames):
+        writer.write(np.full((120, 160, 3), rgb[::-1], np.uint8))
+    writer.release()
+    return path
+
+
+def test_presence_mode_sends_one_decision_per_item(tmp_path, mosquitto, subscriber, color_bundle, items):
+    order = ["red", "green", "blue", "red", "blue"]
+    clip = tmp_path / "conveyor.avi"
+    truth = write_conveyor_clip(clip, [items[label] for label in order], labels=order, fps=15)
+    assert [item.label for item in truth] == order
+    sub = subscriber(mosquitto, ["sortline/line-1/decision", "sortline/line-1/status", "sortline/line-1/stats"])
+    stderr = finish(start_daemon(write_config(tmp_path, mosquitto, color_bundle, clip)))
+
+    decisions = sub.wait_for(lambda got: len([m for m in got if m.topic.endswith("decision")]) >= len(order))
+    decisions = [m for m in decisions if m.topic.endswith("/decision")]
+    assert [m.json()["label"] for m in decisions] == order, stderr[-2000:]
+    assert [m.json()["lane"] for m in decisions] == [LANES[label] for label in order]
+    assert [m.json()["seq"] for m in decisions] == [1, 2, 3, 4, 5]
+    for message in decisions:
+        body = message.json()
+        assert message.qos == 1 and not message.retain
+        assert body["confidence"] > 0.5 and body["frames"] >= 2 and body["mode"] == "presence"
+        assert body["first_seen"] <= body["decided_at"] < body["deadline"]
+        assert body["model"].startswith("color-test:1:") and body["device"] == "line-1"
+        assert set(body["scores"]) == set(LANES)
+    statuses = [m.json() for m in sub.received("sortline/line-1/status")]
+    assert statuses[0]["state"] == "online" and statuses[-1]["state"] == "offline"
+    time.sleep(0.3)
+    assert len(sub.received("sortline/line-1/decision")) == len(order)  # nothing after the clip ended
+
+
+def test_broker_outage_mid_stream_loses_no_decision(tmp_path, mosquitto, subscriber, color_bundle, items):
+    clip = static_clip(tmp_path / "blue.avi", (30, 40, 220), frames=45)
+    config = write_config(
+        tmp_path,
+        mosquitto,
+        color_bundle,
+        clip,
+        camera={"realtime": True, "loop": True},
+        trigger={"mode": "continuous", "min_interval_s": 0},
+    )
+    sub = subscriber(mosquitto, "sortline/line-1/decision")
+    daemon = start_daemon(config)
+    sub.wait_for(20, timeout=30)
+    mosquitto.stop()
+    time.sleep(3.0)  # the line keeps running: decisions must queue in the daemon
+    mosquitto.start()
+    before = len(sub.received())
+    sub.wait_for(before + 20, timeout=30)
+    stderr = terminate(daemon)
+
+    published = int(stderr.split(" decisions")[0].rsplit(" ", 1)[-1])  # "stopped after N frames, M decisions"
+    seqs: list[int] = []
+    for body in sub.payloads():
+        if body["seq"] not in seqs:  # QoS 1: a redelivery after the reconnect is allowed, a gap is not
+            seqs.append(body["seq"])
+    assert published > 60
+    assert seqs == list(range(1, published + 1))
+
+
+def test_external_trigger_decision_echoes_item_id(tmp_path, mosquitto, subscriber, color_bundle):
+    clip = static_clip(tmp_path / "green.avi", (20, 200, 40))
+    config = write_config(
+        tmp_path,
+        mosquitto,
+        color_bundle,
+        clip,
+        camera={"realtime": True, "loop": True},
+        trigger={"mode": "external", "external_frames": 3},
+    )
+    sub = subscriber(mosquitto, ["sortline/line-1/decision", "sortline/line-1/trigger/error", "sortline/line-1/status"])
+    daemon = start_daemon(config)
+    sub.wait_for(lambda got: any(m.topic.endswith("status") for m in got), timeout=30)
+    publisher = sub.client
+    publisher.publish("sortline/line-1/trigger", json.dumps({"item_id": "PLC-0042"}), qos=1)
+    publisher.publish("sortline/line-1/trigger", b"{not json", qos=1)
+    publisher.publish("sortline/line-1/trigger", json.dumps({"item_id": "PLC-0043"}), qos=1)
+    sub.wait_for(lambda got: len([m for m in got if m.topic.endswith("/decision")]) >= 2, timeout=20)
+    terminate(daemon)
+    decisions = sub.payloads("sortline/line-1/decision")
+    assert [d["item_id"] for d in decisions] == ["PLC-0042", "PLC-0043"]
+    assert all(d["label"] == "green" and d["lane"] == 2 and d["frames"] == 3 for d in decisions)
+    assert len(sub.received("sortline/line-1/trigger/error")) == 1
+
+
+def command(sub, payload: dict | bytes, timeout: float = 10) -> dict:
+    before = len(sub.received("sortline/line-1/command/reply"))
+    data = payload if isinstance(payload, bytes) else json.dumps(payload)
+    sub.client.publish("sortline/line-1/command", data, qos=1)
+    sub.wait_for(lambda got: len([m for m in got if m.topic.endswith("/command/reply")]) > before, timeout=timeout)
+    return sub.payloads("sortline/line-1/command/reply")[-1]
+
+
+def test_commands_pause_threshold_reload_and_malformed(tmp_path, mosquitto, subscriber, color_bundle):
+    clip = static_clip(tmp_path / "blue.avi", (30, 40, 220))
+    config = write_config(
+        tmp_path,
+        mosquitto,
+        color_bundle,
+        clip,
+        camera={"realtime": True, "loop": True},
+        trigger={"mode": "continuous", "min_interval_s": 0.1},
+    )
+    topics = ["sortline/line-1/decision", "sortline/line-1/command/reply", "sortline/line-1/status"]
+    sub = subscriber(mosquitto, topics)
+    daemon = start_daemon(config)
+    try:
+        sub.wait_for(lambda got: any(m.topic.endswith("/decision") for m in got), timeout=30)
+
+        reply = command(sub, {"command": "pause", "request_id": "r1"})
+        assert reply["ok"] and reply["request_id"] == "r1" and reply["paused"] is True
+        time.sleep(0.5)
+        paused_count = len(sub.received("sortline/line-1/decision"))
+        time.sleep(1.0)
+        assert len(sub.received("sortline/line-1/decision")) == paused_count
+        assert sub.payloads("sortline/line-1/status")[-1]["paused"] is True
+
+        bad = command(sub, {"command": "set_threshold", "value": 7, "request_id": "r2"})
+        assert not bad["ok"] and bad["request_id"] == "r2" and "value" in bad["error"]
+        assert not command(sub, b"\x00 not json")["ok"]
+        assert not command(sub, {"command": "self_destruct"})["ok"]
+        missing = command(sub, {"command": "reload", "bundle": str(tmp_path / "nope")})
+        assert (
+            not missing["ok"]
+            and "does not exist" in missing["error"]
+            and "still running color-test" in missing["error"]
+        )
+
+        assert command(sub, {"command": "set_threshold", "value": 1.0})["ok"]
+        assert command(sub, {"command": "resume"})["ok"]
+        sub.wait_for(lambda got: len([m for m in got if m.topic.endswith("/decision")]) >= paused_count + 3)
+        latest = sub.payloads("sortline/line-1/decision")[-1]
+        assert latest["label"] == "reject" and latest["lane"] == 0 and latest["reason"] == "below_threshold"
+        assert latest["top_label"] == "blue"
+
+        replacement = tmp_path / "v2"
+        replacement.mkdir()
+        for name in ("model.tflite", "bundle.json"):
+            (replacement / name).write_bytes((color_bundle / name).read_bytes())
+        meta = json.loads((replacement / "bundle.json").read_text())
+        meta["version"] = "2"
+        (replacement / "bundle.json").write_text(json.dumps(meta))
+        wrong = command(sub, {"command": "reload", "bundle": str(replacement), "sha256": "0" * 64})
+        assert not wrong["ok"] and "not the expected" in wrong["error"]
+        good = command(sub, {"command": "reload", "bundle": str(replacement), "sha256": meta["sha256"]})
+        assert good["ok"] and good["model"].startswith("color-test:2:")
+        sub.wait_for(
+            lambda got: any(
+                m.topic.endswith("/status") and m.json().get("model", "").startswith("color-test:2:") for m in got
+            )
+        )
+        sub.wait_for(
+            lambda got: (
+                [m for m in got if m.topic.endswith("/decision")][-1].json()["model"].startswith("color-test:2:")
+            )
+        )
+    finally:
+        terminate(daemon)
+
+
+def test_camera_that_fails_then_recovers(tmp_path, mosquitto, subscriber, color_bundle):
+    source = tmp_path / "late.avi"  # the camera is not there when the daemon starts
+    config = write_config(
+        tmp_path,
+        mosquitto,
+        color_bundle,
+        source,
+        camera={"realtime": True, "loop": True, "reconnect_initial_s": 0.1, "reconnect_max_s": 0.3},
+        trigger={"mode": "continuous", "min_interval_s": 0.2},
+    )
+    sub = subscriber(mosquitto, ["sortline/line-1/decision", "sortline/line-1/stats"])
+    daemon = start_daemon(config)
+    sub.wait_for(
+        lambda got: any(m.topic.endswith("/stats") and m.json()["camera"] == "reconnecting" for m in got), timeout=40
+    )
+    assert not sub.received("sortline/line-1/decision")
+    static_clip(tmp_path / "staging.avi", (220, 20, 20)).rename(source)
+    sub.wait_for(lambda got: len([m for m in got if m.topic.endswith("/decision")]) >= 3, timeout=30)
+    stderr = terminate(daemon)
+    assert {d["label"] for d in sub.payloads("sortline/line-1/decision")} == {"red"}
+    stats = sub.payloads("sortline/line-1/stats")
+    assert stats[-1]["camera"] == "streaming" and stats[-1]["camera_reconnects"] >= 1
+    assert "late.avi" in stderr
+
+
+def test_sd_notify_ready_watchdog_and_stopping(tmp_path, mosquitto, color_bundle):
+    clip = static_clip(tmp_path / "red.avi", (220, 20, 20))
+    config = write_config(
+        tmp_path, mosquitto, color_bundle, clip, camera={"realtime": True, "loop": True}, trigger={"mode": "continuous"}
+    )
+    notify_path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify_socket:
+        notify_socket.bind(str(notify_path))
+        notify_socket.settimeout(30)
+        daemon = start_daemon(config, {"NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "400000"})
+        messages = [notify_socket.recv(4096).decode()]
+        assert messages[0].startswith("READY=1")
+        while messages.count("WATCHDOG=1") < 3:
+            messages.append(notify_socket.recv(4096).decode())
+        daemon.send_signal(signal.SIGTERM)
+        while "STOPPING=1" not in messages:
+            messages.append(notify_socket.recv(4096).decode())
+        finish(daemon, timeout=30)
+
+
+def test_low_confidence_crops_are_saved_within_budget(tmp_path, mosquitto, color_bundle):
+    clip = static_clip(tmp_path / "green.avi", (20, 200, 40), frames=40)
+    crops = tmp_path / "crops"
+    config = write_config(
+        tmp_path,
+        mosquitto,
+        color_bundle,
+        clip,
+        trigger={"mode": "continuous", "min_interval_s": 0},
+        crops={"directory": str(crops), "below_confidence": 1.0, "max_megabytes": 0.004},
+    )
+    finish(start_daemon(config))
+    saved = list(crops.glob("green/*.jpg"))
+    assert saved, "no crop was kept"
+    assert sum(p.stat().st_size for p in saved) <= 0.004 * 1024 * 1024
+    assert cv2.imread(str(saved[0])) is not None
+
+
+def test_corrupt_bundle_stops_the_daemon_with_a_clear_error(tmp_path, mosquitto, color_bundle):
+    (color_bundle / "model.tflite").write_bytes(b"\x00" * 64)
+    config = write_config(tmp_path, mosquitto, color_bundle, tmp_path / "any.avi")
+    daemon = start_daemon(config)
+    _, stderr = daemon.communicate(timeout=60)
+    assert daemon.returncode == 2
+    assert "model.tflite: sha256" in stderr and "Traceback" not in stderr
