@@ -27,8 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.scraper.conftest import LOOPBACK_ONLY  # noqa: E402
-from tests.scraper.shop_site import Product, ShopSite, encode, picture, serve  # noqa: E402
+from tests.scraper.shop_site import LOOPBACK_ONLY, Product, ShopSite, encode, picture, serve  # noqa: E402
 
 
 def benchmark_shop(pages: int, per_page: int) -> ShopSite:

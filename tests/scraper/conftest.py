@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 import socket
@@ -13,16 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.scraper.shop_site import ShopSite, serve
-
-# Chromium must reach nothing but this machine: every host name fails to resolve except 127.0.0.1.
-LOOPBACK_ONLY = [
-    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-    "--disable-extensions",
-    "--disable-default-apps",
-    "--no-pings",
-    "--disable-domain-reliability",
-]
+from tests.scraper.shop_site import LOOPBACK_ONLY, ShopSite, serve
 
 
 @pytest.fixture(scope="session")
@@ -80,23 +70,6 @@ def scrape_args(shop: ShopSite, tmp_path: Path):
         ]
 
     return build
-
-
-APPAREL = '{"jeans": ["men jeans"], "trousers": ["men trousers"], "saree": ["saree"]}'
-
-
-def read_rows(out: Path) -> list[dict[str, str]]:
-    with (out / "manifest.csv").open(newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
-
-
-def outcome(rows: list[dict[str, str]], base_url: str) -> dict[str, tuple[str, str]]:
-    """image path -> (status, reason), the shape of shop_site.EXPECTED."""
-    return {row["image_url"].removeprefix(base_url): (row["status"], row["reason"]) for row in rows}
-
-
-def image_files(out: Path) -> set[str]:
-    return {path.relative_to(out).as_posix() for path in out.rglob("*") if path.is_file()} - {"manifest.csv", ".lock"}
 
 
 @pytest.fixture

@@ -6,12 +6,14 @@ apparel classes must leave in the manifest, keyed by image path.
 
 from __future__ import annotations
 
+import csv
 import html
 import io
 import random
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
 from PIL import Image, ImageDraw
@@ -21,6 +23,15 @@ ROBOTS_TXT = "User-agent: *\nDisallow: /private/\nDisallow: /s?k=blocked\n"
 HOSTILE_ID = "../../../tmp/evil"
 HOSTILE_TITLE = 'Slim "fit", comma,\n  newline <b>bold</b>'
 HOSTILE_IMAGE = "/img/..%2F..%2Fevil%00.jpg?name=../../x.jpg"
+
+# Chromium must reach nothing but this machine: every host name fails to resolve except 127.0.0.1.
+LOOPBACK_ONLY = [
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+    "--disable-extensions",
+    "--disable-default-apps",
+    "--no-pings",
+    "--disable-domain-reliability",
+]
 
 
 @dataclass(frozen=True)
@@ -273,3 +284,20 @@ def serve(site: ShopSite) -> ThreadingHTTPServer:
     site.base_url = f"http://127.0.0.1:{server.server_address[1]}"
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
+
+
+APPAREL = '{"jeans": ["men jeans"], "trousers": ["men trousers"], "saree": ["saree"]}'
+
+
+def read_rows(out: Path) -> list[dict[str, str]]:
+    with (out / "manifest.csv").open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def outcome(rows: list[dict[str, str]], base_url: str) -> dict[str, tuple[str, str]]:
+    """image path -> (status, reason), the shape of shop_site.EXPECTED."""
+    return {row["image_url"].removeprefix(base_url): (row["status"], row["reason"]) for row in rows}
+
+
+def image_files(out: Path) -> set[str]:
+    return {path.relative_to(out).as_posix() for path in out.rglob("*") if path.is_file()} - {"manifest.csv", ".lock"}

@@ -12,8 +12,7 @@ from pathlib import Path
 from PIL import Image
 
 from scraper.cli import main
-from tests.scraper.conftest import APPAREL, image_files, outcome, read_rows
-from tests.scraper.shop_site import EXPECTED, ShopSite
+from tests.scraper.shop_site import APPAREL, EXPECTED, ShopSite, image_files, outcome, read_rows
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -7,8 +7,16 @@ import hashlib
 from PIL import Image
 
 from scraper.cli import main
-from tests.scraper.conftest import APPAREL, image_files, outcome, read_rows
-from tests.scraper.shop_site import EXPECTED, HOSTILE_ID, HOSTILE_IMAGE, ShopSite
+from tests.scraper.shop_site import (
+    APPAREL,
+    EXPECTED,
+    HOSTILE_ID,
+    HOSTILE_IMAGE,
+    ShopSite,
+    image_files,
+    outcome,
+    read_rows,
+)
 
 
 def test_full_scrape_saves_checked_unique_images_and_records_every_url(shop: ShopSite, scrape_args, tmp_path, caplog):
