@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from PIL import Image
@@ -90,7 +91,7 @@ def test_ctrl_c_exits_cleanly_with_the_browser_gone(shop: ShopSite, scrape_args,
         shop.release.set()
         assert process.wait(30) == 130
     finally:
-        leftovers = _leftover_processes(process.pid)
+        leftovers = _leftover_processes(process.pid, settle_s=10)
         _stop_group(process, signal.SIGKILL)
     assert "interrupted; nothing is half-written" in log.read_text()
     assert leftovers == []
@@ -101,14 +102,18 @@ def test_ctrl_c_exits_cleanly_with_the_browser_gone(shop: ShopSite, scrape_args,
     ]
 
 
-def _leftover_processes(group: int) -> list[str]:
-    """Processes still in the scrape's process group (chromedriver, chromium) after it exited."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == group and fields[0] != "Z":
-            found.append(stat.parent.name)
-    return found
+def _leftover_processes(group: int, settle_s: float) -> list[str]:
+    """Processes still in the scrape's process group (chromedriver, Chromium), given settle_s to exit."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == group and fields[0] != "Z":
+                found.append(stat.parent.name)
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
