@@ -160,6 +160,27 @@ class CropSettings(_Section):
     max_megabytes: float = Field(default=200.0, gt=0)
 
 
+class RolloutSettings(_Section):
+    """Model rollouts while the line runs: verify, load beside the live model, self-test, swap between items."""
+
+    # Where downloaded bundles are unpacked. None: the directory that holds model.bundle.
+    models_dir: Path | None = None
+    watch: bool = False  # roll out when model.bundle (or the symlink it is) changes on disk
+    watch_interval_s: float = Field(default=2.0, gt=0)  # how often the watch looks (stat only, cheap)
+    max_download_mb: float = Field(default=500.0, gt=0)  # a bundle archive bigger than this is refused
+    download_timeout_s: float = Field(default=60.0, gt=0)  # per network read, not the whole transfer
+    require_self_test: bool = False  # refuse bundles that carry no reference images
+    self_test_min_accuracy: float = Field(default=1.0, ge=0, le=1)  # share of reference images to get right
+
+
+class MetricsSettings(_Section):
+    """Optional Prometheus text endpoint (``/metrics``); off unless enabled."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"  # loopback: expose it to the plant network only on purpose
+    port: int = Field(default=9108, ge=0, le=65535)  # 0: any free port (tests)
+
+
 class EdgeSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SORTLINE_",
@@ -175,6 +196,8 @@ class EdgeSettings(BaseSettings):
     lanes: LaneSettings = LaneSettings()
     mqtt: MqttSettings = MqttSettings()
     crops: CropSettings = CropSettings()
+    rollout: RolloutSettings = RolloutSettings()
+    metrics: MetricsSettings = MetricsSettings()
     watchdog_stall_s: float = Field(default=10.0, gt=0)  # no processed frame for this long: stop pinging systemd
 
     @classmethod
