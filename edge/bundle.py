@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -53,6 +54,22 @@ class Quantization(_Strict):
     calibration: str | None = None  # how the int8 ranges were calibrated, for the record
 
 
+class SelfTestImage(_Strict):
+    """A reference image with its right answer: a new model must get it right before it goes live."""
+
+    file: str  # relative to the bundle directory, e.g. "selftest/jeans-0.jpg"
+    label: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+    @field_validator("file")
+    @classmethod
+    def _inside_bundle(cls, value: str) -> str:
+        path = Path(value)
+        if not value or path.is_absolute() or ".." in path.parts or value.startswith("~"):
+            raise ValueError("must be a relative path inside the bundle directory")
+        return value
+
+
 class BundleMetadata(_Strict):
     format: Literal["sortline-bundle"] = FORMAT
     format_version: Literal[1] = FORMAT_VERSION
@@ -67,6 +84,8 @@ class BundleMetadata(_Strict):
     metrics: dict[str, Any] = Field(default_factory=dict)
     training: dict[str, Any] = Field(default_factory=dict)
     trainer_version: str | None = None
+    # Optional (older bundles have none): images the edge classifies before it swaps the model in.
+    self_test: tuple[SelfTestImage, ...] = ()
 
     @field_validator("model_file")
     @classmethod
@@ -79,6 +98,9 @@ class BundleMetadata(_Strict):
     def _unique_labels(self) -> BundleMetadata:
         if len(set(self.labels)) != len(self.labels) or any(not label for label in self.labels):
             raise ValueError(f"labels must be unique and non-empty, got {list(self.labels)}")
+        unknown = sorted({image.label for image in self.self_test} - set(self.labels))
+        if unknown:
+            raise ValueError(f"self_test labels {unknown} are not model labels {list(self.labels)}")
         return self
 
     @property
@@ -129,7 +151,7 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_bundle(path: str | os.PathLike[str], *, verify_hash: bool = True) -> ModelBundle:
+def load_bundle(path: str | os.PathLike[str], *, verify_hash: bool = True, check_self_test: bool = True) -> ModelBundle:
     """Load and validate a bundle from its directory (or its ``bundle.json``)."""
     path = Path(path)
     directory = path.parent if path.name == BUNDLE_FILE else path
@@ -159,7 +181,54 @@ def load_bundle(path: str | os.PathLike[str], *, verify_hash: bool = True) -> Mo
                 f"{bundle.model_path}: sha256 {actual} does not match {metadata.sha256} recorded in {meta_path}"
                 " (corrupt or replaced model file)"
             )
+    if check_self_test:
+        _check_self_test_files(bundle, verify_hash)
     return bundle
+
+
+def _check_self_test_files(bundle: ModelBundle, verify_hash: bool) -> None:
+    for image in bundle.metadata.self_test:
+        path = bundle.directory / image.file
+        if not path.is_file():
+            raise BundleError(f"{path}: self-test image named in {bundle.metadata_path} is missing")
+        if verify_hash and sha256_file(path) != image.sha256:
+            raise BundleError(f"{path}: sha256 does not match {bundle.metadata_path} (corrupt or replaced image)")
+
+
+def add_self_test_images(
+    directory: str | os.PathLike[str], images: Iterable[tuple[str | os.PathLike[str], str]], *, replace: bool = False
+) -> ModelBundle:
+    """Copy (image file, label) pairs into ``<bundle>/selftest/`` and record them in the metadata.
+
+    The trainer calls it after ``write_bundle`` with a few held-out images per label; ``replace``
+    drops the images recorded before. The model file and its hash are untouched.
+    """
+    bundle = load_bundle(directory, check_self_test=not replace)
+    target = bundle.directory / "selftest"
+    target.mkdir(exist_ok=True)
+    entries = list(bundle.metadata.self_test)
+    if replace:
+        for entry in entries:
+            (bundle.directory / entry.file).unlink(missing_ok=True)
+        entries = []
+    taken = {entry.file for entry in entries}
+    for source, label in images:
+        source = Path(source)
+        if not source.is_file():
+            raise BundleError(f"{source}: self-test image not found")
+        if label not in bundle.labels:
+            raise BundleError(f"{source}: label {label!r} is not one of the model's labels {list(bundle.labels)}")
+        name = f"selftest/{label}-{len(entries)}{source.suffix.lower()}"
+        while name in taken:
+            name = f"selftest/{label}-{len(entries)}-{len(taken)}{source.suffix.lower()}"
+        data = source.read_bytes()
+        _atomic_write(bundle.directory / name, data)
+        entries.append(SelfTestImage(file=name, label=label, sha256=hashlib.sha256(data).hexdigest()))
+        taken.add(name)
+    metadata = bundle.metadata.model_copy(update={"self_test": tuple(entries)})
+    BundleMetadata.model_validate(metadata.model_dump())  # labels checked again as a whole
+    _atomic_write(bundle.metadata_path, (metadata.model_dump_json(indent=2) + "\n").encode())
+    return ModelBundle(directory=bundle.directory, metadata=metadata)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 
 class CommandError(Exception):
@@ -34,20 +34,38 @@ class Resume(_Command):
 
 
 class Reload(_Command):
-    """Swap to the model bundle in ``bundle``; ``sha256`` pins the model file expected there."""
+    """Roll out the model bundle in ``bundle`` (a directory on the device) or at ``url`` (an http(s)
+    tar archive of a bundle directory, downloaded into the models directory); ``sha256`` pins the
+    model file expected there and is required for a URL."""
 
     command: Literal["reload"]
-    bundle: Annotated[Path, Field(strict=False)]  # a JSON string; strict mode would demand a Path object
+    bundle: Annotated[Path | None, Field(strict=False)]  # a JSON string; strict mode would demand a Path object
+    url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://[^\s/]+[^\s]*$")
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _url_instead_of_bundle(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("url") is not None and "bundle" not in data:
+            return {**data, "bundle": None}
+        return data
 
     @field_validator("bundle", mode="before")
     @classmethod
     def _non_empty_string(cls, value: Any) -> Any:
-        if isinstance(value, Path):
+        if value is None or isinstance(value, Path):
             return value
         if not isinstance(value, str) or not value.strip():
             raise ValueError("must be a non-empty path string")
         return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Reload:
+        if (self.bundle is None) == (self.url is None):
+            raise ValueError("give either bundle (a path on the device) or url, not both")
+        if self.url is not None and self.sha256 is None:
+            raise ValueError("a download needs the sha256 of its model file")
+        return self
 
 
 class SetThreshold(_Command):

@@ -171,6 +171,7 @@ class RolloutSettings(_Section):
     download_timeout_s: float = Field(default=60.0, gt=0)  # per network read, not the whole transfer
     require_self_test: bool = False  # refuse bundles that carry no reference images
     self_test_min_accuracy: float = Field(default=1.0, ge=0, le=1)  # share of reference images to get right
+    state_file: Path | None = None  # live model and last rollout result as JSON, for local health checks
 
 
 class MetricsSettings(_Section):

@@ -22,11 +22,12 @@ from edge.bundle import BundleError, load_bundle
 from edge.camera import Camera, Frame, crop_roi
 from edge.classifier import Classifier
 from edge.commands import Command, CommandError, Trigger
-from edge.config import ConfigError, EdgeSettings
+from edge.config import EdgeSettings
 from edge.crops import CropStore
 from edge.decision import ItemVote, check_lanes, decide
 from edge.mqtt import MqttLink
 from edge.presence import PresenceDetector, PresenceEvent
+from edge.rollout import BundleWatch, Candidate, Rollout, RolloutError
 from edge.stats import RunStats
 from edge.systemd import notify, watchdog_interval_s
 
@@ -39,6 +40,7 @@ class Daemon:
     def __init__(self, settings: EdgeSettings) -> None:
         self.settings = settings
         self.classifier = self._load_classifier(settings.model.bundle)
+        self.rollout = Rollout(settings, self.classifier)
         self.threshold = settings.model.threshold
         self.camera = Camera(settings.camera)
         self.link = MqttLink(settings.mqtt, settings.device_id)
@@ -48,7 +50,8 @@ class Daemon:
         self.paused = False
         self._stop = threading.Event()
         self._seq = 0
-        self._next_classifier: Classifier | None = None
+        self._next_classifier: Candidate | None = None
+        self._watch: BundleWatch | None = None
         self._swap_lock = threading.Lock()
         self._triggers: queue.Queue[tuple[Trigger, float]] = queue.Queue()
         self._presence = PresenceDetector(settings.trigger.presence)
@@ -73,6 +76,10 @@ class Daemon:
             signal.signal(signum, lambda *_: self.stop())
         self.link.start(on_command=self._on_command, on_trigger=self._on_trigger)
         self.camera.start()
+        if self.settings.rollout.watch:
+            rollout = self.settings.rollout
+            self._watch = BundleWatch(self.settings.model.bundle, rollout.watch_interval_s, self._on_watch)
+            self._watch.start()
         self._wait_for_startup()
         self._publish_status()
         notify("READY=1\nSTATUS=sorting")
@@ -100,6 +107,8 @@ class Daemon:
 
     def _shutdown(self) -> None:
         notify("STOPPING=1")
+        if self._watch is not None:
+            self._watch.stop()
         self._finish_item()
         self.camera.stop()
         undelivered = self.link.close(flush_timeout=self.settings.mqtt.flush_timeout_s)
@@ -238,6 +247,7 @@ class Daemon:
                 "mode": self.settings.trigger.mode,
                 "threshold": self.threshold,
                 "version": __version__,
+                "rollout": self.rollout.status(),
             }
         )
 
@@ -270,32 +280,46 @@ class Daemon:
         elif name == "set_threshold":
             self.threshold = command.value
         elif name == "reload":
-            return {"model": self._prepare_reload(command)}
+            return self._prepare_reload(command.bundle, command.url, command.sha256, origin="command")
         self._publish_status()
         return {"paused": self.paused, "threshold": self.threshold}
 
-    def _prepare_reload(self, command: Command) -> str:
+    def _on_watch(self, bundle: Any) -> None:
+        """model.bundle changed on disk (the watch thread); the live bundle itself is no news."""
+        if bundle == self.rollout.live_directory and self._bundle_id(bundle) == self.rollout.live_model:
+            return
         try:
-            bundle = load_bundle(command.bundle)
-            if command.sha256 and command.sha256 != bundle.metadata.sha256:
-                raise BundleError(
-                    f"{bundle.model_path}: sha256 {bundle.metadata.sha256} is not the expected {command.sha256}"
-                )
-            check_lanes(bundle.labels, self.settings.lanes)
-            classifier = Classifier(bundle, threads=self.settings.model.threads)
-        except (BundleError, ConfigError) as exc:
-            raise CommandError(
-                f"reload refused, still running {self.classifier.bundle.metadata.model_id}: {exc}"
-            ) from exc
+            self._prepare_reload(bundle, None, None, origin="watch")
+        except CommandError as exc:
+            log.error("%s", exc)
+
+    @staticmethod
+    def _bundle_id(directory: Any) -> str | None:
+        try:
+            return load_bundle(directory, verify_hash=False).metadata.model_id
+        except BundleError:
+            return None
+
+    def _prepare_reload(self, bundle: Any, url: str | None, sha256: str | None, origin: str) -> dict[str, object]:
+        """Verify, load and self-test beside the live model; the frame loop swaps it in (edge.rollout)."""
+        try:
+            candidate = self.rollout.prepare(bundle=bundle, url=url, sha256=sha256, origin=origin)
+        except RolloutError as exc:
+            self._publish_status()
+            live = self.classifier.bundle.metadata.model_id
+            raise CommandError(f"reload refused, still running {live}: {exc}") from exc
         with self._swap_lock:
-            self._next_classifier = classifier
-        return bundle.metadata.model_id
+            self._next_classifier = candidate
+        self._publish_status()
+        return {"model": candidate.model_id, "self_test": candidate.self_test}
 
     def _swap_model_between_items(self) -> None:
         """Swap a reloaded model in only between items, so one item is never voted on by two models."""
         if self._next_classifier is None or self._vote is not None:
             return
         with self._swap_lock:
-            self.classifier, self._next_classifier = self._next_classifier, None
-        log.info("model swapped to %s", self.classifier.bundle.metadata.model_id)
+            candidate, self._next_classifier = self._next_classifier, None
+        self.classifier = candidate.classifier
+        self.rollout.swapped(candidate)
+        log.info("model swapped to %s", candidate.model_id)
         self._publish_status()
