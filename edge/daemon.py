@@ -52,6 +52,7 @@ class Daemon:
         self._seq = 0
         self._next_classifier: Candidate | None = None
         self._watch: BundleWatch | None = None
+        self.metrics = self._metrics_server() if settings.metrics.enabled else None
         self._swap_lock = threading.Lock()
         self._triggers: queue.Queue[tuple[Trigger, float]] = queue.Queue()
         self._presence = PresenceDetector(settings.trigger.presence)
@@ -75,6 +76,8 @@ class Daemon:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: self.stop())
         self.link.start(on_command=self._on_command, on_trigger=self._on_trigger)
+        if self.metrics is not None:
+            self.metrics.start()
         self.camera.start()
         if self.settings.rollout.watch:
             rollout = self.settings.rollout
@@ -112,6 +115,8 @@ class Daemon:
         self._finish_item()
         self.camera.stop()
         undelivered = self.link.close(flush_timeout=self.settings.mqtt.flush_timeout_s)
+        if self.metrics is not None:
+            self.metrics.stop()
         if undelivered:
             log.error("%d decision(s) could not be delivered before shutdown", undelivered)
         log.info("stopped after %d frames, %d decisions", self.stats.frames, sum(self.stats.decisions.values()))
@@ -154,6 +159,8 @@ class Daemon:
         inference_ms = (time.perf_counter() - started) * 1000
         self.stats.classified += 1
         self.stats.inference_ms.add(inference_ms)
+        if self.metrics is not None:
+            self.metrics.inference_seconds.observe(inference_ms / 1000)
         return crop, scores, inference_ms
 
     def _continuous(self, frame: Frame) -> None:
@@ -229,6 +236,8 @@ class Daemon:
         self.stats.decisions[body["label"]] += 1
         if body["latency_ms"] is not None:
             self.stats.latency_ms.add(body["latency_ms"])
+            if self.metrics is not None:
+                self.metrics.latency_seconds.observe(body["latency_ms"] / 1000)
         if crop is not None and body["top_label"] is not None:
             self.crops.offer(crop, body["top_label"], body["confidence"], body["item_id"])
 
@@ -263,6 +272,25 @@ class Daemon:
             "paused": self.paused,
             "model": self.classifier.bundle.metadata.model_id,
         }
+
+    def _metrics_server(self) -> Any:
+        from edge.metrics import MetricsServer  # prometheus-client is only needed when metrics are on
+
+        def read() -> dict[str, object]:
+            return {
+                "frames": self.stats.frames,
+                "decisions": dict(self.stats.decisions),
+                "rejects": self.stats.decisions.get("reject", 0),
+                "queue_depth": self.link.queue_depth,
+                "queue_dropped": self.link.dropped,
+                "camera_reconnects": self.camera.reconnects,
+                "broker_reconnects": self.link.reconnects,
+                "camera_state": self.camera.state,
+                "paused": self.paused,
+                "model": self.classifier.bundle.metadata.model_id,
+            }
+
+        return MetricsServer(self.settings.metrics, read)
 
     def _on_trigger(self, trigger: Trigger) -> None:
         if self.settings.trigger.mode != "external":
