@@ -87,7 +87,11 @@ py="$here/.venv/bin/python"; [ -x "$py" ] || py=python3
 wheel="$(basename "$(ls "$root"/opt/wheel/sortline-*.whl)")"
 cp -R "$bundle" "$root/opt/bundle"
 cp "$image" "$root/opt/check/"
-in_root() { chroot "$root" env PIP_CERT=/etc/ssl/certs/host-ca-bundle.crt PIP_DISABLE_PIP_VERSION_CHECK=1 HOME=/root "$@"; }
+# A clean environment: the host's PIP_*/SSL_* settings name paths that do not exist in the root.
+in_root() {
+  chroot "$root" env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/root LANG=C.UTF-8 \
+    PIP_CERT=/etc/ssl/certs/host-ca-bundle.crt PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_DEFAULT_TIMEOUT=120 "$@"
+}
 [ -x "$root/opt/venv/bin/python" ] || in_root python3 -m venv /opt/venv
 step "pip install sortline[edge] (wheels only) under emulation"
 if ! in_root /opt/venv/bin/pip install --only-binary=:all: "/opt/wheel/$wheel[edge]" >"$root.pip.log" 2>&1; then
