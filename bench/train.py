@@ -1,0 +1,222 @@
+"""Trainer benchmark: whole-pipeline time, rerun time after adding images, and the feature-cache speed-up.
+
+    python bench/train.py --data ../shared/data/apparel --weights ~/.cache/sortline/vgg16_notop_pretrained.weights.h5
+
+1. pipeline: train on the data set minus `--added` images with an empty cache (cold run, wall clock);
+2. rerun: put those images back and train again reusing the split file and the cache;
+3. speed-up: on a subset, one training epoch of the naive approach (full VGG16 forward pass on freshly
+   augmented pixels every step) against one epoch on cached frozen-layer features, plus the one-off
+   cost of building the cache; projected to the epoch counts of the cold run.
+Results go to OUT/bench.json and are printed as a Markdown table (copy it into docs/training.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import keras
+import numpy as np
+
+from edge.bundle import InputSpec
+from trainer.config import TrainConfig
+from trainer.data import load_dataset
+from trainer.features import FeatureCache, view_pixels, weights_identity
+from trainer.fit import class_weights
+from trainer.model import build_model, split_model
+from trainer.pipeline import run
+
+
+def link_dataset(source: Path, target: Path, leave_out: set[str]) -> None:
+    """A copy of the data folder made of symlinks, without the files in `leave_out`."""
+    for path in sorted(source.rglob("*")):
+        rel = path.relative_to(source).as_posix()
+        if path.is_file() and rel not in leave_out and path.parent != source and not (target / rel).exists():
+            (target / rel).parent.mkdir(parents=True, exist_ok=True)
+            (target / rel).symlink_to(path.resolve())
+
+
+def pick_added(source: Path, count: int) -> list[str]:
+    """`count` images spread over the classes, the same ones every time."""
+    per_class = {d.name: sorted(f.name for f in d.iterdir() if f.is_file()) for d in source.iterdir() if d.is_dir()}
+    picked: list[str] = []
+    while len(picked) < count:
+        for label, files in sorted(per_class.items()):
+            if files and len(picked) < count:
+                picked.append(f"{label}/{files.pop(len(files) // 2)}")
+    return picked
+
+
+def bench_pipeline(args: argparse.Namespace, out: Path) -> dict:
+    added = pick_added(args.data, args.added)
+    data_dir, cache = out / "data", out / "cache"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    shutil.rmtree(cache, ignore_errors=True)
+    link_dataset(args.data, data_dir, set(added))
+    common = {
+        "data": data_dir,
+        "weights": args.weights,
+        "cache_dir": cache,
+        "image_size": args.image_size,
+        "seed": args.seed,
+        "split_file": out / "split.json",
+    }
+    (out / "split.json").unlink(missing_ok=True)
+    t = time.perf_counter()
+    cold = run(TrainConfig(out=out / "cold", work_dir=out / "cold-work", **common))
+    cold_s = time.perf_counter() - t
+    link_dataset(args.data, data_dir, set())  # only the left-out files are new links
+    t = time.perf_counter()
+    warm = run(TrainConfig(out=out / "rerun", work_dir=out / "rerun-work", **common))
+    rerun_s = time.perf_counter() - t
+    return {
+        "cold": {
+            "images": cold["data"]["images"],
+            "wall_s": round(cold_s, 1),
+            "stages_s": cold["timing"],
+            "epochs": cold["training"]["epochs"],
+            "int8_test_accuracy": cold["parity"]["int8_accuracy"],
+            "float32_test_accuracy": cold["parity"]["float32_accuracy"],
+            "top1_agreement": cold["parity"]["top1_agreement"],
+        },
+        "rerun": {
+            "images": warm["data"]["images"],
+            "added": len(added),
+            "wall_s": round(rerun_s, 1),
+            "stages_s": warm["timing"],
+            "cache": warm["training"]["cache"],
+            "int8_test_accuracy": warm["parity"]["int8_accuracy"],
+        },
+    }
+
+
+def bench_speedup(args: argparse.Namespace, out: Path, epochs: dict[str, int]) -> dict:
+    """Naive full-network epoch vs cached-feature epoch on the same subset, same trainable layers."""
+    cfg = TrainConfig(data=args.data, out=out / "unused", weights=args.weights, image_size=args.image_size)
+    data = load_dataset(
+        args.data,
+        max_distance=cfg.near_duplicate_distance,
+        val_fraction=cfg.val_fraction,
+        test_fraction=cfg.test_fraction,
+        seed=args.seed,
+    )
+    subset = data.split("train")[:: max(1, len(data.split("train")) // args.subset)][: args.subset]
+    labels = np.array([data.labels.index(s.label) for s in subset])
+    weights = class_weights(labels, len(data.labels))
+    spec = InputSpec(height=cfg.image_size, width=cfg.image_size, dtype="uint8", pad_value=cfg.pad_value)
+    model = build_model(len(data.labels), cfg.image_size, cfg.weights, cfg.dense_units, cfg.dropout)
+    frozen, top = split_model(model, cfg.finetune_from)
+
+    # Naive: every step decodes, augments and runs all of VGG16 (frozen layers included) forward.
+    for layer in frozen.layers:
+        layer.trainable = False
+    model.compile(keras.optimizers.Adam(cfg.finetune_lr), loss="sparse_categorical_crossentropy")
+    rng = np.random.default_rng(args.seed)
+
+    def naive_epoch() -> float:
+        t = time.perf_counter()
+        for start in range(0, len(subset), cfg.batch_size):
+            rows = range(start, min(start + cfg.batch_size, len(subset)))
+            views = [int(rng.integers(1, cfg.views)) for _ in rows]
+            pixels = np.stack(
+                [
+                    view_pixels(data.path(subset[i]), subset[i], v, spec, cfg.augmentation, args.seed)
+                    for i, v in zip(rows, views, strict=True)
+                ]
+            ).astype(np.float32)
+            model.train_on_batch(pixels, labels[list(rows)], sample_weight=weights[list(rows)])
+        return time.perf_counter() - t
+
+    naive_epoch()  # warm-up (graph tracing)
+    naive_s = naive_epoch()
+
+    cache = FeatureCache(out / "speedup-cache", {"bench": True, "weights": weights_identity(cfg.weights, args.seed)})
+    t = time.perf_counter()
+    feats = cache.features(data, subset, cfg.views, frozen, spec, cfg.augmentation, args.seed, cfg.batch_size)
+    build_s = time.perf_counter() - t
+    top.compile(keras.optimizers.Adam(cfg.finetune_lr), loss="sparse_categorical_crossentropy")
+
+    def cached_epoch() -> float:
+        t = time.perf_counter()
+        for start in range(0, len(subset), cfg.batch_size):
+            rows = list(range(start, min(start + cfg.batch_size, len(subset))))
+            x = feats[rows, rng.integers(0, cfg.views, len(rows))].astype(np.float32)
+            top.train_on_batch(x, labels[rows], sample_weight=weights[rows])
+        return time.perf_counter() - t
+
+    cached_epoch()
+    cached_s = cached_epoch()
+    shutil.rmtree(cache.directory, ignore_errors=True)
+    total_epochs = epochs.get("phase1", 0) + epochs.get("phase2", 0)
+    naive_total = total_epochs * naive_s
+    # Phase 1 runs on pooled features (about free); phase 2 epochs cost `cached_s` each.
+    cached_total = build_s + epochs.get("phase2", 0) * cached_s
+    return {
+        "subset_images": len(subset),
+        "views_per_image": cfg.views,
+        "trainable_from": cfg.finetune_from,
+        "naive_epoch_s": round(naive_s, 2),
+        "cached_epoch_s": round(cached_s, 2),
+        "per_epoch_speedup": round(naive_s / cached_s, 1),
+        "cache_build_s": round(build_s, 2),
+        "epochs_of_cold_run": epochs,
+        "projected_training_s": {"naive": round(naive_total, 1), "cached": round(cached_total, 1)},
+        "projected_speedup": round(naive_total / cached_total, 1) if cached_total else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/apparel"))
+    parser.add_argument("--weights", default="imagenet")
+    parser.add_argument("--out", type=Path, default=Path("runs/bench-train"))
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--added", type=int, default=20, help="images added before the rerun")
+    parser.add_argument("--subset", type=int, default=64, help="images in the speed-up comparison")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--skip-pipeline", action="store_true", help="only the speed-up comparison")
+    args = parser.parse_args()
+    if not args.data.is_dir():
+        sys.exit(f"{args.data}: data folder not found (the apparel set lives in ../shared/data/apparel)")
+    args.out.mkdir(parents=True, exist_ok=True)
+    result: dict = {"cpu_count": os.cpu_count(), "weights": args.weights, "image_size": args.image_size}
+    if not args.skip_pipeline:
+        result["pipeline"] = bench_pipeline(args, args.out)
+    epochs = result.get("pipeline", {}).get("cold", {}).get("epochs", {"phase1": 40, "phase2": 8})
+    result["speedup"] = bench_speedup(args, args.out, epochs)
+    (args.out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(markdown(result))
+
+
+def markdown(r: dict) -> str:
+    rows = []
+    if "pipeline" in r:
+        c, w = r["pipeline"]["cold"], r["pipeline"]["rerun"]
+        rows += [
+            f"| whole pipeline, cold cache, {c['images']} images | {c['wall_s']:.0f} s | stages {c['stages_s']} |",
+            f"| rerun after adding {w['added']} images ({w['images']}) | {w['wall_s']:.0f} s | "
+            f"cache {w['cache']['computed']} computed / {w['cache']['reused']} reused |",
+            f"| int8 test accuracy (cold / rerun) | {c['int8_test_accuracy']:.1%} / {w['int8_test_accuracy']:.1%} "
+            f"| float32 {c['float32_test_accuracy']:.1%}, agreement {c['top1_agreement']:.1%} |",
+        ]
+    s = r["speedup"]
+    rows += [
+        f"| naive epoch ({s['subset_images']} images, full VGG16 forward) | {s['naive_epoch_s']:.1f} s | |",
+        f"| cached-feature epoch (same images) | {s['cached_epoch_s']:.1f} s | {s['per_epoch_speedup']}x per epoch |",
+        f"| cache build ({s['views_per_image']} views per image) | {s['cache_build_s']:.1f} s | one-off |",
+        f"| projected training, epochs {s['epochs_of_cold_run']} | naive {s['projected_training_s']['naive']:.0f} s"
+        f" vs cached {s['projected_training_s']['cached']:.0f} s | {s['projected_speedup']}x |",
+    ]
+    return "| measurement | value | note |\n|---|---:|---|\n" + "\n".join(rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""Settings precedence (defaults < TOML < env < flags) and command-line errors that stop before training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from trainer.cli import EXIT_BAD_INPUT, build_parser, main
+from trainer.config import TrainConfig, load_config
+
+
+def test_toml_env_and_flags_layer_in_order(tmp_path, monkeypatch):
+    toml = tmp_path / "train.toml"
+    toml.write_text("image_size = 160\nbatch_size = 8\nseed = 5\n[augmentation]\ngrayscale_p = 0.5\n")
+    monkeypatch.setenv("SORTLINE_TRAIN_BATCH_SIZE", "12")
+    monkeypatch.setenv("SORTLINE_TRAIN_AUGMENTATION__HUE_P", "0.1")
+
+    cfg = load_config(toml, data="d", out="models/x", seed="9")
+
+    assert cfg.image_size == 160  # TOML over default
+    assert cfg.batch_size == 12  # env over TOML
+    assert cfg.seed == 9  # flag over everything
+    assert cfg.augmentation.grayscale_p == 0.5 and cfg.augmentation.hue_p == 0.1
+    assert cfg.name == "x" and cfg.work_dir == Path("runs/x")
+
+
+def test_train_flags_are_generated_from_the_config_model():
+    args = build_parser().parse_args(["train", "data", "--out", "o", "--finetune-epochs", "3", "--weights", "none"])
+    assert vars(args) == {
+        "command": "train",
+        "data": Path("data"),
+        "config": None,
+        "out": "o",
+        "finetune_epochs": "3",
+        "weights": "none",
+    }
+    for name in set(TrainConfig.model_fields) - {"data", "augmentation"}:
+        parsed = build_parser().parse_args(["train", "data", f"--{name.replace('_', '-')}", "v"])
+        assert getattr(parsed, name) == "v"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--image-size", "8"], "image_size"),
+        (["--val-fraction", "0.45", "--test-fraction", "0.45"], "at least 20 %"),
+        (["--name", "bad name!"], "name"),
+        (["--config", "/nonexistent.toml"], "config file does not exist"),
+    ],
+)
+def test_invalid_settings_exit_before_any_work(tmp_path, capsys, argv, message):
+    code = main(["train", str(tmp_path), "--out", str(tmp_path / "o"), *argv])
+    assert code == EXIT_BAD_INPUT
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_data_folders_exit_with_a_clear_message(make_dataset, tmp_path, capsys):
+    root = make_dataset(per_class=4, classes=("red_box",))
+    code = main(
+        [
+            "train",
+            str(root),
+            "--out",
+            str(tmp_path / "o"),
+            "--work-dir",
+            str(tmp_path / "w"),
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "--weights",
+            "none",
+            "--image-size",
+            "32",
+        ]
+    )
+    assert code == EXIT_BAD_INPUT
+    assert "a classifier needs at least 2" in capsys.readouterr().err
+
+
+def test_predict_refuses_a_missing_bundle(tmp_path, capsys):
+    assert main(["predict", "--bundle", str(tmp_path / "none"), "x.jpg"]) == EXIT_BAD_INPUT
+    assert "does not exist" in capsys.readouterr().err

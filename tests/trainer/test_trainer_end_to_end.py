@@ -1,0 +1,172 @@
+"""Whole path on tiny real images: train -> export -> the edge's load_bundle + Classifier classify them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from trainer_images import CLASSES, draw_item
+
+from edge.bundle import load_bundle
+from edge.classifier import Classifier
+from trainer.augment import Augmentation
+from trainer.cli import EXIT_BAD_INPUT, main
+from trainer.config import TrainConfig
+from trainer.evaluate import ParityError
+
+pytestmark = pytest.mark.slow
+
+# Tiny and fast: 32x32 input, random init, colour is the signal here (so no hue/grayscale augmentation).
+TINY = {
+    "weights": "none",
+    "image_size": 32,
+    "views": 2,
+    "head_epochs": 60,
+    "head_lr": 3e-3,
+    "finetune_epochs": 2,
+    "patience": 8,
+    "calibration_per_class": 8,
+    "near_duplicate_distance": 2,
+    "val_fraction": 0.2,
+    "test_fraction": 0.2,
+    "augmentation": Augmentation(hue_p=0, grayscale_p=0, saturation=0.1),
+}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[TrainConfig, dict]:
+    from trainer.pipeline import run
+
+    tmp = tmp_path_factory.mktemp("e2e")
+    root = tmp / "data"
+    rng = np.random.default_rng(7)
+    for label in CLASSES:
+        (root / label).mkdir(parents=True)
+        for i in range(15):
+            cv2.imwrite(str(root / label / f"{i:02d}.jpg"), draw_item(label, rng))
+    near_dup = cv2.resize(cv2.imread(str(root / "red_box" / "00.jpg")), None, fx=0.7, fy=0.7)
+    cv2.imwrite(str(root / "red_box" / "00_resized.jpg"), near_dup, [cv2.IMWRITE_JPEG_QUALITY, 60])
+    (root / "green_disc" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    cfg = TrainConfig(data=root, out=tmp / "bundle", work_dir=tmp / "work", cache_dir=tmp / "cache", **TINY)
+    return cfg, run(cfg)
+
+
+def test_bundle_loads_in_the_edge_and_classifies_new_images(trained):
+    cfg, _ = trained
+    bundle = load_bundle(cfg.out)
+    classifier = Classifier(bundle, threads=1)
+
+    assert bundle.labels == tuple(sorted(CLASSES))
+    assert bundle.metadata.input.dtype == "uint8" and bundle.metadata.input.preprocessing_in_model
+    assert bundle.metadata.input.height == bundle.metadata.input.width == 32
+    assert bundle.metadata.quantization.scheme == "int8"
+    assert "class-balanced" in bundle.metadata.quantization.calibration
+    rng = np.random.default_rng(123)  # images never seen in training
+    fresh = [(label, draw_item(label, rng)) for label in CLASSES for _ in range(6)]
+    hits = [bundle.labels[int(np.argmax(classifier.classify(image)))] == label for label, image in fresh]
+    assert np.mean(hits) >= 0.9, f"{np.mean(hits):.0%} of fresh images classified right"
+
+
+def test_bundle_metadata_records_parity_metrics_and_data(trained):
+    cfg, result = trained
+    meta = load_bundle(cfg.out).metadata
+    parity = meta.metrics["parity"]
+    assert set(parity) >= {"float32_accuracy", "int8_accuracy", "top1_agreement"}
+    assert parity["top1_agreement"] >= 0.98
+    assert parity["float32_accuracy"] - parity["int8_accuracy"] <= 0.01
+    assert meta.metrics["test_accuracy"] == result["test_int8"]["accuracy"] == parity["int8_accuracy"]
+    assert set(meta.metrics["test_int8"]["per_class"]) == set(CLASSES)
+    data = meta.training["data"]
+    assert data["broken"] == 1 and data["images"] == 46
+    assert data["class_counts"] == {"blue_bar": 15, "green_disc": 15, "red_box": 16}
+    assert meta.trainer_version
+
+
+def test_report_plots_and_split_file_are_written(trained):
+    cfg, _ = trained
+    for name in ("report.json", "report.md", "training_curves.png", "confusion_matrix.png", "worst_mistakes.png"):
+        assert (cfg.out / name).stat().st_size > 100, name
+    report = json.loads((cfg.out / "report.json").read_text())
+    assert report["training"]["history"]["phase1"]["val_loss"]
+    assert report["timing"]["total_s"] > 0
+    assert "Test accuracy (int8 bundle" in (cfg.out / "report.md").read_text()
+    split = json.loads((cfg.out / "split.json").read_text())["samples"]
+    by_file = {item["file"]: item for item in split}
+    assert by_file["red_box/00.jpg"]["group"] == by_file["red_box/00_resized.jpg"]["group"]
+    assert by_file["red_box/00.jpg"]["split"] == by_file["red_box/00_resized.jpg"]["split"]
+    assert (cfg.work_dir / "float32" / "model.tflite").is_file()
+
+
+def test_float32_tflite_takes_rgb_pixels_and_matches_keras(trained):
+    """Preprocessing lives in the model: the exported float model equals Keras on the same RGB pixels."""
+    import keras
+
+    from trainer.model import build_model
+
+    cfg, _ = trained
+    model = build_model(3, 32, "none", cfg.dense_units, cfg.dropout)
+    model.load_weights(cfg.work_dir / "model.weights.h5")
+    classifier = Classifier(load_bundle(cfg.work_dir / "float32"), threads=1)
+    pixels = np.random.default_rng(5).integers(0, 256, (4, 32, 32, 3)).astype(np.uint8)
+    tflite = np.stack([classifier.classify_pixels(p) for p in pixels])
+    np.testing.assert_allclose(tflite, keras.ops.convert_to_numpy(model(pixels.astype(np.float32))), atol=1e-4)
+
+
+def test_rerun_reuses_cache_and_split(trained, tmp_path):
+    from trainer.pipeline import run
+
+    cfg, first = trained
+    cfg2 = cfg.model_copy(update={"out": tmp_path / "again", "split_file": cfg.out / "split.json"})
+    second = run(cfg2)
+    assert second["training"]["cache"]["computed"] == 0
+    assert second["training"]["cache"]["reused"] == first["training"]["cache"]["computed"]
+    assert second["data"]["reused_split_assignments"] == 46
+    assert second["data"]["split_counts"] == first["data"]["split_counts"]
+
+
+def test_parity_gate_rejects_a_broken_calibration(trained, tmp_path):
+    """Calibrating on black frames sets the int8 ranges far too narrow; the gate must refuse the export."""
+    from trainer.pipeline import run
+
+    cfg, _ = trained
+    cfg2 = cfg.model_copy(update={"out": tmp_path / "rejected", "work_dir": tmp_path / "work"})
+    with pytest.raises(ParityError, match="parity gate failed"):
+        run(cfg2, calibration_override=[np.zeros((32, 32, 3), np.uint8)] * 4)
+    assert not (cfg2.out / "bundle.json").exists()
+    assert (cfg2.work_dir / "int8-candidate" / "model.tflite").is_file()
+
+
+def test_predict_command_prints_the_top_label(trained, capsys, tmp_path):
+    cfg, _ = trained
+    image = tmp_path / "item.png"
+    cv2.imwrite(str(image), draw_item("green_disc", np.random.default_rng(99)))
+    assert main(["predict", "--bundle", str(cfg.out), str(image)]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"{image}: green_disc")
+    assert main(["predict", "--bundle", str(cfg.out), str(tmp_path / "missing.png")]) == EXIT_BAD_INPUT
+
+
+def test_cli_refuses_bad_weights_before_training(trained, tmp_path, capsys):
+    cfg, _ = trained
+    code = main(
+        [
+            "train",
+            str(cfg.data),
+            "--out",
+            str(tmp_path / "o"),
+            "--work-dir",
+            str(tmp_path / "w"),
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "--image-size",
+            "32",
+            "--weights",
+            str(tmp_path / "nope.h5"),
+        ]
+    )
+    assert code == EXIT_BAD_INPUT
+    assert "no such file" in capsys.readouterr().err
+    assert not Path(tmp_path / "o" / "bundle.json").exists()

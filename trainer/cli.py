@@ -1,0 +1,116 @@
+"""`sortline-train train DATA --out DIR [...]` and `sortline-train predict --bundle DIR IMAGE...`.
+
+The train flags are generated from `TrainConfig`, so a setting has one name, one default and one
+help text whether it comes from a flag, a TOML file or a SORTLINE_TRAIN_* variable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from trainer.config import TrainConfig, load_config
+
+EXIT_BAD_INPUT = 2
+EXIT_PARITY = 3
+_POSITIONAL = {"data"}
+_FILE_OR_ENV_ONLY = {"augmentation"}  # nested settings: TOML table [augmentation] or SORTLINE_TRAIN_AUGMENTATION__*
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sortline-train", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser(
+        "train",
+        help="train and export a model bundle",
+        description="Settings: defaults < --config TOML < SORTLINE_TRAIN_* env < flags.",
+    )
+    train.add_argument("data", type=Path, help=TrainConfig.model_fields["data"].description)
+    train.add_argument("--config", type=Path, help="TOML file with any of the settings below (snake_case keys)")
+    for name, info in TrainConfig.model_fields.items():
+        if name in _POSITIONAL | _FILE_OR_ENV_ONLY:
+            continue
+        default = info.default if info.default is not None else "see help"
+        train.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=name,
+            default=argparse.SUPPRESS,
+            metavar=name.upper(),
+            help=f"{info.description or ''} (default: {default})",
+        )
+
+    predict = commands.add_parser("predict", help="classify images with a bundle, as the edge would")
+    predict.add_argument("--bundle", type=Path, required=True, help="bundle directory")
+    predict.add_argument("--threads", type=int, default=2)
+    predict.add_argument("images", type=Path, nargs="+")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "predict":
+        return predict(args.bundle, args.images, args.threads)
+    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
+    try:
+        cfg = load_config(args.config, **overrides)
+    except (ValidationError, FileNotFoundError) as exc:
+        print(f"sortline-train: invalid settings: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return train(cfg)
+
+
+def train(cfg: TrainConfig) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from trainer.data import DataError
+    from trainer.evaluate import ParityError
+    from trainer.model import WeightsError
+    from trainer.pipeline import run
+
+    try:
+        result = run(cfg)
+    except (DataError, WeightsError) as exc:
+        print(f"sortline-train: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ParityError as exc:
+        print(
+            f"sortline-train: {exc}\nNo bundle written to {cfg.out}; the rejected candidate is in "
+            f"{cfg.work_dir}/int8-candidate.",
+            file=sys.stderr,
+        )
+        return EXIT_PARITY
+    p = result["parity"]
+    print(
+        f"bundle {cfg.out}: test accuracy int8 {p['int8_accuracy']:.1%}, float32 {p['float32_accuracy']:.1%}, "
+        f"agreement {p['top1_agreement']:.1%}; report {cfg.out / 'report.md'}; {result['timing']['total_s']:.0f} s"
+    )
+    return 0
+
+
+def predict(bundle_dir: Path, images: list[Path], threads: int) -> int:
+    from edge.bundle import BundleError, load_bundle
+    from edge.classifier import Classifier
+    from edge.preprocess import decode_image
+
+    try:
+        classifier = Classifier(load_bundle(bundle_dir), threads=threads)
+    except BundleError as exc:
+        print(f"sortline-train: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    failed = 0
+    for path in images:
+        try:
+            scores = classifier.classify(decode_image(str(path)))
+        except (OSError, ValueError) as exc:
+            print(f"{path}: error: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        ranked = sorted(zip(classifier.labels, scores, strict=True), key=lambda pair: -pair[1])
+        print(f"{path}: {ranked[0][0]}  (" + ", ".join(f"{label} {score:.3f}" for label, score in ranked) + ")")
+    return EXIT_BAD_INPUT if failed else 0

@@ -1,0 +1,86 @@
+"""Every trainer setting in one place: defaults < TOML file (--config) < SORTLINE_TRAIN_* env < CLI flags."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+from trainer.augment import Augmentation
+
+
+class TrainConfig(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SORTLINE_TRAIN_", env_nested_delimiter="__", extra="forbid")
+
+    data: Path = Field(description="data folder: one sub-folder of images per class")
+    out: Path = Field(description="bundle directory to write (model.tflite, bundle.json, report)")
+    work_dir: Path | None = Field(None, description="checkpoints and the float32 model (default: runs/<out name>)")
+    cache_dir: Path = Field(Path("~/.cache/sortline/features"), description="frozen-layer feature cache")
+    split_file: Path | None = Field(None, description="reuse this split file if it exists, else write it")
+    manifest: Path | None = Field(None, description="provenance CSV (default: DATA/manifest.csv if present)")
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]+$", description="bundle name (default: out name)")
+    version: str | None = Field(None, description="bundle version (default: UTC date and time)")
+
+    weights: str = Field("imagenet", description="'imagenet', 'none' or a VGG16 no-top .weights.h5 file")
+    image_size: int = Field(224, ge=32, description="square model input, pixels")
+    pad_value: int = Field(255, ge=0, le=255, description="letterbox padding grey level (shop photos are white)")
+    near_duplicate_distance: int = Field(6, ge=0, le=64, description="max perceptual-hash bit distance of a group")
+    val_fraction: float = Field(0.15, gt=0, lt=0.5)
+    test_fraction: float = Field(0.15, gt=0, lt=0.5)
+
+    views: int = Field(3, ge=1, description="cached views per training image: 1 original + views-1 augmented")
+    augmentation: Augmentation = Augmentation()
+    finetune_from: str = Field("block5_conv3", description="first layer fine-tuned in phase 2; earlier ones frozen")
+    batch_size: int = Field(16, ge=1)
+    head_epochs: int = Field(40, ge=1, description="phase 1: head only, on pooled frozen features")
+    head_lr: float = Field(1e-3, gt=0)
+    finetune_epochs: int = Field(8, ge=0, description="phase 2: fine-tune from --finetune-from (0 skips it)")
+    finetune_lr: float = Field(1e-5, gt=0)
+    patience: int = Field(3, ge=1, description="early stopping: epochs without a better validation loss")
+    dense_units: int = Field(256, ge=1)
+    dropout: float = Field(0.3, ge=0, lt=1)
+
+    calibration_per_class: int = Field(40, ge=1, description="training images per class to calibrate int8 ranges")
+    max_accuracy_drop: float = Field(1.0, ge=0, description="parity gate: int8 may lose at most this many points")
+    min_agreement: float = Field(0.98, ge=0, le=1, description="parity gate: min share of same top-1 as float32")
+    threads: int = Field(2, ge=1, description="TFLite interpreter threads for evaluation")
+    seed: int = 1
+
+    @model_validator(mode="after")
+    def _defaults_from_out(self) -> TrainConfig:
+        if self.val_fraction + self.test_fraction >= 0.8:
+            raise ValueError("val_fraction + test_fraction must leave at least 20 % for training")
+        if self.name is None:
+            self.name = self.out.name
+        if self.version is None:
+            self.version = datetime.now(timezone.utc).strftime("%Y.%m.%d-%H%M")
+        if self.work_dir is None:
+            self.work_dir = Path("runs") / self.out.name
+        self.cache_dir = self.cache_dir.expanduser()
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls)
+
+
+def load_config(config_file: Path | None = None, **overrides: object) -> TrainConfig:
+    """Build the config; `overrides` (from the command line) win over env, env over the TOML file."""
+    if config_file is None:
+        return TrainConfig(**overrides)
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{config_file}: config file does not exist")
+
+    class FileConfig(TrainConfig):
+        model_config = SettingsConfigDict(toml_file=config_file)
+
+    return FileConfig(**overrides)

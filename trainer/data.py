@@ -1,0 +1,238 @@
+"""A folder of labelled photos -> checked, de-duplicated samples with a leakage-free train/val/test split.
+
+Near-duplicates (the same product photo resized or re-encoded) are grouped by perceptual hash and a
+group always lands in one split; otherwise validation and test accuracy measure memory, not skill.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import random
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import imagehash
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from edge.preprocess import decode_image
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
+SPLITS = ("train", "val", "test")
+SPLIT_FILE_FORMAT = "sortline-split-v1"
+
+
+class DataError(ValueError):
+    """The data folder cannot be trained on; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    file: str  # relative to the data folder, with forward slashes
+    label: str
+    sha256: str
+    phash: str
+    group: int = -1
+    split: str = ""
+
+
+@dataclass
+class DataSet:
+    root: Path
+    labels: tuple[str, ...]
+    samples: list[Sample]
+    summary: dict = field(default_factory=dict)
+
+    def split(self, name: str) -> list[Sample]:
+        return [s for s in self.samples if s.split == name]
+
+    def path(self, sample: Sample) -> Path:
+        return self.root / sample.file
+
+
+def scan(root: Path, manifest: Path | None = None) -> tuple[tuple[str, ...], list[Sample], dict]:
+    """Find, decode-check and hash every image; drop broken files and exact duplicates (and say so)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: data folder does not exist (expected DATA/<label>/*.jpg)")
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    files = {d.name: sorted(f for f in d.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES) for d in class_dirs}
+    empty = [label for label, found in files.items() if not found]
+    if empty:
+        raise DataError(f"{root}: class folder(s) {empty} hold no .jpg/.jpeg/.png/.webp images; fill or remove them")
+    if len(files) < 2:
+        raise DataError(f"{root}: found {len(files)} class folder(s) {list(files)}; a classifier needs at least 2")
+
+    broken: list[dict] = []
+    duplicates: list[dict] = []
+    by_sha: dict[str, Sample] = {}
+    todo = [(label, f) for label, found in files.items() for f in found]
+    for label, path in tqdm(todo, desc="check images", unit="img"):
+        rel = path.relative_to(root).as_posix()
+        try:
+            data = path.read_bytes()
+            bgr = decode_image(str(path))
+        except (OSError, ValueError) as exc:
+            broken.append({"file": rel, "error": str(exc)})
+            continue
+        sha = hashlib.sha256(data).hexdigest()
+        if sha in by_sha:
+            duplicates.append({"file": rel, "duplicate_of": by_sha[sha].file, "same_label": by_sha[sha].label == label})
+            continue
+        rgb = Image.fromarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        by_sha[sha] = Sample(file=rel, label=label, sha256=sha, phash=str(imagehash.phash(rgb)))
+    samples = sorted(by_sha.values(), key=lambda s: s.file)
+    labels = tuple(sorted({s.label for s in samples}))
+    too_few = [label for label in files if sum(s.label == label for s in samples) < 3]
+    if too_few:
+        raise DataError(
+            f"{root}: class(es) {too_few} have fewer than 3 usable images (after dropping broken "
+            "and duplicate files); need at least one each for train, validation and test"
+        )
+    summary = {
+        "found": len(todo),
+        "broken": broken,
+        "exact_duplicates_removed": duplicates,
+        "sources": _sources(manifest, samples),
+    }
+    return labels, samples, summary
+
+
+def _sources(manifest: Path | None, samples: list[Sample]) -> dict[str, dict[str, int]]:
+    """Per class, how many images each source contributed (from the optional manifest CSV)."""
+    if manifest is None or not manifest.is_file():
+        return {}
+    with manifest.open(newline="", encoding="utf-8") as handle:
+        source_of = {row["file"]: row.get("source", "") for row in csv.DictReader(handle) if "file" in row}
+    counts: dict[str, Counter] = defaultdict(Counter)
+    for s in samples:
+        counts[s.label][source_of.get(s.file, "unknown")] += 1
+    return {label: dict(c) for label, c in sorted(counts.items())}
+
+
+def group_near_duplicates(samples: list[Sample], max_distance: int) -> list[Sample]:
+    """Assign a group id: images whose perceptual hashes differ in <= max_distance bits share a group."""
+    bits = np.array([np.unpackbits(np.frombuffer(bytes.fromhex(s.phash), np.uint8)) for s in samples], bool)
+    parent = list(range(len(samples)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i in range(len(samples)):
+        distances = (bits[i + 1 :] != bits[i]).sum(axis=1)
+        for j in np.nonzero(distances <= max_distance)[0] + i + 1:
+            parent[find(int(j))] = find(i)
+    roots = {r: n for n, r in enumerate(dict.fromkeys(find(i) for i in range(len(samples))))}
+    return [Sample(**{**asdict(s), "group": roots[find(i)]}) for i, s in enumerate(samples)]
+
+
+def assign_splits(
+    samples: list[Sample], val_fraction: float, test_fraction: float, seed: int, previous: dict[str, str] | None = None
+) -> list[Sample]:
+    """Stratified, seeded split of whole groups; images in `previous` (file -> split) keep their split."""
+    previous = previous or {}
+    members: dict[int, list[Sample]] = defaultdict(list)
+    for s in samples:
+        members[s.group].append(s)
+    group_split: dict[int, str] = {}
+    for gid, group in members.items():
+        kept = [previous[s.file] for s in group if s.file in previous]
+        if kept:  # a new image joining an old group follows it; a group bridged across splits goes to train
+            group_split[gid] = kept[0] if len(set(kept)) == 1 else "train"
+    rng = random.Random(seed)
+    by_label: dict[str, list[int]] = defaultdict(list)
+    for gid in sorted(members):
+        if gid not in group_split:
+            by_label[_majority_label(members[gid])].append(gid)
+    for label, gids in sorted(by_label.items()):
+        rng.shuffle(gids)
+        total = sum(len(members[g]) for g in members if _majority_label(members[g]) == label)
+        wanted = {"test": test_fraction * total, "val": val_fraction * total}
+        have = Counter()
+        for g in members:
+            if g in group_split and _majority_label(members[g]) == label:
+                have[group_split[g]] += len(members[g])
+        for gid in gids:
+            target = next(
+                (n for n in ("test", "val") if not have[n] or have[n] + len(members[gid]) / 2 <= wanted[n]), "train"
+            )
+            group_split[gid] = target
+            have[target] += len(members[gid])
+    return [Sample(**{**asdict(s), "split": group_split[s.group]}) for s in samples]
+
+
+def _majority_label(group: list[Sample]) -> str:
+    return Counter(s.label for s in group).most_common(1)[0][0]
+
+
+def load_split_file(path: Path) -> dict[str, str]:
+    """file -> split from an earlier run's split file."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: split file is not readable JSON: {exc}") from exc
+    if raw.get("format") != SPLIT_FILE_FORMAT:
+        raise DataError(f"{path}: not a sortline split file (format {raw.get('format')!r})")
+    return {item["file"]: item["split"] for item in raw["samples"] if item["split"] in SPLITS}
+
+
+def write_split_file(path: Path, data: DataSet, settings: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = {
+        "format": SPLIT_FILE_FORMAT,
+        "settings": settings,
+        "samples": [
+            {"file": s.file, "label": s.label, "sha256": s.sha256, "group": s.group, "split": s.split}
+            for s in data.samples
+        ],
+    }
+    path.write_text(json.dumps(body, indent=1) + "\n", encoding="utf-8")
+
+
+def load_dataset(
+    root: Path,
+    *,
+    max_distance: int,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    split_file: Path | None = None,
+    manifest: Path | None = None,
+) -> DataSet:
+    """Scan, de-duplicate, group and split; reuse `split_file` when it exists."""
+    labels, samples, summary = scan(root, manifest if manifest else Path(root) / "manifest.csv")
+    samples = group_near_duplicates(samples, max_distance)
+    previous = load_split_file(split_file) if split_file and split_file.is_file() else {}
+    samples = assign_splits(samples, val_fraction, test_fraction, seed, previous)
+    groups = Counter(s.group for s in samples)
+    multi = [g for g, n in groups.items() if n > 1]
+    mixed = [g for g in multi if len({s.label for s in samples if s.group == g}) > 1]
+    counts = {split: dict(Counter(s.label for s in samples if s.split == split)) for split in SPLITS}
+    per_class = Counter(s.label for s in samples)
+    summary.update(
+        images=len(samples),
+        labels=list(labels),
+        class_counts=dict(sorted(per_class.items())),
+        imbalance_ratio=round(max(per_class.values()) / min(per_class.values()), 2),
+        near_duplicate_groups=len(multi),
+        images_in_near_duplicate_groups=sum(groups[g] for g in multi),
+        near_duplicate_groups_with_mixed_labels=[sorted(s.file for s in samples if s.group == g) for g in mixed],
+        split_counts=counts,
+        split_reused_from=str(split_file) if previous else None,
+        reused_split_assignments=sum(s.file in previous for s in samples),
+    )
+    missing = [f"{split}/{label}" for split in SPLITS for label in labels if not counts[split].get(label)]
+    if missing:
+        raise DataError(
+            f"{root}: after grouping near-duplicates, no images for {missing}; add images to those "
+            "classes or lower --val-fraction/--test-fraction"
+        )
+    return DataSet(root=Path(root), labels=labels, samples=samples, summary=summary)

@@ -1,0 +1,83 @@
+"""Scores from exported models through the edge's own `Classifier`, metrics, and the int8 parity gate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from edge.bundle import load_bundle
+from edge.classifier import Classifier
+from edge.preprocess import decode_image
+
+
+class ParityError(RuntimeError):
+    """The int8 model does not behave like the float32 one; it must not be shipped."""
+
+
+def bundle_scores(bundle_dir: Path, images: list[Path], threads: int, desc: str) -> np.ndarray:
+    """(len(images), labels) scores, each image decoded and classified exactly as the edge daemon does."""
+    classifier = Classifier(load_bundle(bundle_dir), threads=threads)
+    return np.stack([classifier.classify(decode_image(str(p))) for p in tqdm(images, desc=desc, unit="img")])
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: tuple[str, ...]) -> dict:
+    """Accuracy, per-class precision/recall/F1/support and the confusion matrix (rows: true, cols: predicted)."""
+    n = len(labels)
+    confusion = np.zeros((n, n), dtype=int)
+    np.add.at(confusion, (y_true, y_pred), 1)
+    per_class = {}
+    for i, label in enumerate(labels):
+        tp = confusion[i, i]
+        precision = tp / confusion[:, i].sum() if confusion[:, i].sum() else 0.0
+        recall = tp / confusion[i].sum() if confusion[i].sum() else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[label] = {
+            "precision": round(float(precision), 4),
+            "recall": round(float(recall), 4),
+            "f1": round(float(f1), 4),
+            "support": int(confusion[i].sum()),
+        }
+    return {
+        "accuracy": round(float(np.mean(y_true == y_pred)), 4),
+        "per_class": per_class,
+        "confusion_matrix": confusion.tolist(),
+    }
+
+
+def parity(y_true: np.ndarray, float_scores: np.ndarray, int8_scores: np.ndarray) -> dict:
+    float_pred, int8_pred = float_scores.argmax(1), int8_scores.argmax(1)
+    return {
+        "float32_accuracy": round(float(np.mean(float_pred == y_true)), 4),
+        "int8_accuracy": round(float(np.mean(int8_pred == y_true)), 4),
+        "top1_agreement": round(float(np.mean(float_pred == int8_pred)), 4),
+        "max_abs_score_difference": round(float(np.abs(float_scores - int8_scores).max()), 4),
+        "images": len(y_true),
+    }
+
+
+def check_parity(result: dict, max_accuracy_drop: float, min_agreement: float) -> None:
+    """Raise ParityError unless int8 accuracy is within `max_accuracy_drop` points and agreement is high enough."""
+    drop = 100 * (result["float32_accuracy"] - result["int8_accuracy"])
+    problems = []
+    if drop > max_accuracy_drop + 1e-9:
+        problems.append(
+            f"int8 accuracy {result['int8_accuracy']:.2%} is {drop:.1f} points below float32 "
+            f"{result['float32_accuracy']:.2%} (allowed: {max_accuracy_drop} points)"
+        )
+    if result["top1_agreement"] < min_agreement:
+        problems.append(
+            f"int8 and float32 agree on the top class for only {result['top1_agreement']:.2%} of "
+            f"{result['images']} test images (required: {min_agreement:.0%})"
+        )
+    if result.get("float32_tflite_max_difference", 0.0) > 0.01:
+        problems.append(
+            f"the float32 TFLite model differs from Keras by {result['float32_tflite_max_difference']} in score"
+        )
+    if problems:
+        raise ParityError(
+            "int8 parity gate failed: "
+            + "; ".join(problems)
+            + ". Check the calibration images (real, class-balanced, prepared like camera crops)."
+        )

@@ -1,0 +1,148 @@
+"""The two training phases, both on cached frozen-layer features.
+
+Phase 1 trains the head on pooled features (seconds); phase 2 fine-tunes the top conv block and the
+head together at a low learning rate. Each epoch draws one random cached view per training image.
+The best weights by validation loss, across both phases, are the ones kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+from tqdm import tqdm
+
+from trainer.model import split_model
+
+
+@dataclass
+class History:
+    phase1: dict[str, list[float]] = field(default_factory=dict)
+    phase2: dict[str, list[float]] = field(default_factory=dict)
+    best_phase: int = 1
+    best_val_loss: float = float("inf")
+
+
+class TqdmEpochs(keras.callbacks.Callback):
+    """One progress bar per phase, one tick per epoch, latest metrics alongside."""
+
+    def __init__(self, epochs: int, desc: str) -> None:
+        super().__init__()
+        self.bar = tqdm(total=epochs, desc=desc, unit="epoch")
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.bar.set_postfix({k: f"{v:.3f}" for k, v in (logs or {}).items() if "loss" in k or "acc" in k})
+        self.bar.update()
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self.bar.close()
+
+
+class RandomViews(keras.utils.PyDataset):
+    """Batches of cached features, one randomly chosen view per image, reshuffled every epoch."""
+
+    def __init__(self, features: np.ndarray, labels: np.ndarray, weights: np.ndarray, batch_size: int, seed: int):
+        super().__init__()
+        self.features, self.labels, self.weights, self.batch_size = features, labels, weights, batch_size
+        self.rng = np.random.default_rng(seed)
+        self.on_epoch_end()
+
+    def __len__(self) -> int:
+        return -(-len(self.labels) // self.batch_size)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        x = self.features[rows, self.views[rows]].astype(np.float32)
+        return x, self.labels[rows], self.weights[rows]
+
+    def on_epoch_end(self) -> None:
+        self.order = self.rng.permutation(len(self.labels))
+        self.views = self.rng.integers(0, self.features.shape[1], len(self.labels))
+
+
+def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Per-sample weights that make every class count the same in the loss."""
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    per_class = len(labels) / (num_classes * np.maximum(counts, 1))
+    return per_class[labels].astype(np.float32)
+
+
+def train_two_phases(
+    top: keras.Model,
+    head_from: str,
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    val_x: np.ndarray,
+    val_y: np.ndarray,
+    *,
+    num_classes: int,
+    head_epochs: int,
+    head_lr: float,
+    finetune_epochs: int,
+    finetune_lr: float,
+    patience: int,
+    batch_size: int,
+    seed: int,
+    checkpoint_dir: Path,
+) -> History:
+    """Train `top` (trainable layers on top of the cached features) in place; returns the curves."""
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    history = History()
+    weights = class_weights(train_y, num_classes)
+    pooler, head = split_model(top, head_from)
+
+    # Phase 1: the head alone, on pooled features of every cached view (pooling is frozen here).
+    pooled_train = pooler.predict(train_x.reshape(-1, *train_x.shape[2:]), batch_size=64, verbose=0)
+    pooled_val = pooler.predict(val_x[:, 0], batch_size=64, verbose=0)
+    views = train_x.shape[1]
+    phase1_best = checkpoint_dir / "phase1-best.weights.h5"
+    head.compile(keras.optimizers.Adam(head_lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    fitted = head.fit(
+        pooled_train,
+        np.repeat(train_y, views),
+        sample_weight=np.repeat(weights, views),
+        validation_data=(pooled_val, val_y),
+        batch_size=batch_size,
+        epochs=head_epochs,
+        shuffle=True,
+        verbose=0,
+        callbacks=[
+            keras.callbacks.EarlyStopping(patience=patience + 2, restore_best_weights=True),
+            TqdmEpochs(head_epochs, "phase 1 (head)"),
+        ],
+    )
+    history.phase1 = fitted.history
+    top.save_weights(phase1_best)
+    history.best_val_loss = float(min(fitted.history["val_loss"]))
+    if finetune_epochs == 0:
+        return history
+
+    # Phase 2: fine-tune the top conv layers with the head, at a low learning rate.
+    phase2_best = checkpoint_dir / "phase2-best.weights.h5"
+    phase2_best.unlink(missing_ok=True)
+    top.compile(keras.optimizers.Adam(finetune_lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    fitted = top.fit(
+        RandomViews(train_x, train_y, weights, batch_size, seed),
+        validation_data=(val_x[:, 0].astype(np.float32), val_y),
+        epochs=finetune_epochs,
+        verbose=0,
+        callbacks=[
+            keras.callbacks.EarlyStopping(patience=patience),
+            keras.callbacks.ModelCheckpoint(
+                phase2_best,
+                save_best_only=True,
+                save_weights_only=True,
+                initial_value_threshold=history.best_val_loss,
+            ),
+            TqdmEpochs(finetune_epochs, "phase 2 (fine-tune)"),
+        ],
+    )
+    history.phase2 = fitted.history
+    if phase2_best.is_file():
+        top.load_weights(phase2_best)
+        history.best_phase, history.best_val_loss = 2, float(min(fitted.history["val_loss"]))
+    else:
+        top.load_weights(phase1_best)
+    return history

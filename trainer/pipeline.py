@@ -1,0 +1,243 @@
+"""One training run: data -> features -> two phases -> TFLite export -> parity gate -> bundle and report."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import trainer
+from edge.bundle import InputSpec, Quantization, load_bundle, write_bundle
+from trainer import evaluate, report
+from trainer.config import TrainConfig
+from trainer.data import SPLITS, load_dataset, write_split_file
+from trainer.export import balanced_sample, to_tflite
+from trainer.features import FeatureCache, model_pixels, weights_identity
+from trainer.fit import train_two_phases
+from trainer.model import HEAD_FROM, build_model, split_model
+
+log = logging.getLogger("sortline.train")
+
+
+def accelerator_scope() -> contextlib.AbstractContextManager:
+    """GPUs: mixed precision, and one model replica per GPU when there are several. CPU: as is."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    return tf.distribute.MirroredStrategy().scope() if len(gpus) > 1 else contextlib.nullcontext()
+
+
+def run(cfg: TrainConfig, calibration_override: list[np.ndarray] | None = None) -> dict:
+    """Train and export; raises `evaluate.ParityError` (nothing written to cfg.out) if int8 is not faithful.
+
+    `calibration_override` replaces the calibration images (tests use it to prove the gate bites).
+    """
+    started = time.perf_counter()
+    keras.utils.set_random_seed(cfg.seed)
+    work: Path = cfg.work_dir  # type: ignore[assignment]  # filled in by TrainConfig
+    work.mkdir(parents=True, exist_ok=True)
+    split_file = cfg.split_file or cfg.out / "split.json"
+    data = load_dataset(
+        cfg.data,
+        max_distance=cfg.near_duplicate_distance,
+        val_fraction=cfg.val_fraction,
+        test_fraction=cfg.test_fraction,
+        seed=cfg.seed,
+        split_file=split_file,
+        manifest=cfg.manifest,
+    )
+    log.info("data: %s", {k: data.summary[k] for k in ("images", "class_counts", "split_counts")})
+    labels = data.labels
+    spec = InputSpec(
+        height=cfg.image_size,
+        width=cfg.image_size,
+        dtype="uint8",
+        color_order="RGB",
+        resize="letterbox",
+        pad_value=cfg.pad_value,
+        preprocessing_in_model=True,
+    )
+    parts = {name: data.split(name) for name in SPLITS}
+    y = {name: np.array([labels.index(s.label) for s in parts[name]]) for name in SPLITS}
+    timing = {"data_s": time.perf_counter() - started}
+
+    with accelerator_scope():
+        model = build_model(len(labels), cfg.image_size, cfg.weights, cfg.dense_units, cfg.dropout)
+        frozen, top = split_model(model, cfg.finetune_from)
+    cache = FeatureCache(
+        cfg.cache_dir,
+        {
+            "weights": weights_identity(cfg.weights, cfg.seed),
+            "image_size": cfg.image_size,
+            "pad_value": cfg.pad_value,
+            "cut_before": cfg.finetune_from,
+            "augmentation": cfg.augmentation.model_dump(),
+            "seed": cfg.seed,
+        },
+    )
+    t = time.perf_counter()
+    feats = {
+        name: cache.features(
+            data,
+            parts[name],
+            cfg.views if name == "train" else 1,
+            frozen,
+            spec,
+            cfg.augmentation,
+            cfg.seed,
+            cfg.batch_size,
+        )
+        for name in SPLITS
+    }
+    timing["features_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    with accelerator_scope():
+        history = train_two_phases(
+            top,
+            HEAD_FROM,
+            feats["train"],
+            y["train"],
+            feats["val"],
+            y["val"],
+            num_classes=len(labels),
+            head_epochs=cfg.head_epochs,
+            head_lr=cfg.head_lr,
+            finetune_epochs=cfg.finetune_epochs,
+            finetune_lr=cfg.finetune_lr,
+            patience=cfg.patience,
+            batch_size=cfg.batch_size,
+            seed=cfg.seed,
+            checkpoint_dir=work / "checkpoints",
+        )
+    keras_test_scores = top.predict(feats["test"][:, 0].astype(np.float32), batch_size=64, verbose=0)
+    timing["training_s"] = time.perf_counter() - t
+    del feats
+    model.save_weights(work / "model.weights.h5")
+
+    t = time.perf_counter()
+    export_model = _float32_copy(model, cfg) if keras.mixed_precision.global_policy().name != "float32" else model
+    train_paths = [data.path(s) for s in parts["train"]]
+    calibration = calibration_override
+    if calibration is None:
+        chosen = balanced_sample(y["train"], cfg.calibration_per_class, cfg.seed)
+        calibration = [model_pixels(train_paths[i], spec) for i in chosen]
+    calibration_note = (
+        f"{len(calibration)} real training images, class-balanced (up to {cfg.calibration_per_class}"
+        " per class), letterboxed as on the edge"
+    )
+    common = {
+        "name": cfg.name,
+        "version": cfg.version,
+        "labels": labels,
+        "input_spec": spec,
+        "trainer_version": trainer.__version__,
+    }
+    float_dir, candidate_dir = work / "float32", work / "int8-candidate"
+    write_bundle(
+        float_dir,
+        to_tflite(export_model),
+        quantization=Quantization(scheme="float32"),
+        **{**common, "name": f"{cfg.name}-float32", "input_spec": spec.model_copy(update={"dtype": "float32"})},
+    )
+    int8_bytes = to_tflite(export_model, calibration)
+    write_bundle(
+        candidate_dir, int8_bytes, quantization=Quantization(scheme="int8", calibration=calibration_note), **common
+    )
+    timing["export_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    test_paths = [data.path(s) for s in parts["test"]]
+    int8_scores = evaluate.bundle_scores(candidate_dir, test_paths, cfg.threads, "evaluate int8 tflite")
+    parity = evaluate.parity(y["test"], keras_test_scores, int8_scores)
+    # The float reference is Keras on the cached (same pixels) test features; spot-check the float32 TFLite
+    # file against it so a broken float export cannot hide.
+    few = min(len(test_paths), 8)
+    float_tflite = evaluate.bundle_scores(float_dir, test_paths[:few], cfg.threads, "check float32 tflite")
+    parity["float32_tflite_max_difference"] = round(float(np.abs(float_tflite - keras_test_scores[:few]).max()), 5)
+    timing["evaluate_s"] = time.perf_counter() - t
+    log.info("parity: %s", parity)
+    evaluate.check_parity(parity, cfg.max_accuracy_drop, cfg.min_agreement)
+
+    test_int8 = evaluate.classification_metrics(y["test"], int8_scores.argmax(1), labels)
+    test_float = evaluate.classification_metrics(y["test"], keras_test_scores.argmax(1), labels)
+    training = {
+        "data": {k: v for k, v in data.summary.items() if k not in ("broken", "exact_duplicates_removed")}
+        | {
+            "broken": len(data.summary["broken"]),
+            "exact_duplicates_removed": len(data.summary["exact_duplicates_removed"]),
+        },
+        "weights": cfg.weights if cfg.weights in ("imagenet", "none") else Path(cfg.weights).name,
+        "settings": cfg.model_dump(mode="json", exclude={"data", "out", "work_dir", "cache_dir", "split_file"}),
+        "best_phase": history.best_phase,
+        "best_val_loss": round(history.best_val_loss, 4),
+        "epochs": {"phase1": len(history.phase1.get("loss", [])), "phase2": len(history.phase2.get("loss", []))},
+    }
+    metrics = {
+        "test_accuracy": test_int8["accuracy"],
+        "parity": parity,
+        "test_int8": test_int8,
+        "test_float32": {"accuracy": test_float["accuracy"]},
+    }
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    bundle = write_bundle(
+        cfg.out,
+        int8_bytes,
+        metrics=metrics,
+        training=training,
+        quantization=Quantization(scheme="int8", calibration=calibration_note),
+        **common,
+    )
+    load_bundle(cfg.out)  # what the edge will do; fails loudly here rather than on the line
+    split_settings = {
+        "seed": cfg.seed,
+        "val_fraction": cfg.val_fraction,
+        "test_fraction": cfg.test_fraction,
+        "near_duplicate_distance": cfg.near_duplicate_distance,
+    }
+    write_split_file(cfg.out / "split.json", data, split_settings)
+    if cfg.split_file and not cfg.split_file.is_file():
+        write_split_file(cfg.split_file, data, split_settings)
+
+    report.plot_history(history, cfg.out / report.PLOTS["history"])
+    report.plot_confusion(
+        test_int8["confusion_matrix"], labels, cfg.out / report.PLOTS["confusion"], "Test split, int8 bundle"
+    )
+    worst = report.plot_worst(test_paths, y["test"], int8_scores, labels, cfg.out / report.PLOTS["mistakes"])
+    timing["total_s"] = time.perf_counter() - started
+    result = {
+        "bundle": {
+            "name": cfg.name,
+            "version": cfg.version,
+            "sha256": bundle.metadata.sha256,
+            "model_bytes": len(int8_bytes),
+            "input": f"{cfg.image_size}x{cfg.image_size} RGB uint8",
+            "labels": list(labels),
+        },
+        "data": {"root": str(cfg.data), **data.summary},
+        "test_int8": test_int8,
+        "test_float32": test_float,
+        "parity": parity,
+        "worst_mistakes": worst,
+        "training": training
+        | {
+            "history": {"phase1": history.phase1, "phase2": history.phase2},
+            "cache": {"directory": str(cache.directory), "computed": cache.computed, "reused": cache.reused},
+        },
+        "timing": {k: round(v, 1) for k, v in timing.items()},
+    }
+    report.write_report(cfg.out, result)
+    return result
+
+
+def _float32_copy(model: keras.Model, cfg: TrainConfig) -> keras.Model:
+    """Mixed-precision training leaves float16 compute in the graph; TFLite export wants a float32 twin."""
+    keras.mixed_precision.set_global_policy("float32")
+    twin = build_model(model.output.shape[-1], cfg.image_size, "none", cfg.dense_units, cfg.dropout)
+    twin.set_weights(model.get_weights())
+    return twin

@@ -1,0 +1,130 @@
+"""What a training run tells people: report.json for machines, report.md and PNG plots for humans."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt
+import numpy as np
+
+from edge.preprocess import decode_image
+from trainer.fit import History
+
+PLOTS = {"history": "training_curves.png", "confusion": "confusion_matrix.png", "mistakes": "worst_mistakes.png"}
+
+
+def plot_history(history: History, path: Path) -> None:
+    """Loss and accuracy per epoch, phase 1 then phase 2 on one time axis."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    n1 = len(history.phase1.get("loss", []))
+    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        for key, style in ((metric, "-"), (f"val_{metric}", "--")):
+            values = history.phase1.get(key, []) + history.phase2.get(key, [])
+            ax.plot(range(1, len(values) + 1), values, style, label=key.replace("val_", "validation "))
+        if history.phase2:
+            ax.axvline(n1 + 0.5, color="grey", lw=0.8)
+            ax.text(n1 + 0.7, ax.get_ylim()[1], "phase 2", va="top", fontsize=8, color="grey")
+        ax.set_xlabel("epoch (phase 1 head, then phase 2 fine-tune)")
+        ax.set_title(metric)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def plot_confusion(confusion: list[list[int]], labels: tuple[str, ...], path: Path, title: str) -> None:
+    matrix = np.array(confusion)
+    fig, ax = plt.subplots(figsize=(1.3 * len(labels) + 2, 1.2 * len(labels) + 1.5))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=30)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for (i, j), value in np.ndenumerate(matrix):
+        ax.text(j, i, str(value), ha="center", va="center", color="white" if value > matrix.max() / 2 else "black")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def plot_worst(
+    images: list[Path], y_true: np.ndarray, scores: np.ndarray, labels: tuple[str, ...], path: Path, count: int = 12
+) -> list[dict]:
+    """Grid of the most confident mistakes (or, with none, the least confident right answers)."""
+    pred = scores.argmax(1)
+    wrong = np.flatnonzero(pred != y_true)
+    if len(wrong):
+        order, title = wrong[np.argsort(-scores[wrong, pred[wrong]])], "most confident mistakes"
+    else:
+        order, title = np.argsort(scores[np.arange(len(pred)), pred]), "no mistakes: least confident answers"
+    order = order[:count]
+    cols = 4
+    rows = max(1, -(-len(order) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 3.2 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    listed = []
+    for ax, i in zip(axes.flat, order, strict=False):
+        ax.imshow(decode_image(str(images[i]))[..., ::-1])
+        ax.set_title(f"true {labels[y_true[i]]}\npred {labels[pred[i]]} {scores[i, pred[i]]:.2f}", fontsize=8)
+        listed.append(
+            {
+                "file": str(images[i]),
+                "true": labels[y_true[i]],
+                "predicted": labels[pred[i]],
+                "score": round(float(scores[i, pred[i]]), 4),
+            }
+        )
+    fig.suptitle(f"Test split, int8 model: {title}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=72)
+    plt.close(fig)
+    return listed
+
+
+def write_report(out: Path, report: dict) -> None:
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    (out / "report.md").write_text(summary_markdown(report), encoding="utf-8")
+
+
+def summary_markdown(r: dict) -> str:
+    t, p, d = r["test_int8"], r["parity"], r["data"]
+    lines = [
+        f"# {r['bundle']['name']} {r['bundle']['version']}",
+        "",
+        f"Trained on `{d['root']}`: {d['images']} images after removing {len(d['broken'])} unreadable and "
+        f"{len(d['exact_duplicates_removed'])} exact-duplicate files; {d['near_duplicate_groups']} near-duplicate "
+        f"groups ({d['images_in_near_duplicate_groups']} images) kept whole within one split.",
+        "",
+        "| split | " + " | ".join(d["labels"]) + " |",
+        "|---|" + "---:|" * len(d["labels"]),
+        *(
+            f"| {s} | " + " | ".join(str(c.get(lbl, 0)) for lbl in d["labels"]) + " |"
+            for s, c in d["split_counts"].items()
+        ),
+        "",
+        f"**Test accuracy (int8 bundle, {p['images']} images): {t['accuracy']:.1%}**; float32 "
+        f"{p['float32_accuracy']:.1%}; int8/float32 top-1 agreement {p['top1_agreement']:.1%} "
+        f"(parity gate: passed).",
+        "",
+        "| class | precision | recall | F1 | support |",
+        "|---|---:|---:|---:|---:|",
+        *(
+            f"| {k} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {v['support']} |"
+            for k, v in t["per_class"].items()
+        ),
+        "",
+        f"Best validation loss {r['training']['best_val_loss']:.4f} in phase {r['training']['best_phase']}. "
+        f"Input {r['bundle']['input']}, int8 model {r['bundle']['model_bytes'] / 1e6:.1f} MB. "
+        f"Run time {r['timing']['total_s']:.0f} s (features {r['timing']['features_s']:.0f} s: "
+        f"{r['training']['cache']['computed']} computed, {r['training']['cache']['reused']} reused).",
+        "",
+        *(f"![{name}]({file})" for name, file in PLOTS.items()),
+        "",
+    ]
+    return "\n".join(lines)
