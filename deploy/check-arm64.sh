@@ -71,7 +71,9 @@ if [ ! -x "$root/usr/bin/python3" ]; then
   debootstrap --arch=arm64 --variant=minbase --include=python3,python3-venv,ca-certificates \
     bookworm "$root" "$mirror" >"$root.debootstrap.log" 2>&1 || die "debootstrap failed, see $root.debootstrap.log"
 fi
-for fs in proc sys dev; do mount --bind "/$fs" "$root/$fs" && mounted+=("$root/$fs"); done
+# Not /sys: LiteRT's cpuinfo reads the x86 host's CPU topology there as if it were arm64 and
+# segfaults (measured); without it cpuinfo only warns "failed to parse ... processors".
+for fs in proc dev; do mount --bind "/$fs" "$root/$fs" && mounted+=("$root/$fs"); done
 cp /etc/resolv.conf "$root/etc/resolv.conf"
 # Networks that inspect TLS give pip their CA; the host's bundle includes it.
 cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/host-ca-bundle.crt"
@@ -101,6 +103,6 @@ fi
 step "installed: $(in_root /opt/venv/bin/pip list --format=freeze 2>/dev/null | grep -iE '^(numpy|opencv|ai-edge-litert|paho|pydantic)' | tr '\n' ' ')"
 
 # ---- classify -----------------------------------------------------------------------------------
-step "sortline-edge classify (arm64, emulated)"
-in_root /opt/venv/bin/sortline-edge classify --bundle /opt/bundle "/opt/check/$(basename "$image")"
+step "sortline-edge classify (arm64, emulated, 2 threads)"
+in_root SORTLINE_MODEL__THREADS=2 /opt/venv/bin/sortline-edge classify --bundle /opt/bundle "/opt/check/$(basename "$image")"
 step "done: the edge extra installs and classifies on arm64"
