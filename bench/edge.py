@@ -137,7 +137,7 @@ def main() -> int:
 
     bundle = load_bundle(args.bundle)
     model_mb = bundle.model_path.stat().st_size / 1e6
-    images = sorted((ROOT / "demo" / "images").glob("*/*.jpg"))
+    images = sorted((ROOT / "demo" / "images").glob("*/*.*"))
     results: dict[str, object] = {
         "bundle": bundle.metadata.model_id,
         "model_mb": round(model_mb, 1),

@@ -20,7 +20,7 @@ if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
 fi
 
 clip=.cache/demo/conveyor.avi
-[ -s "$clip" ] || .venv/bin/python demo/conveyor.py "$clip" demo/images/*/*.jpg
+[ -s "$clip" ] || .venv/bin/python demo/conveyor.py "$clip" demo/images/*/*
 
 .venv/bin/python demo/plc_subscriber.py --port "$port" &
 pids+=($!)
