@@ -30,18 +30,24 @@ class TrainConfig(BaseSettings):
     val_fraction: float = Field(0.15, gt=0, lt=0.5)
     test_fraction: float = Field(0.15, gt=0, lt=0.5)
 
-    views: int = Field(3, ge=1, description="cached views per training image: 1 original + views-1 augmented")
+    views: int = Field(2, ge=1, description="cached views per training image: 1 original + views-1 augmented")
     augmentation: Augmentation = Augmentation()
-    finetune_from: str = Field("block5_conv3", description="first layer fine-tuned in phase 2; earlier ones frozen")
+    finetune_from: str = Field("block5_conv1", description="first layer fine-tuned in phase 2; earlier ones frozen")
     batch_size: int = Field(16, ge=1)
     head_epochs: int = Field(40, ge=1, description="phase 1: head only, on pooled frozen features")
-    head_lr: float = Field(1e-3, gt=0)
-    finetune_epochs: int = Field(8, ge=0, description="phase 2: fine-tune from --finetune-from (0 skips it)")
-    finetune_lr: float = Field(1e-5, gt=0)
-    patience: int = Field(3, ge=1, description="early stopping: epochs without a better validation loss")
+    head_lr: float = Field(3e-3, gt=0)
+    finetune_epochs: int = Field(10, ge=0, description="phase 2: fine-tune from --finetune-from (0 skips it)")
+    finetune_lr: float = Field(1e-4, gt=0)
+    feature_noise: float = Field(
+        0.3, ge=0, description="phase 2: Gaussian noise on cached features, x their std (int8 robustness)"
+    )
+    patience: int = Field(4, ge=1, description="early stopping: epochs without a better validation loss")
     dense_units: int = Field(256, ge=1)
     dropout: float = Field(0.3, ge=0, lt=1)
 
+    activation_cap_percentile: float = Field(
+        99.9, gt=90, le=100, description="cap VGG activations at this percentile (int8 ranges; 100 = no cap)"
+    )
     calibration_per_class: int = Field(40, ge=1, description="training images per class to calibrate int8 ranges")
     max_accuracy_drop: float = Field(1.0, ge=0, description="parity gate: int8 may lose at most this many points")
     min_agreement: float = Field(0.98, ge=0, le=1, description="parity gate: min share of same top-1 as float32")

@@ -58,6 +58,14 @@ class FeatureCache:
         self.computed = 0
         self.reused = 0
 
+    def load_caps(self) -> dict[str, float] | None:
+        path = self.directory / "activation_caps.json"
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+    def save_caps(self, caps: dict[str, float]) -> dict[str, float]:
+        (self.directory / "activation_caps.json").write_text(json.dumps(caps, indent=1) + "\n", encoding="utf-8")
+        return caps
+
     def entry(self, sample: Sample, view: int) -> Path:
         return self.directory / sample.sha256[:2] / f"{sample.sha256}-v{view}.npy"
 

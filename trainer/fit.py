@@ -43,9 +43,12 @@ class TqdmEpochs(keras.callbacks.Callback):
 class RandomViews(keras.utils.PyDataset):
     """Batches of cached features, one randomly chosen view per image, reshuffled every epoch."""
 
-    def __init__(self, features: np.ndarray, labels: np.ndarray, weights: np.ndarray, batch_size: int, seed: int):
+    def __init__(
+        self, features: np.ndarray, labels: np.ndarray, weights: np.ndarray, batch_size: int, seed: int, noise: float
+    ):
         super().__init__()
         self.features, self.labels, self.weights, self.batch_size = features, labels, weights, batch_size
+        self.noise = noise * float(features[:, 0].astype(np.float32).std())
         self.rng = np.random.default_rng(seed)
         self.on_epoch_end()
 
@@ -55,6 +58,8 @@ class RandomViews(keras.utils.PyDataset):
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
         x = self.features[rows, self.views[rows]].astype(np.float32)
+        if self.noise:  # int8 rounding upstream perturbs these features on the edge; learn to ignore it
+            x = np.maximum(x + self.rng.normal(0, self.noise, x.shape).astype(np.float32), 0)
         return x, self.labels[rows], self.weights[rows]
 
     def on_epoch_end(self) -> None:
@@ -84,6 +89,7 @@ def train_two_phases(
     finetune_lr: float,
     patience: int,
     batch_size: int,
+    feature_noise: float,
     seed: int,
     checkpoint_dir: Path,
 ) -> History:
@@ -124,7 +130,7 @@ def train_two_phases(
     phase2_best.unlink(missing_ok=True)
     top.compile(keras.optimizers.Adam(finetune_lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     fitted = top.fit(
-        RandomViews(train_x, train_y, weights, batch_size, seed),
+        RandomViews(train_x, train_y, weights, batch_size, seed, feature_noise),
         validation_data=(val_x[:, 0].astype(np.float32), val_y),
         epochs=finetune_epochs,
         verbose=0,

@@ -19,7 +19,7 @@ from trainer.data import SPLITS, load_dataset, write_split_file
 from trainer.export import balanced_sample, to_tflite
 from trainer.features import FeatureCache, model_pixels, weights_identity
 from trainer.fit import train_two_phases
-from trainer.model import HEAD_FROM, build_model, split_model
+from trainer.model import HEAD_FROM, apply_caps, build_model, measure_activation_caps, split_model
 
 log = logging.getLogger("sortline.train")
 
@@ -66,9 +66,8 @@ def run(cfg: TrainConfig, calibration_override: list[np.ndarray] | None = None) 
     y = {name: np.array([labels.index(s.label) for s in parts[name]]) for name in SPLITS}
     timing = {"data_s": time.perf_counter() - started}
 
-    with accelerator_scope():
-        model = build_model(len(labels), cfg.image_size, cfg.weights, cfg.dense_units, cfg.dropout)
-        frozen, top = split_model(model, cfg.finetune_from)
+    train_paths = [data.path(s) for s in parts["train"]]
+    calibration_index = balanced_sample(y["train"], cfg.calibration_per_class, cfg.seed)
     cache = FeatureCache(
         cfg.cache_dir,
         {
@@ -77,9 +76,24 @@ def run(cfg: TrainConfig, calibration_override: list[np.ndarray] | None = None) 
             "pad_value": cfg.pad_value,
             "cut_before": cfg.finetune_from,
             "augmentation": cfg.augmentation.model_dump(),
+            "activation_cap_percentile": cfg.activation_cap_percentile,
             "seed": cfg.seed,
         },
     )
+    with accelerator_scope():
+        model = build_model(len(labels), cfg.image_size, cfg.weights, cfg.dense_units, cfg.dropout)
+        caps: dict[str, float] = {}
+        if cfg.activation_cap_percentile < 100:
+            # Measured once per cache and kept with it, so cached features stay valid when images are added.
+            caps = cache.load_caps() or cache.save_caps(
+                measure_activation_caps(
+                    model,
+                    np.stack([model_pixels(train_paths[i], spec) for i in calibration_index[:32]]),
+                    cfg.activation_cap_percentile,
+                )
+            )
+            apply_caps(model, caps)
+        frozen, top = split_model(model, cfg.finetune_from)
     t = time.perf_counter()
     feats = {
         name: cache.features(
@@ -112,6 +126,7 @@ def run(cfg: TrainConfig, calibration_override: list[np.ndarray] | None = None) 
             finetune_lr=cfg.finetune_lr,
             patience=cfg.patience,
             batch_size=cfg.batch_size,
+            feature_noise=cfg.feature_noise,
             seed=cfg.seed,
             checkpoint_dir=work / "checkpoints",
         )
@@ -122,11 +137,9 @@ def run(cfg: TrainConfig, calibration_override: list[np.ndarray] | None = None) 
 
     t = time.perf_counter()
     export_model = _float32_copy(model, cfg) if keras.mixed_precision.global_policy().name != "float32" else model
-    train_paths = [data.path(s) for s in parts["train"]]
     calibration = calibration_override
     if calibration is None:
-        chosen = balanced_sample(y["train"], cfg.calibration_per_class, cfg.seed)
-        calibration = [model_pixels(train_paths[i], spec) for i in chosen]
+        calibration = [model_pixels(train_paths[i], spec) for i in calibration_index]
     calibration_note = (
         f"{len(calibration)} real training images, class-balanced (up to {cfg.calibration_per_class}"
         " per class), letterboxed as on the edge"
@@ -174,6 +187,7 @@ def run(cfg: TrainConfig, calibration_override: list[np.ndarray] | None = None) 
         },
         "weights": cfg.weights if cfg.weights in ("imagenet", "none") else Path(cfg.weights).name,
         "settings": cfg.model_dump(mode="json", exclude={"data", "out", "work_dir", "cache_dir", "split_file"}),
+        "activation_caps": caps,
         "best_phase": history.best_phase,
         "best_val_loss": round(history.best_val_loss, 4),
         "epochs": {"phase1": len(history.phase1.get("loss", [])), "phase2": len(history.phase2.get("loss", []))},

@@ -71,3 +71,23 @@ def test_a_file_that_is_not_vgg16_weights_is_refused(tmp_path):
     keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]).save_weights(path)
     with pytest.raises(WeightsError, match="cannot load VGG16 weights"):
         build_model(2, 32, str(path), dense_units=4, dropout=0.0)
+
+
+def test_activation_caps_keep_the_network_unchanged_below_the_caps():
+    from trainer.model import apply_caps, measure_activation_caps
+
+    keras.utils.set_random_seed(0)
+    model = build_model(3, 32, "none", dense_units=8, dropout=0.0)
+    backbone, _ = split_model(model, "head_pool")
+    rgb = np.random.default_rng(3).integers(0, 256, (4, 32, 32, 3)).astype(np.float32)
+    before = backbone.predict(rgb, verbose=0)
+
+    caps = measure_activation_caps(model, rgb, percentile=100)  # nothing on these images exceeds its cap
+    apply_caps(model, caps)
+    after = backbone.predict(rgb, verbose=0) * caps["block5_conv3"] / 6  # last conv's output is divided by s
+
+    assert next(iter(caps)) == "block1_conv1" and len(caps) == 13
+    assert model.get_layer("block3_conv2").activation is keras.activations.relu6
+    np.testing.assert_allclose(after, before, rtol=1e-3, atol=1e-3 * float(np.abs(before).max()))
+    brighter = np.clip(rgb * 4, 0, 255)  # beyond the measured range the caps clip
+    assert backbone.predict(brighter, verbose=0).max() <= 6.0 + 1e-5
