@@ -112,11 +112,11 @@ def measure_activation_caps(model: keras.Model, pixels: np.ndarray, percentile: 
 def apply_caps(model: keras.Model, caps: dict[str, float]) -> None:
     """Make each conv end in ReLU6 at its cap, rescaling kernels so the network is unchanged below the caps.
 
-    VGG activations have rare huge values (thousands) next to typical ones in the tens; int8 ranges set
-    by those outliers leave a few levels for everything else (we measured 35 % relative error after
-    block 1). A conv whose output is divided by s = cap / 6 and clipped by ReLU6 computes
-    min(relu(z), cap) / s; multiplying the next conv's kernel by s undoes the division (max pooling
-    commutes with it). TFLite fuses ReLU6 into the conv, so each int8 range is 0..cap, not 0..max.
+    VGG activations are heavy-tailed: rare values in the thousands next to typical ones in the tens.
+    An int8 range set by the outliers spends most of its 256 levels on them. A conv whose output is
+    divided by s = cap / 6 and clipped by ReLU6 computes min(relu(z), cap) / s; multiplying the next
+    conv's kernel by s undoes the division (max pooling commutes with it). TFLite fuses ReLU6 into the
+    conv, so each int8 range is 0..cap instead of 0..max.
     """
     previous = 1.0
     for name, cap in caps.items():
