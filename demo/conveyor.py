@@ -44,6 +44,7 @@ def write_conveyor_clip(
     lead_frames: int | None = None,
     crossing_s: float = 1.6,
     frames: int | None = None,
+    belt_level: int = 68,
     seed: int = 0,
 ) -> list[ClipItem]:
     """Write the clip and return the ground truth per item, in order.
@@ -51,7 +52,8 @@ def write_conveyor_clip(
     gap_frames: empty-belt frames between two items (default one second); lead_frames: empty frames
     before the first item, and after the last (default two seconds, room to learn the empty belt);
     crossing_s: time the belt needs to carry a point across the frame; frames: exact clip length, the
-    images are repeated in turn as often as fit (benchmarks need a clip of a given length).
+    images are repeated in turn as often as fit (benchmarks need a clip of a given length);
+    belt_level: grey level of the belt (68: dark rubber, ~190: light PVC as used on apparel lines).
     """
     path = Path(path)
     if path.suffix.lower() not in _FOURCC:
@@ -87,7 +89,7 @@ def write_conveyor_clip(
     total = frames if frames is not None else (frame - gap + lead if schedule else lead)
     path.parent.mkdir(parents=True, exist_ok=True)
 
-    belt = _Belt(width, height, rng)
+    belt = _Belt(width, height, rng, belt_level)
     noise = [rng.normal(0, 2.5, (height, width, 3)).astype(np.float32) for _ in range(6)]
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*_FOURCC[path.suffix.lower()]), fps, (width, height))
     if not writer.isOpened():
@@ -105,15 +107,15 @@ def write_conveyor_clip(
 
 
 class _Belt:
-    """Dark belt with fine grain, faint lengthwise streaks and seams, between two static rails."""
+    """A belt (dark by default) with fine grain, faint lengthwise streaks and seams, between two static rails."""
 
-    def __init__(self, width: int, height: int, rng: np.random.Generator) -> None:
+    def __init__(self, width: int, height: int, rng: np.random.Generator, level: int = 68) -> None:
         self.width, self.height = width, height
         self.period = 160
         grain = rng.normal(0, 9, (height, self.period)).astype(np.float32)
         grain = cv2.GaussianBlur(grain, (3, 3), 0)
         streaks = rng.normal(0, 4, (height, 1)).astype(np.float32)  # along the direction of travel
-        tile = 68 + grain + streaks
+        tile = level + grain + streaks
         tile[:, :3] -= 10  # the joint between two belt segments
         tile = np.repeat(tile[:, :, None], 3, axis=2) * np.array([1.0, 1.02, 1.04], np.float32)  # slightly cool grey
         self.strip = np.tile(tile, (1, width // self.period + 2, 1))
@@ -169,12 +171,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fps", type=int, default=15)
     parser.add_argument("--size", default="640x480", help="WIDTHxHEIGHT")
     parser.add_argument("--gap-frames", type=int, default=None, help="empty belt between items (default: 1 s)")
+    parser.add_argument("--belt-level", type=int, default=68, help="belt grey level: 68 dark, ~190 light")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     try:
         width, height = (int(v) for v in args.size.lower().split("x"))
         items = write_conveyor_clip(
-            args.out, args.images, fps=args.fps, size=(width, height), gap_frames=args.gap_frames, seed=args.seed
+            args.out,
+            args.images,
+            fps=args.fps,
+            size=(width, height),
+            gap_frames=args.gap_frames,
+            belt_level=args.belt_level,
+            seed=args.seed,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

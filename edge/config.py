@@ -96,6 +96,11 @@ class PresenceSettings(_Section):
     # "present" but nothing has moved for this many frames: the light changed at once (or an item stopped
     # on the belt); learn the empty belt again instead of staying "present" forever. 0: never.
     relearn_after_frames: int = Field(default=300, ge=0)
+    # Classify the item's bounding box (plus a margin), not the whole ROI, and only while the item is in
+    # full view: the model then sees the item framed as in the training photos, whatever the belt
+    # width. Off: every frame's whole ROI is classified.
+    crop_to_item: bool = True
+    item_margin: float = Field(default=0.06, ge=0, le=0.5)  # of the box size, on every side
 
     @model_validator(mode="after")
     def _hysteresis(self) -> PresenceSettings:

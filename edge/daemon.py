@@ -152,8 +152,9 @@ class Daemon:
         """A camera that is reconnecting is alive; one that says 'streaming' but delivers nothing is hung."""
         return since_last_frame < self.settings.watchdog_stall_s or self.camera.state != "streaming"
 
-    def _classify(self, frame: Frame) -> tuple[np.ndarray, np.ndarray, float]:
-        crop = crop_roi(frame.image, self.settings.camera.roi)
+    def _classify(self, frame: Frame, crop: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+        if crop is None:
+            crop = crop_roi(frame.image, self.settings.camera.roi)
         started = time.perf_counter()
         scores = self.classifier.classify(crop)
         inference_ms = (time.perf_counter() - started) * 1000
@@ -173,12 +174,16 @@ class Daemon:
         self._publish_decision(vote, crop)
 
     def _presence_frame(self, frame: Frame) -> None:
-        event = self._presence.update(crop_roi(frame.image, self.settings.camera.roi))
+        roi = crop_roi(frame.image, self.settings.camera.roi)
+        event = self._presence.update(roi)
         if event is PresenceEvent.ENTERED:
             self._vote = ItemVote(item_id=self._next_item_id(), first_seen=frame.wall_time)
             self._vote_decided = False
         if event in (PresenceEvent.ENTERED, PresenceEvent.PRESENT) and self._vote and not self._vote_decided:
-            self._add_to_vote(frame)
+            item = self._item_view(roi)
+            if item is None:
+                return  # partly outside the ROI: wait for a full view
+            self._add_to_vote(frame, item)
             if self._vote.frames >= self.settings.trigger.presence.max_frames:
                 self._publish_decision(self._vote, self._vote_crop)
                 self._vote_decided = True
@@ -205,8 +210,20 @@ class Daemon:
             log.warning("trigger %s: %d frame(s) before the timeout", self._vote.item_id, self._vote.frames)
             self._finish_item()
 
-    def _add_to_vote(self, frame: Frame) -> None:
-        crop, scores, inference_ms = self._classify(frame)
+    def _item_view(self, roi: np.ndarray) -> np.ndarray | None:
+        """The item framed like a product photo, or None while it is partly out of view."""
+        settings = self.settings.trigger.presence
+        if not settings.crop_to_item:
+            return roi
+        box = self._presence.item_box
+        if box is None or not self._presence.item_in_full_view:
+            return None
+        x0, y0, x1, y1 = box
+        mx, my = round((x1 - x0) * settings.item_margin), round((y1 - y0) * settings.item_margin)
+        return roi[max(0, y0 - my) : y1 + my, max(0, x0 - mx) : x1 + mx]
+
+    def _add_to_vote(self, frame: Frame, crop: np.ndarray | None = None) -> None:
+        crop, scores, inference_ms = self._classify(frame, crop)
         self._vote.add(scores, frame.captured_at, inference_ms)
         self._vote_crop = crop
 

@@ -35,6 +35,8 @@ class PresenceDetector:
     def __init__(self, settings: PresenceSettings) -> None:
         self.settings = settings
         self.changed_fraction = 0.0  # share of ROI pixels that differ from the empty belt, last frame
+        self.item_box: tuple[int, int, int, int] | None = None  # (x0, y0, x1, y1) of the item in the crop
+        self.item_in_full_view = False  # the item's box touches neither the left nor the right ROI edge
         self._learning: list[np.ndarray] = []
         self._background: np.ndarray | None = None  # float32, working resolution
         self._present = False
@@ -67,6 +69,7 @@ class PresenceDetector:
         diff = cv2.absdiff(small, self._background)
         changed = diff > self.settings.pixel_delta
         self.changed_fraction = float(np.count_nonzero(changed)) / changed.size
+        self._locate_item(changed, crop_bgr.shape[1] / small.shape[1])
 
         if self._present:
             if self.changed_fraction < self.settings.leave_fraction:
@@ -96,6 +99,17 @@ class PresenceDetector:
             still_belt = (~changed).astype(np.uint8)
             cv2.accumulateWeighted(small, self._background, self.settings.background_rate, mask=still_belt)
         return PresenceEvent.EMPTY
+
+    def _locate_item(self, changed: np.ndarray, scale: float) -> None:
+        """Bounding box of the rows and columns where the item differs from the belt (noise ignored)."""
+        cols = np.flatnonzero(changed.mean(axis=0) > 0.05)
+        rows = np.flatnonzero(changed.mean(axis=1) > 0.05)
+        if cols.size == 0 or rows.size == 0:
+            self.item_box, self.item_in_full_view = None, False
+            return
+        x0, x1, y0, y1 = cols[0], cols[-1] + 1, rows[0], rows[-1] + 1
+        self.item_in_full_view = x0 > 0 and x1 < changed.shape[1]
+        self.item_box = (int(x0 * scale), int(y0 * scale), int(np.ceil(x1 * scale)), int(np.ceil(y1 * scale)))
 
     def _stuck(self, small: np.ndarray) -> bool:
         """True once the scene has been still for relearn_after_frames frames while 'present'."""
