@@ -75,6 +75,7 @@ class Daemon:
         """Run until SIGTERM/SIGINT or the end of a video file; returns the process exit status."""
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: self.stop())
+        self._publish_status()  # remembered by the link: its birth message then already names the model
         self.link.start(on_command=self._on_command, on_trigger=self._on_trigger)
         if self.metrics is not None:
             self.metrics.start()
