@@ -8,12 +8,14 @@ never has TensorFlow installed; the trainer does).
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edge.bundle import BundleError, ModelBundle
-from edge.preprocess import fit_to_input
+from edge.preprocess import decode_image, fit_to_input
 
 _RUNTIMES = (
     ("ai-edge-litert", "ai_edge_litert.interpreter"),
@@ -85,3 +87,13 @@ class Classifier:
         if np.issubdtype(raw.dtype, np.integer):
             return ((raw.astype(np.float32) - self._output_zero) * self._output_scale).astype(np.float32)
         return raw.astype(np.float32)
+
+
+def classify_files(classifier: Classifier, paths: Iterable[Path]) -> Iterator[tuple[Path, np.ndarray | None, str]]:
+    """(path, scores, "") per image file, or (path, None, reason) for one that cannot be read: one bad
+    file never stops a commissioning run."""
+    for path in paths:
+        try:
+            yield path, classifier.classify(decode_image(str(path))), ""
+        except (ValueError, OSError) as exc:
+            yield path, None, str(exc)

@@ -54,16 +54,13 @@ def _check_config(settings: EdgeSettings) -> int:
 
 
 def _classify(settings: EdgeSettings, bundle_path: Path, images: list[Path]) -> int:
-    from edge.classifier import Classifier
-    from edge.preprocess import decode_image
+    from edge.classifier import Classifier, classify_files
 
     classifier = Classifier(load_bundle(bundle_path), threads=settings.model.threads)
     failures = 0
-    for path in images:
-        try:
-            scores = classifier.classify(decode_image(str(path)))
-        except (ValueError, OSError) as exc:
-            print(f"{path}: error: {exc}", file=sys.stderr)
+    for path, scores, error in classify_files(classifier, images):
+        if scores is None:
+            print(f"{path}: error: {error}", file=sys.stderr)
             failures += 1
             continue
         best = int(scores.argmax())

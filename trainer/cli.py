@@ -95,8 +95,7 @@ def train(cfg: TrainConfig) -> int:
 
 def predict(bundle_dir: Path, images: list[Path], threads: int) -> int:
     from edge.bundle import BundleError, load_bundle
-    from edge.classifier import Classifier
-    from edge.preprocess import decode_image
+    from edge.classifier import Classifier, classify_files
 
     try:
         classifier = Classifier(load_bundle(bundle_dir), threads=threads)
@@ -104,11 +103,9 @@ def predict(bundle_dir: Path, images: list[Path], threads: int) -> int:
         print(f"sortline-train: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     failed = 0
-    for path in images:
-        try:
-            scores = classifier.classify(decode_image(str(path)))
-        except (OSError, ValueError) as exc:
-            print(f"{path}: error: {exc}", file=sys.stderr)
+    for path, scores, error in classify_files(classifier, images):
+        if scores is None:
+            print(f"{path}: error: {error}", file=sys.stderr)
             failed += 1
             continue
         ranked = sorted(zip(classifier.labels, scores, strict=True), key=lambda pair: -pair[1])
