@@ -28,11 +28,10 @@ import numpy as np
 
 from edge.bundle import InputSpec
 from trainer.config import TrainConfig
-from trainer.data import load_dataset
 from trainer.features import FeatureCache, view_pixels, weights_identity
 from trainer.fit import class_weights
 from trainer.model import build_model, split_model
-from trainer.pipeline import run
+from trainer.pipeline import load_data, run
 
 
 def link_dataset(source: Path, target: Path, leave_out: set[str]) -> None:
@@ -100,14 +99,10 @@ def bench_pipeline(args: argparse.Namespace, out: Path) -> dict:
 
 def bench_speedup(args: argparse.Namespace, out: Path, epochs: dict[str, int]) -> dict:
     """Naive full-network epoch vs cached-feature epoch on the same subset, same trainable layers."""
-    cfg = TrainConfig(data=args.data, out=out / "unused", weights=args.weights, image_size=args.image_size)
-    data = load_dataset(
-        args.data,
-        max_distance=cfg.near_duplicate_distance,
-        val_fraction=cfg.val_fraction,
-        test_fraction=cfg.test_fraction,
-        seed=args.seed,
+    cfg = TrainConfig(
+        data=args.data, out=out / "unused", weights=args.weights, image_size=args.image_size, seed=args.seed
     )
+    data = load_data(cfg)
     subset = data.split("train")[:: max(1, len(data.split("train")) // args.subset)][: args.subset]
     labels = np.array([data.labels.index(s.label) for s in subset])
     weights = class_weights(labels, len(data.labels))

@@ -15,7 +15,7 @@ import trainer
 from edge.bundle import InputSpec, Quantization, load_bundle, write_bundle
 from trainer import evaluate, report
 from trainer.config import TrainConfig
-from trainer.data import SPLITS, load_dataset, write_split_file
+from trainer.data import SPLITS, DataSet, load_dataset, write_split_file
 from trainer.export import balanced_sample, to_tflite
 from trainer.features import FeatureCache, model_pixels, weights_identity
 from trainer.fit import train_two_phases
@@ -32,6 +32,19 @@ def accelerator_scope() -> contextlib.AbstractContextManager:
     return tf.distribute.MirroredStrategy().scope() if len(gpus) > 1 else contextlib.nullcontext()
 
 
+def load_data(cfg: TrainConfig, split_file: Path | None = None) -> DataSet:
+    """The data set with the config's dedup and split settings (the pipeline and bench/train.py share it)."""
+    return load_dataset(
+        cfg.data,
+        max_distance=cfg.near_duplicate_distance,
+        val_fraction=cfg.val_fraction,
+        test_fraction=cfg.test_fraction,
+        seed=cfg.seed,
+        split_file=split_file,
+        manifest=cfg.manifest,
+    )
+
+
 def run(cfg: TrainConfig, calibration_override: list[np.ndarray] | None = None) -> dict:
     """Train and export; raises `evaluate.ParityError` (nothing written to cfg.out) if int8 is not faithful.
 
@@ -42,15 +55,7 @@ def run(cfg: TrainConfig, calibration_override: list[np.ndarray] | None = None) 
     work: Path = cfg.work_dir  # type: ignore[assignment]  # filled in by TrainConfig
     work.mkdir(parents=True, exist_ok=True)
     split_file = cfg.split_file or cfg.out / "split.json"
-    data = load_dataset(
-        cfg.data,
-        max_distance=cfg.near_duplicate_distance,
-        val_fraction=cfg.val_fraction,
-        test_fraction=cfg.test_fraction,
-        seed=cfg.seed,
-        split_file=split_file,
-        manifest=cfg.manifest,
-    )
+    data = load_data(cfg, split_file)
     log.info("data: %s", {k: data.summary[k] for k in ("images", "class_counts", "split_counts")})
     labels = data.labels
     spec = InputSpec(
