@@ -3,7 +3,8 @@
     python bench/train.py --data ../shared/data/apparel --weights ~/.cache/sortline/vgg16_notop_pretrained.weights.h5
 
 1. pipeline: train on the data set minus `--added` images with an empty cache (cold run, wall clock);
-2. rerun: put those images back and train again reusing the split file and the cache;
+2. rerun: put those images back and train again with the same split file, cache and work directory,
+   warm-started from the cold run's weights (`--warm-start`, what a plant engineer runs after adding images);
 3. speed-up: on a subset, one training epoch of the naive approach (full VGG16 forward pass on freshly
    augmented pixels every step) against one epoch on cached frozen-layer features, plus the one-off
    cost of building the cache; projected to the epoch counts of the cold run.
@@ -31,7 +32,7 @@ from trainer.config import TrainConfig
 from trainer.features import FeatureCache, view_pixels, weights_identity
 from trainer.fit import class_weights
 from trainer.model import build_model, split_model
-from trainer.pipeline import load_data, run
+from trainer.pipeline import compute_policy, load_data, run
 
 
 def link_dataset(source: Path, target: Path, leave_out: set[str]) -> None:
@@ -74,7 +75,7 @@ def bench_pipeline(args: argparse.Namespace, out: Path) -> dict:
     cold_s = time.perf_counter() - t
     link_dataset(args.data, data_dir, set())  # only the left-out files are new links
     t = time.perf_counter()
-    warm = run(TrainConfig(out=out / "rerun", work_dir=out / "rerun-work", **common))
+    warm = run(TrainConfig(out=out / "rerun", work_dir=out / "cold-work", warm_start=True, **common))
     rerun_s = time.perf_counter() - t
     return {
         "cold": {
@@ -92,6 +93,8 @@ def bench_pipeline(args: argparse.Namespace, out: Path) -> dict:
             "wall_s": round(rerun_s, 1),
             "stages_s": warm["timing"],
             "cache": warm["training"]["cache"],
+            "warm_start_from": warm["training"]["warm_start_from"],
+            "epochs": warm["training"]["epochs"],
             "int8_test_accuracy": warm["parity"]["int8_accuracy"],
         },
     }
@@ -107,6 +110,7 @@ def bench_speedup(args: argparse.Namespace, out: Path, epochs: dict[str, int]) -
     labels = np.array([data.labels.index(s.label) for s in subset])
     weights = class_weights(labels, len(data.labels))
     spec = InputSpec(height=cfg.image_size, width=cfg.image_size, dtype="uint8", pad_value=cfg.pad_value)
+    keras.mixed_precision.set_global_policy(compute_policy(cfg.precision))  # both sides at the pipeline's precision
     model = build_model(len(data.labels), cfg.image_size, cfg.weights, cfg.dense_units, cfg.dropout)
     frozen, top = split_model(model, cfg.finetune_from)
 
@@ -157,6 +161,7 @@ def bench_speedup(args: argparse.Namespace, out: Path, epochs: dict[str, int]) -
     return {
         "subset_images": len(subset),
         "views_per_image": cfg.views,
+        "precision": keras.mixed_precision.global_policy().name,
         "trainable_from": cfg.finetune_from,
         "naive_epoch_s": round(naive_s, 2),
         "cached_epoch_s": round(cached_s, 2),
@@ -185,7 +190,7 @@ def main() -> None:
     result: dict = {"cpu_count": os.cpu_count(), "weights": args.weights, "image_size": args.image_size}
     if not args.skip_pipeline:
         result["pipeline"] = bench_pipeline(args, args.out)
-    epochs = result.get("pipeline", {}).get("cold", {}).get("epochs", {"phase1": 40, "phase2": 8})
+    epochs = result.get("pipeline", {}).get("cold", {}).get("epochs", {"phase1": 20, "phase2": 20})
     result["speedup"] = bench_speedup(args, args.out, epochs)
     (args.out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
     print(markdown(result))
@@ -197,8 +202,8 @@ def markdown(r: dict) -> str:
         c, w = r["pipeline"]["cold"], r["pipeline"]["rerun"]
         rows += [
             f"| whole pipeline, cold cache, {c['images']} images | {c['wall_s']:.0f} s | stages {c['stages_s']} |",
-            f"| rerun after adding {w['added']} images ({w['images']}) | {w['wall_s']:.0f} s | "
-            f"cache {w['cache']['computed']} computed / {w['cache']['reused']} reused |",
+            f"| rerun after adding {w['added']} images ({w['images']}), warm start | {w['wall_s']:.0f} s | "
+            f"cache {w['cache']['computed']} computed / {w['cache']['reused']} reused; epochs {w['epochs']} |",
             f"| int8 test accuracy (cold / rerun) | {c['int8_test_accuracy']:.1%} / {w['int8_test_accuracy']:.1%} "
             f"| float32 {c['float32_test_accuracy']:.1%}, agreement {c['top1_agreement']:.1%} |",
         ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
@@ -34,14 +35,18 @@ class TrainConfig(BaseSettings):
     augmentation: Augmentation = Augmentation()
     finetune_from: str = Field("block5_conv1", description="first layer fine-tuned in phase 2; earlier ones frozen")
     batch_size: int = Field(16, ge=1)
-    head_epochs: int = Field(40, ge=1, description="phase 1: head only, on pooled frozen features")
+    head_epochs: int = Field(20, ge=1, description="phase 1: head only, on pooled frozen features")
     head_lr: float = Field(3e-3, gt=0)
-    finetune_epochs: int = Field(10, ge=0, description="phase 2: fine-tune from --finetune-from (0 skips it)")
+    finetune_epochs: int = Field(20, ge=0, description="phase 2: fine-tune from --finetune-from (0 skips it)")
     finetune_lr: float = Field(1e-4, gt=0)
+    warm_start: bool = Field(
+        False, description="start from the previous run's weights in work_dir (reruns after adding images)"
+    )
+    warm_start_epochs: int = Field(4, ge=1, description="phase 2 epochs of a warm start (phase 1 is skipped)")
     feature_noise: float = Field(
         0.3, ge=0, description="phase 2: Gaussian noise on cached features, x their std (int8 robustness)"
     )
-    patience: int = Field(4, ge=1, description="early stopping: epochs without a better validation loss")
+    patience: int = Field(6, ge=1, description="early stopping: epochs without a better validation loss")
     dense_units: int = Field(256, ge=1)
     dropout: float = Field(0.3, ge=0, lt=1)
 
@@ -51,6 +56,9 @@ class TrainConfig(BaseSettings):
     calibration_per_class: int = Field(40, ge=1, description="training images per class to calibrate int8 ranges")
     max_accuracy_drop: float = Field(1.0, ge=0, description="parity gate: int8 may lose at most this many points")
     min_agreement: float = Field(0.98, ge=0, le=1, description="parity gate: min share of same top-1 as float32")
+    precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = Field(
+        "auto", description="training compute: auto = float16 on GPUs, bfloat16 on CPUs that have it, else float32"
+    )
     threads: int = Field(2, ge=1, description="TFLite interpreter threads for evaluation")
     seed: int = 1
 

@@ -21,7 +21,7 @@ from trainer.model import split_model
 class History:
     phase1: dict[str, list[float]] = field(default_factory=dict)
     phase2: dict[str, list[float]] = field(default_factory=dict)
-    best_phase: int = 1
+    best_phase: int = 1  # 0: the warm-start weights were never beaten
     best_val_loss: float = float("inf")
 
 
@@ -97,31 +97,18 @@ def train_two_phases(
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     history = History()
     weights = class_weights(train_y, num_classes)
-    pooler, head = split_model(top, head_from)
 
-    # Phase 1: the head alone, on pooled features of every cached view (pooling is frozen here).
-    pooled_train = pooler.predict(train_x.reshape(-1, *train_x.shape[2:]), batch_size=64, verbose=0)
-    pooled_val = pooler.predict(val_x[:, 0], batch_size=64, verbose=0)
-    views = train_x.shape[1]
     phase1_best = checkpoint_dir / "phase1-best.weights.h5"
-    head.compile(keras.optimizers.Adam(head_lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    fitted = head.fit(
-        pooled_train,
-        np.repeat(train_y, views),
-        sample_weight=np.repeat(weights, views),
-        validation_data=(pooled_val, val_y),
-        batch_size=batch_size,
-        epochs=head_epochs,
-        shuffle=True,
-        verbose=0,
-        callbacks=[
-            keras.callbacks.EarlyStopping(patience=patience + 2, restore_best_weights=True),
-            TqdmEpochs(head_epochs, "phase 1 (head)"),
-        ],
-    )
-    history.phase1 = fitted.history
+    if head_epochs:
+        history.phase1 = _train_head(
+            top, head_from, train_x, train_y, weights, val_x, val_y, head_epochs, head_lr, patience, batch_size
+        )
+        history.best_val_loss = float(min(history.phase1["val_loss"]))
+    else:  # warm start: the loaded weights are the baseline that fine-tuning has to beat
+        top.compile(loss="sparse_categorical_crossentropy")
+        history.best_val_loss = float(top.evaluate(val_x[:, 0].astype(np.float32), val_y, verbose=0))
+        history.best_phase = 0
     top.save_weights(phase1_best)
-    history.best_val_loss = float(min(fitted.history["val_loss"]))
     if finetune_epochs == 0:
         return history
 
@@ -152,3 +139,39 @@ def train_two_phases(
     else:
         top.load_weights(phase1_best)
     return history
+
+
+def _train_head(
+    top: keras.Model,
+    head_from: str,
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    weights: np.ndarray,
+    val_x: np.ndarray,
+    val_y: np.ndarray,
+    epochs: int,
+    lr: float,
+    patience: int,
+    batch_size: int,
+) -> dict[str, list[float]]:
+    """Phase 1: the head alone, on pooled features of every cached view (pooling is frozen here)."""
+    pooler, head = split_model(top, head_from)
+    pooled_train = pooler.predict(train_x.reshape(-1, *train_x.shape[2:]), batch_size=64, verbose=0)
+    pooled_val = pooler.predict(val_x[:, 0], batch_size=64, verbose=0)
+    views = train_x.shape[1]
+    head.compile(keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    fitted = head.fit(
+        pooled_train,
+        np.repeat(train_y, views),
+        sample_weight=np.repeat(weights, views),
+        validation_data=(pooled_val, val_y),
+        batch_size=batch_size,
+        epochs=epochs,
+        shuffle=True,
+        verbose=0,
+        callbacks=[
+            keras.callbacks.EarlyStopping(patience=patience + 2, restore_best_weights=True),
+            TqdmEpochs(epochs, "phase 1 (head)"),
+        ],
+    )
+    return fitted.history

@@ -119,7 +119,8 @@ def summary_markdown(r: dict) -> str:
             for k, v in t["per_class"].items()
         ),
         "",
-        f"Best validation loss {r['training']['best_val_loss']:.4f} in phase {r['training']['best_phase']}. "
+        _start_note(r["training"]),
+        f"Best validation loss {r['training']['best_val_loss']:.4f} {_best_where(r['training']['best_phase'])}. "
         f"Input {r['bundle']['input']}, int8 model {r['bundle']['model_bytes'] / 1e6:.1f} MB. "
         f"Run time {r['timing']['total_s']:.0f} s (features {r['timing']['features_s']:.0f} s: "
         f"{r['training']['cache']['computed']} computed, {r['training']['cache']['reused']} reused).",
@@ -128,6 +129,19 @@ def summary_markdown(r: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _start_note(training: dict) -> str:
+    epochs = training["epochs"]
+    if training.get("warm_start_from"):
+        return (
+            f"Warm start from `{training['warm_start_from']}`: phase 1 skipped, {epochs['phase2']} fine-tuning epochs."
+        )
+    return f"From the backbone weights: {epochs['phase1']} head epochs, {epochs['phase2']} fine-tuning epochs."
+
+
+def _best_where(phase: int) -> str:
+    return "at the warm start (not improved on)" if phase == 0 else f"in phase {phase}"
 
 
 def _gate_note(settings: dict) -> str:
