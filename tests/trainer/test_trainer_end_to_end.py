@@ -171,3 +171,49 @@ def test_cli_refuses_bad_weights_before_training(trained, tmp_path, capsys):
     assert code == EXIT_BAD_INPUT
     assert "no such file" in capsys.readouterr().err
     assert not Path(tmp_path / "o" / "bundle.json").exists()
+
+
+def _grown_copy(cfg: TrainConfig, tmp_path: Path, added: int) -> TrainConfig:
+    """The trained run's data plus `added` new images per class, with a copy of its work dir and split."""
+    import shutil
+
+    data, work = tmp_path / "data", tmp_path / "work"
+    shutil.copytree(cfg.data, data)
+    shutil.copytree(cfg.work_dir, work)
+    rng = np.random.default_rng(2024)
+    for label in CLASSES:
+        for i in range(added):
+            cv2.imwrite(str(data / label / f"new{i}.jpg"), draw_item(label, rng))
+    shutil.copy(cfg.out / "split.json", tmp_path / "split.json")
+    return cfg.model_copy(
+        update={"data": data, "work_dir": work, "out": tmp_path / "bundle", "split_file": tmp_path / "split.json"}
+    )
+
+
+def test_warm_start_rerun_continues_from_the_previous_weights(trained, tmp_path):
+    import keras
+
+    from trainer.pipeline import run
+
+    cfg, _ = trained
+    grown = _grown_copy(cfg, tmp_path, added=2).model_copy(update={"warm_start": True, "warm_start_epochs": 2})
+    result = run(grown)
+    training = result["training"]
+    assert training["warm_start_from"] == str(grown.work_dir / "model.weights.h5")
+    assert training["epochs"]["phase1"] == 0 and 1 <= training["epochs"]["phase2"] <= 2
+    assert 0 < training["cache"]["computed"] <= 6 * grown.views  # only the new images' views
+    assert result["data"]["images"] == 52
+    assert "Warm start from" in (grown.out / "report.md").read_text()
+    assert load_bundle(grown.out).metadata.metrics["parity"]["top1_agreement"] >= 0.98
+    assert keras.mixed_precision.global_policy().name == "float32"  # the run's compute precision did not leak
+
+
+def test_warm_start_trains_from_scratch_when_the_model_changed(trained, tmp_path, caplog):
+    from trainer.pipeline import run
+
+    cfg, _ = trained
+    grown = _grown_copy(cfg, tmp_path, added=1).model_copy(update={"warm_start": True, "dense_units": 32})
+    result = run(grown)
+    assert result["training"]["warm_start_from"] is None
+    assert result["training"]["epochs"]["phase1"] > 0
+    assert "differs in dense_units; training from scratch" in caplog.text
