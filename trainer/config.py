@@ -31,14 +31,14 @@ class TrainConfig(BaseSettings):
     val_fraction: float = Field(0.15, gt=0, lt=0.5)
     test_fraction: float = Field(0.15, gt=0, lt=0.5)
 
-    views: int = Field(2, ge=1, description="cached views per training image: 1 original + views-1 augmented")
+    views: int = Field(3, ge=1, description="cached views per training image: 1 original + views-1 augmented")
     augmentation: Augmentation = Augmentation()
     finetune_from: str = Field("block5_conv1", description="first layer fine-tuned in phase 2; earlier ones frozen")
     batch_size: int = Field(16, ge=1)
     head_epochs: int = Field(20, ge=1, description="phase 1: head only, on pooled frozen features")
     head_lr: float = Field(3e-3, gt=0)
     finetune_epochs: int = Field(20, ge=0, description="phase 2: fine-tune from --finetune-from (0 skips it)")
-    finetune_lr: float = Field(1e-4, gt=0)
+    finetune_lr: float = Field(1e-4, gt=0, description="phase 2 learning rate")
     warm_start: bool = Field(
         False, description="start from the previous run's weights in work_dir (reruns after adding images)"
     )

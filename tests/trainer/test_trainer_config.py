@@ -81,3 +81,23 @@ def test_bad_data_folders_exit_with_a_clear_message(make_dataset, tmp_path, caps
 def test_predict_refuses_a_missing_bundle(tmp_path, capsys):
     assert main(["predict", "--bundle", str(tmp_path / "none"), "x.jpg"]) == EXIT_BAD_INPUT
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_precision_auto_picks_bfloat16_only_where_the_cpu_has_it(monkeypatch):
+    from trainer import pipeline
+
+    monkeypatch.setattr(pipeline.tf.config, "list_physical_devices", lambda kind: [])
+    monkeypatch.setattr(pipeline, "cpu_has_bf16", lambda: True)
+    assert pipeline.compute_policy("auto") == "mixed_bfloat16"
+    monkeypatch.setattr(pipeline, "cpu_has_bf16", lambda: False)
+    assert pipeline.compute_policy("auto") == "float32"
+    assert pipeline.compute_policy("mixed_float16") == "mixed_float16"  # an explicit choice is kept
+    monkeypatch.setattr(pipeline.tf.config, "list_physical_devices", lambda kind: ["GPU:0"])
+    assert pipeline.compute_policy("auto") == "mixed_float16"
+
+
+def test_warm_start_flag_parses_as_a_boolean():
+    cfg = load_config(None, data="d", out="o", warm_start="true", precision="float32")
+    assert cfg.warm_start is True and cfg.warm_start_epochs >= 1
+    with pytest.raises(ValueError, match="precision"):
+        load_config(None, data="d", out="o", precision="fp8")
