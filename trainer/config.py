@@ -46,6 +46,9 @@ class TrainConfig(BaseSettings):
     feature_noise: float = Field(
         0.3, ge=0, description="phase 2: Gaussian noise on cached features, x their std (int8 robustness)"
     )
+    label_smoothing: float = Field(
+        0.1, ge=0, lt=1, description="soft targets: bounded logits keep the int8 output steps fine near ties"
+    )
     patience: int = Field(6, ge=1, description="early stopping: epochs without a better validation loss")
     dense_units: int = Field(256, ge=1)
     dropout: float = Field(0.3, ge=0, lt=1)

@@ -92,6 +92,7 @@ def train_two_phases(
     patience: int,
     batch_size: int,
     feature_noise: float,
+    label_smoothing: float,
     seed: int,
     checkpoint_dir: Path,
 ) -> History:
@@ -99,16 +100,20 @@ def train_two_phases(
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     history = History()
     weights = class_weights(train_y, num_classes)
+    # One-hot targets with label smoothing: confident logits stay within a few units, so the int8 range
+    # of the final layer (set by the most confident images) keeps fine steps where classes are close.
+    train_t, val_t = np.eye(num_classes, dtype=np.float32)[train_y], np.eye(num_classes, dtype=np.float32)[val_y]
+    loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
 
     phase1_best = checkpoint_dir / "phase1-best.weights.h5"
     if head_epochs:
         history.phase1 = _train_head(
-            top, head_from, train_x, train_y, weights, val_x, val_y, head_epochs, head_lr, patience, batch_size
+            top, head_from, train_x, train_t, weights, val_x, val_t, head_epochs, head_lr, patience, batch_size, loss
         )
         history.best_val_loss = float(min(history.phase1["val_loss"]))
     else:  # warm start: the loaded weights are the baseline that fine-tuning has to beat
-        top.compile(loss="sparse_categorical_crossentropy")
-        history.best_val_loss = float(top.evaluate(val_x[:, 0].astype(np.float32), val_y, verbose=0))
+        top.compile(loss=loss)
+        history.best_val_loss = float(top.evaluate(val_x[:, 0].astype(np.float32), val_t, verbose=0))
         history.best_phase = 0
     top.save_weights(phase1_best)
     if finetune_epochs == 0:
@@ -119,12 +124,12 @@ def train_two_phases(
     # epochs swing by several points of validation accuracy, the average does not.
     phase2_best = checkpoint_dir / "phase2-best.weights.h5"
     phase2_best.unlink(missing_ok=True)
-    batches = RandomViews(train_x, train_y, weights, batch_size, seed, feature_noise)
+    batches = RandomViews(train_x, train_t, weights, batch_size, seed, feature_noise)
     optimizer = keras.optimizers.Adam(finetune_lr, use_ema=True, ema_momentum=EMA_MOMENTUM)
-    top.compile(optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    top.compile(optimizer, loss=loss, metrics=["accuracy"])
     fitted = top.fit(
         batches,
-        validation_data=(val_x[:, 0].astype(np.float32), val_y),
+        validation_data=(val_x[:, 0].astype(np.float32), val_t),
         epochs=finetune_epochs,
         verbose=0,
         callbacks=[
@@ -152,26 +157,27 @@ def _train_head(
     top: keras.Model,
     head_from: str,
     train_x: np.ndarray,
-    train_y: np.ndarray,
+    train_t: np.ndarray,
     weights: np.ndarray,
     val_x: np.ndarray,
-    val_y: np.ndarray,
+    val_t: np.ndarray,
     epochs: int,
     lr: float,
     patience: int,
     batch_size: int,
+    loss: keras.losses.Loss,
 ) -> dict[str, list[float]]:
     """Phase 1: the head alone, on pooled features of every cached view (pooling is frozen here)."""
     pooler, head = split_model(top, head_from)
     pooled_train = pooler.predict(train_x.reshape(-1, *train_x.shape[2:]), batch_size=64, verbose=0)
     pooled_val = pooler.predict(val_x[:, 0], batch_size=64, verbose=0)
     views = train_x.shape[1]
-    head.compile(keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    head.compile(keras.optimizers.Adam(lr), loss=loss, metrics=["accuracy"])
     fitted = head.fit(
         pooled_train,
-        np.repeat(train_y, views),
+        np.repeat(train_t, views, axis=0),
         sample_weight=np.repeat(weights, views),
-        validation_data=(pooled_val, val_y),
+        validation_data=(pooled_val, val_t),
         batch_size=batch_size,
         epochs=epochs,
         shuffle=True,

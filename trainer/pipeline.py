@@ -169,6 +169,7 @@ def _run(cfg: TrainConfig, calibration_override: list[np.ndarray] | None) -> dic
             patience=cfg.patience,
             batch_size=cfg.batch_size,
             feature_noise=cfg.feature_noise,
+            label_smoothing=cfg.label_smoothing,
             seed=cfg.seed,
             checkpoint_dir=work / "checkpoints",
         )
