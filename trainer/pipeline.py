@@ -134,7 +134,8 @@ def _run(cfg: TrainConfig, calibration_override: list[np.ndarray] | None) -> dic
             "activation_caps": caps,
             "weights": cache.key["weights"],
         }
-        warm_from = warm_start.load(work, model, fingerprint) if cfg.warm_start else None
+        held_out = {s.sha256 for s in parts["val"] + parts["test"]}
+        warm_from = warm_start.load(work, model, fingerprint, held_out) if cfg.warm_start else None
         frozen, top = split_model(model, cfg.finetune_from)
     t = time.perf_counter()
     feats = {
@@ -175,7 +176,7 @@ def _run(cfg: TrainConfig, calibration_override: list[np.ndarray] | None) -> dic
         )
     timing["training_s"] = time.perf_counter() - t
     del feats
-    warm_start.save(work, model, fingerprint)
+    warm_start.save(work, model, fingerprint, [s.sha256 for s in parts["train"]])
 
     t = time.perf_counter()
     export_model = _float32_copy(model, cfg) if policy != "float32" else model

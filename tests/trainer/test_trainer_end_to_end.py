@@ -212,8 +212,27 @@ def test_warm_start_trains_from_scratch_when_the_model_changed(trained, tmp_path
     from trainer.pipeline import run
 
     cfg, _ = trained
-    grown = _grown_copy(cfg, tmp_path, added=1).model_copy(update={"warm_start": True, "dense_units": 32})
+    lenient = {"max_accuracy_drop": 100.0, "min_agreement": 0.0}  # the gate is not what is tested here
+    grown = _grown_copy(cfg, tmp_path, added=1).model_copy(update={"warm_start": True, "dense_units": 32, **lenient})
     result = run(grown)
     assert result["training"]["warm_start_from"] is None
     assert result["training"]["epochs"]["phase1"] > 0
     assert "differs in dense_units; training from scratch" in caplog.text
+
+
+def test_warm_start_refuses_weights_that_saw_a_now_held_out_image(trained, tmp_path, caplog):
+    """A changed split must not let the warm-start weights carry test images they were trained on."""
+    from trainer.pipeline import run
+
+    cfg, _ = trained
+    lenient = {"max_accuracy_drop": 100.0, "min_agreement": 0.0}  # the gate is not what is tested here
+    grown = _grown_copy(cfg, tmp_path, added=1).model_copy(update={"warm_start": True, **lenient})
+    split = json.loads(grown.split_file.read_text())
+    moved = next(item for item in split["samples"] if item["split"] == "train")
+    for item in split["samples"]:
+        if item["group"] == moved["group"]:
+            item["split"] = "test"
+    grown.split_file.write_text(json.dumps(split))
+    result = run(grown)
+    assert result["training"]["warm_start_from"] is None
+    assert "the earlier run trained on are now in validation or test" in caplog.text
