@@ -51,7 +51,6 @@ def view_pixels(path: Path, sample: Sample, view: int, spec: InputSpec, aug: Aug
 
 class FeatureCache:
     def __init__(self, root: Path, key: dict) -> None:
-        self.key = key
         text = json.dumps({"layout": CACHE_LAYOUT, **key}, sort_keys=True)
         self.directory = Path(root) / hashlib.sha256(text.encode()).hexdigest()[:20]
         self.directory.mkdir(parents=True, exist_ok=True)

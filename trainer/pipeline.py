@@ -100,10 +100,11 @@ def _run(cfg: TrainConfig, calibration_override: list[np.ndarray] | None) -> dic
 
     train_paths = [data.path(s) for s in parts["train"]]
     calibration_index = balanced_sample(y["train"], cfg.calibration_per_class, cfg.seed)
+    backbone = weights_identity(cfg.weights, cfg.seed)  # hashes the weights file: once per run
     cache = FeatureCache(
         cfg.cache_dir,
         {
-            "weights": weights_identity(cfg.weights, cfg.seed),
+            "weights": backbone,
             "image_size": cfg.image_size,
             "pad_value": cfg.pad_value,
             "cut_before": cfg.finetune_from,
@@ -132,7 +133,7 @@ def _run(cfg: TrainConfig, calibration_override: list[np.ndarray] | None) -> dic
             "dense_units": cfg.dense_units,
             "finetune_from": cfg.finetune_from,
             "activation_caps": caps,
-            "weights": cache.key["weights"],
+            "weights": backbone,
         }
         held_out = {s.sha256 for s in parts["val"] + parts["test"]}
         warm_from = warm_start.load(work, model, fingerprint, held_out) if cfg.warm_start else None
