@@ -302,8 +302,8 @@ class Subscriber:
         self.qos = qos
         self.messages: list[Received] = []
         self.connects = 0
+        self.subscriptions = 0  # SUBACKs received: one per (re)connect
         self._lock = threading.Lock()
-        self._subscribed = threading.Event()
         self.v5 = v5 = protocol == "5"
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
@@ -317,7 +317,7 @@ class Subscriber:
         if broker.tls is not None:
             self.client.tls_set(ca_certs=str(broker.tls.ca_file))
         self.client.on_connect = self._on_connect
-        self.client.on_subscribe = lambda *args: self._subscribed.set()
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
         connect_properties = None
         if v5:
@@ -327,7 +327,15 @@ class Subscriber:
             broker.host, broker.port, keepalive=10, clean_start=False, properties=connect_properties
         )
         self.client.loop_start()
-        _poll(self._subscribed.is_set, 10, f"subscriber on {self.topics} to be subscribed")
+        self.wait_subscribed(1)
+
+    def wait_subscribed(self, times: int, timeout: float = 10.0) -> None:
+        """Wait for the `times`-th subscription, e.g. 2: subscribed again after a broker restart."""
+        _poll(lambda: self.subscriptions >= times, timeout, f"subscriber on {self.topics} to be subscribed x{times}")
+
+    def _on_subscribe(self, *_args: Any) -> None:
+        with self._lock:
+            self.subscriptions += 1
 
     def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
         if not reason.is_failure:

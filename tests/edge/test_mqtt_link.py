@@ -182,10 +182,11 @@ def test_decisions_in_flight_when_the_broker_dies_are_sent_again(
         link.publish_decision(_decision(seq), ttl_s=30)
     time.sleep(0.2)  # let the sender put a window of them on the wire
     assert link.queue_depth == 40
-    mosquitto.kill()  # the broker dies with them unacknowledged
+    mosquitto.kill()  # the broker dies with them unacknowledged, and with every session (nothing saved)
     proxy.cut()
-    proxy.resume()
     mosquitto.start()
+    sub.wait_subscribed(2)  # listening again before the link can resend, or the resent decisions reach nobody
+    proxy.resume()
     sub.wait_for(lambda got: len({m.json()["seq"] for m in got}) == 41, timeout=20)
     assert _first_seen_seqs(sub.payloads()) == list(range(41))
     wait_until(lambda: link.queue_depth == 0, what="the last PUBACKs")
