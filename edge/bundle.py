@@ -86,6 +86,11 @@ class BundleMetadata(_Strict):
     trainer_version: str | None = None
     # Optional (older bundles have none): images the edge classifies before it swaps the model in.
     self_test: tuple[SelfTestImage, ...] = ()
+    # Optional: the reject threshold the trainer read off validation scores (risk-coverage); the daemon
+    # uses it unless model.threshold is set. The scores are calibrated by `temperature`, already divided
+    # into the model's last layer: the edge applies nothing, the number is for the record.
+    recommended_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    temperature: float | None = Field(default=None, gt=0.0)
 
     @field_validator("model_file")
     @classmethod
@@ -252,6 +257,8 @@ def write_bundle(
     training: dict[str, Any] | None = None,
     trainer_version: str | None = None,
     model_file: str = "model.tflite",
+    recommended_threshold: float | None = None,
+    temperature: float | None = None,
 ) -> ModelBundle:
     """Write model and metadata; the metadata goes last, so a half-written bundle never validates."""
     directory = Path(directory)
@@ -268,6 +275,8 @@ def write_bundle(
         metrics=metrics or {},
         training=training or {},
         trainer_version=trainer_version,
+        recommended_threshold=recommended_threshold,
+        temperature=temperature,
     )
     _atomic_write(directory / model_file, model_bytes)
     _atomic_write(directory / BUNDLE_FILE, (metadata.model_dump_json(indent=2) + "\n").encode())

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from edge.bundle import BundleError, load_bundle
 from edge.config import ConfigError, EdgeSettings, load_settings
-from edge.decision import check_lanes
+from edge.decision import REJECT, Thresholds, check_lanes
 
 log = logging.getLogger("edge")
 
@@ -49,7 +49,13 @@ def _check_config(settings: EdgeSettings) -> int:
     print(settings.masked_json())
     bundle = load_bundle(settings.model.bundle)
     check_lanes(bundle.labels, settings.lanes)
-    print(f"ok: model {bundle.metadata.model_id}, labels {list(bundle.labels)}", file=sys.stderr)
+    thresholds = Thresholds.resolve(settings.model, bundle.metadata)
+    per_label = f", per label {thresholds.per_label}" if thresholds.per_label else ""
+    print(
+        f"ok: model {bundle.metadata.model_id}, labels {list(bundle.labels)}, reject threshold"
+        f" {thresholds.default} (from {thresholds.source}){per_label}",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -57,6 +63,7 @@ def _classify(settings: EdgeSettings, bundle_path: Path, images: list[Path]) -> 
     from edge.classifier import Classifier, classify_files
 
     classifier = Classifier(load_bundle(bundle_path), threads=settings.model.threads)
+    thresholds = Thresholds.resolve(settings.model, classifier.bundle.metadata)
     failures = 0
     for path, scores, error in classify_files(classifier, images):
         if scores is None:
@@ -64,7 +71,8 @@ def _classify(settings: EdgeSettings, bundle_path: Path, images: list[Path]) -> 
             failures += 1
             continue
         best = int(scores.argmax())
-        label = classifier.labels[best] if scores[best] >= settings.model.threshold else "reject"
+        top = classifier.labels[best]
+        label = top if scores[best] >= thresholds.for_label(top) else REJECT
         ranked = {lab: round(float(s), 4) for lab, s in zip(classifier.labels, scores, strict=True)}
         print(
             json.dumps(

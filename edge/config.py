@@ -12,7 +12,7 @@ import contextvars
 import os
 import socket
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
@@ -80,7 +80,10 @@ class CameraSettings(_Section):
 class ModelSettings(_Section):
     bundle: Path = Path("models/apparel-vgg16-int8")
     threads: int = Field(default=2, ge=1, le=64)
-    threshold: float = Field(default=0.6, ge=0.0, le=1.0)  # below it the decision is "reject"
+    # Below the threshold the decision is "reject". Unset: the bundle's recommended threshold (chosen by
+    # the trainer on validation photos), else 0.6. `thresholds` overrides it per top label.
+    threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    thresholds: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]] = {}
 
 
 class PresenceSettings(_Section):

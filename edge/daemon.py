@@ -7,6 +7,7 @@ broker going away, commands, stats and the systemd watchdog.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import signal
@@ -24,7 +25,7 @@ from edge.classifier import Classifier
 from edge.commands import Command, CommandError, Trigger
 from edge.config import EdgeSettings
 from edge.crops import CropStore
-from edge.decision import ItemVote, check_lanes, decide
+from edge.decision import ItemVote, Thresholds, check_lanes, decide
 from edge.mqtt import MqttLink
 from edge.presence import PresenceDetector, PresenceEvent
 from edge.rollout import BundleWatch, Candidate, Rollout, RolloutError
@@ -41,7 +42,7 @@ class Daemon:
         self.settings = settings
         self.classifier = self._load_classifier(settings.model.bundle)
         self.rollout = Rollout(settings, self.classifier)
-        self.threshold = settings.model.threshold
+        self.thresholds = Thresholds.resolve(settings.model, self.classifier.bundle.metadata)
         self.camera = Camera(settings.camera)
         self.link = MqttLink(settings.mqtt, settings.device_id)
         self.crops = CropStore(settings.crops)
@@ -239,7 +240,7 @@ class Daemon:
 
     def _publish_decision(self, vote: ItemVote, crop: np.ndarray | None) -> None:
         ttl = self.settings.mqtt.decision_ttl_s
-        body = decide(vote, self.classifier.labels, self.threshold, self.settings.lanes, ttl)
+        body = decide(vote, self.classifier.labels, self.thresholds, self.settings.lanes, ttl)
         self._seq += 1
         message = {
             "seq": self._seq,
@@ -272,7 +273,8 @@ class Daemon:
                 "labels": list(meta.labels),
                 "runtime": self.classifier.runtime,
                 "mode": self.settings.trigger.mode,
-                "threshold": self.threshold,
+                "threshold": self.thresholds.default,
+                "thresholds": self.thresholds.describe(),
                 "version": __version__,
                 "rollout": self.rollout.status(),
             }
@@ -324,11 +326,11 @@ class Daemon:
         elif name == "resume":
             self.paused = False
         elif name == "set_threshold":
-            self.threshold = command.value
+            self.thresholds = dataclasses.replace(self.thresholds, default=command.value, source="command")
         elif name == "reload":
             return self._prepare_reload(command.bundle, command.url, command.sha256, origin="command")
         self._publish_status()
-        return {"paused": self.paused, "threshold": self.threshold}
+        return {"paused": self.paused, "threshold": self.thresholds.default}
 
     def _on_watch(self, bundle: Any) -> None:
         """model.bundle changed on disk (the watch thread); the live bundle itself is no news."""
@@ -366,6 +368,8 @@ class Daemon:
         with self._swap_lock:
             candidate, self._next_classifier = self._next_classifier, None
         self.classifier = candidate.classifier
+        if self.thresholds.source != "command":  # a threshold set over MQTT outlives a model swap
+            self.thresholds = Thresholds.resolve(self.settings.model, candidate.classifier.bundle.metadata)
         self.rollout.swapped(candidate)
         log.info("model swapped to %s", candidate.model_id)
         self._publish_status()

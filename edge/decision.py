@@ -7,9 +7,39 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge.config import ConfigError, LaneSettings
+from edge.bundle import BundleMetadata
+from edge.config import ConfigError, LaneSettings, ModelSettings
 
 REJECT = "reject"
+FALLBACK_THRESHOLD = 0.6  # for bundles that recommend none
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The reject threshold for each top label: model.thresholds, else model.threshold, else the bundle's."""
+
+    default: float
+    per_label: dict[str, float] = field(default_factory=dict)
+    source: str = "config"  # where `default` came from: config, bundle, fallback or command
+
+    @classmethod
+    def resolve(cls, model: ModelSettings, metadata: BundleMetadata) -> Thresholds:
+        unknown = sorted(set(model.thresholds) - set(metadata.labels))
+        if unknown:
+            raise ConfigError(
+                f"model.thresholds names {unknown}, which the model does not output {list(metadata.labels)}"
+            )
+        if model.threshold is not None:
+            return cls(model.threshold, dict(model.thresholds), "config")
+        if metadata.recommended_threshold is not None:
+            return cls(metadata.recommended_threshold, dict(model.thresholds), "bundle")
+        return cls(FALLBACK_THRESHOLD, dict(model.thresholds), "fallback")
+
+    def for_label(self, label: str) -> float:
+        return self.per_label.get(label, self.default)
+
+    def describe(self) -> dict[str, object]:
+        return {"default": self.default, "per_label": self.per_label, "source": self.source}
 
 
 def check_lanes(labels: tuple[str, ...], lanes: LaneSettings) -> None:
@@ -41,7 +71,7 @@ class ItemVote:
 
 
 def decide(
-    vote: ItemVote, labels: tuple[str, ...], threshold: float, lanes: LaneSettings, ttl_s: float
+    vote: ItemVote, labels: tuple[str, ...], thresholds: Thresholds, lanes: LaneSettings, ttl_s: float
 ) -> dict[str, object]:
     """The decision message body (seq, model and device are added by the daemon)."""
     scores = vote.mean_scores()
@@ -52,7 +82,7 @@ def decide(
         best = int(np.argmax(scores))
         confidence = float(scores[best])
         label, reason = labels[best], None
-        if confidence < threshold:
+        if confidence < thresholds.for_label(label):
             label, reason = REJECT, "below_threshold"
     return {
         "item_id": vote.item_id,

@@ -33,7 +33,7 @@ from typing import Any
 from edge.bundle import BundleError, ModelBundle, load_bundle
 from edge.classifier import Classifier
 from edge.config import ConfigError, EdgeSettings
-from edge.decision import check_lanes
+from edge.decision import Thresholds, check_lanes
 from edge.preprocess import decode_image
 
 log = logging.getLogger(__name__)
@@ -200,6 +200,7 @@ class Rollout:
         loaded = _verified(bundle, sha256)
         try:
             check_lanes(loaded.labels, self._settings.lanes)
+            Thresholds.resolve(self._settings.model, loaded.metadata)
         except ConfigError as exc:
             raise RolloutError("verify", str(exc)) from exc
         try:

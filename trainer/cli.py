@@ -37,12 +37,14 @@ def build_parser() -> argparse.ArgumentParser:
         if name in _POSITIONAL | _FILE_OR_ENV_ONLY:
             continue
         default = info.default if info.default is not None else "see help"
+        repeatable = {"action": "append", "type": Path} if name == "ood" else {}
         train.add_argument(
             f"--{name.replace('_', '-')}",
             dest=name,
             default=argparse.SUPPRESS,
             metavar=name.upper(),
-            help=f"{info.description or ''} (default: {default})",
+            help=f"{info.description or ''} (default: {default})" + (" (repeatable)" if repeatable else ""),
+            **repeatable,
         )
 
     predict = commands.add_parser("predict", help="classify images with a bundle, as the edge would")

