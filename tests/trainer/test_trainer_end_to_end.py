@@ -82,7 +82,8 @@ def test_bundle_metadata_records_parity_metrics_and_data(trained):
     meta = load_bundle(cfg.out).metadata
     parity = meta.metrics["parity"]
     assert set(parity) >= {"float32_accuracy", "int8_accuracy", "top1_agreement"}
-    assert parity["images"] == 10 and 0.5 <= parity["top1_agreement"] <= 1.0  # int8 is the float model, rounded
+    assert parity["images"] == sum(result["data"]["split_counts"]["test"].values())
+    assert 0.5 <= parity["top1_agreement"] <= 1.0  # int8 is the float model, rounded
     assert meta.metrics["test_accuracy"] == result["test_int8"]["accuracy"] == parity["int8_accuracy"]
     assert set(meta.metrics["test_int8"]["per_class"]) == set(CLASSES)
     data = meta.training["data"]
@@ -107,9 +108,11 @@ def test_report_plots_and_split_file_are_written(trained):
 
 
 def test_float32_tflite_takes_rgb_pixels_and_matches_keras(trained):
-    """Preprocessing lives in the model: the exported float model equals Keras on the same RGB pixels."""
+    """Preprocessing lives in the model: the exported float model equals Keras on the same RGB pixels (with the
+    fitted temperature, which the export divides into the last layer after the weights were saved)."""
     import keras
 
+    from trainer.calibration import with_temperature
     from trainer.model import apply_caps, build_model
 
     cfg, _ = trained
@@ -119,7 +122,9 @@ def test_float32_tflite_takes_rgb_pixels_and_matches_keras(trained):
     classifier = Classifier(load_bundle(cfg.work_dir / "float32"), threads=1)
     pixels = np.random.default_rng(5).integers(0, 256, (4, 32, 32, 3)).astype(np.uint8)
     tflite = np.stack([classifier.classify_pixels(p) for p in pixels])
-    np.testing.assert_allclose(tflite, keras.ops.convert_to_numpy(model(pixels.astype(np.float32))), atol=1e-4)
+    keras_scores = keras.ops.convert_to_numpy(model(pixels.astype(np.float32)))
+    temperature = load_bundle(cfg.out).metadata.temperature
+    np.testing.assert_allclose(tflite, with_temperature(keras_scores, temperature), atol=1e-4)
 
 
 def test_rerun_reuses_cache_and_split(trained, tmp_path):
