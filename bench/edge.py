@@ -1,6 +1,6 @@
 """Edge benchmark: the daemon against the bare interpreter, on a real int8 bundle.
 
-    .venv/bin/python bench/edge.py [--bundle models/apparel-efficientnet-lite0-int8] [--frames 300] [--json OUT]
+    .venv/bin/python bench/edge.py [--bundle models/apparel-efficientnet-lite2-int8] [--frames 300] [--json OUT]
 
 For 1 and 2 interpreter threads it measures
   * interpreter only: set_tensor + invoke + get_tensor on a model-sized image (p50/p99, fps);
@@ -129,7 +129,7 @@ def summarise(decisions: list[dict], warmup: int = 5) -> dict[str, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bundle", type=Path, default=ROOT / "models" / "apparel-efficientnet-lite0-int8")
+    parser.add_argument("--bundle", type=Path, default=ROOT / "models" / "apparel-efficientnet-lite2-int8")
     parser.add_argument("--frames", type=int, default=300, help="frames per daemon run")
     parser.add_argument("--runs", type=int, default=200, help="interpreter-only invocations")
     parser.add_argument("--json", type=Path, help="also write the results here")

@@ -12,7 +12,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 root=/var/tmp/sortline-arm64
-bundle="$here/models/apparel-vgg16-int8"
+bundle="$here/models/apparel-efficientnet-lite2-int8"
 image=""
 fresh=0
 mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"

@@ -21,7 +21,7 @@ usage() {
 usage: install.sh [options]
   --prefix DIR            install under DIR instead of / (tests, staging); also DESTDIR=DIR
   --source PATH           what to pip install: a checkout or a sortline-*.whl (default: this checkout)
-  --bundle DIR            model bundle to install and make current (default: models/apparel-vgg16-int8 when present)
+  --bundle DIR            model bundle to install and make current (default: models/apparel-efficientnet-lite2-int8 when present)
   --credential KEY=FILE   store FILE's content as the secret KEY (e.g. mqtt__password); repeatable
   --with-picamera2        Raspberry Pi CSI camera: apt python3-picamera2, venv sees system packages
   --no-apt                do not install OS packages
@@ -78,7 +78,7 @@ MODELS="$STATE/models"
 UNIT="$root/etc/systemd/system/sortline-edge.service"
 PYTHON="${PYTHON:-python3}"
 
-[ -z "$bundle" ] && [ -f "$here/models/apparel-vgg16-int8/bundle.json" ] && bundle="$here/models/apparel-vgg16-int8"
+[ -z "$bundle" ] && [ -f "$here/models/apparel-efficientnet-lite2-int8/bundle.json" ] && bundle="$here/models/apparel-efficientnet-lite2-int8"
 [ -e "$source_path" ] || die "--source $source_path does not exist"
 for credential in "${credentials[@]}"; do
   key="${credential%%=*}" file="${credential#*=}"

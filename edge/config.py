@@ -78,7 +78,7 @@ class CameraSettings(_Section):
 
 
 class ModelSettings(_Section):
-    bundle: Path = Path("models/apparel-efficientnet-lite0-int8")
+    bundle: Path = Path("models/apparel-efficientnet-lite2-int8")
     threads: int = Field(default=2, ge=1, le=64)
     # Below the threshold the decision is "reject". Unset: the bundle's recommended threshold (chosen by
     # the trainer on validation photos), else 0.6. `thresholds` overrides it per top label.

