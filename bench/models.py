@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,12 +21,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.edge import interpreter_only  # noqa: E402
 from bench.machine import cpu_description, cpu_line  # noqa: E402
 from edge.bundle import load_bundle  # noqa: E402
 from edge.classifier import Classifier, classify_files  # noqa: E402
 from edge.config import ModelSettings  # noqa: E402
 from edge.decision import Thresholds  # noqa: E402
-from edge.preprocess import fit_to_input  # noqa: E402
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 
@@ -41,17 +40,10 @@ def labelled_images(root: Path, labels: tuple[str, ...]) -> list[tuple[Path, int
     ]
 
 
-def interpreter_ms(bundle_dir: Path, threads: int, runs: int = 100) -> float:
-    classifier = Classifier(load_bundle(bundle_dir), threads=threads)
-    pixels = fit_to_input(np.full((300, 240, 3), 200, np.uint8), classifier.bundle.metadata.input)
-    for _ in range(5):
-        classifier.classify_pixels(pixels)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        classifier.classify_pixels(pixels)
-        times.append(time.perf_counter() - start)
-    return round(float(np.median(times)) * 1000, 1)
+def interpreter_ms(bundle_dir: Path, threads: int) -> float:
+    """p50 of 100 invocations on a demo photo (bench/edge.py's interpreter-only loop)."""
+    image = sorted((ROOT / "demo" / "images").glob("*/*.*"))[0]
+    return round(interpreter_only(bundle_dir, image, threads, runs=100)["p50_ms"], 1)
 
 
 def measure(bundle_dir: Path, ood: Path | None) -> dict:

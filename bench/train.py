@@ -102,6 +102,7 @@ def timed_run(cfg: TrainConfig) -> dict:
         "int8_test_accuracy": result["test_int8"]["accuracy"],
         "float32_test_accuracy": result["test_float32"]["accuracy"],
         "top1_agreement": result["parity"]["top1_agreement"],
+        "lane_agreement": result["parity"]["lane_agreement"],
         "model_bytes": result["bundle"]["model_bytes"],
         "ood_accuracy": (result["ood_int8"] or {}).get("accuracy"),
         "recommended_threshold": result["decisions"]["recommended_threshold"],
@@ -253,7 +254,8 @@ def _run_row(name: str, run: dict) -> str:
         return f"| {name} | {run['wall_s']:.0f} s | parity gate refused the export: {run['refused']} |"
     return (
         f"| {name}, {run['images']} images | {run['wall_s']:.0f} s | int8 test accuracy {run['int8_test_accuracy']:.1%}"
-        f" (float32 {run['float32_test_accuracy']:.1%}, agreement {run['top1_agreement']:.1%}); epochs {run['epochs']};"
+        f" (float32 {run['float32_test_accuracy']:.1%}, top-1 agreement {run['top1_agreement']:.1%} over test + OOD);"
+        f" epochs {run['epochs']};"
         f" cache {run['cache']['computed']} computed / {run['cache']['reused']} reused; stages {run['stages_s']}"
         + "".join(
             f"; {name} at threshold {run['recommended_threshold']:g}: right {o['right']:.1%}, reject {o['reject']:.1%},"
