@@ -248,16 +248,21 @@ def load_settings(config_file: Path | None = None) -> EdgeSettings:
         return EdgeSettings()
     except ValidationError as exc:
         where = f" (from {config_file}, SORTLINE_* environment or credentials)" if config_file else ""
-        lines = [
-            f"  {'.'.join(str(part) for part in err['loc']) or '<root>'}: {err['msg']}"
-            + (f" (got {err['input']!r})" if _shows_input(err) else "")
-            for err in exc.errors()
-        ]
+        lines = [f"  {problem}" for problem in validation_problems(exc)]
         raise ConfigError(f"invalid configuration{where}:\n" + "\n".join(lines)) from None
     except ValueError as exc:  # TOML syntax errors surface as ValueError subclasses
         raise ConfigError(f"{config_file}: {exc}") from None
     finally:
         _CONFIG_FILE.reset(token)
+
+
+def validation_problems(exc: ValidationError) -> list[str]:
+    """One 'key: reason (got value)' line per error, the form every Sortline program reports bad settings in."""
+    return [
+        f"{'.'.join(str(part) for part in err['loc']) or '<root>'}: {err['msg']}"
+        + (f" (got {err['input']!r})" if _shows_input(err) else "")
+        for err in exc.errors()
+    ]
 
 
 def _shows_input(err: dict) -> bool:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from edge.config import validation_problems
 from trainer.config import TrainConfig, load_config
 
 EXIT_BAD_INPUT = 2
@@ -36,14 +37,15 @@ def build_parser() -> argparse.ArgumentParser:
     for name, info in TrainConfig.model_fields.items():
         if name in _POSITIONAL | _FILE_OR_ENV_ONLY:
             continue
-        default = info.default if info.default is not None else "see help"
+        default = None if info.is_required() else info.get_default(call_default_factory=True)
+        shown = " (required)" if info.is_required() else "" if default in (None, []) else f" (default: {default})"
         repeatable = {"action": "append", "type": Path} if name == "ood" else {}
         train.add_argument(
             f"--{name.replace('_', '-')}",
             dest=name,
             default=argparse.SUPPRESS,
             metavar=name.upper(),
-            help=f"{info.description or ''} (default: {default})" + (" (repeatable)" if repeatable else ""),
+            help=f"{info.description or ''}{shown}" + (" (repeatable)" if repeatable else ""),
             **repeatable,
         )
 
@@ -62,8 +64,16 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
     try:
         cfg = load_config(args.config, **overrides)
-    except (ValidationError, FileNotFoundError) as exc:
+    except ValidationError as exc:
+        where = f" (from {args.config}, SORTLINE_TRAIN_* environment or flags)" if args.config else ""
+        problems = "\n".join(f"  {problem}" for problem in validation_problems(exc))
+        print(f"sortline-train: invalid settings{where}:\n{problems}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except FileNotFoundError as exc:
         print(f"sortline-train: invalid settings: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ValueError as exc:  # a TOML syntax error
+        print(f"sortline-train: {args.config}: not valid TOML: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     return train(cfg)
 

@@ -43,7 +43,11 @@ def test_train_flags_are_generated_from_the_config_model():
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--image-size", "8"], "image_size"),
+        (["--image-size", "8"], "image_size: Input should be greater than or equal to 32 (got '8')"),
+        (
+            ["--views", "abc"],
+            "views: Input should be a valid integer, unable to parse string as an integer (got 'abc')",
+        ),
         (["--val-fraction", "0.45", "--test-fraction", "0.45"], "at least 20 %"),
         (["--name", "bad name!"], "name"),
         (["--config", "/nonexistent.toml"], "config file does not exist"),
@@ -54,6 +58,22 @@ def test_invalid_settings_exit_before_any_work(tmp_path, capsys, argv, message):
     assert code == EXIT_BAD_INPUT
     assert message in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_invalid_settings_read_as_key_reason_value_without_pydantic_links(tmp_path, capsys):
+    toml = tmp_path / "train.toml"
+    toml.write_text("views = [\n")
+    assert main(["train", str(tmp_path), "--out", "o", "--config", str(toml)]) == EXIT_BAD_INPUT
+    assert f"{toml}: not valid TOML" in capsys.readouterr().err
+    assert main(["train", str(tmp_path), "--out", "o", "--batch-size", "0"]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "batch_size: Input should be greater than or equal to 1 (got '0')" in err
+    assert "errors.pydantic.dev" not in err and "Traceback" not in err
+
+
+def test_help_shows_real_defaults():
+    text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
+    assert "PydanticUndefined" not in text and "(required)" in text and "(default: 5)" in text
 
 
 def test_bad_data_folders_exit_with_a_clear_message(make_dataset, tmp_path, capsys):
