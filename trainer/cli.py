@@ -80,10 +80,18 @@ def main(argv: list[str] | None = None) -> int:
 
 def train(cfg: TrainConfig) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from trainer.data import DataError
-    from trainer.evaluate import ParityError
-    from trainer.model import WeightsError
-    from trainer.pipeline import run
+    try:  # TensorFlow, imagehash, matplotlib: the trainer extras, which a daemon-only install lacks
+        from trainer.data import DataError
+        from trainer.evaluate import ParityError
+        from trainer.model import WeightsError
+        from trainer.pipeline import run
+    except ModuleNotFoundError as exc:
+        print(
+            f"sortline-train: training needs the trainer extra (missing module {exc.name!r}):"
+            " pip install 'sortline[trainer-cpu]' (or 'sortline[trainer]' with an NVIDIA GPU)",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
 
     try:
         result = run(cfg)

@@ -1,0 +1,32 @@
+"""A program whose extra is not installed says which one to install instead of a ModuleNotFoundError traceback."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+
+def _without(monkeypatch: pytest.MonkeyPatch, missing: str, *fresh: str) -> None:
+    """Make `import missing` fail as on a daemon-only install; `fresh` modules must be imported anew."""
+    monkeypatch.setitem(sys.modules, missing, None)
+    for name in fresh:
+        monkeypatch.delitem(sys.modules, name, raising=False)
+
+
+def test_sortline_train_without_tensorflow_names_the_extra(monkeypatch, tmp_path, capsys):
+    from trainer.cli import EXIT_BAD_INPUT, main
+
+    _without(monkeypatch, "tensorflow", "trainer.pipeline", "trainer.export", "trainer.fit", "trainer.features")
+    assert main(["train", str(tmp_path), "--out", str(tmp_path / "o")]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "missing module 'tensorflow" in err and "pip install 'sortline[trainer-cpu]'" in err
+
+
+def test_sortline_scrape_without_selenium_names_the_extra(monkeypatch, capsys):
+    from scraper.cli import main
+
+    _without(monkeypatch, "selenium", "scraper.app", "scraper.engine", "scraper.browser")
+    assert main(["--help"]) == 2
+    err = capsys.readouterr().err
+    assert "missing module 'selenium" in err and "pip install 'sortline[scraper]'" in err
