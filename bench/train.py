@@ -197,7 +197,7 @@ def main() -> None:
     parser.add_argument("--weights", default="imagenet")
     parser.add_argument("--ood", type=Path, action="append", help="out-of-domain validation folder (repeatable)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-train"))
-    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--image-size", type=int, help="default: the backbone's own input size")
     parser.add_argument("--added", type=int, default=20, help="images added before the rerun")
     parser.add_argument("--subset", type=int, default=64, help="images in the speed-up comparison")
     parser.add_argument("--seed", type=int, default=1)
