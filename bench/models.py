@@ -27,8 +27,7 @@ from edge.bundle import load_bundle  # noqa: E402
 from edge.classifier import Classifier, classify_files  # noqa: E402
 from edge.config import ModelSettings  # noqa: E402
 from edge.decision import Thresholds  # noqa: E402
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
+from edge.preprocess import IMAGE_SUFFIXES  # noqa: E402
 
 
 def labelled_images(root: Path, labels: tuple[str, ...]) -> list[tuple[Path, int]]:

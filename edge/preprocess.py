@@ -11,6 +11,9 @@ import numpy as np
 
 from edge.bundle import InputSpec
 
+# The photo files a folder of labelled images may hold (training data, validation sets, benchmarks).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp"})
+
 
 def fit_to_input(image_bgr: np.ndarray, spec: InputSpec) -> np.ndarray:
     """Resize (letterbox or stretch) and reorder colours; returns HxWx3 uint8 in the model's colour order."""

@@ -20,9 +20,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from edge.preprocess import decode_image
+from edge.preprocess import IMAGE_SUFFIXES, decode_image
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 SPLITS = ("train", "val", "test")
 SPLIT_FILE_FORMAT = "sortline-split-v1"
 
