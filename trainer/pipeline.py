@@ -228,22 +228,17 @@ def _run(cfg: TrainConfig, calibration_override: list[np.ndarray] | None) -> dic
 
     t = time.perf_counter()
     test_paths = [data.path(s) for s in parts["test"]]
-    # Parity is judged on the test split and the out-of-domain photos together: on 113 test images one
-    # flipped near-tie is a whole point, so more never-trained-on images make the gate a steadier measure.
-    checked = test_paths + ood_paths
-    int8_all = evaluate.bundle_scores(candidate_dir, checked, cfg.threads, "evaluate int8 tflite")
-    float_all = evaluate.bundle_scores(float_dir, checked, cfg.threads, "evaluate float32 tflite")
-    int8_scores, ood_scores = int8_all[: len(test_paths)], int8_all[len(test_paths) :]
-    float_scores = float_all[: len(test_paths)]
-    # The threshold is chosen where the line is: on the out-of-domain sets when given, else the in-domain val split.
-    if ood:
-        chooser, chooser_y, chosen_on = ood_scores, y_ood, "out-of-domain validation"
-    else:
-        val_paths = [data.path(s) for s in parts["val"]]
-        chooser = evaluate.bundle_scores(candidate_dir, val_paths, cfg.threads, "evaluate int8 validation")
-        chooser_y, chosen_on = y["val"], "in-domain validation split"
-    threshold = calibration.recommend_threshold(chooser, chooser_y, cfg.max_wrong_lane)
-    parity = evaluate.parity(np.concatenate([y["test"], y_ood]), float_all, int8_all, threshold)
+    scored = evaluate.score_candidate(
+        candidate_dir,
+        float_dir,
+        test=(test_paths, y["test"]),
+        ood=(ood_paths, y_ood),
+        val=([data.path(s) for s in parts["val"]], y["val"]),
+        max_wrong_lane=cfg.max_wrong_lane,
+        threads=cfg.threads,
+    )
+    parity, threshold = scored.parity, scored.threshold
+    int8_scores, float_scores, ood_scores = scored.test_int8, scored.test_float32, scored.ood_int8
     # Spot-check the float32 file against the float32 Keras model, so a broken float export cannot hide.
     few = np.stack([model_pixels(p, spec) for p in test_paths[:8]]).astype(np.float32)
     keras_scores = export_model.predict(few, batch_size=len(few), verbose=0)
@@ -257,16 +252,14 @@ def _run(cfg: TrainConfig, calibration_override: list[np.ndarray] | None) -> dic
     decisions = {
         "temperature": temperature,
         "recommended_threshold": threshold,
-        "threshold_chosen_on": chosen_on,
+        "threshold_chosen_on": scored.chosen_on,
         "max_wrong_lane": cfg.max_wrong_lane,
         "test": evaluate.reject_summary(int8_scores, y["test"], threshold),
     }
     ood_metrics = None
     if ood:
-        ood_metrics = evaluate.classification_metrics(y_ood, ood_scores.argmax(1), labels) | {
-            "sets": [str(root) for root in cfg.ood],
-            "per_style": evaluate.accuracy_by(y_ood, ood_scores.argmax(1), [f"{s.label}/{s.style}" for s in ood]),
-        }
+        ood_metrics = evaluate.ood_metrics(y_ood, ood_scores, [s.style for s in ood], labels)
+        ood_metrics["sets"] = [str(root) for root in cfg.ood]
         decisions["ood"] = evaluate.reject_summary(ood_scores, y_ood, threshold)
     training = {
         "data": {k: v for k, v in data.summary.items() if k not in ("broken", "exact_duplicates_removed")}
