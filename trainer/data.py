@@ -105,9 +105,7 @@ def scan(root: Path, manifest: Path | None = None) -> tuple[tuple[str, ...], lis
 
 def _sources(manifest: Path | None, samples: list[Sample]) -> dict[str, dict[str, int]]:
     """Per class, how many images each source contributed (from the optional manifest CSV)."""
-    if manifest is None:
-        return {}
-    source_of = _manifest_column(manifest, "source")
+    source_of = _manifest_column(manifest, "source") if manifest else {}
     if not source_of:
         return {}
     counts: dict[str, Counter] = defaultdict(Counter)

