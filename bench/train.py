@@ -36,7 +36,7 @@ from trainer.config import TrainConfig
 from trainer.evaluate import ParityError
 from trainer.features import FeatureCache, view_pixels, weights_identity
 from trainer.fit import class_weights
-from trainer.model import build_model, split_model
+from trainer.model import BACKBONES, build_model, split_model
 from trainer.pipeline import compute_policy, load_data, run
 
 
@@ -193,7 +193,7 @@ def bench_speedup(args: argparse.Namespace, out: Path, epochs: dict[str, int]) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data/apparel"))
-    parser.add_argument("--backbone", default="efficientnet-lite0", choices=["efficientnet-lite0", "vgg16"])
+    parser.add_argument("--backbone", default="efficientnet-lite0", choices=BACKBONES)
     parser.add_argument("--weights", default="imagenet")
     parser.add_argument("--ood", type=Path, action="append", help="out-of-domain validation folder (repeatable)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-train"))
