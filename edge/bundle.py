@@ -161,6 +161,11 @@ def load_bundle(path: str | os.PathLike[str], *, verify_hash: bool = True, check
     path = Path(path)
     directory = path.parent if path.name == BUNDLE_FILE else path
     meta_path = directory / BUNDLE_FILE
+    if path.is_file() and path.name != BUNDLE_FILE:
+        hint = f" ({path.parent} is one)" if (path.parent / BUNDLE_FILE).is_file() else ""
+        raise BundleError(
+            f"{path}: is a file; a model bundle is the directory that holds {BUNDLE_FILE} and the .tflite model{hint}"
+        )
     if not directory.is_dir():
         raise BundleError(f"{directory}: model bundle directory does not exist")
     if not meta_path.is_file():

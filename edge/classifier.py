@@ -7,7 +7,12 @@ never has TensorFlow installed; the trainer does).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import logging
+import os
+import sys
+import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +21,8 @@ import numpy as np
 
 from edge.bundle import BundleError, ModelBundle
 from edge.preprocess import decode_image, fit_to_input
+
+log = logging.getLogger(__name__)
 
 _RUNTIMES = (
     ("ai-edge-litert", "ai_edge_litert.interpreter"),
@@ -48,7 +55,8 @@ class Classifier:
         self.bundle = bundle
         try:
             self._interpreter: Any = interpreter_class(model_path=str(bundle.model_path), num_threads=threads)
-            self._interpreter.allocate_tensors()
+            with _runtime_notices_to_debug_log():
+                self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise BundleError(f"{bundle.model_path}: the TFLite runtime cannot load this model: {exc}") from exc
         inp = self._interpreter.get_input_details()[0]
@@ -89,11 +97,37 @@ class Classifier:
         return raw.astype(np.float32)
 
 
+@contextlib.contextmanager
+def _runtime_notices_to_debug_log() -> Iterator[None]:
+    """The runtime's C++ code prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." straight to
+    file descriptor 2 on every model load, with no switch to turn it off. Catch fd 2 while loading, log
+    INFO lines at DEBUG and pass everything else (warnings, other threads' output) through unchanged."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            for line in caught.read().decode("utf-8", errors="replace").splitlines(keepends=True):
+                if line.startswith("INFO: "):
+                    log.debug("runtime: %s", line.strip())
+                else:
+                    sys.stderr.write(line)
+            sys.stderr.flush()
+
+
 def classify_files(classifier: Classifier, paths: Iterable[Path]) -> Iterator[tuple[Path, np.ndarray | None, str]]:
-    """(path, scores, "") per image file, or (path, None, reason) for one that cannot be read: one bad
-    file never stops a commissioning run."""
+    """(path, scores, "") per image file, or (path, None, "path: reason") for one that cannot be read: one
+    bad file never stops a commissioning run."""
     for path in paths:
         try:
             yield path, classifier.classify(decode_image(str(path))), ""
-        except (ValueError, OSError) as exc:
+        except ValueError as exc:  # decode_image's message names the file
             yield path, None, str(exc)
+        except OSError as exc:
+            yield path, None, f"{path}: {exc.strerror or exc}"

@@ -11,10 +11,12 @@ from __future__ import annotations
 import contextvars
 import os
 import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NestedSecretsSettingsSource,
@@ -75,6 +77,14 @@ class CameraSettings(_Section):
     read_timeout_s: float = Field(default=5.0, gt=0)  # no frame for this long counts as a failure
     reconnect_initial_s: float = Field(default=0.5, gt=0)
     reconnect_max_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _device_index(cls, value: object) -> object:
+        """`source = 0` in TOML is a device index, as a plant engineer writes it; keep it as "0"."""
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return str(value)
+        return value
 
 
 class ModelSettings(_Section):
@@ -240,27 +250,66 @@ class EdgeSettings(BaseSettings):
 
 
 def load_settings(config_file: Path | None = None) -> EdgeSettings:
-    """Build the effective settings or raise ConfigError listing every bad key."""
+    """Build the effective settings or raise ConfigError listing every bad key and where it came from."""
     if config_file is not None and not config_file.is_file():
         raise ConfigError(f"{config_file}: config file not found")
     token = _CONFIG_FILE.set(config_file)
     try:
         return EdgeSettings()
     except ValidationError as exc:
-        where = f" (from {config_file}, SORTLINE_* environment or credentials)" if config_file else ""
-        lines = [f"  {problem}" for problem in validation_problems(exc)]
-        raise ConfigError(f"invalid configuration{where}:\n" + "\n".join(lines)) from None
+        credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+        sources = SettingSources(
+            env_prefix="SORTLINE_", config_file=config_file, credentials_dir=Path(credentials) if credentials else None
+        )
+        lines = [f"  {problem}" for problem in validation_problems(exc, sources)]
+        raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
     except ValueError as exc:  # TOML syntax errors surface as ValueError subclasses
         raise ConfigError(f"{config_file}: {exc}") from None
     finally:
         _CONFIG_FILE.reset(token)
 
 
-def validation_problems(exc: ValidationError) -> list[str]:
-    """One 'key: reason (got value)' line per error, the form every Sortline program reports bad settings in."""
+@dataclass(frozen=True)
+class SettingSources:
+    """Where a program's settings come from, so a bad value can be traced to the one that set it."""
+
+    env_prefix: str | None = None  # e.g. "SORTLINE_", nested keys joined with "__"
+    config_file: Path | None = None
+    credentials_dir: Path | None = None  # systemd credentials, named like the environment variables
+    flags: Mapping[str, Any] = field(default_factory=dict)  # command-line values, nested like the settings
+
+    def of(self, loc: Sequence[int | str]) -> str:
+        """The source of the key at ``loc`` in precedence order: flag, environment variable or credential
+        (for the key or a whole section above it), else the TOML file, else the defaults."""
+        keys = [str(part) for part in loc]
+        if _has_path(self.flags, keys):
+            return "command line"
+        environment = {name.upper(): name for name in os.environ}
+        for depth in range(len(keys), 0, -1):
+            name = "__".join(keys[:depth])
+            if self.env_prefix and f"{self.env_prefix}{name}".upper() in environment:
+                return f"environment {environment[f'{self.env_prefix}{name}'.upper()]}"
+            credential = f"{(self.env_prefix or '').lower()}{name}"
+            if self.credentials_dir and (self.credentials_dir / credential).is_file():
+                return f"credential {credential}"
+        return str(self.config_file) if self.config_file is not None else "defaults"
+
+
+def _has_path(values: Mapping[str, Any], keys: list[str]) -> bool:
+    for key in keys:
+        if not isinstance(values, Mapping) or key not in values:
+            return False
+        values = values[key]
+    return bool(keys)
+
+
+def validation_problems(exc: ValidationError, sources: SettingSources | None = None) -> list[str]:
+    """One 'key: reason (got value) [from source]' line per error, the form every Sortline program reports
+    bad settings in."""
     return [
         f"{'.'.join(str(part) for part in err['loc']) or '<root>'}: {err['msg']}"
         + (f" (got {err['input']!r})" if _shows_input(err) else "")
+        + (f" [from {sources.of(err['loc'])}]" if sources else "")
         for err in exc.errors()
     ]
 

@@ -8,11 +8,10 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from pydantic import ValidationError
 from selenium.common.exceptions import WebDriverException
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from scraper.config import load_settings
+from scraper.config import SettingsError, load_settings
 from scraper.engine import scrape
 from scraper.errors import ScrapeError
 
@@ -22,8 +21,8 @@ log = logging.getLogger("scraper")
 def run(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(sys.argv[1:] if argv is None else argv)
-    except (ValidationError, ValueError, FileNotFoundError) as error:
-        print(f"sortline-scrape: bad settings: {error}", file=sys.stderr)
+    except SettingsError as error:
+        print(f"sortline-scrape: {error}", file=sys.stderr)
         return 2
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log.setLevel(settings.log_level)

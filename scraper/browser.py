@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
 
 from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
@@ -37,12 +42,35 @@ def chromium_options(settings: BrowserSettings, user_agent: str) -> webdriver.Ch
     return options
 
 
-def start_browser(settings: BrowserSettings, user_agent: str) -> WebDriver:
-    options = chromium_options(settings, user_agent)
-    if not settings.remote_url:
-        for what, path in (("browser.binary", settings.binary), ("browser.driver", settings.driver)):
-            if not path.is_file():
-                raise ScrapeError(f"{what} {path} does not exist: install chromium and chromium-driver, or set {what}")
+@contextlib.contextmanager
+def browser_session(settings: BrowserSettings, user_agent: str) -> Iterator[WebDriver]:
+    """A started browser, quit on exit. A local one runs in its own process group with its own profile
+    folder, watched by `scraper.reaper`, so even a SIGKILLed scraper leaves no browser behind."""
+    if settings.remote_url:
+        with _start(settings, chromium_options(settings, user_agent)) as driver:
+            yield driver
+        return
+    for what, path in (("browser.binary", settings.binary), ("browser.driver", settings.driver)):
+        if not path.is_file():
+            raise ScrapeError(f"{what} {path} does not exist: install chromium and chromium-driver, or set {what}")
+    profile_dir = tempfile.mkdtemp(prefix="sortline-chromium-")
+    reaper = subprocess.Popen(
+        [sys.executable, "-m", "scraper.reaper", profile_dir], stdin=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        options = chromium_options(settings, user_agent)
+        options.add_argument(f"--user-data-dir={profile_dir}")
+        with _start(settings, options) as driver:
+            assert reaper.stdin is not None
+            reaper.stdin.write(f"{driver.service.process.pid}\n".encode())  # chromedriver leads the group
+            reaper.stdin.flush()
+            yield driver
+    finally:
+        reaper.communicate()  # closes the pipe: the reaper clears up and exits
+        reaper.wait()
+
+
+def _start(settings: BrowserSettings, options: webdriver.ChromeOptions) -> WebDriver:
     try:
         if settings.remote_url:
             driver = webdriver.Remote(command_executor=settings.remote_url, options=options)
@@ -50,7 +78,8 @@ def start_browser(settings: BrowserSettings, user_agent: str) -> WebDriver:
             # With the driver path given, Selenium Manager is not needed; SE_OFFLINE keeps it off the network anyway.
             os.environ.setdefault("SE_OFFLINE", "true")
             options.binary_location = str(settings.binary)
-            driver = webdriver.Chrome(service=Service(executable_path=str(settings.driver)), options=options)
+            service = Service(executable_path=str(settings.driver), popen_kw={"start_new_session": True})
+            driver = webdriver.Chrome(service=service, options=options)
     except WebDriverException as error:
         where = settings.remote_url or f"{settings.driver} with {settings.binary}"
         raise ScrapeError(f"could not start the browser ({where}): {error.msg}") from None

@@ -8,17 +8,21 @@ things under the same names (nested groups become ``--browser.remote-url`` on th
 from __future__ import annotations
 
 import re
+from argparse import ArgumentParser
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, CliSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+from edge.config import SettingSources, validation_problems
 
 USER_AGENT = "Mozilla/5.0 (compatible; sortline-scraper/0.1; labelled product photos for an edge sorting model)"
 # What robots.txt rules are matched against: the product token of the User-Agent.
 ROBOTS_AGENT = "sortline-scraper"
 _LABEL = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_NO_DEFAULT_SHOWN = re.compile(r"\s*\((?:default: None|default factory: (?:dict|list))\)")
 
 
 class _Group(BaseModel):
@@ -36,6 +40,10 @@ class BrowserSettings(_Group):
     block_images: bool = Field(True, description="the browser skips images: they are fetched once, by the downloader")
     page_load_timeout_s: float = Field(30.0, gt=0, description="limit for one page load")
     render_timeout_s: float = Field(10.0, gt=0, description="limit for tiles or a lazy image to appear")
+    page_retries: int = Field(3, ge=0, description="retries of a search page answered with HTTP 429 or 5xx")
+    page_retry_backoff_s: float = Field(
+        30.0, ge=0, description="wait before the first retry of a busy search page, twice as long before each next"
+    )
 
 
 class PolitenessSettings(_Group):
@@ -46,7 +54,10 @@ class PolitenessSettings(_Group):
 
 
 class DownloadSettings(_Group):
-    timeout_s: float = Field(20.0, gt=0, description="connect and read timeout of one image request")
+    timeout_s: float = Field(20.0, gt=0, description="connect timeout, and longest wait for the next bytes")
+    deadline_s: float = Field(
+        60.0, gt=0, description="longest one image download may take in all, however slowly the server sends it"
+    )
     retries: int = Field(3, ge=0, description="retries of a failed request (connection errors, 429, 5xx)")
     backoff_s: float = Field(
         1.0, ge=0, description="first retry at once, the second after this long, each next one twice as long"
@@ -72,6 +83,8 @@ class ScrapeSettings(BaseSettings):
         cli_kebab_case=True,
         cli_implicit_flags=True,
         cli_shortcuts={"out": "o"},
+        cli_hide_none_type=True,  # `--base-url BASE_URL`, not `{str,null}`
+        cli_avoid_json=True,  # groups are set key by key (`--browser.remote-url`), not as one JSON blob
     )
 
     config: Path | None = Field(None, description="TOML file with these settings; command-line values win")
@@ -105,19 +118,43 @@ class ScrapeSettings(BaseSettings):
         return value
 
 
+class SettingsError(Exception):
+    """Settings that cannot be used; the message names each bad key, its value and the source that set it."""
+
+
 def load_settings(argv: Sequence[str]) -> ScrapeSettings:
-    """Command line over TOML over defaults. Raises SystemExit on --help or bad arguments, like argparse."""
-    cli_values = CliSettingsSource(ScrapeSettings, cli_parse_args=list(argv))()
+    """Command line over TOML over defaults. Raises SystemExit on --help or bad arguments, like argparse,
+    and SettingsError for values that parse but are not valid."""
+    cli_values = CliSettingsSource(
+        ScrapeSettings, cli_parse_args=list(argv), add_argument_method=_add_argument_named_for_users
+    )()
+    config = Path(cli_values["config"]) if cli_values.get("config") else None
     toml_values: dict[str, Any] = {}
-    if cli_values.get("config"):
-        path = Path(cli_values["config"])
-        if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
-        toml_values = TomlConfigSettingsSource(ScrapeSettings, toml_file=path)()
-    settings = ScrapeSettings(**_deep_merge(toml_values, cli_values))
+    if config is not None:
+        if not config.is_file():
+            raise SettingsError(f"{config}: config file not found")
+        try:
+            toml_values = TomlConfigSettingsSource(ScrapeSettings, toml_file=config)()
+        except ValueError as error:  # tomllib.TOMLDecodeError
+            raise SettingsError(f"{config}: not valid TOML: {error}") from None
+    try:
+        settings = ScrapeSettings(**_deep_merge(toml_values, cli_values))
+    except ValidationError as error:
+        problems = validation_problems(error, SettingSources(config_file=config, flags=cli_values))
+        raise SettingsError("bad settings:\n" + "\n".join(f"  {problem}" for problem in problems)) from None
     if not settings.classes:
-        raise ValueError('no classes to scrape: give [classes] in --config or --classes \'{"label": ["query"]}\'')
+        raise SettingsError('no classes to scrape: give [classes] in --config or --classes \'{"label": ["query"]}\'')
     return settings
+
+
+def _add_argument_named_for_users(parser: ArgumentParser, *names: str, **kwargs: Any) -> Any:
+    """Show `--per-class PER_CLASS` in --help, as argparse does, instead of the Python type (`int`, `Path`),
+    and no default where there is none to show (`None`, an empty dict or list)."""
+    if "metavar" in kwargs:
+        kwargs["metavar"] = names[0].lstrip("-").rsplit(".", 1)[-1].replace("-", "_").upper()
+    if isinstance(kwargs.get("help"), str):
+        kwargs["help"] = _NO_DEFAULT_SHOWN.sub("", kwargs["help"])
+    return parser.add_argument(*names, **kwargs)
 
 
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

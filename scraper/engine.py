@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 import requests
 from tqdm import tqdm
 
-from scraper.browser import start_browser
+from scraper.browser import browser_session
 from scraper.config import ROBOTS_AGENT, ScrapeSettings
 from scraper.errors import ClassStopped, HostUnreachable
 from scraper.fetch import FetchFailed, PreparedImage, Rejected, download, make_session, prepare
@@ -45,7 +45,7 @@ def scrape(settings: ScrapeSettings, emit: Callable[[str], None] = print) -> lis
     with (
         closing(OutputFolder(settings.out, settings.download.near_duplicate_distance, settings.dry_run)) as folder,
         make_session(settings.download, settings.politeness.user_agent) as session,
-        start_browser(settings.browser, settings.politeness.user_agent) as driver,  # quits on exit
+        browser_session(settings.browser, settings.politeness.user_agent) as driver,  # quits on exit
     ):
         robots = None
         if settings.politeness.obey_robots:

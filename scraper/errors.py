@@ -34,6 +34,16 @@ class LayoutChanged(ClassStopped):
         self.selector = selector
 
 
+class PageRefused(ClassStopped):
+    def __init__(self, url: str, status: int, attempts: int) -> None:
+        tries = f"{attempts} times in a row" if attempts > 1 else "once (not worth retrying)"
+        super().__init__(
+            f"{url} answered HTTP {status} {tries}: the shop is overloaded or refuses the scraper. Try again "
+            "later, or raise browser.page_retries, browser.page_retry_backoff_s or politeness.page_delay_s."
+        )
+        self.summary = f"HTTP {status}"
+
+
 class RobotsDisallowed(ClassStopped):
     summary = "robots.txt"
 

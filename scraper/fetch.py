@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import io
-import warnings
+import re
+import time
 from dataclasses import dataclass
 
 import imagehash
 import requests
-from PIL import Image, ImageOps
+import urllib3
+from PIL import Image, ImageOps, UnidentifiedImageError
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
@@ -60,7 +62,10 @@ def make_session(settings: DownloadSettings, user_agent: str) -> requests.Sessio
 
 
 def download(session: requests.Session, url: str, settings: DownloadSettings) -> bytes:
-    """The body of an image response, refused early on a wrong content type or size."""
+    """The body of an image response, refused early on a wrong content type or size, and given up on after
+    ``deadline_s`` in all: ``timeout_s`` bounds each wait for bytes, so a server trickling a byte at a time
+    would otherwise hold one image for as long as it likes."""
+    deadline = time.monotonic() + settings.deadline_s
     try:
         with session.get(url, timeout=settings.timeout_s, stream=True) as response:
             if response.status_code >= 500 or response.status_code == 429:
@@ -74,29 +79,36 @@ def download(session: requests.Session, url: str, settings: DownloadSettings) ->
             if declared > settings.max_bytes:
                 raise Rejected("too-large", f"{declared} bytes > {settings.max_bytes}")
             body = bytearray()
-            for chunk in response.iter_content(64 * 1024):
+            # read1 returns whatever has arrived (iter_content waits for a whole chunk), so the deadline holds
+            while chunk := response.raw.read1(64 * 1024, decode_content=True):
                 body += chunk
                 if len(body) > settings.max_bytes:
                     raise Rejected("too-large", f"more than {settings.max_bytes} bytes")
+                if time.monotonic() > deadline:
+                    raise FetchFailed(f"not complete after download.deadline_s = {settings.deadline_s:g} s")
             return bytes(body)
-    except requests.RequestException as error:
+    except (requests.RequestException, urllib3.exceptions.HTTPError) as error:
         raise FetchFailed(str(error)) from error
 
 
 def prepare(data: bytes, settings: DownloadSettings) -> PreparedImage:
-    """Decode fully (with Pillow's decompression-bomb guard as an error), check size, re-encode."""
-    Image.MAX_IMAGE_PIXELS = settings.max_pixels
+    """Decode fully, after checking the pixel count in the header against ``max_pixels`` (a decompression
+    bomb never gets decoded), check the size, re-encode."""
+    # Pillow's own guard would refuse at its limit, with its numbers; the header check below uses ours.
+    Image.MAX_IMAGE_PIXELS = None
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                image.load()
-                image = ImageOps.exif_transpose(image)
-                rgb = _to_rgb(image)
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
-        raise Rejected("too-many-pixels", str(error)) from error
-    except (OSError, SyntaxError, ValueError) as error:  # what Pillow raises for truncated or unknown data
-        raise Rejected("undecodable", str(error)) from error
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            if width * height > settings.max_pixels:
+                raise Rejected(
+                    "too-many-pixels", f"{width}x{height} = {width * height} pixels > max_pixels {settings.max_pixels}"
+                )
+            image.load()
+            rgb = _to_rgb(ImageOps.exif_transpose(image))
+    except UnidentifiedImageError as error:
+        raise Rejected("undecodable", "not an image format Pillow can read") from error
+    except (OSError, SyntaxError, ValueError) as error:  # what Pillow raises for truncated or broken data
+        raise Rejected("undecodable", _without_addresses(str(error))) from error
     if min(rgb.size) < settings.min_side:
         raise Rejected("too-small", f"{rgb.width}x{rgb.height} < {settings.min_side} px")
     buffer = io.BytesIO()
@@ -109,6 +121,11 @@ def prepare(data: bytes, settings: DownloadSettings) -> PreparedImage:
         width=rgb.width,
         height=rgb.height,
     )
+
+
+def _without_addresses(message: str) -> str:
+    """Pillow names buffers as `<_io.BytesIO object at 0x7f…>`: drop the address, so reruns write equal rows."""
+    return re.sub(r" at 0x[0-9a-fA-F]+>", ">", message)
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -39,6 +40,7 @@ class ManifestRow:
 
 
 COLUMNS = tuple(field.name for field in fields(ManifestRow))
+_ONE_LINE = re.compile(r"[\r\n]+")
 
 
 def read_manifest(path: Path) -> list[ManifestRow]:
@@ -55,7 +57,7 @@ def read_manifest(path: Path) -> list[ManifestRow]:
 
 
 def _complete_lines(data: bytes) -> bytes:
-    """Drops a last line cut short by a crash (fields never hold newlines: titles are flattened)."""
+    """Drops a last line cut short by a crash (fields never hold newlines: `ManifestWriter` flattens them)."""
     return data[: data.rfind(b"\n") + 1]
 
 
@@ -71,7 +73,8 @@ class ManifestWriter:
             self._sync()
 
     def append(self, row: ManifestRow) -> None:
-        self._writer.writerow(asdict(row))
+        # One physical line per row, whatever a page put in a field: a crash then cuts at most the last line.
+        self._writer.writerow({name: _ONE_LINE.sub(" ", value) for name, value in asdict(row).items()})
         self._sync()
 
     def close(self) -> None:

@@ -43,6 +43,11 @@ class SiteProfile(BaseModel):
         r"^data:", description="regex: a URL matching it is a lazy-loading placeholder, not the image"
     )
     next_page: str = Field(min_length=1, description="the enabled 'next page' link")
+    last_page: str | None = Field(
+        None,
+        description="shown on the last page instead of the next link (a disabled 'next'); with it, a full page "
+        "showing neither is known to be a layout change",
+    )
     no_results: str | None = Field(None, description="shown instead of tiles when a search finds nothing")
     captcha: tuple[str, ...] = Field((), description="any of these present means a bot check")
     captcha_phrases: tuple[str, ...] = Field((), description="any of these in the page text means a bot check")

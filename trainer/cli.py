@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from edge.config import validation_problems
+from edge.config import SettingSources, validation_problems
 from trainer.config import TrainConfig, load_config
 
 EXIT_BAD_INPUT = 2
@@ -65,9 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(args.config, **overrides)
     except ValidationError as exc:
-        where = f" (from {args.config}, SORTLINE_TRAIN_* environment or flags)" if args.config else ""
-        problems = "\n".join(f"  {problem}" for problem in validation_problems(exc))
-        print(f"sortline-train: invalid settings{where}:\n{problems}", file=sys.stderr)
+        sources = SettingSources(env_prefix="SORTLINE_TRAIN_", config_file=args.config, flags=overrides)
+        problems = "\n".join(f"  {problem}" for problem in validation_problems(exc, sources))
+        print(f"sortline-train: invalid settings:\n{problems}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except FileNotFoundError as exc:
         print(f"sortline-train: invalid settings: {exc}", file=sys.stderr)

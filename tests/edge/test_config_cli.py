@@ -125,4 +125,59 @@ def test_classify_command(tmp_path: Path, config_file: Path) -> None:
     assert result.returncode == 1  # one file could not be read
     line = json.loads(result.stdout.strip())
     assert line["label"] == "blue" and line["confidence"] > 0.9
-    assert "broken.jpg: error: " in result.stderr and "not a decodable image" in result.stderr
+    assert f"sortline-edge: {broken}: not a decodable image" in result.stderr
+    assert result.stderr.count("broken.jpg") == 1  # named once, not twice
+    assert "XNNPACK" not in result.stderr  # the runtime's load banner goes to the debug log
+
+
+def test_classify_takes_folders_and_options_after_the_sub_command(tmp_path: Path, config_file: Path) -> None:
+    photos = tmp_path / "photos"
+    (photos / "green").mkdir(parents=True)
+    cv2.imwrite(str(photos / "blue.png"), np.full((50, 40, 3), (255, 0, 0), np.uint8))
+    cv2.imwrite(str(photos / "green" / "g.JPG"), np.full((50, 40, 3), (0, 255, 0), np.uint8))
+    (photos / "notes.txt").write_text("not a photo")  # not an image suffix: not a candidate
+    result = run_cli("classify", str(photos), "--config", str(config_file))
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(Path(line["file"]).name, line["label"]) for line in lines] == [("blue.png", "blue"), ("g.JPG", "green")]
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run_cli("classify", str(empty), str(tmp_path / "absent.jpg"), "--config", str(config_file))
+    assert result.returncode == 1
+    assert f"{empty}: no images in this folder" in result.stderr
+    assert f"{tmp_path / 'absent.jpg'}: no such file" in result.stderr
+
+
+def test_classify_with_a_file_for_bundle_names_the_directory(tmp_path: Path, color_bundle: Path) -> None:
+    result = run_cli("classify", "--bundle", str(color_bundle / "model.tflite"), str(tmp_path))
+    assert result.returncode == 2
+    assert f"{color_bundle / 'model.tflite'}: is a file" in result.stderr
+    assert f"({color_bundle} is one)" in result.stderr
+
+
+def test_camera_source_accepts_a_device_index(tmp_path: Path) -> None:
+    path = tmp_path / "edge.toml"
+    path.write_text("[camera]\nsource = 0\n")
+    assert load_settings(path).camera.source == "0"
+    path.write_text("[camera]\nsource = -1\n")
+    with pytest.raises(ConfigError, match=r"camera\.source"):
+        load_settings(path)
+
+
+def test_each_bad_key_names_the_source_that_set_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "edge.toml"
+    path.write_text("[camera]\nfps = -1\n")
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "sortline_mqtt__keepalive_s").write_text("1")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    monkeypatch.setenv("SORTLINE_MQTT__PORT", "99999")
+    with pytest.raises(ConfigError) as err:
+        load_settings(path)
+    text = str(err.value)
+    assert f"camera.fps: Input should be greater than 0 (got -1) [from {path}]" in text
+    from_environment = "(got '99999') [from environment SORTLINE_MQTT__PORT]"
+    assert f"mqtt.port: Input should be less than or equal to 65535 {from_environment}" in text
+    from_credential = "(got '1') [from credential sortline_mqtt__keepalive_s]"
+    assert f"mqtt.keepalive_s: Input should be greater than or equal to 5 {from_credential}" in text

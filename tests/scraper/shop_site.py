@@ -6,11 +6,14 @@ apparel classes must leave in the manifest, keyed by image path.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import html
 import io
 import random
+import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -145,6 +148,7 @@ def _images() -> dict[str, tuple[str, bytes]]:
         "/img/s1.jpg": (jpeg, encode(picture(31, (200, 330)))),
         "/img/s2.jpg": ("image/png", encode(picture(32, (200, 330)).convert("RGBA"), "PNG")),
         "/img/flaky.jpg": (jpeg, encode(picture(40))),
+        "/img/trickle.jpg": (jpeg, encode(picture(41))),
     }
     return images
 
@@ -184,7 +188,7 @@ lazyUrls.forEach((url, img) => seen.observe(img));
 </script>"""
 
 
-def _results_page(query: str, page: int, products: list[Product], last: bool) -> str:
+def _results_page(query: str, page: int, products: list[Product], last: bool, next_class: str) -> str:
     tiles = "".join(_tile(product) for product in products)
     if any(product.lazy for product in products):
         tiles = '<div style="height: 2500px">sponsored banner</div>' + tiles
@@ -193,7 +197,7 @@ def _results_page(query: str, page: int, products: list[Product], last: bool) ->
     pagination = (
         '<span class="s-pagination-item s-pagination-next s-pagination-disabled">Next</span>'
         if last
-        else f'<a class="s-pagination-item s-pagination-next" href="{next_href}">Next</a>'
+        else f'<a class="s-pagination-item {next_class}" href="{next_href}">Next</a>'
     )
     return f"""<!doctype html><html><head><title>Amazon.in : {html.escape(query)}</title></head><body>
 <div class="s-main-slot s-result-list s-search-results">
@@ -228,6 +232,9 @@ class ShopSite:
     held: threading.Event = field(default_factory=threading.Event)
     release: threading.Event = field(default_factory=threading.Event)
     flaky_failures: int = 0  # /img/flaky.jpg answers 503 this many times first
+    busy_searches: dict[str, int] = field(default_factory=dict)  # query -> 503 answers before its page 1
+    next_link_class: str = "s-pagination-next"  # another name: a shop that renamed its "next" link
+    trickle_s: float = 0.0  # /img/trickle.jpg sends its body one byte per this many seconds
     images: dict[str, tuple[str, bytes]] = field(default_factory=_images)
     catalogue: dict[str, list[list[Product] | str]] = field(default_factory=lambda: CATALOGUE)
 
@@ -245,9 +252,12 @@ class ShopSite:
             if pages is None or not 1 <= number <= len(pages):
                 return 404, "text/html", b"<html><body>no such page</body></html>"
             content = pages[number - 1]
+            if self.busy_searches.get(args["k"][0], 0) > 0 and number == 1:
+                self.busy_searches[args["k"][0]] -= 1
+                return 503, "text/html", b"<html><body>Service Unavailable. Please try again later.</body></html>"
             if isinstance(content, str):
                 return 200, "text/html; charset=utf-8", _SPECIAL_PAGES[content].encode()
-            body = _results_page(args["k"][0], number, content, last=number == len(pages))
+            body = _results_page(args["k"][0], number, content, number == len(pages), self.next_link_class)
             return 200, "text/html; charset=utf-8", body.encode()
         if parts.path.startswith("/img/busy-"):
             return 503, "text/plain", b"busy"
@@ -273,13 +283,27 @@ def serve(site: ShopSite) -> ThreadingHTTPServer:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
+            if status == 503:
+                self.send_header("Retry-After", "1")
             self.end_headers()
-            self.wfile.write(body)
+            if self.path == "/img/trickle.jpg" and site.trickle_s:
+                with contextlib.suppress(ConnectionError):  # until the client gives up and hangs up
+                    for byte in body:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(site.trickle_s)
+            else:
+                self.wfile.write(body)
 
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    class Server(ThreadingHTTPServer):
+        def handle_error(self, request: object, client_address: object) -> None:
+            if not isinstance(sys.exc_info()[1], ConnectionError):  # a client hanging up early is normal here
+                super().handle_error(request, client_address)
+
+    server = Server(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     site.base_url = f"http://127.0.0.1:{server.server_address[1]}"
     threading.Thread(target=server.serve_forever, daemon=True).start()

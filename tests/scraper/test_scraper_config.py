@@ -52,6 +52,30 @@ def test_an_unknown_key_in_the_toml_is_refused(tmp_path, capsys):
     assert "per_clas" in capsys.readouterr().err
 
 
+def test_bad_values_read_as_key_reason_value_and_source(tmp_path, capsys):
+    config = tmp_path / "scrape.toml"
+    config.write_text('per_class = 0\n[classes]\njeans = ["men jeans"]\n[download]\nretries = -1\n')
+    assert main(["--config", str(config), "--download.timeout-s", "0"]) == 2
+    err = capsys.readouterr().err
+    assert f"per_class: Input should be greater than 0 (got 0) [from {config}]" in err
+    assert f"download.retries: Input should be greater than or equal to 0 (got -1) [from {config}]" in err
+    assert "download.timeout_s: Input should be greater than 0 (got '0') [from command line]" in err
+    assert "errors.pydantic.dev" not in err and "Traceback" not in err
+
+    config.write_text("per_class = [\n")
+    assert main(["--config", str(config)]) == 2
+    assert f"{config}: not valid TOML" in capsys.readouterr().err
+
+
+def test_help_shows_what_to_type_not_python_types(capsys):
+    with pytest.raises(SystemExit):
+        load_settings(["--help"])
+    text = capsys.readouterr().out
+    assert "--per-class PER_CLASS" in text and "--base-url BASE_URL" in text and "--classes CLASSES" in text
+    for python_type in ("{Path,null}", "dict[str,list[str]]", "[JSON]", "default factory", "(default: None)"):
+        assert python_type not in text
+
+
 def test_profiles_are_chosen_by_name_or_path(tmp_path):
     assert "amazon" in available_profiles()
     amazon = load_profile("amazon")

@@ -9,7 +9,7 @@ from PIL import Image
 
 from scraper.config import DownloadSettings
 from scraper.fetch import FetchFailed, Rejected, download, make_session, prepare
-from tests.scraper.shop_site import ShopSite
+from tests.scraper.shop_site import ShopSite, encode, picture
 
 SETTINGS = DownloadSettings(retries=2, backoff_s=0.01, max_bytes=300_000, max_pixels=4_000_000, timeout_s=5)
 
@@ -36,11 +36,32 @@ def test_bad_responses_are_refused_with_a_reason(shop_server: ShopSite, path: st
     assert refused.value.reason == reason
 
 
-def test_the_bomb_guard_applies_just_above_the_limit(shop_server: ShopSite):
-    # 9 Mpx against a limit of 8 Mpx: Pillow only warns (the error starts at twice the limit); still refused
-    settings = SETTINGS.model_copy(update={"max_pixels": 8_000_000})
-    with pytest.raises(Rejected, match="too-many-pixels"):
+def test_the_bomb_guard_applies_just_above_the_configured_limit_and_cites_it(shop_server: ShopSite):
+    # 9 Mpx against a limit of 8 Mpx: Pillow only warns (its error starts at twice the limit); still refused
+    settings = SETTINGS.model_copy(update={"max_pixels": 8_999_999})
+    with pytest.raises(Rejected) as refused:
         _fetch(shop_server, "/img/j8-bomb.png", settings)
+    assert (refused.value.reason, refused.value.detail) == (
+        "too-many-pixels",
+        "3000x3000 = 9000000 pixels > max_pixels 8999999",
+    )
+    assert _fetch(shop_server, "/img/j8-bomb.png", settings.model_copy(update={"max_pixels": 9_000_000}))
+
+
+def test_undecodable_details_are_the_same_on_every_run():
+    with pytest.raises(Rejected) as unknown:
+        prepare(b"GIF89a but not really" * 10, SETTINGS)
+    assert unknown.value.detail == "not an image format Pillow can read"
+    with pytest.raises(Rejected) as truncated:
+        prepare(encode(picture(3))[:600], SETTINGS)
+    assert truncated.value.reason == "undecodable" and " at 0x" not in truncated.value.detail
+
+
+def test_a_server_trickling_bytes_is_given_up_on_at_the_deadline(shop_server: ShopSite):
+    shop_server.trickle_s = 0.05  # each byte well inside timeout_s, the whole image in minutes
+    settings = SETTINGS.model_copy(update={"deadline_s": 1.0, "retries": 0})
+    with pytest.raises(FetchFailed, match=r"not complete after download\.deadline_s = 1 s"):
+        _fetch(shop_server, "/img/trickle.jpg", settings)
 
 
 def test_a_busy_server_is_retried_with_backoff(shop_server: ShopSite):

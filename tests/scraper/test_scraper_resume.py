@@ -19,7 +19,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _start_scrape(argv: list[str], log: Path) -> subprocess.Popen:
-    """`python -m scraper` in its own process group, so the whole tree (browser too) can be signalled."""
+    """`python -m scraper` in its own process group, as a terminal starts it; its temporary folders (the
+    browser profile) go under the log's folder, so `_browser_pids` finds this run's browser."""
     with log.open("wb") as output:
         return subprocess.Popen(
             [sys.executable, "-m", "scraper", *argv],
@@ -27,12 +28,45 @@ def _start_scrape(argv: list[str], log: Path) -> subprocess.Popen:
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env={**os.environ, "TMPDIR": str(log.parent)},
         )
+
+
+def _browser_pids(profile_root: Path) -> set[int]:
+    """Live Chromium processes whose profile lies under profile_root, and chromedriver, their parent."""
+    found: set[int] = set()
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state, parent = (proc / "stat").read_text().rsplit(")", 1)[1].split()[:2]
+        except (OSError, ValueError):
+            continue
+        if state != "Z" and f"--user-data-dir={profile_root}" in cmdline:
+            found.add(int(proc.name))
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{parent}/comm").read_text().strip() == "chromedriver":
+                    found.add(int(parent))
+    return found
+
+
+def _alive(pids: set[int], settle_s: float) -> set[int]:
+    """Those of pids still running (not zombies) after up to settle_s."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        alive = set()
+        for pid in pids:
+            with contextlib.suppress(OSError, IndexError):
+                if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                    alive.add(pid)
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.1)
 
 
 def _stop_group(process: subprocess.Popen, sig: signal.Signals) -> int:
     try:
-        os.killpg(process.pid, sig)
+        with contextlib.suppress(ProcessLookupError):  # the group may have ended already
+            os.killpg(process.pid, sig)
         return process.wait(30)
     finally:
         with contextlib.suppress(ProcessLookupError):
@@ -54,9 +88,15 @@ def test_sigkill_midway_then_rerun_finishes_without_refetching(shop: ShopSite, s
     process = _start_scrape(argv, tmp_path / "killed.log")
     try:
         assert shop.held.wait(60), (tmp_path / "killed.log").read_text()
+        browser = _browser_pids(tmp_path)
+        process.kill()  # the scraper alone, as the OOM killer or `kill -9 PID` does
+        process.wait(30)
     finally:
         _stop_group(process, signal.SIGKILL)
     shop.release.set()
+    assert len(browser) > 2  # chromedriver and Chromium's processes ran ...
+    assert _alive(browser, settle_s=10) == set()  # ... and died with the scraper
+    assert not list(tmp_path.glob("sortline-chromium-*")), "the browser profile folder was left behind"
 
     _assert_complete_jpegs(out)
     first = read_rows(out)
@@ -87,33 +127,17 @@ def test_ctrl_c_exits_cleanly_with_the_browser_gone(shop: ShopSite, scrape_args,
     process = _start_scrape(argv, log)
     try:
         assert shop.held.wait(60), log.read_text()
+        browser = _browser_pids(tmp_path)
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         shop.release.set()
         assert process.wait(30) == 130
     finally:
-        leftovers = _leftover_processes(process.pid, settle_s=10)
         _stop_group(process, signal.SIGKILL)
     assert "interrupted; nothing is half-written" in log.read_text()
-    assert leftovers == []
+    assert browser and _alive(browser, settle_s=10) == set()
+    assert not list(tmp_path.glob("sortline-chromium-*"))
     _assert_complete_jpegs(out)
     assert [row["image_url"].removeprefix(shop.base_url) for row in read_rows(out) if row["status"] == "saved"] == [
         "/img/j1.jpg",
         "/img/j2.jpg",
     ]
-
-
-def _leftover_processes(group: int, settle_s: float) -> list[str]:
-    """Processes still in the scrape's process group (chromedriver, Chromium), given settle_s to exit."""
-    deadline = time.monotonic() + settle_s
-    while True:
-        found = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == group and fields[0] != "Z":
-                found.append(stat.parent.name)
-        if not found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.1)

@@ -156,3 +156,32 @@ def test_existing_images_in_the_folder_count_for_dedup(shop: ShopSite, scrape_ar
     t2 = next(row for row in read_rows(out) if row["image_url"].endswith("/img/t2.jpg"))
     assert (t2["status"], t2["reason"], t2["detail"]) == ("skipped", "near-duplicate", "trousers/from-last-year.jpg")
     assert (out / "trousers" / "from-last-year.jpg").exists()
+
+
+def test_a_busy_search_page_is_retried_then_reported_with_its_status(shop: ShopSite, scrape_args, tmp_path, caplog):
+    retry_fast = ("--browser.page-retries", "2", "--browser.page-retry-backoff-s", "0")
+    shop.busy_searches = {"men trousers": 1}  # one 503, then the page
+    assert main(scrape_args('{"trousers": ["men trousers"]}', *retry_fast)) == 0
+    assert len(shop.paths("/s?k=men+trousers")) == 2
+    assert len(image_files(tmp_path / "out")) == 3
+    assert "answered HTTP 503; retry 1 of 2" in caplog.text
+
+    shop.requests.clear()
+    shop.busy_searches = {"men trousers": 99}  # overloaded for good
+    assert main(scrape_args('{"trousers": ["men trousers"]}', *retry_fast, out=tmp_path / "busy")) == 1
+    assert len(shop.paths("/s?k=men+trousers")) == 3  # the first try and two retries
+    assert "answered HTTP 503 3 times in a row" in caplog.text and "stopped: HTTP 503" in caplog.text
+    assert "layout has probably changed" not in caplog.text
+
+
+def test_a_renamed_next_link_stops_the_class_instead_of_ending_it_quietly(
+    shop: ShopSite, scrape_args, tmp_path, caplog
+):
+    shop.next_link_class = "s-pager-next"
+    code = main(scrape_args('{"jeans": ["men jeans"], "trousers": ["men trousers"]}', "--per-class", "20"))
+    assert code == 1
+    assert "next-page link (a full page, no last-page marker) 'a.s-pagination-next'" in caplog.text
+    assert "class 'jeans' stopped" in caplog.text and "class 'trousers' stopped" not in caplog.text
+    assert shop.paths("/s?k=men+jeans&page=2") == []
+    saved = {row["image_url"].removeprefix(shop.base_url) for row in read_rows(tmp_path / "out") if row["file"]}
+    assert saved == {"/img/j1.jpg", "/img/j2.jpg", "/img/t1-640.jpg", "/img/t2.jpg", "/img/t3-same-as-j5.jpg"}

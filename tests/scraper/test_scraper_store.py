@@ -100,6 +100,18 @@ def test_a_manifest_line_cut_short_by_a_crash_is_dropped(tmp_path):
     assert len(read_manifest(tmp_path / "manifest.csv")) == 1
 
 
+def test_newlines_in_any_field_cannot_split_a_row(tmp_path):
+    image = _image(1)
+    folder = OutputFolder(tmp_path, near_duplicate_distance=4)
+    row = _row(image)
+    folder.save(image, ManifestRow(**{**row.__dict__, "product_id": "B0\nJEANS\r\n1", "title": "a\nb"}))
+    folder.close()
+    lines = (tmp_path / "manifest.csv").read_bytes().splitlines()
+    assert len(lines) == 2  # the header and one row, each one physical line
+    (saved,) = read_manifest(tmp_path / "manifest.csv")
+    assert (saved.product_id, saved.title) == ("B0 JEANS 1", "a b")
+
+
 def test_an_image_deleted_by_hand_is_not_fetched_again(tmp_path):
     image = _image(1)
     folder = OutputFolder(tmp_path, near_duplicate_distance=4)

@@ -60,15 +60,21 @@ def test_invalid_settings_exit_before_any_work(tmp_path, capsys, argv, message):
     assert not (tmp_path / "o").exists()
 
 
-def test_invalid_settings_read_as_key_reason_value_without_pydantic_links(tmp_path, capsys):
+def test_invalid_settings_read_as_key_reason_value_without_pydantic_links(tmp_path, capsys, monkeypatch):
     toml = tmp_path / "train.toml"
     toml.write_text("views = [\n")
     assert main(["train", str(tmp_path), "--out", "o", "--config", str(toml)]) == EXIT_BAD_INPUT
     assert f"{toml}: not valid TOML" in capsys.readouterr().err
     assert main(["train", str(tmp_path), "--out", "o", "--batch-size", "0"]) == EXIT_BAD_INPUT
     err = capsys.readouterr().err
-    assert "batch_size: Input should be greater than or equal to 1 (got '0')" in err
+    assert "batch_size: Input should be greater than or equal to 1 (got '0') [from command line]" in err
     assert "errors.pydantic.dev" not in err and "Traceback" not in err
+    toml.write_text("head_epochs = 0\n")
+    monkeypatch.setenv("SORTLINE_TRAIN_VIEWS", "0")
+    assert main(["train", str(tmp_path), "--out", "o", "--config", str(toml)]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert f"head_epochs: Input should be greater than or equal to 1 (got 0) [from {toml}]" in err
+    assert "views: Input should be greater than or equal to 1 (got '0') [from environment SORTLINE_TRAIN_VIEWS]" in err
 
 
 def test_help_shows_real_defaults():
