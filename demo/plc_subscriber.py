@@ -1,10 +1,12 @@
 """Example PLC-side subscriber: what a gateway does with Sortline decisions.
 
-    python demo/plc_subscriber.py --host 127.0.0.1 --port 1883 [--device line1] [--count N]
+    python demo/plc_subscriber.py --host 127.0.0.1 --port 1883 [--device line1] [--count N] [--truth FILE]
 
 It subscribes to every device's decisions and status, drops duplicates (QoS 1 is at-least-once:
 a decision may arrive twice after a reconnect, so dedupe by run_id + seq) and decisions past their
-deadline (the item has already passed the actuator), and prints one line per item.
+deadline (the item has already passed the actuator), and prints one line per item. With ``--truth``
+(the JSON lines `demo/conveyor.py` writes, one per item in belt order) each decision is marked
+right, reject or WRONG, and a tally is printed when the daemon goes offline.
 """
 
 from __future__ import annotations
@@ -25,8 +27,11 @@ def main() -> int:
     parser.add_argument("--prefix", default="sortline")
     parser.add_argument("--device", default="+", help="device id, or + for all")
     parser.add_argument("--count", type=int, default=0, help="exit after this many decisions (0: run forever)")
+    parser.add_argument("--truth", type=argparse.FileType("r"), help="the clip's items as JSON lines, in belt order")
     args = parser.parse_args()
 
+    truth = [json.loads(line)["label"] for line in args.truth] if args.truth else None
+    tally = {"right": 0, "reject": 0, "WRONG": 0}
     seen: set[tuple[str, int]] = set()
     decided = 0
 
@@ -38,15 +43,29 @@ def main() -> int:
         payload = json.loads(message.payload)
         if message.topic.endswith("/status"):
             print(f"status  {message.topic}: {payload.get('state')} model={payload.get('model')}", flush=True)
+            if truth is not None and payload.get("state") == "offline" and decided:
+                missed = f", {len(truth) - decided} item(s) without a decision" if decided < len(truth) else ""
+                print(
+                    f"{len(truth)} items: {tally['right']} right, {tally['reject']} rejected, "
+                    f"{tally['WRONG']} to a wrong lane{missed}",
+                    flush=True,
+                )
+                client.disconnect()
             return
         key = (payload["run_id"], payload["seq"])
         if key in seen:
             return  # a redelivery after a reconnect
         seen.add(key)
         late = " LATE, ignored" if time.time() > payload["deadline"] else ""
+        verdict = ""
+        if truth is not None and decided < len(truth):
+            label, expected = payload["label"], truth[decided]
+            outcome = "reject" if label == "reject" else "right" if label == expected else "WRONG"
+            tally[outcome] += 1
+            verdict = f"  item was {expected}: {outcome}"
         print(
             f"item {payload['item_id']:>12} -> lane {payload['lane']} ({payload['label']}, "
-            f"confidence {payload['confidence']:.2f}, {payload['frames']} frame(s)){late}",
+            f"confidence {payload['confidence']:.2f}, {payload['frames']} frame(s)){late}{verdict}",
             flush=True,
         )
         decided += 1

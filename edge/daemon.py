@@ -34,8 +34,6 @@ from edge.systemd import notify, watchdog_interval_s
 
 log = logging.getLogger(__name__)
 
-STARTUP_WAIT_S = 30.0  # how long to wait for the first frame and the broker before going READY anyway
-
 
 class Daemon:
     def __init__(self, settings: EdgeSettings) -> None:
@@ -85,8 +83,8 @@ class Daemon:
             rollout = self.settings.rollout
             self._watch = BundleWatch(self.settings.model.bundle, rollout.watch_interval_s, self._on_watch)
             self._watch.start()
-        self._wait_for_startup()
-        self._publish_status()
+        # No waiting for the broker or the first frame: both are states the loop lives with (decisions queue
+        # until the broker is back; a camera that is not there yet is retried), and SIGTERM is obeyed at once.
         notify("READY=1\nSTATUS=sorting")
         log.info("ready: mode=%s device=%s", self.settings.trigger.mode, self.settings.device_id)
         try:
@@ -97,18 +95,6 @@ class Daemon:
 
     def stop(self) -> None:
         self._stop.set()
-
-    def _wait_for_startup(self) -> None:
-        deadline = time.monotonic() + STARTUP_WAIT_S
-        if not self.link.wait_connected(timeout=STARTUP_WAIT_S):
-            mqtt = self.settings.mqtt
-            log.warning("broker %s:%s not reachable yet; decisions queue until it is", mqtt.host, mqtt.port)
-        while self.camera.frame_size is None and not self.camera.ended and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if self.camera.frame_size is None:
-            log.warning(
-                "camera %r has delivered no frame yet (%s)", self.settings.camera.source, self.camera.last_error
-            )
 
     def _shutdown(self) -> None:
         notify("STOPPING=1")
@@ -128,7 +114,8 @@ class Daemon:
         mode = self.settings.trigger.mode
         handle = {"continuous": self._continuous, "presence": self._presence_frame, "external": self._external}[mode]
         watchdog_every = watchdog_interval_s()
-        last_ping = last_frame_at = last_stats = time.monotonic()
+        last_ping = last_frame_at = time.monotonic()
+        last_stats = last_ping - self.settings.mqtt.stats_interval_s  # the first stats go out at once
         while not self._stop.is_set():
             frame = self.camera.next_frame(timeout=0.2)
             now = time.monotonic()

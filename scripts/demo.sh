@@ -19,11 +19,18 @@ if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
   for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 fi
 
-clip=.cache/demo/conveyor.avi
-[ -s "$clip" ] || .venv/bin/python demo/conveyor.py "$clip" demo/images/*/*
+mkdir -p .cache/demo
+clip=.cache/demo/conveyor.avi truth=.cache/demo/truth.jsonl log=.cache/demo/daemon.log
+# the clip's items, in belt order, go to $truth: the subscriber marks each decision against them
+[ -s "$clip" ] && [ -s "$truth" ] || .venv/bin/python demo/conveyor.py "$clip" demo/images/*/* > "$truth"
 
-.venv/bin/python demo/plc_subscriber.py --port "$port" &
-pids+=($!)
+.venv/bin/python demo/plc_subscriber.py --port "$port" --truth "$truth" &
+subscriber=$!
+pids+=("$subscriber")
 sleep 0.5
-SORTLINE_MQTT__PORT=$port .venv/bin/sortline-edge --config demo/edge.toml run
-sleep 1  # let the subscriber print the last decisions
+echo "demo: the daemon runs on $clip (its log: $log); what the PLC receives:"
+if ! SORTLINE_MQTT__PORT=$port .venv/bin/sortline-edge --config demo/edge.toml run 2> "$log"; then
+  tail -n 20 "$log" >&2
+  exit 1
+fi
+for _ in $(seq 30); do kill -0 "$subscriber" 2>/dev/null || break; sleep 0.1; done  # it ends after the tally

@@ -62,19 +62,16 @@ def load_data(cfg: TrainConfig, split_file: Path | None = None) -> DataSet:
     )
 
 
-def run(cfg: TrainConfig, calibration_override: list[np.ndarray] | None = None) -> dict:
-    """Train and export; raises `evaluate.ParityError` (nothing written to cfg.out) if int8 is not faithful.
-
-    `calibration_override` replaces the calibration images (tests use it to prove the gate bites).
-    """
+def run(cfg: TrainConfig) -> dict:
+    """Train and export; raises `evaluate.ParityError` (nothing written to cfg.out) if int8 is not faithful."""
     previous_policy = keras.mixed_precision.global_policy()
     try:
-        return _run(cfg, calibration_override)
+        return _run(cfg)
     finally:  # the compute precision is process-wide in Keras; leave it as found
         keras.mixed_precision.set_global_policy(previous_policy)
 
 
-def _run(cfg: TrainConfig, calibration_override: list[np.ndarray] | None) -> dict:
+def _run(cfg: TrainConfig) -> dict:
     started = time.perf_counter()
     keras.utils.set_random_seed(cfg.seed)
     policy = compute_policy(cfg.precision)
@@ -199,9 +196,7 @@ def _run(cfg: TrainConfig, calibration_override: list[np.ndarray] | None) -> dic
 
     t = time.perf_counter()
     export_model = _float32_copy(model, cfg) if policy != "float32" else model
-    calibration_images = calibration_override
-    if calibration_images is None:
-        calibration_images = [model_pixels(train_paths[i], spec) for i in calibration_index]
+    calibration_images = [model_pixels(train_paths[i], spec) for i in calibration_index]
     calibration_note = (
         f"{len(calibration_images)} real training images, class-balanced (up to {cfg.calibration_per_class}"
         " per class), letterboxed as on the edge"

@@ -303,6 +303,20 @@ def test_camera_that_fails_then_recovers(tmp_path, mosquitto, subscriber, color_
     assert "late.avi" in stderr
 
 
+def test_sigterm_at_start_with_broker_and_camera_away_stops_at_once(tmp_path, mosquitto, color_bundle):
+    """Broker and camera are states, not preconditions: the loop starts at once and obeys SIGTERM well inside
+    systemd's TimeoutStopSec (20 s); it used to wait 30 s for both first, deaf to signals."""
+    mosquitto.stop()
+    config = write_config(tmp_path, mosquitto, color_bundle, tmp_path / "not-yet.avi", trigger={"mode": "continuous"})
+    daemon = start_daemon(config)
+    assert daemon.stderr is not None
+    for line in daemon.stderr:
+        if "not-yet.avi" in line:  # the camera thread runs and has failed once: the daemon is past its setup
+            break
+    daemon.send_signal(signal.SIGTERM)
+    finish(daemon, timeout=15)
+
+
 def test_sd_notify_ready_watchdog_and_stopping(tmp_path, mosquitto, color_bundle):
     clip = static_clip(tmp_path / "red.avi", (220, 20, 20))
     config = write_config(

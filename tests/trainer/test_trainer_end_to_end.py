@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from trainer_images import CLASSES, draw_item
 
-from edge.bundle import load_bundle
+from edge.bundle import Quantization, load_bundle, write_bundle
 from edge.classifier import Classifier
 from trainer.augment import Augmentation
 from trainer.cli import EXIT_BAD_INPUT, main
 from trainer.config import TrainConfig
-from trainer.evaluate import ParityError
+from trainer.evaluate import ParityError, check_parity, score_candidate
 
 pytestmark = pytest.mark.slow
 
@@ -127,28 +127,40 @@ def test_float32_tflite_takes_rgb_pixels_and_matches_keras(trained):
     np.testing.assert_allclose(tflite, with_temperature(keras_scores, temperature), atol=1e-4)
 
 
-def test_rerun_reuses_cache_and_split(trained, tmp_path):
-    from trainer.pipeline import run
-
-    cfg, first = trained
-    cfg2 = cfg.model_copy(update={"out": tmp_path / "again", "split_file": cfg.out / "split.json"})
-    second = run(cfg2)
-    assert second["training"]["cache"]["computed"] == 0
-    assert second["training"]["cache"]["reused"] == first["training"]["cache"]["computed"]
-    assert second["data"]["reused_split_assignments"] == 46
-    assert second["data"]["split_counts"] == first["data"]["split_counts"]
-
-
-def test_parity_gate_rejects_a_broken_calibration(trained, tmp_path):
-    """Calibrating on black frames sets the int8 ranges far too narrow; the gate must refuse the export."""
-    from trainer.pipeline import run
+def test_parity_gate_refuses_an_int8_model_with_broken_calibration(trained, tmp_path):
+    """Calibrating on black frames sets the int8 ranges far too narrow; scored as the pipeline scores a candidate,
+    the gate must refuse it on every CPU."""
+    from trainer.export import to_tflite
+    from trainer.model import apply_caps, build_model
 
     cfg, _ = trained
-    cfg2 = cfg.model_copy(update={"out": tmp_path / "rejected", "work_dir": tmp_path / "work", **STRICT_GATE})
+    bundle = load_bundle(cfg.out)
+    model = build_model(3, 32, "none", cfg.dense_units, cfg.dropout)
+    apply_caps(model, bundle.metadata.training["activation_caps"])
+    model.load_weights(cfg.work_dir / "model.weights.h5")
+    broken = tmp_path / "broken-int8"
+    write_bundle(
+        broken,
+        to_tflite(model, [np.zeros((32, 32, 3), np.uint8)] * 4),
+        name="broken",
+        version="1",
+        labels=bundle.labels,
+        input_spec=bundle.metadata.input,
+        quantization=Quantization(scheme="int8", calibration="black frames"),
+    )
+    split = json.loads((cfg.out / "split.json").read_text())["samples"]
+    test = [(cfg.data / item["file"], bundle.labels.index(item["label"])) for item in split if item["split"] == "test"]
+    scored = score_candidate(
+        broken,
+        cfg.work_dir / "float32",
+        test=([path for path, _ in test], np.array([y for _, y in test])),
+        ood=([], np.array([], dtype=int)),
+        val=([path for path, _ in test], np.array([y for _, y in test])),
+        max_wrong_lane=0.03,
+        threads=1,
+    )
     with pytest.raises(ParityError, match="parity gate failed"):
-        run(cfg2, calibration_override=[np.zeros((32, 32, 3), np.uint8)] * 4)
-    assert not (cfg2.out / "bundle.json").exists()
-    assert (cfg2.work_dir / "int8-candidate" / "model.tflite").is_file()
+        check_parity(scored.parity, **STRICT_GATE)
 
 
 def test_predict_command_prints_the_top_label(trained, capsys, tmp_path):
@@ -206,41 +218,15 @@ def test_warm_start_rerun_continues_from_the_previous_weights(trained, tmp_path)
 
     from trainer.pipeline import run
 
-    cfg, _ = trained
+    cfg, first = trained
     grown = _grown_copy(cfg, tmp_path, added=2).model_copy(update={"warm_start": True, "warm_start_epochs": 2})
     result = run(grown)
     training = result["training"]
     assert training["warm_start_from"] == str(grown.work_dir / "model.weights.h5")
     assert training["epochs"]["phase1"] == 0 and 1 <= training["epochs"]["phase2"] <= 2
-    assert 0 < training["cache"]["computed"] <= 6 * grown.views  # only the new images' views
+    assert 0 < training["cache"]["computed"] <= 6 * grown.views  # only the new images' views ...
+    assert training["cache"]["reused"] == first["training"]["cache"]["computed"]  # ... the rest from the cache
     assert result["data"]["images"] == 52
+    assert result["data"]["reused_split_assignments"] == 46  # the earlier split kept, the new images added
     assert "Warm start from" in (grown.out / "report.md").read_text()
     assert keras.mixed_precision.global_policy().name == "float32"  # the run's compute precision did not leak
-
-
-def test_warm_start_trains_from_scratch_when_the_model_changed(trained, tmp_path, caplog):
-    from trainer.pipeline import run
-
-    cfg, _ = trained
-    grown = _grown_copy(cfg, tmp_path, added=1).model_copy(update={"warm_start": True, "dense_units": 32})
-    result = run(grown)
-    assert result["training"]["warm_start_from"] is None
-    assert result["training"]["epochs"]["phase1"] > 0
-    assert "differs in dense_units; training from scratch" in caplog.text
-
-
-def test_warm_start_refuses_weights_that_saw_a_now_held_out_image(trained, tmp_path, caplog):
-    """A changed split must not let the warm-start weights carry test images they were trained on."""
-    from trainer.pipeline import run
-
-    cfg, _ = trained
-    grown = _grown_copy(cfg, tmp_path, added=1).model_copy(update={"warm_start": True})
-    split = json.loads(grown.split_file.read_text())
-    moved = next(item for item in split["samples"] if item["split"] == "train")
-    for item in split["samples"]:
-        if item["group"] == moved["group"]:
-            item["split"] = "test"
-    grown.split_file.write_text(json.dumps(split))
-    result = run(grown)
-    assert result["training"]["warm_start_from"] is None
-    assert "the earlier run trained on are now in validation or test" in caplog.text
