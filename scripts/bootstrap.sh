@@ -35,8 +35,14 @@ PY
 stamp=".venv/.installed-$profile"
 wanted="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
-  echo "bootstrap: installing sortline[$extras] into .venv"
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[$extras]"
+  # pip's and setuptools' chatter (the editable-install banner) goes to a log, shown only if pip fails
+  log=.venv/pip-install.log
+  echo "bootstrap: installing sortline[$extras] into .venv (a few minutes the first time; log: $log)"
+  if ! { .venv/bin/python -m pip install -q --upgrade pip && .venv/bin/python -m pip install -q -e ".[$extras]"; } \
+      > "$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    echo "bootstrap: pip install failed; the whole log is in $log" >&2
+    exit 1
+  fi
   echo "$wanted" > "$stamp"
 fi

@@ -4,4 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh test
 .venv/bin/ruff check .
-exec .venv/bin/python -m pytest "$@"
+# Two workers, one test file each at a time (module fixtures such as a trained bundle stay on one worker);
+# give -n 0 to run in one process, or another -n.
+exec .venv/bin/python -m pytest -n 2 --dist loadfile "$@"

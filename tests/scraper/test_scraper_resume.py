@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from scraper.cli import main
@@ -18,9 +22,17 @@ from tests.scraper.shop_site import APPAREL, EXPECTED, ShopSite, image_files, ou
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _start_scrape(argv: list[str], log: Path) -> subprocess.Popen:
-    """`python -m scraper` in its own process group, as a terminal starts it; its temporary folders (the
-    browser profile) go under the log's folder, so `_browser_pids` finds this run's browser."""
+@pytest.fixture
+def scraper_tmp() -> Iterator[Path]:
+    """A short TMPDIR of the scraper's own (Chromium's sockets there must fit in 108 bytes), so `_browser_pids`
+    finds this run's browser by its profile folder."""
+    path = Path(tempfile.mkdtemp(prefix="sl-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _start_scrape(argv: list[str], log: Path, tmpdir: Path) -> subprocess.Popen:
+    """`python -m scraper` in its own process group, as a terminal starts it."""
     with log.open("wb") as output:
         return subprocess.Popen(
             [sys.executable, "-m", "scraper", *argv],
@@ -28,7 +40,7 @@ def _start_scrape(argv: list[str], log: Path) -> subprocess.Popen:
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env={**os.environ, "TMPDIR": str(log.parent)},
+            env={**os.environ, "TMPDIR": str(tmpdir)},
         )
 
 
@@ -81,14 +93,14 @@ def _assert_complete_jpegs(out: Path) -> None:
                 image.load()
 
 
-def test_sigkill_midway_then_rerun_finishes_without_refetching(shop: ShopSite, scrape_args, tmp_path):
+def test_sigkill_midway_then_rerun_finishes_without_refetching(shop: ShopSite, scrape_args, tmp_path, scraper_tmp):
     out = tmp_path / "out"
     argv = scrape_args(APPAREL, "--per-class", "20")
     shop.hold_path = "/img/j7-near-j5.jpg"  # page 2 of jeans, three images saved by then
-    process = _start_scrape(argv, tmp_path / "killed.log")
+    process = _start_scrape(argv, tmp_path / "killed.log", scraper_tmp)
     try:
         assert shop.held.wait(60), (tmp_path / "killed.log").read_text()
-        browser = _browser_pids(tmp_path)
+        browser = _browser_pids(scraper_tmp)
         process.kill()  # the scraper alone, as the OOM killer or `kill -9 PID` does
         process.wait(30)
     finally:
@@ -96,7 +108,7 @@ def test_sigkill_midway_then_rerun_finishes_without_refetching(shop: ShopSite, s
     shop.release.set()
     assert len(browser) > 2  # chromedriver and Chromium's processes ran ...
     assert _alive(browser, settle_s=10) == set()  # ... and died with the scraper
-    assert not list(tmp_path.glob("sortline-chromium-*")), "the browser profile folder was left behind"
+    assert not list(scraper_tmp.glob("sortline-chromium-*")), "the browser profile folder was left behind"
 
     _assert_complete_jpegs(out)
     first = read_rows(out)
@@ -119,15 +131,15 @@ def test_sigkill_midway_then_rerun_finishes_without_refetching(shop: ShopSite, s
     _assert_complete_jpegs(out)
 
 
-def test_ctrl_c_exits_cleanly_with_the_browser_gone(shop: ShopSite, scrape_args, tmp_path):
+def test_ctrl_c_exits_cleanly_with_the_browser_gone(shop: ShopSite, scrape_args, tmp_path, scraper_tmp):
     out = tmp_path / "out"
     argv = scrape_args('{"jeans": ["men jeans"]}')
     shop.hold_path = "/img/j5.jpg"
     log = tmp_path / "interrupted.log"
-    process = _start_scrape(argv, log)
+    process = _start_scrape(argv, log, scraper_tmp)
     try:
         assert shop.held.wait(60), log.read_text()
-        browser = _browser_pids(tmp_path)
+        browser = _browser_pids(scraper_tmp)
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         shop.release.set()
         assert process.wait(30) == 130
@@ -135,7 +147,7 @@ def test_ctrl_c_exits_cleanly_with_the_browser_gone(shop: ShopSite, scrape_args,
         _stop_group(process, signal.SIGKILL)
     assert "interrupted; nothing is half-written" in log.read_text()
     assert browser and _alive(browser, settle_s=10) == set()
-    assert not list(tmp_path.glob("sortline-chromium-*"))
+    assert not list(scraper_tmp.glob("sortline-chromium-*"))
     _assert_complete_jpegs(out)
     assert [row["image_url"].removeprefix(shop.base_url) for row in read_rows(out) if row["status"] == "saved"] == [
         "/img/j1.jpg",
