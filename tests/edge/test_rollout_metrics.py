@@ -5,31 +5,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
-import urllib.request
 
 import pytest
 
-from tests.edge.test_daemon import start_daemon, static_clip, terminate, write_config
+from tests.edge.test_daemon import free_port, scrape, start_daemon, static_clip, terminate, write_config
 
 pytest.importorskip("prometheus_client", reason="the metrics endpoint needs prometheus-client (edge extra)")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def scrape(port: int) -> dict[str, float]:
-    """``name{labels}`` -> value for every sample line."""
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    samples = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            samples[name] = float(value)
-    return samples
 
 
 def test_metrics_endpoint_reports_the_running_daemon(tmp_path, mosquitto, subscriber, color_bundle, wait_until):
