@@ -51,9 +51,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _check_config(settings: EdgeSettings) -> int:
+    """What `run` checks before its first frame, model load included: this is the unit's ExecStartPre and
+    the fleet's health check, so a bundle it passes must run."""
+    from edge.classifier import Classifier
+
     print(settings.masked_json())
     bundle = load_bundle(settings.model.bundle)
     check_lanes(bundle.labels, settings.lanes)
+    Classifier(bundle, threads=1)  # the runtime loads the model; its inputs and outputs must fit the labels
     thresholds = Thresholds.resolve(settings.model, bundle.metadata)
     per_label = f", per label {thresholds.per_label}" if thresholds.per_label else ""
     print(

@@ -11,6 +11,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
+# Bounds on what a sender can make the daemon parse and echo: commands and triggers are a few hundred bytes.
+MAX_PAYLOAD_BYTES = 16 * 1024
+MAX_DEPTH = 8  # JSON nesting; ~1000 levels would otherwise raise RecursionError in the parser
+MAX_ECHO_CHARS = 80  # a bad value quoted back in a reply or a log line
+
 
 class CommandError(Exception):
     """A command that cannot be carried out; the message goes back to the sender in the reply."""
@@ -119,24 +124,50 @@ def parse_trigger(payload: bytes) -> Trigger:
 
 def request_id_of(payload: bytes) -> str | None:
     """Best-effort request id of a payload that failed validation, so even an error reply can be matched."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        return None
     try:
         document = json.loads(payload.decode("utf-8"))
-    except ValueError:  # UnicodeDecodeError included
+    except (ValueError, RecursionError):  # UnicodeDecodeError included
         return None
     value = document.get("request_id") if isinstance(document, dict) else None
     return value if isinstance(value, str) and len(value) <= 128 else None
 
 
 def _json_object(payload: bytes, what: str) -> dict[str, Any]:
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise CommandError(f"{what} is {len(payload)} bytes; at most {MAX_PAYLOAD_BYTES} are accepted")
     try:
         document = json.loads(payload.decode("utf-8"))  # decode first: json.loads would guess UTF-16/32
     except UnicodeDecodeError:
         raise CommandError(f"{what} is not UTF-8 text") from None
+    except RecursionError:
+        raise CommandError(f"{what} is nested deeper than {MAX_DEPTH} levels") from None
     except ValueError as exc:
         raise CommandError(f"{what} is not valid JSON: {exc}") from None
     if not isinstance(document, dict):
         raise CommandError(f"a {what} must be a JSON object, got {type(document).__name__}")
+    if _depth(document) > MAX_DEPTH:
+        raise CommandError(f"{what} is nested deeper than {MAX_DEPTH} levels")
     return document
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of parsed JSON, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def _echo(value: Any) -> str:
+    """repr of a bad value, cut short: a sender must not be able to fill replies and logs."""
+    text = repr(value)
+    return text if len(text) <= MAX_ECHO_CHARS else f"{text[:MAX_ECHO_CHARS]}… ({len(text)} characters)"
 
 
 def _describe(exc: ValidationError, skip_tag: bool = False) -> str:
@@ -147,6 +178,6 @@ def _describe(exc: ValidationError, skip_tag: bool = False) -> str:
         if skip_tag and loc:
             loc = loc[1:]  # drop the union tag pydantic puts first
         field = ".".join(loc) or "<root>"
-        got = "" if err["type"] == "missing" else f" (got {err['input']!r})"
+        got = "" if err["type"] == "missing" else f" (got {_echo(err['input'])})"
         parts.append(f"{field}: {err['msg']}{got}")
     return "; ".join(parts)

@@ -166,8 +166,9 @@ class MqttSettings(_Section):
     decision_ttl_s: float = Field(default=10.0, gt=0)  # a decision older than this must not be acted on
     stats_interval_s: float = Field(default=10.0, gt=0)
     flush_timeout_s: float = Field(default=5.0, ge=0)  # on shutdown, wait this long for queued decisions
-    reconnect_initial_s: float = Field(default=0.5, gt=0)  # first wait after losing the broker, doubling
-    reconnect_max_s: float = Field(default=30.0, gt=0)  # up to this
+    reconnect_initial_s: float = Field(default=0.25, gt=0)  # first wait after losing the broker, doubling
+    # up to this: a broker that comes back is found within a second, well inside decision_ttl_s
+    reconnect_max_s: float = Field(default=1.0, gt=0)
 
 
 class CropSettings(_Section):

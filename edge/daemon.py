@@ -61,6 +61,7 @@ class Daemon:
         self._vote_deadline = 0.0  # external: give up on frames after this (monotonic)
         self._vote_triggered_at = 0.0  # external: frames captured before the trigger do not count
         self._last_decision = 0.0
+        self._camera_in_status: tuple[str, str | None] | None = None  # what the retained status last said
 
     def _load_classifier(self, bundle_path: Any) -> Classifier:
         bundle = load_bundle(bundle_path)
@@ -90,13 +91,14 @@ class Daemon:
         try:
             self._loop()
         finally:
-            self._shutdown()
-        return 0
+            undelivered = self._shutdown()
+        return 1 if undelivered else 0  # a PLC missed decisions: a supervisor should see the failure
 
     def stop(self) -> None:
         self._stop.set()
 
-    def _shutdown(self) -> None:
+    def _shutdown(self) -> int:
+        """Decide the item in view, flush the queue, say offline; returns the decisions left undelivered."""
         notify("STOPPING=1")
         if self._watch is not None:
             self._watch.stop()
@@ -108,6 +110,7 @@ class Daemon:
         if undelivered:
             log.error("%d decision(s) could not be delivered before shutdown", undelivered)
         log.info("stopped after %d frames, %d decisions", self.stats.frames, sum(self.stats.decisions.values()))
+        return undelivered
 
     # ---- the frame loop --------------------------------------------------------------------
     def _loop(self) -> None:
@@ -133,6 +136,8 @@ class Daemon:
             if watchdog_every and now - last_ping >= watchdog_every and self._healthy(now - last_frame_at):
                 notify("WATCHDOG=1")
                 last_ping = now
+            if (self.camera.state, self.camera.last_error) != self._camera_in_status:
+                self._publish_status()  # a camera that fails or comes back is news for the line's monitoring
             if now - last_stats >= self.settings.mqtt.stats_interval_s:
                 self.link.publish_stats(self._stats_message())
                 last_stats = now
@@ -250,9 +255,12 @@ class Daemon:
     # ---- status, stats, commands -----------------------------------------------------------
     def _publish_status(self) -> None:
         meta = self.classifier.bundle.metadata
+        self._camera_in_status = (self.camera.state, self.camera.last_error)
         self.link.set_status(
             {
                 "state": "online",
+                "camera": self.camera.state,
+                "camera_error": self.camera.last_error,
                 "paused": self.paused,
                 "model": meta.model_id,
                 "model_name": meta.name,
@@ -271,6 +279,8 @@ class Daemon:
         return {
             **self.stats.snapshot(),
             "camera": self.camera.state,
+            "camera_error": self.camera.last_error,
+            "broker_error": self.link.last_error,
             "camera_reconnects": self.camera.reconnects,
             "dropped_frames": self.camera.dropped_frames,
             "queue_depth": self.link.queue_depth,
@@ -301,8 +311,7 @@ class Daemon:
 
     def _on_trigger(self, trigger: Trigger) -> None:
         if self.settings.trigger.mode != "external":
-            log.warning("trigger %s ignored: trigger.mode is %s", trigger.item_id, self.settings.trigger.mode)
-            return
+            raise CommandError(f"trigger.mode is {self.settings.trigger.mode}: triggers are used in external mode only")
         self._triggers.put((trigger, time.monotonic()))
 
     def _on_command(self, command: Command) -> dict[str, object]:

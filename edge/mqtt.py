@@ -140,7 +140,8 @@ class MqttLink:
         """Connect in the background; reconnects for ever with backoff until close().
 
         ``on_command`` runs on a worker thread, one command at a time, so a slow reload never stalls
-        the connection. ``on_trigger`` runs on the network thread and must only hand the trigger on.
+        the connection. ``on_trigger`` runs on the network thread and must only hand the trigger on, or
+        raise CommandError to refuse it (the reason goes to the trigger error topic).
         """
         if self._started:
             raise MqttLinkError("MqttLink.start() called twice")
@@ -272,12 +273,7 @@ class MqttLink:
             client.username_pw_set(settings.username, password)
         if settings.tls.enabled:
             self._configure_tls(client)
-        client.will_set(
-            self.topics.status,
-            json.dumps({"state": "offline", "device": self._device_id, "reason": "connection lost"}),
-            qos=1,
-            retain=True,
-        )
+        client.on_pre_connect = self._set_last_will  # before every (re)connect: the will carries that time
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
@@ -285,6 +281,11 @@ class MqttLink:
         client.on_publish = self._on_publish
         client.on_message = self._on_message
         return client
+
+    def _set_last_will(self, client: mqtt.Client, _userdata: Any) -> None:
+        """The status the broker publishes if this connection dies; its ts is when the connection was made."""
+        will = {"state": "offline", "reason": "connection lost"}
+        client.will_set(self.topics.status, self._stamped(will), qos=1, retain=True)
 
     def _configure_tls(self, client: mqtt.Client) -> None:
         tls = self._settings.tls
@@ -487,10 +488,27 @@ class MqttLink:
     # ----------------------------------------------------------------- commands and triggers
 
     def _on_message(self, client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
-        if message.topic == self.topics.command:
+        if message.retain:
+            self._refuse_retained(client, message)
+        elif message.topic == self.topics.command:
             self._commands.put(message)
         elif message.topic == self.topics.trigger:
             self._handle_trigger(client, message)
+
+    def _refuse_retained(self, client: mqtt.Client, message: mqtt.MQTTMessage) -> None:
+        """A retained command or trigger would be carried out again at every reconnect (a retained pause
+        pauses the line each time, a retained trigger makes a phantom decision): never act on one."""
+        if not message.payload:
+            return  # an empty retained message is how a retained one is cleared
+        error = (
+            f"ignored a retained message on {message.topic}: commands and triggers act once, so send them with "
+            "retain=false (clear this one by publishing an empty retained message to the topic)"
+        )
+        log.warning("%s", error)
+        if message.topic == self.topics.command:
+            self._reply(message, {"ok": False, "request_id": request_id_of(message.payload), "error": error})
+        else:
+            client.publish(self.topics.trigger_error, self._stamped({"error": error}), qos=1)
 
     def _handle_trigger(self, client: mqtt.Client, message: mqtt.MQTTMessage) -> None:
         try:
@@ -503,6 +521,10 @@ class MqttLink:
         assert self._on_trigger is not None
         try:
             self._on_trigger(trigger)
+        except CommandError as exc:  # a valid trigger the daemon cannot use, e.g. outside external mode
+            log.warning("ignored trigger %s: %s", trigger.item_id, exc)
+            reply = {"error": str(exc), "item_id": trigger.item_id}
+            client.publish(self.topics.trigger_error, self._stamped(reply), qos=1)
         except Exception:
             log.exception("trigger handler failed for item %r", trigger.item_id)
 

@@ -85,7 +85,7 @@ def test_a_trigger_keeps_its_id_and_ignores_gateway_fields():
 # --------------------------------------------------------------------------- over MQTT
 
 
-def _command_link(make_link, broker):
+def _command_link(make_link, broker, **handlers):
     calls = []
 
     def on_command(command):
@@ -94,7 +94,7 @@ def _command_link(make_link, broker):
             raise CommandError(f"{command.bundle}: no such bundle directory")
         return {"threshold": command.value} if isinstance(command, SetThreshold) else {}
 
-    link = make_link(broker.settings(), on_command=on_command)
+    link = make_link(broker.settings(), on_command=on_command, **handlers)
     assert link.wait_connected(5)
     return link, calls
 
@@ -174,3 +174,58 @@ def test_triggers_reach_the_handler_and_malformed_ones_are_reported(mosquitto, s
     assert "not valid JSON" in reported[1].json()["error"]
     errors.wait_for(lambda _: triggers)  # the link survived both
     assert triggers == [Trigger(item_id="tray-0001")]
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b'{"command": "pause", "pad": "' + b"x" * 20_000 + b'"}', "bytes; at most 16384 are accepted"),
+        (b"[" * 1000 + b"]" * 1000, "nested deeper than 8 levels"),
+        (b'{"a":' * 1000 + b"1" + b"}" * 1000, "nested deeper than 8 levels"),
+        (b'{"command": "set_threshold", "value": ' + b'{"a":' * 9 + b"1" + b"}" * 9 + b"}", "nested deeper than 8"),
+    ],
+)
+def test_oversized_and_deeply_nested_payloads_are_refused_before_parsing_them_fully(payload, reason):
+    with pytest.raises(CommandError, match=reason):
+        parse_command(payload)
+
+
+def test_bad_values_are_echoed_cut_short():
+    with pytest.raises(CommandError) as refused:
+        parse_trigger(json.dumps({"item_id": "y" * 10_000}).encode())
+    message = str(refused.value)
+    assert "item_id: String should have at most 128 characters" in message
+    assert "(10002 characters)" in message and len(message) < 300
+
+
+def test_retained_commands_and_triggers_are_never_acted_on(mosquitto, subscriber, make_link):
+    """A retained pause would pause the line after every reconnect; a retained trigger makes a phantom item."""
+    from edge.mqtt import Topics
+
+    topics = Topics.under("sortline", "line-1")
+    setter = subscriber(mosquitto, [topics.command_reply, topics.trigger_error])
+    setter.client.publish(topics.command, b'{"command": "pause", "request_id": "kept"}', qos=1, retain=True)
+    setter.client.publish(topics.trigger, b'{"item_id": "ghost"}', qos=1, retain=True).wait_for_publish(5)
+    triggers: list[Trigger] = []
+    _, calls = _command_link(make_link, mosquitto, on_trigger=triggers.append)
+    got = {m.topic: m.json() for m in setter.wait_for(2)}
+    assert calls == [] and triggers == []
+    assert got[topics.command_reply]["ok"] is False and got[topics.command_reply]["request_id"] == "kept"
+    assert "ignored a retained message" in got[topics.command_reply]["error"]
+    assert "retain=false" in got[topics.trigger_error]["error"]
+    # the same command sent as it should be, not retained, is carried out
+    setter.client.publish(topics.command, b'{"command": "pause", "request_id": "once"}', qos=1)
+    setter.wait_for(3)
+    assert [command.request_id for command in calls] == ["once"]
+
+
+def test_a_trigger_the_daemon_cannot_use_is_reported_not_dropped(mosquitto, subscriber, make_link):
+    def refuse(trigger: Trigger) -> None:
+        raise CommandError("trigger.mode is presence: triggers are used in external mode only")
+
+    link = make_link(mosquitto.settings(), on_trigger=refuse)
+    assert link.wait_connected(5)
+    errors = subscriber(mosquitto, link.topics.trigger_error)
+    errors.client.publish(link.topics.trigger, b'{"item_id": "tray-7"}', qos=1)
+    (reported,) = [m.json() for m in errors.wait_for(1)]
+    assert reported["item_id"] == "tray-7" and "external mode only" in reported["error"]

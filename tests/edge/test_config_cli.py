@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -114,6 +115,26 @@ def test_check_config_reports_broken_bundle(config_file: Path, color_bundle: Pat
     result = run_cli("--config", str(config_file), "check-config")
     assert result.returncode == 2
     assert "model.tflite: sha256" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_check_config_loads_the_model_as_run_does(config_file: Path, color_bundle: Path) -> None:
+    """check-config is ExecStartPre and the fleet's health check: a bundle it passes must run."""
+    meta_path = color_bundle / "bundle.json"
+    meta = json.loads(meta_path.read_text())
+    truncated = (color_bundle / "model.tflite").read_bytes()[:2000]
+    (color_bundle / "model.tflite").write_bytes(truncated)
+    meta_path.write_text(json.dumps({**meta, "sha256": hashlib.sha256(truncated).hexdigest()}))  # hash matches
+    result = run_cli("--config", str(config_file), "check-config")
+    assert result.returncode == 2 and "the TFLite runtime cannot load this model" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_check_config_refuses_labels_that_do_not_fit_the_outputs(config_file: Path, color_bundle: Path) -> None:
+    meta_path = color_bundle / "bundle.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "labels": ["red", "green"]}))
+    result = run_cli("--config", str(config_file), "check-config")
+    assert result.returncode == 2 and "model has 3 outputs but 2 labels" in result.stderr
 
 
 def test_classify_command(tmp_path: Path, config_file: Path) -> None:

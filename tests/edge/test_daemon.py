@@ -132,6 +132,14 @@ def scrape(port: int) -> dict[str, float]:
     return samples
 
 
+def queue_depth(port: int) -> float:
+    """Decisions waiting in the daemon, from /metrics; 0 while the endpoint is not up yet."""
+    try:
+        return scrape(port)["sortline_queue_depth"]
+    except OSError:
+        return 0
+
+
 def static_clip(path: Path, rgb: tuple[int, int, int], frames: int = 30, fps: int = 15) -> Path:
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (160, 120))
     for _ in range(frames):
@@ -184,7 +192,7 @@ def test_broker_outage_mid_stream_loses_no_decision(tmp_path, mosquitto, subscri
     sub.wait_for(20, timeout=30)
     mosquitto.stop()
     # the line keeps running while the broker is away: decisions queue in the daemon
-    wait_until(lambda: scrape(port)["sortline_queue_depth"] >= 20, what="20 decisions queued", timeout=30)
+    wait_until(lambda: queue_depth(port) >= 20, what="20 decisions queued", timeout=30)
     mosquitto.start()
     before = len(sub.received())
     sub.wait_for(before + 20, timeout=30)
@@ -321,19 +329,50 @@ def test_camera_that_fails_then_recovers(tmp_path, mosquitto, subscriber, color_
         camera={"realtime": True, "loop": True, "reconnect_initial_s": 0.1, "reconnect_max_s": 0.3},
         trigger={"mode": "continuous", "min_interval_s": 0.2},
     )
-    sub = subscriber(mosquitto, ["sortline/line-1/decision", "sortline/line-1/stats"])
+    topics = ["sortline/line-1/decision", "sortline/line-1/stats", "sortline/line-1/status"]
+    sub = subscriber(mosquitto, topics)
     daemon = start_daemon(config)
-    sub.wait_for(
-        lambda got: any(m.topic.endswith("/stats") and m.json()["camera"] == "reconnecting" for m in got), timeout=40
-    )
+
+    def status_says(camera: str):
+        return lambda got: any(m.topic.endswith("/status") and m.json().get("camera") == camera for m in got)
+
+    sub.wait_for(status_says("reconnecting"), timeout=30)  # the retained status tells the line at once
+    failing = next(s for s in sub.payloads("sortline/line-1/status") if s.get("camera") == "reconnecting")
+    assert failing["state"] == "online" and "late.avi" in failing["camera_error"]
+    sub.wait_for(lambda got: any(m.topic.endswith("/stats") and m.json()["camera"] == "reconnecting" for m in got))
+    stats = next(s for s in sub.payloads("sortline/line-1/stats") if s["camera"] == "reconnecting")
+    assert "late.avi" in stats["camera_error"]
     assert not sub.received("sortline/line-1/decision")
     static_clip(tmp_path / "staging.avi", (220, 20, 20)).rename(source)
     sub.wait_for(lambda got: len([m for m in got if m.topic.endswith("/decision")]) >= 3, timeout=30)
+    sub.wait_for(status_says("streaming"))
     stderr = terminate(daemon)
     assert {d["label"] for d in sub.payloads("sortline/line-1/decision")} == {"red"}
     stats = sub.payloads("sortline/line-1/stats")
     assert stats[-1]["camera"] == "streaming" and stats[-1]["camera_reconnects"] >= 1
     assert "late.avi" in stderr
+
+
+def test_decisions_lost_at_shutdown_make_a_failed_exit(tmp_path, mosquitto, color_bundle, wait_until):
+    pytest.importorskip("prometheus_client", reason="the queue is watched on /metrics (edge extra)")
+    mosquitto.stop()  # the broker never comes: every decision waits in the queue
+    port = free_port()
+    config = write_config(
+        tmp_path,
+        mosquitto,
+        color_bundle,
+        static_clip(tmp_path / "red.avi", (220, 20, 20)),
+        camera={"realtime": True, "loop": True},
+        trigger={"mode": "continuous", "min_interval_s": 0.1},
+        mqtt={"flush_timeout_s": 0.5},
+        metrics={"enabled": True, "port": port},
+    )
+    daemon = start_daemon(config)
+    wait_until(lambda: queue_depth(port) >= 3, what="3 decisions queued", timeout=30)
+    daemon.send_signal(signal.SIGTERM)
+    _, stderr = daemon.communicate(timeout=30)
+    assert daemon.returncode == 1
+    assert "decision(s) could not be delivered before shutdown" in stderr
 
 
 def test_sigterm_at_start_with_broker_and_camera_away_stops_at_once(tmp_path, mosquitto, color_bundle):

@@ -103,6 +103,7 @@ def test_birth_is_retained_and_the_last_will_says_offline_when_the_daemon_dies(m
         print("connected", flush=True)
         time.sleep(60)
     """)
+    started = time.time()
     daemon = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         assert daemon.stdout.readline().strip() == "connected"
@@ -114,7 +115,8 @@ def test_birth_is_retained_and_the_last_will_says_offline_when_the_daemon_dies(m
         assert birth.json()["model"] == "apparel-vgg16-int8" and birth.json()["device"] == "line-1"
         os.kill(daemon.pid, signal.SIGKILL)  # no clean disconnect: only the broker's last will can tell
         will = late.wait_for(2)[1].json()
-        assert will["state"] == "offline" and will["device"] == "line-1"
+        assert will["state"] == "offline" and will["device"] == "line-1" and will["reason"] == "connection lost"
+        assert started <= will["ts"] <= time.time()  # stamped like every status: when that connection was made
     finally:
         daemon.kill()
         daemon.wait()
