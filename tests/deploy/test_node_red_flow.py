@@ -4,6 +4,9 @@ and the lane switch covers every lane of the default lane map plus the reject la
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -28,3 +31,72 @@ def test_flow_wires_resolve_and_cover_every_lane():
     template = tomllib.loads((ROOT / "deploy/edge.toml.example").read_text())
     expected = {template["lanes"]["reject"], *template["lanes"]["map"].values()}
     assert {int(rule["v"]) for rule in lanes["rules"] if rule["t"] == "eq"} == expected
+
+
+def test_broker_session_survives_restarts_and_is_not_shared():
+    nodes = json.loads((ROOT / "deploy/node-red/sortline-lanes.json").read_text())
+    (broker,) = [n for n in nodes if n["type"] == "mqtt-broker"]
+    assert broker["cleansession"] is False and int(broker["sessionExpiry"]) >= 600
+    assert broker["autoUnsubscribe"] is False  # Node-RED 4 would unsubscribe (ending the session) on redeploy
+    assert broker["clientid"] == "${SORTLINE_NODE_RED_CLIENT_ID}"  # one per instance, from its environment
+
+
+# Runs a function node's code as Node-RED does (msg, node, context), with a context whose "file" store
+# outlives the function object: what a restart of Node-RED with the localfilesystem store keeps.
+_HARNESS = r"""
+const [code, calls] = [process.argv[1], JSON.parse(process.argv[2])];
+const stores = { default: {}, file: {} };
+const context = {
+  get: (key, store = 'default') => stores[store][key],
+  set: (key, value, store = 'default') => { stores[store][key] = JSON.parse(JSON.stringify(value)); },
+};
+const warnings = [];
+const node = { warn: (text) => warnings.push(text) };
+const results = [];
+for (const msg of calls) {
+  if (msg === 'restart') { stores.default = {}; continue; }  // a restart forgets the memory store only
+  results.push(new Function('msg', 'node', 'context', code)(msg, node, context));
+}
+console.log(JSON.stringify({ results, warnings }));
+"""
+
+
+def _run_function(node_id: str, messages: list) -> dict:
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node (Node.js) is not installed")
+    nodes = json.loads((ROOT / "deploy/node-red/sortline-lanes.json").read_text())
+    (function,) = [n for n in nodes if n["id"] == node_id]
+    result = subprocess.run(
+        [node, "-e", _HARNESS, function["func"], json.dumps(messages)], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_dedupe_survives_a_restart_and_late_decisions_are_dropped():
+    future = time.time() + 60
+    decision = {"run_id": "r1", "seq": 1, "deadline": future, "lane": 2, "item_id": "r1-1", "label": "trousers"}
+    late = {**decision, "seq": 2, "deadline": time.time() - 1}
+    out = _run_function("sortline-filter", [{"payload": decision}, "restart", {"payload": decision}, {"payload": late}])
+    first, redelivered, dropped = out["results"]
+    assert first["lane"] == 2 and first["payload"]["item_id"] == "r1-1"
+    assert redelivered is None  # the same run_id + seq after Node-RED restarted
+    assert dropped is None and "past its deadline" in out["warnings"][0]
+
+
+def test_offline_alarm_fires_on_changes_and_clears_when_online():
+    def status(state: str) -> dict:
+        return {"topic": "sortline/line-1/status", "payload": {"state": state, "ts": 1.0}}
+
+    out = _run_function(
+        "sortline-offline",
+        [status("online"), status("offline"), "restart", status("offline"), status("online"), status("online")],
+    )
+    online, offline, offline_again_after_restart, back_online, unchanged = out["results"]
+    assert online[0] is None and online[1]["payload"]["state"] == "online"
+    assert offline[0]["payload"] == {"device": "line-1", "state": "offline", "reason": None, "ts": 1.0}
+    assert offline[1] is None
+    assert offline_again_after_restart is None  # the retained status at a restart: the alarm is already known
+    assert back_online[0] is None and back_online[1]["payload"]["state"] == "online"  # clears the alarm
+    assert unchanged is None
