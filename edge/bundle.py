@@ -47,6 +47,10 @@ class InputSpec(_Strict):
     # True when normalisation (e.g. VGG mean subtraction) is a layer of the model, so the model
     # takes plain 0..255 pixels and the edge does no arithmetic on them.
     preprocessing_in_model: bool = True
+    # How the trainer framed items: a crop of an item on the belt gets this share of its box size as
+    # margin on every side (the edge's presence mode), so the model sees items framed as in training.
+    # None: the trainer says nothing; the edge then crops tight (0).
+    item_margin: float | None = Field(default=None, ge=0, le=0.5)
 
 
 class Quantization(_Strict):

@@ -113,7 +113,9 @@ class PresenceSettings(_Section):
     # full view: the model then sees the item framed as in the training photos, whatever the belt
     # width. Off: every frame's whole ROI is classified.
     crop_to_item: bool = True
-    item_margin: float = Field(default=0.06, ge=0, le=0.5)  # of the box size, on every side
+    # Margin around the item's box, as a share of the box size on every side. Unset: the bundle's
+    # input.item_margin (how its trainer framed items), else 0 (the box hugs the item).
+    item_margin: float | None = Field(default=None, ge=0, le=0.5)
 
     @model_validator(mode="after")
     def _hysteresis(self) -> PresenceSettings:
@@ -128,6 +130,10 @@ class TriggerSettings(_Section):
     presence: PresenceSettings = PresenceSettings()
     external_frames: int = Field(default=3, ge=1)  # external: frames voted per trigger
     external_timeout_s: float = Field(default=2.0, gt=0)  # external: give up (reject) without frames
+    # Once an item has left the view, how long its decision may wait for a crop still queued behind other
+    # items' (a classifier slower than the items come): then it is decided on what it has, a reject
+    # (no_frames) if nothing. A crop already being classified is always waited for.
+    decision_wait_s: float = Field(default=2.0, gt=0)
 
 
 class LaneSettings(_Section):

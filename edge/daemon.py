@@ -1,33 +1,36 @@
-"""The frame loop: camera -> ROI -> classifier -> one decision per item -> MQTT.
+"""The daemon: camera -> trigger mode (finds items on every frame) -> inference worker -> one decision per
+item, in belt order -> MQTT.
 
-Like the TFLite Raspberry Pi example it is one readable loop (capture, preprocess, invoke, read
-scores); around it sit what a production line needs: triggers, voting, a queue that survives the
-broker going away, commands, stats and the systemd watchdog.
+The frame loop never waits for the classifier: detection keeps up with the camera however slow the model
+is, so items are never merged because a classification spanned the gap between them. `Daemon` holds the
+lifecycle (start, stop, commands, model swaps) and the wiring; the trigger modes (`edge.modes`), the item
+book (`edge.items`) and the worker (`edge.inference`) do the work.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import queue
 import signal
 import threading
 import time
 import uuid
 from typing import Any
 
-import numpy as np
-
 from edge import __version__
 from edge.bundle import BundleError, load_bundle
-from edge.camera import Camera, Frame, crop_roi
+from edge.camera import Camera
 from edge.classifier import Classifier
 from edge.commands import Command, CommandError, Trigger
 from edge.config import EdgeSettings
 from edge.crops import CropStore
-from edge.decision import ItemVote, Thresholds, check_lanes, decide
+from edge.decision import Thresholds, check_lanes, decide
+from edge.inference import InferenceWorker
+from edge.items import Item, ItemBook
+from edge.modes import build_mode
+from edge.modes.external import ExternalMode
+from edge.modes.presence import PresenceMode
 from edge.mqtt import MqttLink
-from edge.presence import PresenceDetector, PresenceEvent
 from edge.rollout import BundleWatch, Candidate, Rollout, RolloutError
 from edge.stats import RunStats
 from edge.systemd import notify, watchdog_interval_s
@@ -38,30 +41,31 @@ log = logging.getLogger(__name__)
 class Daemon:
     def __init__(self, settings: EdgeSettings) -> None:
         self.settings = settings
-        self.classifier = self._load_classifier(settings.model.bundle)
-        self.rollout = Rollout(settings, self.classifier)
-        self.thresholds = Thresholds.resolve(settings.model, self.classifier.bundle.metadata)
+        classifier = self._load_classifier(settings.model.bundle)
+        self.rollout = Rollout(settings, classifier)
+        self.thresholds = Thresholds.resolve(settings.model, classifier.bundle.metadata)
         self.camera = Camera(settings.camera)
         self.link = MqttLink(settings.mqtt, settings.device_id)
         self.crops = CropStore(settings.crops)
         self.stats = RunStats()
         self.run_id = uuid.uuid4().hex[:8]
         self.paused = False
+        self.worker = InferenceWorker(classifier)
+        self.items = ItemBook(self.worker, wait_s=settings.trigger.decision_wait_s)
+        self._opened = 0  # items opened by presence and continuous modes: the nth gets id <run_id>-n
+        self.mode = build_mode(settings, self._next_item_id)
+        self._apply_item_margin(classifier)
         self._stop = threading.Event()
         self._seq = 0
         self._next_classifier: Candidate | None = None
         self._watch: BundleWatch | None = None
         self.metrics = self._metrics_server() if settings.metrics.enabled else None
         self._swap_lock = threading.Lock()
-        self._triggers: queue.Queue[tuple[Trigger, float]] = queue.Queue()
-        self._presence = PresenceDetector(settings.trigger.presence)
-        self._vote: ItemVote | None = None  # the item being voted on (presence and external modes)
-        self._vote_crop: np.ndarray | None = None
-        self._vote_decided = False  # presence: decided at max_frames, waiting for the item to leave
-        self._vote_deadline = 0.0  # external: give up on frames after this (monotonic)
-        self._vote_triggered_at = 0.0  # external: frames captured before the trigger do not count
-        self._last_decision = 0.0
         self._camera_in_status: tuple[str, str | None] | None = None  # what the retained status last said
+
+    @property
+    def classifier(self) -> Classifier:
+        return self.worker.classifier
 
     def _load_classifier(self, bundle_path: Any) -> Classifier:
         bundle = load_bundle(bundle_path)
@@ -79,6 +83,7 @@ class Daemon:
         self.link.start(on_command=self._on_command, on_trigger=self._on_trigger)
         if self.metrics is not None:
             self.metrics.start()
+        self.worker.start()
         self.camera.start()
         if self.settings.rollout.watch:
             rollout = self.settings.rollout
@@ -102,7 +107,8 @@ class Daemon:
         notify("STOPPING=1")
         if self._watch is not None:
             self._watch.stop()
-        self._finish_item()
+        self._decide_open_items()
+        self.worker.stop()
         self.camera.stop()
         undelivered = self.link.close(flush_timeout=self.settings.mqtt.flush_timeout_s)
         if self.metrics is not None:
@@ -114,8 +120,6 @@ class Daemon:
 
     # ---- the frame loop --------------------------------------------------------------------
     def _loop(self) -> None:
-        mode = self.settings.trigger.mode
-        handle = {"continuous": self._continuous, "presence": self._presence_frame, "external": self._external}[mode]
         watchdog_every = watchdog_interval_s()
         last_ping = last_frame_at = time.monotonic()
         last_stats = last_ping - self.settings.mqtt.stats_interval_s  # the first stats go out at once
@@ -127,12 +131,12 @@ class Daemon:
                 self.stats.frames += 1
                 self._swap_model_between_items()
                 if not self.paused:
-                    handle(frame)
+                    self.mode.on_frame(frame, self.items)
             elif self.camera.ended:
                 log.info("video source ended")
                 break
-            if mode == "external":
-                self._expire_external(now)
+            self.mode.on_tick(now, self.items)
+            self._publish_decided(now)
             if watchdog_every and now - last_ping >= watchdog_every and self._healthy(now - last_frame_at):
                 notify("WATCHDOG=1")
                 last_ping = now
@@ -142,97 +146,36 @@ class Daemon:
                 self.link.publish_stats(self._stats_message())
                 last_stats = now
 
+    def _publish_decided(self, now: float) -> None:
+        for result in self.items.collect():
+            self.stats.classified += 1
+            self.stats.inference_ms.add(result.inference_ms)
+            if self.metrics is not None:
+                self.metrics.inference_seconds.observe(result.inference_ms / 1000)
+        for item in self.items.decided(now):
+            self._publish_decision(item)
+
+    def _decide_open_items(self) -> None:
+        """At the end: every item seen gets its decision, after the classifications still running for it."""
+        self.items.close_all()
+        deadline = time.monotonic() + self.settings.trigger.decision_wait_s + 5.0
+        while len(self.items) and time.monotonic() < deadline:
+            self._publish_decided(time.monotonic())
+            time.sleep(0.01)
+        for item in self.items.decided(float("inf")):  # a classification hung past the deadline: decide now
+            self._publish_decision(item)
+
     def _healthy(self, since_last_frame: float) -> bool:
         """A camera that is reconnecting is alive; one that says 'streaming' but delivers nothing is hung."""
         return since_last_frame < self.settings.watchdog_stall_s or self.camera.state != "streaming"
 
-    def _classify(self, frame: Frame, crop: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, float]:
-        if crop is None:
-            crop = crop_roi(frame.image, self.settings.camera.roi)
-        started = time.perf_counter()
-        scores = self.classifier.classify(crop)
-        inference_ms = (time.perf_counter() - started) * 1000
-        self.stats.classified += 1
-        self.stats.inference_ms.add(inference_ms)
-        if self.metrics is not None:
-            self.metrics.inference_seconds.observe(inference_ms / 1000)
-        return crop, scores, inference_ms
-
-    def _continuous(self, frame: Frame) -> None:
-        if frame.captured_at - self._last_decision < self.settings.trigger.min_interval_s:
-            return
-        self._last_decision = frame.captured_at
-        vote = ItemVote(item_id=self._next_item_id(), first_seen=frame.wall_time)
-        crop, scores, inference_ms = self._classify(frame)
-        vote.add(scores, frame.captured_at, inference_ms)
-        self._publish_decision(vote, crop)
-
-    def _presence_frame(self, frame: Frame) -> None:
-        roi = crop_roi(frame.image, self.settings.camera.roi)
-        event = self._presence.update(roi)
-        if event is PresenceEvent.ENTERED:
-            self._vote = ItemVote(item_id=self._next_item_id(), first_seen=frame.wall_time)
-            self._vote_decided = False
-        if event in (PresenceEvent.ENTERED, PresenceEvent.PRESENT) and self._vote and not self._vote_decided:
-            item = self._item_view(roi)
-            if item is None:
-                return  # partly outside the ROI: wait for a full view
-            self._add_to_vote(frame, item)
-            if self._vote.frames >= self.settings.trigger.presence.max_frames:
-                self._publish_decision(self._vote, self._vote_crop)
-                self._vote_decided = True
-        elif event is PresenceEvent.LEFT:
-            self._finish_item()
-
-    def _external(self, frame: Frame) -> None:
-        if self._vote is None:
-            try:
-                trigger, triggered_at = self._triggers.get_nowait()
-            except queue.Empty:
-                return
-            self._vote = ItemVote(item_id=trigger.item_id)
-            self._vote_deadline = triggered_at + self.settings.trigger.external_timeout_s
-            self._vote_triggered_at = triggered_at
-        if frame.captured_at < self._vote_triggered_at:
-            return  # captured before the photo-eye fired: the item was not in view yet
-        self._add_to_vote(frame)
-        if self._vote.frames >= self.settings.trigger.external_frames:
-            self._finish_item()
-
-    def _expire_external(self, now: float) -> None:
-        if self._vote is not None and now > self._vote_deadline:
-            log.warning("trigger %s: %d frame(s) before the timeout", self._vote.item_id, self._vote.frames)
-            self._finish_item()
-
-    def _item_view(self, roi: np.ndarray) -> np.ndarray | None:
-        """The item framed like a product photo, or None while it is partly out of view."""
-        settings = self.settings.trigger.presence
-        if not settings.crop_to_item:
-            return roi
-        box = self._presence.item_box
-        if box is None or not self._presence.item_in_full_view:
-            return None
-        x0, y0, x1, y1 = box
-        mx, my = round((x1 - x0) * settings.item_margin), round((y1 - y0) * settings.item_margin)
-        return roi[max(0, y0 - my) : y1 + my, max(0, x0 - mx) : x1 + mx]
-
-    def _add_to_vote(self, frame: Frame, crop: np.ndarray | None = None) -> None:
-        crop, scores, inference_ms = self._classify(frame, crop)
-        self._vote.add(scores, frame.captured_at, inference_ms)
-        self._vote_crop = crop
-
-    def _finish_item(self) -> None:
-        """Decide the item being voted on (if not decided yet) and forget it."""
-        if self._vote is not None and not self._vote_decided:
-            self._publish_decision(self._vote, self._vote_crop)
-        self._vote, self._vote_crop, self._vote_decided = None, None, False
-
     def _next_item_id(self) -> str:
-        return f"{self.run_id}-{self._seq + 1}"
+        self._opened += 1
+        return f"{self.run_id}-{self._opened}"
 
-    def _publish_decision(self, vote: ItemVote, crop: np.ndarray | None) -> None:
+    def _publish_decision(self, item: Item) -> None:
         ttl = self.settings.mqtt.decision_ttl_s
-        body = decide(vote, self.classifier.labels, self.thresholds, self.settings.lanes, ttl)
+        body = decide(item.vote, self.classifier.labels, self.thresholds, self.settings.lanes, ttl, item.reject_reason)
         self._seq += 1
         message = {
             "seq": self._seq,
@@ -249,8 +192,8 @@ class Daemon:
             self.stats.latency_ms.add(body["latency_ms"])
             if self.metrics is not None:
                 self.metrics.latency_seconds.observe(body["latency_ms"] / 1000)
-        if crop is not None and body["top_label"] is not None:
-            self.crops.offer(crop, body["top_label"], body["confidence"], body["item_id"])
+        if item.crop is not None and body["top_label"] is not None:
+            self.crops.offer(item.crop, body["top_label"], body["confidence"], body["item_id"])
 
     # ---- status, stats, commands -----------------------------------------------------------
     def _publish_status(self) -> None:
@@ -290,6 +233,13 @@ class Daemon:
             "model": self.classifier.bundle.metadata.model_id,
         }
 
+    def _apply_item_margin(self, classifier: Classifier) -> None:
+        """Presence crops get the margin of the config, else the one the bundle's trainer framed items with."""
+        if isinstance(self.mode, PresenceMode):
+            configured = self.settings.trigger.presence.item_margin
+            bundled = classifier.bundle.metadata.input.item_margin
+            self.mode.item_margin = configured if configured is not None else bundled or 0.0
+
     def _metrics_server(self) -> Any:
         from edge.metrics import MetricsServer  # prometheus-client is only needed when metrics are on
 
@@ -310,9 +260,9 @@ class Daemon:
         return MetricsServer(self.settings.metrics, read)
 
     def _on_trigger(self, trigger: Trigger) -> None:
-        if self.settings.trigger.mode != "external":
+        if not isinstance(self.mode, ExternalMode):
             raise CommandError(f"trigger.mode is {self.settings.trigger.mode}: triggers are used in external mode only")
-        self._triggers.put((trigger, time.monotonic()))
+        self.mode.trigger(trigger)
 
     def _on_command(self, command: Command) -> dict[str, object]:
         """Runs on the MQTT thread; the frame loop picks up the change on its next frame."""
@@ -359,11 +309,12 @@ class Daemon:
 
     def _swap_model_between_items(self) -> None:
         """Swap a reloaded model in only between items, so one item is never voted on by two models."""
-        if self._next_classifier is None or self._vote is not None:
+        if self._next_classifier is None or len(self.items):
             return
         with self._swap_lock:
             candidate, self._next_classifier = self._next_classifier, None
-        self.classifier = candidate.classifier
+        self.worker.use(candidate.classifier)
+        self._apply_item_margin(candidate.classifier)
         if self.thresholds.source != "command":  # a threshold set over MQTT outlives a model swap
             self.thresholds = Thresholds.resolve(self.settings.model, candidate.classifier.bundle.metadata)
         self.rollout.swapped(candidate)

@@ -1,9 +1,12 @@
 """Is an item on the belt? Change against a learned image of the empty belt, with hysteresis.
 
-Works on a small, blurred greyscale copy of the ROI: belt texture and sensor noise blur away, an item
-does not, and a frame costs well under a millisecond. The empty-belt model follows slow lighting drift,
-but only while the belt is empty and only where the pixel still looks like belt, so an item is never
-learned into the background.
+Detection works on a small, blurred greyscale copy of the ROI: belt texture and sensor noise blur away,
+an item does not, and a frame costs well under a millisecond. The item's box is then refined at the
+frame's own resolution, inside the coarse box, so a crop hugs the item instead of carrying a few pixels
+of belt on every side. The empty-belt model (at both resolutions) follows slow lighting drift, but only
+while the belt is empty and only where the pixel still looks like belt, so an item is never learned into
+the background. Separate blobs of change are counted: two items in view at once are reported, not
+silently taken for one.
 """
 
 from __future__ import annotations
@@ -37,8 +40,10 @@ class PresenceDetector:
         self.changed_fraction = 0.0  # share of ROI pixels that differ from the empty belt, last frame
         self.item_box: tuple[int, int, int, int] | None = None  # (x0, y0, x1, y1) of the item in the crop
         self.item_in_full_view = False  # the item's box touches neither the left nor the right ROI edge
-        self._learning: list[np.ndarray] = []
+        self.items_in_view = 0  # separate blobs of change big enough to be an item
+        self._learning: list[tuple[np.ndarray, np.ndarray]] = []  # (working, full-resolution) greys
         self._background: np.ndarray | None = None  # float32, working resolution
+        self._background_full: np.ndarray | None = None  # float32, the ROI's own resolution
         self._present = False
         self._streak = 0  # consecutive frames above enter_fraction while empty
         self._still_frame: np.ndarray | None = None  # first frame of the current still period
@@ -51,7 +56,7 @@ class PresenceDetector:
     def reset(self) -> None:
         """Forget the belt and learn it again (new camera, moved ROI)."""
         self._learning.clear()
-        self._background = None
+        self._background = self._background_full = None
         self._present = False
         self._streak = 0
         self._still_frame = None
@@ -60,16 +65,17 @@ class PresenceDetector:
 
     def update(self, crop_bgr: np.ndarray) -> PresenceEvent:
         small = _prepare(crop_bgr)
+        full = _grey(crop_bgr)
         if self._background is not None and small.shape != self._background.shape:
             log.warning("presence: ROI size changed to %s; learning the empty belt again", crop_bgr.shape[:2])
             self.reset()
         if self._background is None:
-            return self._learn(small)
+            return self._learn(small, full)
 
         diff = cv2.absdiff(small, self._background)
         changed = diff > self.settings.pixel_delta
         self.changed_fraction = float(np.count_nonzero(changed)) / changed.size
-        self._locate_item(changed, crop_bgr.shape[1] / small.shape[1])
+        self._locate_item(changed, full)
 
         if self._present:
             if self.changed_fraction < self.settings.leave_fraction:
@@ -97,19 +103,42 @@ class PresenceDetector:
         if self.settings.background_rate > 0:
             # follow lighting drift where the pixel still looks like belt; a half-visible item stays out
             still_belt = (~changed).astype(np.uint8)
-            cv2.accumulateWeighted(small, self._background, self.settings.background_rate, mask=still_belt)
+            rate = self.settings.background_rate
+            cv2.accumulateWeighted(small, self._background, rate, mask=still_belt)
+            full_mask = cv2.resize(still_belt, (full.shape[1], full.shape[0]), interpolation=cv2.INTER_NEAREST)
+            cv2.accumulateWeighted(full, self._background_full, rate, mask=full_mask)
         return PresenceEvent.EMPTY
 
-    def _locate_item(self, changed: np.ndarray, scale: float) -> None:
-        """Bounding box of the rows and columns where the item differs from the belt (noise ignored)."""
-        cols = np.flatnonzero(changed.mean(axis=0) > 0.05)
-        rows = np.flatnonzero(changed.mean(axis=1) > 0.05)
-        if cols.size == 0 or rows.size == 0:
+    def _locate_item(self, changed: np.ndarray, full: np.ndarray) -> None:
+        """The item's box: found at working resolution (noise ignored), then refined at full resolution."""
+        self.items_in_view = _count_blobs(changed, min_area=self.settings.enter_fraction * changed.size)
+        coarse = _box(changed, 0.05)
+        if coarse is None:
             self.item_box, self.item_in_full_view = None, False
             return
-        x0, x1, y0, y1 = cols[0], cols[-1] + 1, rows[0], rows[-1] + 1
+        x0, y0, x1, y1 = coarse
         self.item_in_full_view = x0 > 0 and x1 < changed.shape[1]
-        self.item_box = (int(x0 * scale), int(y0 * scale), int(np.ceil(x1 * scale)), int(np.ceil(y1 * scale)))
+        scale = full.shape[1] / changed.shape[1]
+        # the coarse box, one working pixel wider on every side, holds the whole item at full resolution
+        fx0, fy0 = max(0, int((x0 - 1) * scale)), max(0, int((y0 - 1) * scale))
+        fx1, fy1 = (
+            min(full.shape[1], int(np.ceil((x1 + 1) * scale))),
+            min(full.shape[0], int(np.ceil((y1 + 1) * scale))),
+        )
+        region = cv2.absdiff(full[fy0:fy1, fx0:fx1], self._background_full[fy0:fy1, fx0:fx1])
+        fine = _box(region > self.settings.pixel_delta, 0.05)
+        if fine is None:
+            self.item_box = (int(x0 * scale), int(y0 * scale), int(np.ceil(x1 * scale)), int(np.ceil(y1 * scale)))
+            return
+        self.item_box = (fx0 + fine[0], fy0 + fine[1], fx0 + fine[2], fy0 + fine[3])
+
+    @property
+    def centred(self) -> float:
+        """1.0 for an item box centred in the ROI, down to 0.0 at its edges (how good a view this frame is)."""
+        if self.item_box is None or self._background_full is None:
+            return 0.0
+        width = self._background_full.shape[1]
+        return max(0.0, 1.0 - abs((self.item_box[0] + self.item_box[2]) / 2 - width / 2) / (width / 2))
 
     def _stuck(self, small: np.ndarray) -> bool:
         """True once the scene has been still for relearn_after_frames frames while 'present'."""
@@ -126,14 +155,37 @@ class PresenceDetector:
         self._still_frame, self._still = small, 0
         return False
 
-    def _learn(self, small: np.ndarray) -> PresenceEvent:
-        self._learning.append(small)
+    def _learn(self, small: np.ndarray, full: np.ndarray) -> PresenceEvent:
+        self._learning.append((small, full))
         self.changed_fraction = 0.0
         if len(self._learning) >= self.settings.background_frames:
             # the median ignores an item that crosses during learning, a mean would smear it in
-            self._background = np.median(np.stack(self._learning), axis=0).astype(np.float32)
+            self._background = np.median(np.stack([s for s, _ in self._learning]), axis=0).astype(np.float32)
+            self._background_full = np.median(np.stack([f for _, f in self._learning]), axis=0).astype(np.float32)
             self._learning.clear()
         return PresenceEvent.LEARNING
+
+
+def _box(mask: np.ndarray, share: float) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1) of the columns and rows in which more than `share` of the pixels are set."""
+    cols = np.flatnonzero(mask.mean(axis=0) > share)
+    rows = np.flatnonzero(mask.mean(axis=1) > share)
+    if cols.size == 0 or rows.size == 0:
+        return None
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def _count_blobs(mask: np.ndarray, min_area: float) -> int:
+    """Separate regions of change at least `min_area` pixels large (parts of one item closer than a few
+    working pixels are joined first)."""
+    joined = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
+    count, _, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
+    return int(np.count_nonzero(stats[1:count, cv2.CC_STAT_AREA] >= min_area))
+
+
+def _grey(crop_bgr: np.ndarray) -> np.ndarray:
+    """Full-resolution greyscale float32, lightly blurred against sensor noise (for the tight box)."""
+    return cv2.GaussianBlur(cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2GRAY), (3, 3), 0).astype(np.float32)
 
 
 def _prepare(crop_bgr: np.ndarray) -> np.ndarray:

@@ -1,0 +1,37 @@
+"""Trigger modes: how items are found in the frames. Each one opens items in the `ItemBook`, offers crops of
+them for classification and closes them; the book and the daemon do the rest (classify, decide, publish).
+
+- ``continuous``: every ``min_interval_s`` the whole ROI is one item.
+- ``presence``: an item is what differs from the learned empty belt, from entering to leaving the ROI.
+- ``external``: a PLC or photo-eye says when (``…/trigger`` over MQTT); the next frames are the item.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from edge.camera import Frame
+from edge.config import EdgeSettings
+from edge.items import ItemBook
+
+
+class TriggerMode(Protocol):
+    def on_frame(self, frame: Frame, items: ItemBook) -> None:
+        """Called for every frame, in order, from the frame loop; never blocks."""
+
+    def on_tick(self, now: float, items: ItemBook) -> None:
+        """Called on every turn of the loop, with or without a frame (timeouts)."""
+
+
+def build_mode(settings: EdgeSettings, next_item_id: Callable[[], str]) -> TriggerMode:
+    from edge.modes.continuous import ContinuousMode
+    from edge.modes.external import ExternalMode
+    from edge.modes.presence import PresenceMode
+
+    mode = settings.trigger.mode
+    if mode == "continuous":
+        return ContinuousMode(settings.trigger, settings.camera.roi, next_item_id)
+    if mode == "presence":
+        return PresenceMode(settings.trigger.presence, settings.camera.roi, next_item_id)
+    return ExternalMode(settings.trigger, settings.camera.roi)
