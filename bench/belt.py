@@ -23,17 +23,15 @@ import json
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
-import paho.mqtt.client as mqtt
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.edge import start_broker  # noqa: E402
+from bench.edge import decisions_of, mosquitto  # noqa: E402
 from bench.machine import cpu_description, cpu_line  # noqa: E402
 from demo.conveyor import write_conveyor_clip  # noqa: E402
 from edge.bundle import load_bundle  # noqa: E402
@@ -117,21 +115,10 @@ def on_the_belt(bundle_dir: Path, clip: Path, truth: list[str], port: int, slow_
         f'[model]\nbundle = "{bundle_dir}"\nthreads = 2\n[trigger]\nmode = "presence"\n'
         f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\nstats_interval_s = 3600\n'
     )
-    decisions: list[dict] = []
-    subscribed = threading.Event()
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-    client.on_connect = lambda c, *_: c.subscribe("sortline/belt/decision", qos=1)
-    client.on_subscribe = lambda *_: subscribed.set()
-    client.on_message = lambda _c, _u, msg: decisions.append(json.loads(msg.payload))
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    subscribed.wait(10)
     command = [sys.executable, "-c", SLOWED_DAEMON, str(slow_s)] if slow_s else [sys.executable, "-m", "edge"]
     started = time.monotonic()
-    subprocess.run([*command, "--config", str(config), "run"], cwd=ROOT, check=True)
-    time.sleep(0.5)  # the last decisions on their way from the broker
-    client.loop_stop()
-    client.disconnect()
+    with decisions_of("belt", port) as decisions:
+        subprocess.run([*command, "--config", str(config), "run"], cwd=ROOT, check=True)
     ordered = sorted({d["seq"]: d for d in decisions}.values(), key=lambda d: d["seq"])
     result = tally([d["label"] for d in ordered], truth)
     result["no_frames"] = sum(d["reason"] == "no_frames" for d in ordered)
@@ -152,28 +139,23 @@ def main() -> int:
     bundle = load_bundle(args.bundle)
     results: dict[str, object] = {"bundle": bundle.metadata.model_id, "cpu": cpu_description(), "sets": {}}
     print(cpu_line(results["cpu"]), flush=True)  # type: ignore[arg-type]
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, mosquitto(Path(tmp)) as port:
         workdir = Path(tmp)
-        broker, port = start_broker(workdir)
-        try:
-            for name in args.sets.split(","):
-                photos = sample(photo_set(name, args.bundle), args.per_class)
-                if not photos:
-                    print(f"{name}: photos not on this machine, skipped", flush=True)
-                    continue
-                truth = [label for _, label in photos]
-                clip = workdir / f"{name}.avi"
-                write_conveyor_clip(clip, [path for path, _ in photos], truth, fps=15)
-                row: dict[str, object] = {"photos": as_photos(args.bundle, photos), "belt": {}}
-                for slow_s in [0.0, *(float(s) for s in args.slow.split(",") if s)]:
-                    run = on_the_belt(args.bundle, clip, truth, port, slow_s, workdir)
-                    row["belt"][f"{slow_s:g}s" if slow_s else "live"] = run  # type: ignore[index]
-                    print(f"{name} {slow_s:g} s/classification: {run}", flush=True)
-                results["sets"][name] = row  # type: ignore[index]
-                print(f"{name} as photos: {row['photos']}", flush=True)
-        finally:
-            broker.terminate()
-            broker.wait(5)
+        for name in args.sets.split(","):
+            photos = sample(photo_set(name, args.bundle), args.per_class)
+            if not photos:
+                print(f"{name}: photos not on this machine, skipped", flush=True)
+                continue
+            truth = [label for _, label in photos]
+            clip = workdir / f"{name}.avi"
+            write_conveyor_clip(clip, [path for path, _ in photos], truth, fps=15)
+            row: dict[str, object] = {"photos": as_photos(args.bundle, photos), "belt": {}}
+            for slow_s in [0.0, *(float(s) for s in args.slow.split(",") if s)]:
+                run = on_the_belt(args.bundle, clip, truth, port, slow_s, workdir)
+                row["belt"][f"{slow_s:g}s" if slow_s else "live"] = run  # type: ignore[index]
+                print(f"{name} {slow_s:g} s/classification: {run}", flush=True)
+            results["sets"][name] = row  # type: ignore[index]
+            print(f"{name} as photos: {row['photos']}", flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))

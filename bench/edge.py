@@ -14,6 +14,7 @@ Not a test: it prints numbers (and writes JSON) for the README.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import socket
@@ -22,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +63,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_broker(workdir: Path) -> tuple[subprocess.Popen, int]:
+@contextlib.contextmanager
+def mosquitto(workdir: Path) -> Iterator[int]:
+    """A mosquitto on a free port of 127.0.0.1 while inside; yields the port."""
     port = free_port()
     conf = workdir / "mosquitto.conf"
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
@@ -70,14 +74,41 @@ def start_broker(workdir: Path) -> tuple[subprocess.Popen, int]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return broker, port
-        time.sleep(0.05)
-    broker.kill()
-    raise RuntimeError("mosquitto did not start")
+    try:
+        deadline = time.monotonic() + 10
+        while not _listening(port):
+            if time.monotonic() > deadline:
+                raise RuntimeError("mosquitto did not start")
+            time.sleep(0.05)
+        yield port
+    finally:
+        broker.terminate()
+        broker.wait(5)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@contextlib.contextmanager
+def decisions_of(device: str, port: int) -> Iterator[list[dict]]:
+    """The device's decisions, as a PLC-side subscriber on the broker receives them while inside."""
+    decisions: list[dict] = []
+    subscribed = threading.Event()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    client.on_connect = lambda c, *_: c.subscribe(f"sortline/{device}/decision", qos=1)
+    client.on_subscribe = lambda *_: subscribed.set()
+    client.on_message = lambda _c, _u, msg: decisions.append(json.loads(msg.payload))
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    subscribed.wait(10)
+    try:
+        yield decisions
+    finally:
+        time.sleep(0.5)  # the last decisions on their way from the broker
+        client.loop_stop()
+        client.disconnect()
 
 
 def run_daemon(bundle_dir: Path, clip: Path, port: int, threads: int, realtime: bool, workdir: Path) -> dict:
@@ -89,27 +120,16 @@ def run_daemon(bundle_dir: Path, clip: Path, port: int, threads: int, realtime: 
         f'[trigger]\nmode = "continuous"\nmin_interval_s = 0\n'
         f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\nstats_interval_s = 3600\n'
     )
-    decisions: list[dict] = []
-    subscribed = threading.Event()
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-    client.on_connect = lambda c, *_: c.subscribe("sortline/bench/decision", qos=1)
-    client.on_subscribe = lambda *_: subscribed.set()
-    client.on_message = lambda _c, _u, msg: decisions.append(json.loads(msg.payload))
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    subscribed.wait(10)
-    daemon = subprocess.Popen([sys.executable, "-m", "edge", "--config", str(config), "run"], cwd=ROOT)
-    peak_kb = 0
-    while daemon.poll() is None:
-        try:
-            status = Path(f"/proc/{daemon.pid}/status").read_text()
-            peak_kb = max(peak_kb, int(status.split("VmHWM:")[1].split()[0]))
-        except (OSError, IndexError):
-            pass
-        time.sleep(0.1)
-    time.sleep(0.5)
-    client.loop_stop()
-    client.disconnect()
+    with decisions_of("bench", port) as decisions:
+        daemon = subprocess.Popen([sys.executable, "-m", "edge", "--config", str(config), "run"], cwd=ROOT)
+        peak_kb = 0
+        while daemon.poll() is None:
+            try:
+                status = Path(f"/proc/{daemon.pid}/status").read_text()
+                peak_kb = max(peak_kb, int(status.split("VmHWM:")[1].split()[0]))
+            except (OSError, IndexError):
+                pass
+            time.sleep(0.1)
     if daemon.returncode != 0:
         raise RuntimeError(f"daemon exited with {daemon.returncode}")
     return {"decisions": decisions, "peak_rss_mb": peak_kb / 1024}
@@ -144,40 +164,35 @@ def main() -> int:
         "cpu": cpu_description(),
         "threads": {},
     }
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, mosquitto(Path(tmp)) as port:
         workdir = Path(tmp)
-        broker, port = start_broker(workdir)
-        try:
-            for threads in (1, 2):
-                interp = interpreter_only(args.bundle, images[0], threads, args.runs)
-                fast_clip = workdir / "fast.avi"
-                paced_clip = workdir / f"paced-{threads}.avi"
-                paced_fps = max(1, int(interp["fps"] * 0.8))
-                if not fast_clip.exists():
-                    write_conveyor_clip(fast_clip, images, fps=15, frames=args.frames)
-                write_conveyor_clip(paced_clip, images, fps=paced_fps, frames=args.frames)
-                fast = run_daemon(args.bundle, fast_clip, port, threads, realtime=False, workdir=workdir)
-                paced = run_daemon(args.bundle, paced_clip, port, threads, realtime=True, workdir=workdir)
-                throughput, latency = summarise(fast["decisions"]), summarise(paced["decisions"])
-                row = {
-                    "interpreter_p50_ms": round(interp["p50_ms"], 1),
-                    "interpreter_p99_ms": round(interp["p99_ms"], 1),
-                    "interpreter_fps": round(interp["fps"], 1),
-                    "daemon_fps": round(throughput["fps"], 1),
-                    "throughput_ratio": round(throughput["fps"] / interp["fps"], 3),
-                    "paced_camera_fps": paced_fps,
-                    "e2e_p50_ms": round(latency["latency_p50_ms"], 1),
-                    "e2e_p99_ms": round(latency["latency_p99_ms"], 1),
-                    "e2e_p99_over_inference_p50": round(latency["latency_p99_ms"] / interp["p50_ms"], 3),
-                    "peak_rss_mb": round(max(fast["peak_rss_mb"], paced["peak_rss_mb"]), 1),
-                    "rss_minus_model_mb": round(max(fast["peak_rss_mb"], paced["peak_rss_mb"]) - model_mb, 1),
-                    "decisions": [throughput["count"], latency["count"]],
-                }
-                results["threads"][threads] = row
-                print(f"threads={threads}: " + ", ".join(f"{k}={v}" for k, v in row.items()), flush=True)
-        finally:
-            broker.terminate()
-            broker.wait(5)
+        for threads in (1, 2):
+            interp = interpreter_only(args.bundle, images[0], threads, args.runs)
+            fast_clip = workdir / "fast.avi"
+            paced_clip = workdir / f"paced-{threads}.avi"
+            paced_fps = max(1, int(interp["fps"] * 0.8))
+            if not fast_clip.exists():
+                write_conveyor_clip(fast_clip, images, fps=15, frames=args.frames)
+            write_conveyor_clip(paced_clip, images, fps=paced_fps, frames=args.frames)
+            fast = run_daemon(args.bundle, fast_clip, port, threads, realtime=False, workdir=workdir)
+            paced = run_daemon(args.bundle, paced_clip, port, threads, realtime=True, workdir=workdir)
+            throughput, latency = summarise(fast["decisions"]), summarise(paced["decisions"])
+            row = {
+                "interpreter_p50_ms": round(interp["p50_ms"], 1),
+                "interpreter_p99_ms": round(interp["p99_ms"], 1),
+                "interpreter_fps": round(interp["fps"], 1),
+                "daemon_fps": round(throughput["fps"], 1),
+                "throughput_ratio": round(throughput["fps"] / interp["fps"], 3),
+                "paced_camera_fps": paced_fps,
+                "e2e_p50_ms": round(latency["latency_p50_ms"], 1),
+                "e2e_p99_ms": round(latency["latency_p99_ms"], 1),
+                "e2e_p99_over_inference_p50": round(latency["latency_p99_ms"] / interp["p50_ms"], 3),
+                "peak_rss_mb": round(max(fast["peak_rss_mb"], paced["peak_rss_mb"]), 1),
+                "rss_minus_model_mb": round(max(fast["peak_rss_mb"], paced["peak_rss_mb"]) - model_mb, 1),
+                "decisions": [throughput["count"], latency["count"]],
+            }
+            results["threads"][threads] = row
+            print(f"threads={threads}: " + ", ".join(f"{k}={v}" for k, v in row.items()), flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))

@@ -162,7 +162,7 @@ class Daemon:
         while len(self.items) and time.monotonic() < deadline:
             self._publish_decided(time.monotonic())
             time.sleep(0.01)
-        for item in self.items.decided(float("inf")):  # a classification hung past the deadline: decide now
+        for item in self.items.decided(all_open=True):  # a classification hung past the deadline: decide now
             self._publish_decision(item)
 
     def _healthy(self, since_last_frame: float) -> bool:

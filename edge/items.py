@@ -70,14 +70,15 @@ class ItemBook:
             item.crop = result.crop
         return results
 
-    def decided(self, now: float | None = None) -> list[Item]:
-        """Items whose decision can go out now, oldest first; each is returned once."""
+    def decided(self, now: float | None = None, *, all_open: bool = False) -> list[Item]:
+        """Items whose decision can go out now, oldest first; each is returned once. ``all_open``: every
+        open item, whatever is still running for it (the daemon stops and cannot wait longer)."""
         now = time.monotonic() if now is None else now
         for item in self._open:  # every overdue item, not only the first: the worker must not spend time on them
             if item.closed_at is not None and now - item.closed_at >= self.wait_s:
                 self.worker.drop_waiting(item.item_id)
         ready = []
-        while self._open and self._is_ready(self._open[0], now):
+        while self._open and (all_open or self._is_ready(self._open[0], now)):
             item = self._open.popleft()
             del self._by_id[item.item_id]
             self.worker.forget(item.item_id)

@@ -557,3 +557,16 @@ def make_link() -> Iterator[Callable[..., Any]]:
     yield make
     for link in made:
         link.close(flush_timeout=0)
+
+
+@pytest.fixture(autouse=True)
+def no_daemon_outlives_its_test() -> Iterator[None]:
+    """A test that fails halfway must not leave its daemon running (and using the CPU) for the next ones."""
+    yield
+    from tests.edge import test_daemon
+
+    while test_daemon.STARTED:
+        daemon = test_daemon.STARTED.pop()
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.communicate()

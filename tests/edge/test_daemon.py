@@ -85,9 +85,12 @@ def _toml(value: object) -> str:
     return json.dumps(value) if not isinstance(value, bool) else str(value).lower()
 
 
+STARTED: list[subprocess.Popen] = []  # killed after each test by tests/edge/conftest.py, if still running
+
+
 def start_daemon(config: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("SORTLINE_", "NOTIFY_", "WATCHDOG_"))}
-    return subprocess.Popen(
+    daemon = subprocess.Popen(
         [sys.executable, "-c", DAEMON, "--config", str(config), "run"],
         cwd=ROOT,
         env={**clean, **(env or {})},
@@ -95,6 +98,8 @@ def start_daemon(config: Path, env: dict[str, str] | None = None) -> subprocess.
         stderr=subprocess.PIPE,
         text=True,
     )
+    STARTED.append(daemon)
+    return daemon
 
 
 def finish(daemon: subprocess.Popen, timeout: float = 60) -> str:

@@ -65,6 +65,14 @@ def wait_for(condition, timeout: float = 10.0):
     return result
 
 
+def open_running(book: ItemBook, worker: InferenceWorker, item_id: str):
+    """An item whose first crop the (gated) worker is classifying now."""
+    item = book.open(item_id)
+    book.offer(item, crop(1), 0.0)
+    wait_for(lambda: worker.pending(item_id) == "running")
+    return item
+
+
 def drain(book: ItemBook, count: int, timeout: float = 10.0) -> list:
     """Collect results and decided items, as the frame loop does, until `count` items have been decided."""
     decided: list = []
@@ -80,9 +88,8 @@ def drain(book: ItemBook, count: int, timeout: float = 10.0) -> list:
 def test_decisions_leave_in_belt_order_even_when_a_later_item_is_classified_first(gated):
     classifier, worker = gated
     book = ItemBook(worker, wait_s=60)
-    first, second = book.open("a"), book.open("b")
-    book.offer(first, crop(1), 0.0)
-    wait_for(lambda: worker.pending("a") == "running")  # the worker holds a's crop ...
+    first = open_running(book, worker, "a")  # the worker holds a's crop ...
+    second = book.open("b")
     book.offer(second, crop(2), 0.0)
     book.close(second)
     book.close(first)
@@ -96,9 +103,8 @@ def test_decisions_leave_in_belt_order_even_when_a_later_item_is_classified_firs
 def test_an_item_whose_crop_waits_too_long_is_decided_without_it(gated):
     classifier, worker = gated
     book = ItemBook(worker, wait_s=0.05)
-    busy, starved = book.open("busy"), book.open("starved")
-    book.offer(busy, crop(1), 0.0)
-    wait_for(lambda: worker.pending("busy") == "running")
+    busy = open_running(book, worker, "busy")
+    starved = book.open("starved")
     book.offer(starved, crop(2), 0.0)
     book.close(busy)
     book.close(starved, now=time.monotonic() - 1)  # left the view a second ago
@@ -186,3 +192,13 @@ def test_every_item_gets_exactly_one_decision_however_slow_the_classifier(
         assert rights == len(order) and min(body["frames"] for body in bodies) >= 3
     else:
         assert rights >= 2  # a classification per second, an item every ~0.7 s: some get none, none merge
+
+
+def test_at_shutdown_every_open_item_is_decided_even_with_a_classification_still_running(gated):
+    _, worker = gated
+    book = ItemBook(worker, wait_s=60)
+    open_running(book, worker, "hung")
+    never_closed = book.open("never-closed")
+    assert book.decided() == []
+    assert [item.item_id for item in book.decided(all_open=True)] == ["hung", "never-closed"]
+    assert len(book) == 0 and never_closed.vote.frames == 0
