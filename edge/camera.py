@@ -24,6 +24,11 @@ from edge.config import CameraSettings, Roi
 
 log = logging.getLogger(__name__)
 
+# OpenCV warns "backend is generally available but can't be used to capture by name" on every failed open
+# of a camera that is away, i.e. on every retry; the camera logs one line per failure streak instead.
+# (FFmpeg's own error line, e.g. "Connection refused", still prints: it is the only place that says why.)
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
 _URL = re.compile(r"^(rtsp|rtsps|rtmp|http|https|udp|tcp|srt)://", re.IGNORECASE)
 _PICAMERA = re.compile(r"^picamera2(?::(\d+))?$")
 
