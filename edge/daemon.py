@@ -175,7 +175,7 @@ class Daemon:
 
     def _publish_decision(self, item: Item) -> None:
         ttl = self.settings.mqtt.decision_ttl_s
-        body = decide(item.vote, self.classifier.labels, self.thresholds, self.settings.lanes, ttl, item.reject_reason)
+        body = decide(item.vote, self.classifier.labels, self.thresholds, self.settings.lanes, ttl)
         self._seq += 1
         message = {
             "seq": self._seq,

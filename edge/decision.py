@@ -71,26 +71,18 @@ class ItemVote:
 
 
 def decide(
-    vote: ItemVote,
-    labels: tuple[str, ...],
-    thresholds: Thresholds,
-    lanes: LaneSettings,
-    ttl_s: float,
-    reject_reason: str | None = None,
+    vote: ItemVote, labels: tuple[str, ...], thresholds: Thresholds, lanes: LaneSettings, ttl_s: float
 ) -> dict[str, object]:
-    """The decision message body (seq, model and device are added by the daemon). ``reject_reason``
-    forces a reject whatever the scores (e.g. two items shared the view)."""
+    """The decision message body (seq, model and device are added by the daemon)."""
     scores = vote.mean_scores()
     decided_at = time.time()
     if scores is None:
-        label, confidence, reason = REJECT, 0.0, reject_reason or "no_frames"
+        label, confidence, reason = REJECT, 0.0, "no_frames"
     else:
         best = int(np.argmax(scores))
         confidence = float(scores[best])
         label, reason = labels[best], None
-        if reject_reason is not None:
-            label, reason = REJECT, reject_reason
-        elif confidence < thresholds.for_label(label):
+        if confidence < thresholds.for_label(label):
             label, reason = REJECT, "below_threshold"
     return {
         "item_id": vote.item_id,

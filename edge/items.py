@@ -26,7 +26,6 @@ class Item:
     vote: ItemVote
     closed_at: float | None = None  # monotonic; set when no more crops of it will be offered
     crop: np.ndarray | None = None  # the newest classified crop (kept for the low-confidence crop store)
-    reject_reason: str | None = None  # set when the item cannot be trusted whatever the scores say
 
     @property
     def item_id(self) -> str:

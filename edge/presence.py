@@ -5,13 +5,14 @@ an item does not, and a frame costs well under a millisecond. The item's box is 
 frame's own resolution, inside the coarse box, so a crop hugs the item instead of carrying a few pixels
 of belt on every side. The empty-belt model (at both resolutions) follows slow lighting drift, but only
 while the belt is empty and only where the pixel still looks like belt, so an item is never learned into
-the background. Items apart along the belt are counted: two in view at once are reported, not silently
-taken for one.
+the background. Items apart along the belt are told apart, each with its own box, so two items in view
+at once are two items (`edge.tracking` follows them from frame to frame).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from enum import Enum
 
 import cv2
@@ -22,6 +23,16 @@ from edge.config import PresenceSettings
 log = logging.getLogger(__name__)
 
 WORK_WIDTH = 160  # pixels across the downscaled ROI; items are far larger than that resolution needs
+
+
+@dataclass(frozen=True)
+class ItemView:
+    """One item in the ROI in this frame."""
+
+    span: tuple[int, int]  # its columns at working resolution: where it is along the belt, to follow it
+    box: tuple[int, int, int, int]  # (x0, y0, x1, y1) in the ROI at its own resolution, hugging the item
+    in_full_view: bool  # touches neither the left nor the right ROI edge
+    centred: float  # 1.0 with its box centred in the ROI, down to 0.0 at an edge: how good a view this is
 
 
 class PresenceEvent(Enum):
@@ -38,9 +49,7 @@ class PresenceDetector:
     def __init__(self, settings: PresenceSettings) -> None:
         self.settings = settings
         self.changed_fraction = 0.0  # share of ROI pixels that differ from the empty belt, last frame
-        self.item_box: tuple[int, int, int, int] | None = None  # (x0, y0, x1, y1) of the item in the crop
-        self.item_in_full_view = False  # the item's box touches neither the left nor the right ROI edge
-        self.items_in_view = 0  # items apart along the belt, each big enough to count
+        self.items: list[ItemView] = []  # the items in view in the last frame, along the belt (left first)
         self._learning: list[tuple[np.ndarray, np.ndarray]] = []  # (working, full-resolution) greys
         self._background: np.ndarray | None = None  # float32, working resolution
         self._background_full: np.ndarray | None = None  # float32, the ROI's own resolution
@@ -57,6 +66,7 @@ class PresenceDetector:
         """Forget the belt and learn it again (new camera, moved ROI)."""
         self._learning.clear()
         self._background = self._background_full = None
+        self.items = []
         self._present = False
         self._streak = 0
         self._still_frame = None
@@ -75,7 +85,7 @@ class PresenceDetector:
         diff = cv2.absdiff(small, self._background)
         changed = diff > self.settings.pixel_delta
         self.changed_fraction = float(np.count_nonzero(changed)) / changed.size
-        self._locate_item(changed, full)
+        self.items = self._locate_items(changed, full)
 
         if self._present:
             if self.changed_fraction < self.settings.leave_fraction:
@@ -109,36 +119,28 @@ class PresenceDetector:
             cv2.accumulateWeighted(full, self._background_full, rate, mask=full_mask)
         return PresenceEvent.EMPTY
 
-    def _locate_item(self, changed: np.ndarray, full: np.ndarray) -> None:
-        """The item's box: found at working resolution (noise ignored), then refined at full resolution."""
-        self.items_in_view = _count_items(changed, min_area=self.settings.enter_fraction * changed.size)
-        coarse = _box(changed, 0.05)
-        if coarse is None:
-            self.item_box, self.item_in_full_view = None, False
-            return
-        x0, y0, x1, y1 = coarse
-        self.item_in_full_view = x0 > 0 and x1 < changed.shape[1]
+    def _locate_items(self, changed: np.ndarray, full: np.ndarray) -> list[ItemView]:
+        """Each item: found at working resolution (noise ignored), its box refined at full resolution."""
         scale = full.shape[1] / changed.shape[1]
-        # the coarse box, one working pixel wider on every side, holds the whole item at full resolution
-        fx0, fy0 = max(0, int((x0 - 1) * scale)), max(0, int((y0 - 1) * scale))
-        fx1, fy1 = (
-            min(full.shape[1], int(np.ceil((x1 + 1) * scale))),
-            min(full.shape[0], int(np.ceil((y1 + 1) * scale))),
-        )
-        region = cv2.absdiff(full[fy0:fy1, fx0:fx1], self._background_full[fy0:fy1, fx0:fx1])
-        fine = _box(region > self.settings.pixel_delta, 0.05)
-        if fine is None:
-            self.item_box = (int(x0 * scale), int(y0 * scale), int(np.ceil(x1 * scale)), int(np.ceil(y1 * scale)))
-            return
-        self.item_box = (fx0 + fine[0], fy0 + fine[1], fx0 + fine[2], fy0 + fine[3])
-
-    @property
-    def centred(self) -> float:
-        """1.0 for an item box centred in the ROI, down to 0.0 at its edges (how good a view this frame is)."""
-        if self.item_box is None or self._background_full is None:
-            return 0.0
-        width = self._background_full.shape[1]
-        return max(0.0, 1.0 - abs((self.item_box[0] + self.item_box[2]) / 2 - width / 2) / (width / 2))
+        height, width = full.shape
+        views = []
+        for x0, x1 in _spans_along_belt(changed, min_area=self.settings.enter_fraction * changed.size):
+            rows = np.flatnonzero(changed[:, x0:x1].mean(axis=1) > 0.05)
+            if rows.size == 0:
+                continue
+            y0, y1 = int(rows[0]), int(rows[-1]) + 1
+            # the coarse box, one working pixel wider on every side, holds the whole item at full resolution
+            fx0, fy0 = max(0, int((x0 - 1) * scale)), max(0, int((y0 - 1) * scale))
+            fx1, fy1 = min(width, int(np.ceil((x1 + 1) * scale))), min(height, int(np.ceil((y1 + 1) * scale)))
+            region = cv2.absdiff(full[fy0:fy1, fx0:fx1], self._background_full[fy0:fy1, fx0:fx1])
+            fine = _box(region > self.settings.pixel_delta, 0.05)
+            if fine is None:
+                box = (int(x0 * scale), int(y0 * scale), int(np.ceil(x1 * scale)), int(np.ceil(y1 * scale)))
+            else:
+                box = (fx0 + fine[0], fy0 + fine[1], fx0 + fine[2], fy0 + fine[3])
+            centred = max(0.0, 1.0 - abs((box[0] + box[2]) / 2 - width / 2) / (width / 2))
+            views.append(ItemView((x0, x1), box, x0 > 0 and x1 < changed.shape[1], centred))
+        return views
 
     def _stuck(self, small: np.ndarray) -> bool:
         """True once the scene has been still for relearn_after_frames frames while 'present'."""
@@ -175,24 +177,22 @@ def _box(mask: np.ndarray, share: float) -> tuple[int, int, int, int] | None:
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
-def _count_items(mask: np.ndarray, min_area: float) -> int:
-    """Items along the belt (left to right in the ROI, as `item_in_full_view` assumes): groups of columns
-    with change, apart by a tenth of the ROI's width or more, each holding `min_area` changed pixels. Parts
-    of one garment overlap along the belt or lie close (a dark garment on a dark belt shows as its light
-    edges); two items on a belt are spaced."""
-    changed_columns = mask.mean(axis=0) > 0.05
+def _spans_along_belt(mask: np.ndarray, min_area: float) -> list[tuple[int, int]]:
+    """Items along the belt (left to right in the ROI): runs of columns with change, apart by a tenth of the
+    ROI's width or more, each holding `min_area` changed pixels. Parts of one garment overlap along the belt
+    or lie close (a dark garment on a dark belt shows as its light edges); two items on a belt are spaced."""
+    changed_columns = np.flatnonzero(mask.mean(axis=0) > 0.05)
+    if changed_columns.size == 0:
+        return []
     apart = max(3, mask.shape[1] // 10)
-    items, run_area, gap = 0, 0, apart
-    for column, changed in enumerate(changed_columns):
-        if changed:
-            run_area += int(np.count_nonzero(mask[:, column]))
-            gap = 0
-            continue
-        gap += 1
-        if gap == apart:
-            items += run_area >= min_area
-            run_area = 0
-    return items + (run_area >= min_area)
+    breaks = np.flatnonzero(np.diff(changed_columns) > apart)
+    starts = [changed_columns[0], *changed_columns[breaks + 1]]
+    ends = [*changed_columns[breaks], changed_columns[-1]]
+    return [
+        (int(x0), int(x1) + 1)
+        for x0, x1 in zip(starts, ends, strict=True)
+        if np.count_nonzero(mask[:, x0 : x1 + 1]) >= min_area
+    ]
 
 
 def _grey(crop_bgr: np.ndarray) -> np.ndarray:

@@ -144,21 +144,17 @@ class SlowClassifier:
         return self.inner.classify(image)
 
 
-@pytest.mark.parametrize("seconds_per_classification", [0.0, 1.0])
-def test_every_item_gets_exactly_one_decision_however_slow_the_classifier(
-    tmp_path: Path, color_bundle: Path, seconds_per_classification: float
-):
-    order = ["red", "green", "blue", "green", "red"]
+def belt_decisions(tmp_path: Path, bundle: Path, order: list[str], seconds: float, gap_frames: int) -> list[dict]:
+    """The decisions presence mode makes, item by item, for a 30 fps belt clip of coloured garments in
+    `order`, with the real int8 classifier slowed to `seconds` per classification."""
     images = {label: garment(tmp_path / label / "item.png", rgb) for label, rgb in
               {"red": (220, 20, 20), "green": (20, 200, 40), "blue": (30, 40, 220)}.items()}  # fmt: skip
-    clip = tmp_path / "belt.avi"
-    fps = 30
+    clip, fps = tmp_path / "belt.avi", 30
     write_conveyor_clip(
-        clip, [images[label] for label in order], order, fps=fps, size=(320, 240), gap_frames=8, crossing_s=0.8,
-        lead_frames=15,
+        clip, [images[label] for label in order], order, fps=fps, size=(320, 240), gap_frames=gap_frames,
+        crossing_s=0.8, lead_frames=15,
     )  # fmt: skip
-    classifier = SlowClassifier(Classifier(load_bundle(color_bundle), threads=1), seconds_per_classification)
-    worker = InferenceWorker(classifier)  # type: ignore[arg-type]
+    worker = InferenceWorker(SlowClassifier(Classifier(load_bundle(bundle), threads=1), seconds))  # type: ignore[arg-type]
     worker.start()
     book = ItemBook(worker, wait_s=0.3)
     ids = iter(range(1, 100))
@@ -183,8 +179,17 @@ def test_every_item_gets_exactly_one_decision_however_slow_the_classifier(
     finally:
         capture.release()
         worker.stop()
-    bodies = [decide(item.vote, LABELS, Thresholds(0.5), LANES, 10, item.reject_reason) for item in decided]
-    assert [item.item_id for item in decided] == [f"item-{n}" for n in range(1, len(order) + 1)]
+    assert [item.item_id for item in decided] == [f"item-{n}" for n in range(1, len(decided) + 1)]
+    return [decide(item.vote, LABELS, Thresholds(0.5), LANES, 10) for item in decided]
+
+
+@pytest.mark.parametrize("seconds_per_classification", [0.0, 1.0])
+def test_every_item_gets_exactly_one_decision_however_slow_the_classifier(
+    tmp_path: Path, color_bundle: Path, seconds_per_classification: float
+):
+    order = ["red", "green", "blue", "green", "red"]
+    bodies = belt_decisions(tmp_path, color_bundle, order, seconds_per_classification, gap_frames=8)
+    assert len(bodies) == len(order)
     for body, truth in zip(bodies, order, strict=True):
         assert body["label"] == truth or (body["label"], body["reason"]) == ("reject", "no_frames"), body
     rights = sum(body["label"] == truth for body, truth in zip(bodies, order, strict=True))
@@ -192,6 +197,13 @@ def test_every_item_gets_exactly_one_decision_however_slow_the_classifier(
         assert rights == len(order) and min(body["frames"] for body in bodies) >= 3
     else:
         assert rights >= 2  # a classification per second, an item every ~0.7 s: some get none, none merge
+
+
+def test_two_items_in_view_at_once_are_two_items(tmp_path: Path, color_bundle: Path):
+    order = ["red", "blue", "green", "red"]
+    # each item enters 10 frames before the one ahead of it has left: two in view, apart on the belt
+    bodies = belt_decisions(tmp_path, color_bundle, order, 0.0, gap_frames=-10)
+    assert [body["label"] for body in bodies] == order
 
 
 def test_at_shutdown_every_open_item_is_decided_even_with_a_classification_still_running(gated):
