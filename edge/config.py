@@ -9,6 +9,7 @@ defaults. Secrets are ``SecretStr`` so they print as ``**********`` everywhere.
 from __future__ import annotations
 
 import contextvars
+import ipaddress
 import os
 import socket
 from collections.abc import Mapping, Sequence
@@ -208,6 +209,31 @@ class MetricsSettings(_Section):
     port: int = Field(default=9108, ge=0, le=65535)  # 0: any free port (tests)
 
 
+class UiSettings(_Section):
+    """The commissioning page served by the daemon (the `ui` extra); off unless enabled."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"  # loopback: only this device; anything else needs a password
+    port: int = Field(default=8080, ge=0, le=65535)  # 0: any free port (tests)
+    password: SecretStr | None = None  # from $CREDENTIALS_DIRECTORY/sortline_ui__password, never the TOML
+
+    @model_validator(mode="after")
+    def _password_beyond_loopback(self) -> UiSettings:
+        if self.enabled and self.password is None and not _is_loopback(self.host):
+            raise ValueError(
+                f"the page is served on {self.host}, beyond this device: set a password "
+                "(credential file sortline_ui__password, or SORTLINE_UI__PASSWORD)"
+            )
+        return self
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 class EdgeSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SORTLINE_",
@@ -225,6 +251,7 @@ class EdgeSettings(BaseSettings):
     crops: CropSettings = CropSettings()
     rollout: RolloutSettings = RolloutSettings()
     metrics: MetricsSettings = MetricsSettings()
+    ui: UiSettings = UiSettings()
     watchdog_stall_s: float = Field(default=10.0, gt=0)  # no processed frame for this long: stop pinging systemd
 
     @classmethod

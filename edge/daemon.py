@@ -19,10 +19,10 @@ from typing import Any
 
 from edge import __version__
 from edge.bundle import BundleError, load_bundle
-from edge.camera import Camera
+from edge.camera import Camera, Frame
 from edge.classifier import Classifier
 from edge.commands import Command, CommandError, Trigger
-from edge.config import EdgeSettings
+from edge.config import ConfigError, EdgeSettings
 from edge.crops import CropStore
 from edge.decision import Thresholds, check_lanes, decide
 from edge.inference import InferenceWorker
@@ -60,6 +60,7 @@ class Daemon:
         self._next_classifier: Candidate | None = None
         self._watch: BundleWatch | None = None
         self.metrics = self._metrics_server() if settings.metrics.enabled else None
+        self.live, self.ui = self._ui_server() if settings.ui.enabled else (None, None)
         self._swap_lock = threading.Lock()
         self._camera_in_status: tuple[str, str | None] | None = None  # what the retained status last said
 
@@ -83,6 +84,8 @@ class Daemon:
         self.link.start(on_command=self._on_command, on_trigger=self._on_trigger)
         if self.metrics is not None:
             self.metrics.start()
+        if self.ui is not None:
+            self.ui.start()
         self.worker.start()
         self.camera.start()
         if self.settings.rollout.watch:
@@ -113,6 +116,8 @@ class Daemon:
         undelivered = self.link.close(flush_timeout=self.settings.mqtt.flush_timeout_s)
         if self.metrics is not None:
             self.metrics.stop()
+        if self.ui is not None:
+            self.ui.stop()
         if undelivered:
             log.error("%d decision(s) could not be delivered before shutdown", undelivered)
         log.info("stopped after %d frames, %d decisions", self.stats.frames, sum(self.stats.decisions.values()))
@@ -132,6 +137,8 @@ class Daemon:
                 self._swap_model_between_items()
                 if not self.paused:
                     self.mode.on_frame(frame, self.items)
+                if self.live is not None:
+                    self._show(frame)
             elif self.camera.ended:
                 log.info("video source ended")
                 break
@@ -145,6 +152,16 @@ class Daemon:
             if now - last_stats >= self.settings.mqtt.stats_interval_s:
                 self.link.publish_stats(self._stats_message())
                 last_stats = now
+
+    def _show(self, frame: Frame) -> None:
+        """Hand the frame and the items' boxes (in frame pixels) to the page."""
+        height, width = frame.image.shape[:2]
+        roi = self.settings.camera.roi
+        x0, y0, x1, y1 = roi.to_pixels(width, height) if roi is not None else (0, 0, width, height)
+        boxes = self.mode.item_boxes() if isinstance(self.mode, PresenceMode) else []
+        shifted = [((bx0 + x0, by0 + y0, bx1 + x0, by1 + y0), touching) for (bx0, by0, bx1, by1), touching in boxes]
+        assert self.live is not None
+        self.live.frame(frame.image, (x0, y0, x1, y1), shifted)
 
     def _publish_decided(self, now: float) -> None:
         for result in self.items.collect():
@@ -185,6 +202,8 @@ class Daemon:
             "model": self.classifier.bundle.metadata.model_id,
             "device": self.settings.device_id,
         }
+        if self.live is not None:
+            self.live.decision(message, item.crop)
         if not self.link.publish_decision(message, ttl_s=ttl):
             log.error("decision queue full (%d): decision %s dropped", self.settings.mqtt.queue_size, self._seq)
         self.stats.decisions[body["label"]] += 1
@@ -199,24 +218,25 @@ class Daemon:
     def _publish_status(self) -> None:
         meta = self.classifier.bundle.metadata
         self._camera_in_status = (self.camera.state, self.camera.last_error)
-        self.link.set_status(
-            {
-                "state": "online",
-                "camera": self.camera.state,
-                "camera_error": self.camera.last_error,
-                "paused": self.paused,
-                "model": meta.model_id,
-                "model_name": meta.name,
-                "model_version": meta.version,
-                "labels": list(meta.labels),
-                "runtime": self.classifier.runtime,
-                "mode": self.settings.trigger.mode,
-                "threshold": self.thresholds.default,
-                "thresholds": self.thresholds.describe(),
-                "version": __version__,
-                "rollout": self.rollout.status(),
-            }
-        )
+        status = {
+            "state": "online",
+            "camera": self.camera.state,
+            "camera_error": self.camera.last_error,
+            "paused": self.paused,
+            "model": meta.model_id,
+            "model_name": meta.name,
+            "model_version": meta.version,
+            "labels": list(meta.labels),
+            "runtime": self.classifier.runtime,
+            "mode": self.settings.trigger.mode,
+            "threshold": self.thresholds.default,
+            "thresholds": self.thresholds.describe(),
+            "version": __version__,
+            "rollout": self.rollout.status(),
+        }
+        self.link.set_status(status)
+        if self.live is not None:
+            self.live.status({**status, "device": self.settings.device_id})
 
     def _stats_message(self) -> dict[str, object]:
         return {
@@ -239,6 +259,17 @@ class Daemon:
             configured = self.settings.trigger.presence.item_margin
             bundled = classifier.bundle.metadata.input.item_margin
             self.mode.item_margin = configured if configured is not None else bundled or 0.0
+
+    def _ui_server(self) -> tuple[Any, Any]:
+        try:
+            from edge.ui.server import UiServer  # starlette and uvicorn: the ui extra
+            from edge.ui.state import LiveView
+        except ModuleNotFoundError as exc:
+            raise ConfigError(
+                f"ui.enabled needs the ui extra (missing {exc.name}): pip install 'sortline[ui]'"
+            ) from None
+        live = LiveView()
+        return live, UiServer(self.settings.ui, live)
 
     def _metrics_server(self) -> Any:
         from edge.metrics import MetricsServer  # prometheus-client is only needed when metrics are on

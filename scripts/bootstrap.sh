@@ -9,7 +9,7 @@ profile=${1:-demo}
 case "$profile" in
   demo) apt_packages=(mosquitto mosquitto-clients); extras="edge" ;;
   test) apt_packages=(mosquitto mosquitto-clients chromium chromium-driver openssl systemd)
-        extras="edge,trainer-cpu,scraper,dev" ;;
+        extras="edge,ui,trainer-cpu,scraper,dev" ;;
   *) echo "usage: $0 demo|test" >&2; exit 2 ;;
 esac
 PYTHON=${PYTHON:-python3}

@@ -30,3 +30,16 @@ def test_sortline_scrape_without_selenium_names_the_extra(monkeypatch, capsys):
     assert main(["--help"]) == 2
     err = capsys.readouterr().err
     assert "missing module 'selenium" in err and "pip install 'sortline[scraper]'" in err
+
+
+def test_the_page_without_the_ui_extra_names_it(monkeypatch, tmp_path, capsys, color_bundle):
+    pytest.importorskip("cv2", reason="the daemon needs the edge extra")
+    from edge.cli import main
+
+    _without(monkeypatch, "starlette", "edge.ui.server")
+    config = tmp_path / "edge.toml"
+    config.write_text(f'[model]\nbundle = "{color_bundle}"\nthreshold = 0.5\n'
+                      '[lanes]\nmap = { red = 1, green = 2, blue = 3 }\n[ui]\nenabled = true\n')  # fmt: skip
+    assert main(["--config", str(config), "run"]) == 2
+    err = capsys.readouterr().err
+    assert "ui.enabled needs the ui extra (missing starlette" in err and "pip install 'sortline[ui]'" in err

@@ -61,6 +61,11 @@ class PresenceMode:
     def on_tick(self, now: float, items: ItemBook) -> None:
         pass
 
+    def item_boxes(self) -> list[tuple[tuple[int, int, int, int], bool]]:
+        """(box in ROI pixels, touches another item) of each item followed now: what the page draws."""
+        tracks = self._tracker.tracks if self._tracker is not None else []
+        return [(track.view.box, track.touching) for track in tracks if track.confirmed]
+
     def _make_tracker(self) -> BeltTracker:
         self._tracker = BeltTracker(self._settings.min_frames, LEAVE_FRAMES, reach=max(2, WORK_WIDTH // 20))
         return self._tracker

@@ -21,9 +21,11 @@ import pytest
 from PIL import Image, ImageDraw
 
 from demo.conveyor import write_conveyor_clip
+from edge.config import MqttSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 LANES = {"red": 1, "green": 2, "blue": 3}
+DEFAULTS = MqttSettings()  # the product's reconnect backoff, which the helper below shortens for speed
 
 # Runs the real CLI and reports, at exit, whether TensorFlow was ever imported into the process.
 DAEMON = (
@@ -356,6 +358,34 @@ def test_camera_that_fails_then_recovers(tmp_path, mosquitto, subscriber, color_
     stats = sub.payloads("sortline/line-1/stats")
     assert stats[-1]["camera"] == "streaming" and stats[-1]["camera_reconnects"] >= 1
     assert "late.avi" in stderr
+
+
+def test_sigterm_just_after_the_broker_returns_still_delivers_every_decision(
+    tmp_path, mosquitto, subscriber, color_bundle, wait_until
+):
+    pytest.importorskip("prometheus_client", reason="the queue is watched on /metrics (edge extra)")
+    port = free_port()
+    config = write_config(
+        tmp_path,
+        mosquitto,
+        color_bundle,
+        static_clip(tmp_path / "red.avi", (220, 20, 20)),
+        camera={"realtime": True, "loop": True},
+        trigger={"mode": "continuous", "min_interval_s": 0.1},
+        mqtt={"reconnect_initial_s": DEFAULTS.reconnect_initial_s, "reconnect_max_s": DEFAULTS.reconnect_max_s},
+        metrics={"enabled": True, "port": port},
+    )
+    sub = subscriber(mosquitto, ["sortline/line-1/decision", "sortline/line-1/status"])
+    daemon = start_daemon(config)
+    sub.wait_for(lambda got: any(m.topic.endswith("/decision") for m in got), timeout=30)
+    mosquitto.stop()
+    wait_until(lambda: queue_depth(port) >= 10, what="10 decisions queued", timeout=30)
+    mosquitto.start()
+    daemon.send_signal(signal.SIGTERM)  # at once: the daemon must reconnect within its flush time
+    stderr = finish(daemon, timeout=30)  # exit status 0: nothing was lost
+    published = int(stderr.split(" decisions")[0].rsplit(" ", 1)[-1])
+    sub.wait_for(lambda got: len({m.json()["seq"] for m in got if m.topic.endswith("/decision")}) == published)
+    assert sub.wait_for(lambda got: got[-1].topic.endswith("/status"))[-1].json()["state"] == "offline"
 
 
 def test_decisions_lost_at_shutdown_make_a_failed_exit(tmp_path, mosquitto, color_bundle, wait_until):

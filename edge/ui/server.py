@@ -1,0 +1,141 @@
+"""The page's web server: Starlette routes, served by uvicorn on a thread of its own.
+
+Routes: ``/`` (the page), ``/snapshot.jpg`` (the newest frame with the ROI and item boxes), ``/api/status``,
+``/api/decisions``, ``/crops/<item id>.jpg`` (the crop the model saw). With ``ui.password`` set, every request
+needs it (HTTP Basic; any user name); requests that change something must come from the page's own origin.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import re
+import secrets
+import threading
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from edge.config import UiSettings
+from edge.ui.state import LiveView
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).with_name("static")
+_ITEM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # what item ids look like; nothing else is looked up
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+def build_app(view: LiveView, password: str | None) -> ASGIApp:
+    async def page(_request: Request) -> Response:
+        return FileResponse(STATIC / "index.html", headers=_NO_STORE)
+
+    async def snapshot(_request: Request) -> Response:
+        jpeg = view.snapshot_jpeg()
+        if jpeg is None:
+            return PlainTextResponse("no frame yet", status_code=503, headers=_NO_STORE)
+        return Response(jpeg, media_type="image/jpeg", headers=_NO_STORE)
+
+    async def status(_request: Request) -> Response:
+        return JSONResponse(view.summary(), headers=_NO_STORE)
+
+    async def decisions(_request: Request) -> Response:
+        return JSONResponse(view.decisions(), headers=_NO_STORE)
+
+    async def crop(request: Request) -> Response:
+        item_id = request.path_params["item_id"]
+        jpeg = view.crop_jpeg(item_id) if _ITEM_ID.match(item_id) else None
+        if jpeg is None:
+            return PlainTextResponse("no such crop", status_code=404)
+        return Response(jpeg, media_type="image/jpeg")
+
+    app = Starlette(
+        routes=[
+            Route("/", page),
+            Route("/snapshot.jpg", snapshot),
+            Route("/api/status", status),
+            Route("/api/decisions", decisions),
+            Route("/crops/{item_id:str}.jpg", crop),
+            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        ]
+    )
+    return _Guard(app, password)
+
+
+class _Guard:
+    """Password (HTTP Basic) when one is set, and same-origin for anything but GET/HEAD (cross-site requests)."""
+
+    def __init__(self, app: ASGIApp, password: str | None) -> None:
+        self._app, self._password = app, password
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = Headers(scope=scope)
+            refusal: Response | None = None
+            if self._password is not None and not self._authorised(headers.get("authorization", "")):
+                refusal = PlainTextResponse(
+                    "password required", status_code=401, headers={"WWW-Authenticate": 'Basic realm="sortline"'}
+                )
+            elif scope["method"] not in ("GET", "HEAD") and not _same_origin(headers):
+                refusal = PlainTextResponse("cross-site request refused", status_code=403)
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        await self._app(scope, receive, send)
+
+    def _authorised(self, header: str) -> bool:
+        scheme, _, encoded = header.partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            _user, _, given = base64.b64decode(encoded, validate=True).decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        assert self._password is not None
+        return secrets.compare_digest(given.encode(), self._password.encode())
+
+
+def _same_origin(headers: Headers) -> bool:
+    origin = headers.get("origin") or headers.get("referer")
+    if not origin:
+        return False
+    host = re.sub(r"^[a-z]+://", "", origin).split("/", 1)[0]
+    return host == headers.get("host")
+
+
+class UiServer:
+    """uvicorn on a daemon thread; start() returns once it listens."""
+
+    def __init__(self, settings: UiSettings, view: LiveView) -> None:
+        password = settings.password.get_secret_value() if settings.password else None
+        config = uvicorn.Config(
+            build_app(view, password), host=settings.host, port=settings.port, log_level="warning", access_log=False
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="ui", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        while not self._server.started and self._thread.is_alive():
+            self._thread.join(0.05)
+        if not self._server.started:
+            raise OSError("the page could not be served (see the error above: port in use?)")
+        host, port = self.address
+        log.info("commissioning page on http://%s:%s/", host, port)
+
+    @property
+    def address(self) -> tuple[Any, int]:
+        return self._server.servers[0].sockets[0].getsockname()[:2]
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=5)

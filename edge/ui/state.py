@@ -1,0 +1,106 @@
+"""What the page shows, kept by the frame loop and read by the web server's thread.
+
+The loop only stores references (the newest frame, the boxes, each decision with its crop); JPEG encoding
+happens when a page asks, at most a few times a second, so a page nobody watches costs nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in frame pixels
+
+ROI_COLOUR, ITEM_COLOUR, TOUCHING_COLOUR = (255, 200, 0), (0, 220, 0), (0, 140, 255)  # BGR
+
+
+@dataclass
+class _Decided:
+    message: dict[str, Any]
+    crop: np.ndarray | None
+
+
+@dataclass
+class LiveView:
+    max_decisions: int = 50
+    min_interval_s: float = 0.2  # a snapshot is encoded at most this often, however many pages poll
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _frame: np.ndarray | None = None
+    _roi: Box | None = None
+    _items: list[tuple[Box, bool]] = field(default_factory=list)  # (box, touching another item)
+    _status: dict[str, Any] = field(default_factory=dict)
+    _decisions: deque[_Decided] = field(default_factory=deque)
+    _snapshot: tuple[float, bytes] | None = None
+
+    def frame(self, image: np.ndarray, roi: Box, items: list[tuple[Box, bool]]) -> None:
+        """From the frame loop: the newest frame (not copied: frames are never written to) and what is on it."""
+        with self._lock:
+            self._frame, self._roi, self._items = image, roi, items
+
+    def status(self, status: dict[str, Any]) -> None:
+        with self._lock:
+            self._status = dict(status)
+
+    def decision(self, message: dict[str, Any], crop: np.ndarray | None) -> None:
+        with self._lock:
+            self._decisions.append(_Decided(message, crop))
+            while len(self._decisions) > self.max_decisions:
+                self._decisions.popleft()
+
+    def summary(self) -> dict[str, Any]:
+        """/api/status: the device status, the last decision and what is in view now."""
+        with self._lock:
+            last = self._decisions[-1].message if self._decisions else None
+            height, width = self._frame.shape[:2] if self._frame is not None else (None, None)
+            return {
+                **self._status,
+                "frame": {"width": width, "height": height},
+                "roi": self._roi,
+                "items_in_view": len(self._items),
+                "last_decision": last,
+            }
+
+    def decisions(self) -> list[dict[str, Any]]:
+        """Newest first, each with the URL of the crop the model saw (when there was one)."""
+        with self._lock:
+            return [
+                {**d.message, "crop_url": f"/crops/{d.message['item_id']}.jpg" if d.crop is not None else None}
+                for d in reversed(self._decisions)
+            ]
+
+    def snapshot_jpeg(self) -> bytes | None:
+        """The newest frame with the ROI and the items' boxes drawn on it; None before the first frame."""
+        now = time.monotonic()
+        with self._lock:
+            if self._snapshot is not None and now - self._snapshot[0] < self.min_interval_s:
+                return self._snapshot[1]
+            if self._frame is None:
+                return None
+            image, roi, items = self._frame.copy(), self._roi, list(self._items)
+        if roi is not None:
+            cv2.rectangle(image, roi[:2], roi[2:], ROI_COLOUR, 2)
+        for box, touching in items:
+            cv2.rectangle(image, box[:2], box[2:], TOUCHING_COLOUR if touching else ITEM_COLOUR, 2)
+        encoded = _jpeg(image)
+        with self._lock:
+            self._snapshot = (now, encoded)
+        return encoded
+
+    def crop_jpeg(self, item_id: str) -> bytes | None:
+        """The crop the model saw for a recent decision, looked up by id among the kept decisions only."""
+        with self._lock:
+            crop = next((d.crop for d in self._decisions if d.message.get("item_id") == item_id), None)
+        return None if crop is None else _jpeg(crop)
+
+
+def _jpeg(image: np.ndarray) -> bytes:
+    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return encoded.tobytes()

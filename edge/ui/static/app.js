@@ -1,0 +1,69 @@
+// The commissioning page: the live frame refreshed a few times a second, status and decisions each second.
+"use strict";
+
+const live = document.getElementById("live");
+const filter = document.getElementById("filter");
+
+function refreshFrame() {
+  const next = new Image();
+  next.onload = () => { live.src = next.src; setTimeout(refreshFrame, 300); };
+  next.onerror = () => setTimeout(refreshFrame, 1000);
+  next.src = "/snapshot.jpg?t=" + Date.now();
+}
+
+function text(id, value, cls) {
+  const element = document.getElementById(id);
+  element.textContent = value;
+  if (cls !== undefined) element.className = "badge " + cls;
+}
+
+function describe(d) {
+  const why = d.reason ? ` (${d.reason})` : "";
+  return `${d.item_id} → lane ${d.lane}: ${d.label}${why}, confidence ${d.confidence.toFixed(2)}`;
+}
+
+async function refreshStatus() {
+  try {
+    const status = await (await fetch("/api/status", { cache: "no-store" })).json();
+    text("device", status.device || "");
+    text("state", status.paused ? "paused" : (status.state || "starting"), status.paused ? "bad" : "ok");
+    text("camera", "camera " + (status.camera || "?"), status.camera === "streaming" ? "ok" : "bad");
+    text("model", status.model || "");
+    document.getElementById("last").textContent = status.last_decision ? "Last: " + describe(status.last_decision) : "No decision yet.";
+  } catch (error) { text("state", "daemon unreachable", "bad"); }
+}
+
+function cell(row, content) {
+  const td = row.insertCell();
+  if (content instanceof Node) td.appendChild(content); else td.textContent = content;
+}
+
+async function refreshDecisions() {
+  try {
+    const decisions = await (await fetch("/api/decisions", { cache: "no-store" })).json();
+    const body = document.getElementById("decisions");
+    body.replaceChildren();
+    for (const d of decisions) {
+      if (filter.value === "reject" && d.label !== "reject") continue;
+      const row = body.insertRow();
+      row.className = d.label === "reject" ? "reject" : "";
+      row.dataset.item = d.item_id;
+      const img = document.createElement("img");
+      if (d.crop_url) { img.src = d.crop_url; img.alt = "the crop the model saw"; }
+      cell(row, d.crop_url ? img : "–");
+      cell(row, d.item_id);
+      cell(row, d.label + (d.reason ? ` (${d.reason})` : ""));
+      cell(row, String(d.lane));
+      cell(row, d.confidence.toFixed(2));
+      cell(row, Object.entries(d.scores).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(", "));
+      cell(row, d.latency_ms === null ? "–" : `${Math.round(d.latency_ms)} ms`);
+    }
+  } catch (error) { /* the status badge says so */ }
+}
+
+filter.addEventListener("change", refreshDecisions);
+refreshFrame();
+refreshStatus();
+refreshDecisions();
+setInterval(refreshStatus, 1000);
+setInterval(refreshDecisions, 1000);

@@ -1,0 +1,175 @@
+"""The commissioning page, served by the real daemon and looked at in real headless Chromium."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from demo.conveyor import write_conveyor_clip
+from tests.edge.test_config_cli import run_cli
+from tests.edge.test_daemon import free_port, garment, start_daemon, static_clip, terminate, write_config
+
+pytest.importorskip("starlette", reason="the page needs the ui extra")
+webdriver = pytest.importorskip("selenium.webdriver", reason="the page is tested in Chromium through Selenium")
+
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+CHROMIUM_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+    "--window-size=1280,900",
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not (Path("/usr/bin/chromium").exists() and Path("/usr/bin/chromedriver").exists()):
+        pytest.skip("chromium and chromium-driver are not installed")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.binary_location = "/usr/bin/chromium"
+    os.environ.setdefault("SE_OFFLINE", "true")
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def page_daemon(tmp_path: Path, mosquitto, color_bundle: Path):
+    """The daemon on a looping belt clip of coloured garments, its page on a free port; yields the base URL."""
+    colours = {"red": (220, 20, 20), "green": (20, 200, 40), "blue": (30, 40, 220)}
+    order = ["red", "green", "blue"]
+    images = [garment(tmp_path / label / "item.png", colours[label]) for label in order]
+    clip = tmp_path / "belt.avi"
+    write_conveyor_clip(clip, images, order, fps=15, size=(320, 240), gap_frames=5, crossing_s=1.0, lead_frames=15)
+    port = free_port()
+    config = write_config(
+        tmp_path,
+        mosquitto,
+        color_bundle,
+        clip,
+        camera={"realtime": True, "loop": True},
+        ui={"enabled": True, "port": port},
+    )
+    daemon = start_daemon(config)
+    base = f"http://127.0.0.1:{port}"
+    _wait_for_page(base, None)
+    yield base
+    terminate(daemon)
+
+
+def get(url: str, password: str | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url)
+    if password is not None:
+        request.add_header("Authorization", "Basic " + base64.b64encode(f"plc:{password}".encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def test_the_live_page_shows_the_belt_the_boxes_and_each_decision_with_its_crop(page_daemon: str, browser) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(page_daemon + "/")
+    wait = WebDriverWait(browser, 30, poll_frequency=0.1)
+    live = wait.until(lambda d: d.find_element("id", "live"))
+    wait.until(lambda d: d.execute_script("return arguments[0].naturalWidth", live) == 320)
+    first = live.get_attribute("src")
+    wait.until(lambda d: live.get_attribute("src") != first)  # the frame refreshes by itself
+    wait.until(lambda d: d.find_element("id", "camera").text == "camera streaming")
+    rows = wait.until(lambda d: d.find_elements("css selector", "#decisions tr") or None)
+    crop = wait.until(
+        lambda d: next(
+            (img for img in d.find_elements("css selector", "#decisions img")
+             if d.execute_script("return arguments[0].naturalWidth", img) > 0),
+            None,
+        )
+    )  # fmt: skip
+    assert rows and crop.get_attribute("alt") == "the crop the model saw"
+    labels = {
+        row.find_elements("tag name", "td")[2].text for row in browser.find_elements("css selector", "#decisions tr")
+    }
+    assert labels <= {"red", "green", "blue"}
+    assert "Last: " in browser.find_element("id", "last").text
+    if os.environ.get("SORTLINE_SCREENSHOTS"):
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(SCREENSHOTS / "ui-live.png"))
+
+
+def test_crop_ids_are_looked_up_never_used_as_paths(page_daemon: str) -> None:
+    host = page_daemon.removeprefix("http://")
+    for path in ("/crops/../../etc/passwd.jpg", "/crops/..%2F..%2Fetc%2Fpasswd.jpg", "/crops/%00.jpg"):
+        connection = http.client.HTTPConnection(host, timeout=10)
+        connection.request("GET", path)  # sent as is, not normalised by the client
+        response = connection.getresponse()
+        assert response.status == 404, path
+        assert b"root:" not in response.read()
+        connection.close()
+
+
+def test_beyond_loopback_the_page_needs_a_password_and_refuses_cross_site_posts(
+    tmp_path: Path, mosquitto, color_bundle: Path
+) -> None:
+    clip = static_clip(tmp_path / "belt.avi", (70, 70, 70))
+    port = free_port()
+    config = write_config(
+        tmp_path, mosquitto, color_bundle, clip, camera={"realtime": True, "loop": True},
+        ui={"enabled": True, "host": "0.0.0.0", "port": port},
+    )  # fmt: skip
+    refused = run_cli("--config", str(config), "check-config")
+    assert refused.returncode == 2
+    assert "ui: Value error, the page is served on 0.0.0.0, beyond this device: set a password" in refused.stderr
+
+    password = "line-7-secret"
+    daemon = start_daemon(config, {"SORTLINE_UI__PASSWORD": password})
+    try:
+        base = f"http://127.0.0.1:{port}"
+        status = _wait_for_page(base, password)
+        assert get(base + "/")[0] == 401  # no password, no page
+        assert get(base + "/", "wrong")[0] == 401
+        page = get(base + "/", password)
+        assert page[0] == 200 and password.encode() not in page[1] + status
+        assert json.loads(status)["device"] == "line-1"
+        connection = http.client.HTTPConnection(f"127.0.0.1:{port}", timeout=10)
+        auth = "Basic " + base64.b64encode(f"plc:{password}".encode()).decode()
+        connection.request(
+            "POST", "/api/status", body=b"{}", headers={"Authorization": auth, "Origin": "http://evil.test"}
+        )
+        assert connection.getresponse().status == 403  # authorised, but sent from another site's page
+        connection.close()
+    finally:
+        terminate(daemon)
+
+
+def _wait_for_page(base: str, password: str | None) -> bytes:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            code, body = get(base + "/api/status", password)
+            if code == 200:
+                return body
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("the page never answered")
