@@ -185,6 +185,15 @@ class CropSettings(_Section):
     directory: Path | None = None  # None: saving is off
     below_confidence: float = Field(default=0.8, ge=0, le=1)
     max_megabytes: float = Field(default=200.0, gt=0)
+    # Crops labelled on the commissioning page move here, by label, with a manifest: a data folder for
+    # sortline-train. Unset: "labelled" beside `directory`.
+    labelled_directory: Path | None = None
+
+    @property
+    def labelled(self) -> Path | None:
+        if self.labelled_directory is not None or self.directory is None:
+            return self.labelled_directory
+        return self.directory.parent / "labelled"
 
 
 class RolloutSettings(_Section):

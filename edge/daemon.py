@@ -262,6 +262,7 @@ class Daemon:
 
     def _ui_server(self) -> tuple[Any, Any]:
         try:
+            from edge.ui.review import Review
             from edge.ui.server import UiServer  # starlette and uvicorn: the ui extra
             from edge.ui.state import LiveView
         except ModuleNotFoundError as exc:
@@ -269,7 +270,11 @@ class Daemon:
                 f"ui.enabled needs the ui extra (missing {exc.name}): pip install 'sortline[ui]'"
             ) from None
         live = LiveView()
-        return live, UiServer(self.settings.ui, live)
+        crops = self.settings.crops
+        review = None
+        if crops.directory is not None and crops.labelled is not None:
+            review = Review(crops.directory, crops.labelled, self.classifier.labels)
+        return live, UiServer(self.settings.ui, live, review)
 
     def _metrics_server(self) -> Any:
         from edge.metrics import MetricsServer  # prometheus-client is only needed when metrics are on

@@ -1,8 +1,10 @@
 """The page's web server: Starlette routes, served by uvicorn on a thread of its own.
 
 Routes: ``/`` (the page), ``/snapshot.jpg`` (the newest frame with the ROI and item boxes), ``/api/status``,
-``/api/decisions``, ``/crops/<item id>.jpg`` (the crop the model saw). With ``ui.password`` set, every request
-needs it (HTTP Basic; any user name); requests that change something must come from the page's own origin.
+``/api/decisions``, ``/crops/<item id>.jpg`` (the crop the model saw); for labelling the unsure crops
+``/api/review``, ``/review/<crop id>`` (the image), ``POST /api/labels`` and ``/api/labelled.tar.gz``. With
+``ui.password`` set, every request needs it (HTTP Basic; any user name); requests that change something must
+come from the page's own origin.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
@@ -26,6 +29,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from edge.config import UiSettings
+from edge.ui.review import Review, ReviewError
 from edge.ui.state import LiveView
 
 log = logging.getLogger(__name__)
@@ -35,7 +39,7 @@ _ITEM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # what item ids lo
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
-def build_app(view: LiveView, password: str | None) -> ASGIApp:
+def build_app(view: LiveView, password: str | None, review: Review | None) -> ASGIApp:
     async def page(_request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers=_NO_STORE)
 
@@ -58,9 +62,51 @@ def build_app(view: LiveView, password: str | None) -> ASGIApp:
             return PlainTextResponse("no such crop", status_code=404)
         return Response(jpeg, media_type="image/jpeg")
 
+    def reviewing() -> Review:
+        if review is None:
+            raise HTTPException(404, "labelling needs crops.directory set: the unsure crops are saved there")
+        return review
+
+    async def unsure(_request: Request) -> Response:
+        crops = [
+            {"id": c.crop_id, "url": f"/review/{c.crop_id}", "model_said": c.top_label, "item_id": c.item_id,
+             "confidence": c.confidence}
+            for c in reviewing().unsure()
+        ]  # fmt: skip
+        return JSONResponse({"labels": list(reviewing().labels), "crops": crops}, headers=_NO_STORE)
+
+    async def unsure_image(request: Request) -> Response:
+        try:
+            crop = reviewing().find(request.path_params["crop_id"])
+        except ReviewError as exc:
+            return PlainTextResponse(str(exc), status_code=404)
+        return FileResponse(crop.path, media_type="image/jpeg")
+
+    async def label(request: Request) -> Response:
+        try:
+            body = await request.json()
+            crops, name = body["crops"], body["label"]
+            if not (isinstance(crops, list) and all(isinstance(c, str) for c in crops) and isinstance(name, str)):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            return JSONResponse({"error": 'expected {"crops": ["<crop id>", ...], "label": "<label>"}'}, 400)
+        try:
+            count = reviewing().label(crops, name, model=view.summary().get("model") or "")
+        except ReviewError as exc:
+            return JSONResponse({"error": str(exc)}, 400)
+        return JSONResponse({"labelled": count, "label": name})
+
+    async def export(_request: Request) -> Response:
+        headers = {"Content-Disposition": 'attachment; filename="labelled.tar.gz"', **_NO_STORE}
+        return Response(reviewing().export(), media_type="application/gzip", headers=headers)
+
     app = Starlette(
         routes=[
             Route("/", page),
+            Route("/api/review", unsure),
+            Route("/review/{crop_id:path}", unsure_image),
+            Route("/api/labels", label, methods=["POST"]),
+            Route("/api/labelled.tar.gz", export),
             Route("/snapshot.jpg", snapshot),
             Route("/api/status", status),
             Route("/api/decisions", decisions),
@@ -115,11 +161,10 @@ def _same_origin(headers: Headers) -> bool:
 class UiServer:
     """uvicorn on a daemon thread; start() returns once it listens."""
 
-    def __init__(self, settings: UiSettings, view: LiveView) -> None:
+    def __init__(self, settings: UiSettings, view: LiveView, review: Review | None) -> None:
         password = settings.password.get_secret_value() if settings.password else None
-        config = uvicorn.Config(
-            build_app(view, password), host=settings.host, port=settings.port, log_level="warning", access_log=False
-        )
+        app = build_app(view, password, review)
+        config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="ui", daemon=True)
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import base64
+import csv
 import http.client
+import io
 import json
 import os
+import tarfile
 import time
 import urllib.error
 import urllib.request
@@ -69,6 +72,7 @@ def page_daemon(tmp_path: Path, mosquitto, color_bundle: Path):
         clip,
         camera={"realtime": True, "loop": True},
         ui={"enabled": True, "port": port},
+        crops={"directory": str(tmp_path / "crops"), "below_confidence": 1.0},  # every crop is "unsure"
     )
     daemon = start_daemon(config)
     base = f"http://127.0.0.1:{port}"
@@ -117,9 +121,61 @@ def test_the_live_page_shows_the_belt_the_boxes_and_each_decision_with_its_crop(
         browser.save_screenshot(str(SCREENSHOTS / "ui-live.png"))
 
 
+def test_unsure_crops_are_labelled_in_bulk_on_the_page_and_exported(page_daemon: str, browser) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(page_daemon + "/")
+    wait = WebDriverWait(browser, 30, poll_frequency=0.1)
+    tiles = wait.until(
+        lambda d: (found := d.find_elements("css selector", "#review figure")) and len(found) >= 2 and found
+    )
+    chosen = [tile.get_attribute("data-crop") for tile in tiles[:2]]
+    for crop_id in chosen:  # found afresh at each click: the grid is redrawn every few seconds
+        browser.execute_script("document.querySelector(`#review figure[data-crop='${arguments[0]}']`).click()", crop_id)
+    if os.environ.get("SORTLINE_SCREENSHOTS"):
+        browser.execute_script("document.getElementById('review-section').scrollIntoView()")
+        browser.save_screenshot(str(SCREENSHOTS / "ui-review.png"))
+    browser.find_element("css selector", "#label-buttons button[data-label='green']").click()
+    wait.until(
+        lambda d: (
+            not set(chosen) & {t.get_attribute("data-crop") for t in d.find_elements("css selector", "#review figure")}
+        )
+    )
+
+    status, archive = get(page_daemon + "/api/labelled.tar.gz")
+    assert status == 200
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        names = tar.getnames()
+        manifest = list(csv.DictReader(io.StringIO(tar.extractfile("labelled/manifest.csv").read().decode())))
+    assert {f"labelled/green/{crop.split('/')[1]}" for crop in chosen} <= set(names)
+    assert [row["label"] for row in manifest] == ["green", "green"]
+    assert {row["model_said"] for row in manifest} <= {"red", "green", "blue"}
+    assert all(row["model"].startswith("color-test:1:") for row in manifest)
+
+
+def test_labelling_refuses_crops_and_labels_that_are_not_there(page_daemon: str) -> None:
+    host = page_daemon.removeprefix("http://")
+    for body, reason in (
+        ({"crops": ["../../etc/passwd"], "label": "green"}, "no unsure crop '../../etc/passwd'"),
+        ({"crops": [], "label": "purple"}, "unknown label 'purple'"),
+        ({"crop": "x"}, "expected"),
+    ):
+        connection = http.client.HTTPConnection(host, timeout=10)
+        connection.request("POST", "/api/labels", body=json.dumps(body), headers={"Origin": page_daemon})
+        response = connection.getresponse()
+        assert response.status == 400 and reason in json.loads(response.read())["error"]
+        connection.close()
+
+
 def test_crop_ids_are_looked_up_never_used_as_paths(page_daemon: str) -> None:
     host = page_daemon.removeprefix("http://")
-    for path in ("/crops/../../etc/passwd.jpg", "/crops/..%2F..%2Fetc%2Fpasswd.jpg", "/crops/%00.jpg"):
+    paths = (
+        "/crops/../../etc/passwd.jpg",
+        "/crops/..%2F..%2Fetc%2Fpasswd.jpg",
+        "/crops/%00.jpg",
+        "/review/../../etc/passwd",
+    )
+    for path in paths:
         connection = http.client.HTTPConnection(host, timeout=10)
         connection.request("GET", path)  # sent as is, not normalised by the client
         response = connection.getresponse()

@@ -61,7 +61,71 @@ async function refreshDecisions() {
   } catch (error) { /* the status badge says so */ }
 }
 
+// Review: select unsure crops, give them a label.
+const selected = new Set();
+let labels = [];
+
+async function refreshReview() {
+  const response = await fetch("/api/review", { cache: "no-store" });
+  const box = document.getElementById("review");
+  if (!response.ok) {
+    document.getElementById("review-note").textContent = await response.text();
+    return;
+  }
+  const review = await response.json();
+  if (labels.join() !== review.labels.join()) {
+    labels = review.labels;
+    const buttons = document.getElementById("label-buttons");
+    buttons.replaceChildren();
+    labels.forEach((label, index) => {
+      const button = document.createElement("button");
+      button.textContent = `${index + 1}: label selected as ${label}`;
+      button.dataset.label = label;
+      button.addEventListener("click", () => labelSelected(label));
+      buttons.appendChild(button);
+    });
+  }
+  const ids = new Set(review.crops.map((c) => c.id));
+  for (const id of [...selected]) if (!ids.has(id)) selected.delete(id);
+  box.replaceChildren();
+  for (const crop of review.crops) {
+    const figure = document.createElement("figure");
+    figure.dataset.crop = crop.id;
+    figure.className = selected.has(crop.id) ? "selected" : "";
+    const img = document.createElement("img");
+    img.src = crop.url;
+    img.alt = `unsure crop of ${crop.item_id}`;
+    const caption = document.createElement("figcaption");
+    caption.textContent = `${crop.model_said} ${crop.confidence.toFixed(2)}`;
+    figure.append(img, caption);
+    figure.addEventListener("click", () => {
+      if (selected.has(crop.id)) selected.delete(crop.id); else selected.add(crop.id);
+      figure.className = selected.has(crop.id) ? "selected" : "";
+    });
+    box.appendChild(figure);
+  }
+}
+
+async function labelSelected(label) {
+  if (!selected.size) return;
+  const response = await fetch("/api/labels", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ crops: [...selected], label: label }),
+  });
+  if (!response.ok) alert((await response.json()).error);
+  selected.clear();
+  refreshReview();
+}
+
+document.addEventListener("keydown", (event) => {
+  const index = Number(event.key) - 1;
+  if (index >= 0 && index < labels.length) labelSelected(labels[index]);
+});
+
 filter.addEventListener("change", refreshDecisions);
+refreshReview();
+setInterval(refreshReview, 3000);
 refreshFrame();
 refreshStatus();
 refreshDecisions();

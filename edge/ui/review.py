@@ -1,0 +1,94 @@
+"""Labelling the line's own unsure crops: the crop store's files, moved into a labelled folder by label.
+
+The crop store keeps the crops the model was unsure about as ``<crops>/<top label>/<time>_<item>_<conf>.jpg``.
+Labelled ones move to ``<labelled>/<label>/`` and get a row in ``<labelled>/manifest.csv`` (which crop, the
+label given, the live model and what it said); the folder is what ``sortline-train`` takes beside the shop photos.
+Crops are named by their place in the store (``jeans/20261201T120000_ab12-3_55.jpg``) and each name is checked
+against that shape and looked up inside the store, never joined into a path as given.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import tarfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+_CROP_ID = re.compile(r"^(?P<top>[A-Za-z0-9_-]{1,64})/(?P<name>[A-Za-z0-9_.-]{1,160}\.jpg)$")
+_NAME = re.compile(r"^(?P<time>\d{8}T\d{6})_(?P<item>.+)_(?P<confidence>\d{2,3})\.jpg$")
+MANIFEST = "manifest.csv"
+COLUMNS = ("file", "label", "item_id", "model", "model_said", "confidence", "labelled_at")
+
+
+class ReviewError(ValueError):
+    """A request naming a crop or label that is not there; the message says which."""
+
+
+@dataclass(frozen=True)
+class Crop:
+    crop_id: str  # "<top label>/<file name>"
+    path: Path
+    top_label: str
+    item_id: str
+    confidence: float
+
+
+class Review:
+    def __init__(self, crops_dir: Path, labelled_dir: Path, labels: tuple[str, ...]) -> None:
+        self.crops_dir, self.labelled_dir, self.labels = crops_dir, labelled_dir, labels
+        self._lock = threading.Lock()
+
+    def unsure(self, limit: int = 200) -> list[Crop]:
+        """The crops waiting for a label, newest first."""
+        if not self.crops_dir.is_dir():
+            return []
+        found = [crop for path in self.crops_dir.glob("*/*.jpg") if (crop := self._crop(path)) is not None]
+        return sorted(found, key=lambda crop: crop.path.name, reverse=True)[:limit]
+
+    def find(self, crop_id: str) -> Crop:
+        match = _CROP_ID.match(crop_id)
+        path = self.crops_dir / match["top"] / match["name"] if match else None
+        crop = self._crop(path) if path is not None and path.is_file() else None
+        if crop is None:
+            raise ReviewError(f"no unsure crop {crop_id!r}")
+        return crop
+
+    def label(self, crop_ids: list[str], label: str, model: str) -> int:
+        """Move the crops into the labelled folder under ``label``; all or none (every id is checked first)."""
+        if label not in self.labels:
+            raise ReviewError(f"unknown label {label!r}; the model's labels are {list(self.labels)}")
+        with self._lock:
+            crops = [self.find(crop_id) for crop_id in crop_ids]
+            folder = self.labelled_dir / label
+            folder.mkdir(parents=True, exist_ok=True)
+            manifest = self.labelled_dir / MANIFEST
+            new = not manifest.exists()
+            with manifest.open("a", newline="", encoding="utf-8") as handle:
+                writer = csv.writer(handle)
+                if new:
+                    writer.writerow(COLUMNS)
+                labelled_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+                for crop in crops:
+                    crop.path.replace(folder / crop.path.name)
+                    writer.writerow((f"{label}/{crop.path.name}", label, crop.item_id, model, crop.top_label,
+                                     crop.confidence, labelled_at))  # fmt: skip
+            return len(crops)
+
+    def export(self) -> bytes:
+        """The labelled folder as a .tar.gz (``labelled/<label>/*.jpg`` and ``labelled/manifest.csv``)."""
+        buffer = io.BytesIO()
+        with self._lock, tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+            if self.labelled_dir.is_dir():
+                archive.add(self.labelled_dir, arcname="labelled")
+        return buffer.getvalue()
+
+    def _crop(self, path: Path) -> Crop | None:
+        named = _NAME.match(path.name)
+        if named is None or path.parent.parent != self.crops_dir:
+            return None
+        return Crop(f"{path.parent.name}/{path.name}", path, path.parent.name, named["item"],
+                    int(named["confidence"]) / 100)  # fmt: skip
