@@ -62,10 +62,12 @@ class InferenceWorker:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop after the running classification; a hung one is left behind (the thread is a daemon), so that
+        shutdown stays inside systemd's stop timeout."""
         with self._cond:
             self._stopped = True
             self._cond.notify_all()
-        self._thread.join(timeout=30)
+        self._thread.join(timeout=2.0)
 
     def offer(self, job: Job) -> None:
         """Queue ``job``'s crop unless a better one of the same item is already waiting."""

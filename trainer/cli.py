@@ -19,7 +19,7 @@ from trainer.config import TrainConfig, load_config
 
 EXIT_BAD_INPUT = 2
 EXIT_PARITY = 3
-_POSITIONAL = {"data"}
+_POSITIONAL = {"data", "more_data"}
 _FILE_OR_ENV_ONLY = {"augmentation"}  # nested settings: TOML table [augmentation] or SORTLINE_TRAIN_AUGMENTATION__*
 
 
@@ -32,7 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="train and export a model bundle",
         description="Settings: defaults < --config TOML < SORTLINE_TRAIN_* env < flags.",
     )
-    train.add_argument("data", type=Path, help=TrainConfig.model_fields["data"].description)
+    train.add_argument(
+        "data",
+        type=Path,
+        nargs="+",
+        help=f"{TrainConfig.model_fields['data'].description}; {TrainConfig.model_fields['more_data'].description}",
+    )
     train.add_argument("--config", type=Path, help="TOML file with any of the settings below (snake_case keys)")
     for name, info in TrainConfig.model_fields.items():
         if name in _POSITIONAL | _FILE_OR_ENV_ONLY:
@@ -61,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "predict":
         return predict(args.bundle, args.images, args.threads)
-    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
+    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config", "data")}
+    overrides["data"], overrides["more_data"] = args.data[0], args.data[1:]
     try:
         cfg = load_config(args.config, **overrides)
     except ValidationError as exc:

@@ -26,6 +26,11 @@ class TrainConfig(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SORTLINE_TRAIN_", env_nested_delimiter="__", extra="forbid")
 
     data: Path = Field(description="data folder: one sub-folder of images per class")
+    more_data: list[Path] = Field(
+        default_factory=list,
+        description="more data folders whose images join the same classes, e.g. the line's own crops labelled "
+        "on the commissioning page (its labelled folder, or the .tar.gz export unpacked)",
+    )
     out: Path = Field(description="bundle directory to write (model.tflite, bundle.json, report)")
     work_dir: Path | None = Field(None, description="checkpoints and the float32 model (default: runs/<out name>)")
     cache_dir: Path = Field(Path("~/.cache/sortline/features"), description="frozen-layer feature cache")

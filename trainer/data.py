@@ -32,18 +32,19 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class Sample:
-    file: str  # relative to the data folder, with forward slashes
+    file: str  # relative to its data folder, with forward slashes
     label: str
     sha256: str
     phash: str
     group: int = -1
     split: str = ""
     style: str = ""  # out-of-domain sets: photo style from the manifest (flat-lay, worn, ...)
+    folder: int = 0  # which data folder it is in: 0 the main one, 1... the more_data ones
 
 
 @dataclass
 class DataSet:
-    root: Path
+    roots: tuple[Path, ...]  # the main data folder, then any more
     labels: tuple[str, ...]
     samples: list[Sample]
     summary: dict = field(default_factory=dict)
@@ -52,28 +53,37 @@ class DataSet:
         return [s for s in self.samples if s.split == name]
 
     def path(self, sample: Sample) -> Path:
-        return self.root / sample.file
+        return self.roots[sample.folder] / sample.file
 
 
-def scan(root: Path, manifest: Path | None = None) -> tuple[tuple[str, ...], list[Sample], dict]:
-    """Find, decode-check and hash every image; drop broken files and exact duplicates (and say so)."""
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"{root}: data folder does not exist (expected DATA/<label>/*.jpg)")
-    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    files = {d.name: sorted(f for f in d.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES) for d in class_dirs}
-    empty = [label for label, found in files.items() if not found]
-    if empty:
-        raise DataError(f"{root}: class folder(s) {empty} hold no .jpg/.jpeg/.png/.webp images; fill or remove them")
+def scan(
+    root: Path, manifest: Path | None = None, more: tuple[Path, ...] = ()
+) -> tuple[tuple[str, ...], list[Sample], dict]:
+    """Find, decode-check and hash every image of `root` and the `more` folders (their class folders join
+    the same classes); drop broken files and exact duplicates (and say so)."""
+    roots = (Path(root), *map(Path, more))
+    files: dict[str, list[tuple[int, Path]]] = defaultdict(list)
+    for index, folder in enumerate(roots):
+        if not folder.is_dir():
+            raise DataError(f"{folder}: data folder does not exist (expected DATA/<label>/*.jpg)")
+        for class_dir in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            found = sorted(f for f in class_dir.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise DataError(
+                    f"{folder}: class folder {class_dir.name!r} holds no .jpg/.jpeg/.png/.webp images;"
+                    " fill or remove it"
+                )
+            files[class_dir.name] += [(index, f) for f in found]
+    root = roots[0]
     if len(files) < 2:
         raise DataError(f"{root}: found {len(files)} class folder(s) {list(files)}; a classifier needs at least 2")
 
     broken: list[dict] = []
     duplicates: list[dict] = []
     by_sha: dict[str, Sample] = {}
-    todo = [(label, f) for label, found in files.items() for f in found]
-    for label, path in tqdm(todo, desc="check images", unit="img"):
-        rel = path.relative_to(root).as_posix()
+    todo = [(label, index, f) for label, found in sorted(files.items()) for index, f in found]
+    for label, index, path in tqdm(todo, desc="check images", unit="img"):
+        rel = path.relative_to(roots[index]).as_posix()
         try:
             data = path.read_bytes()
             bgr = decode_image(str(path))
@@ -85,8 +95,8 @@ def scan(root: Path, manifest: Path | None = None) -> tuple[tuple[str, ...], lis
             duplicates.append({"file": rel, "duplicate_of": by_sha[sha].file, "same_label": by_sha[sha].label == label})
             continue
         rgb = Image.fromarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-        by_sha[sha] = Sample(file=rel, label=label, sha256=sha, phash=str(imagehash.phash(rgb)))
-    samples = sorted(by_sha.values(), key=lambda s: s.file)
+        by_sha[sha] = Sample(file=rel, label=label, sha256=sha, phash=str(imagehash.phash(rgb)), folder=index)
+    samples = sorted(by_sha.values(), key=lambda s: (s.folder, s.file))
     labels = tuple(sorted({s.label for s in samples}))
     too_few = [label for label in files if sum(s.label == label for s in samples) < 3]
     if too_few:
@@ -98,19 +108,20 @@ def scan(root: Path, manifest: Path | None = None) -> tuple[tuple[str, ...], lis
         "found": len(todo),
         "broken": broken,
         "exact_duplicates_removed": duplicates,
-        "sources": _sources(manifest, samples),
+        "sources": _sources(manifest, samples, roots),
     }
     return labels, samples, summary
 
 
-def _sources(manifest: Path | None, samples: list[Sample]) -> dict[str, dict[str, int]]:
-    """Per class, how many images each source contributed (from the optional manifest CSV)."""
+def _sources(manifest: Path | None, samples: list[Sample], roots: tuple[Path, ...]) -> dict[str, dict[str, int]]:
+    """Per class, how many images each source contributed: the main folder's manifest CSV says (when there is
+    one), a more_data folder is a source by its name."""
     source_of = _manifest_column(manifest, "source") if manifest else {}
-    if not source_of:
+    if not source_of and len(roots) == 1:
         return {}
     counts: dict[str, Counter] = defaultdict(Counter)
     for s in samples:
-        counts[s.label][source_of.get(s.file, "unknown")] += 1
+        counts[s.label][source_of.get(s.file, "unknown") if s.folder == 0 else roots[s.folder].name] += 1
     return {label: dict(c) for label, c in sorted(counts.items())}
 
 
@@ -136,14 +147,14 @@ def group_near_duplicates(samples: list[Sample], max_distance: int) -> list[Samp
 def assign_splits(
     samples: list[Sample], val_fraction: float, test_fraction: float, seed: int, previous: dict[str, str] | None = None
 ) -> list[Sample]:
-    """Stratified, seeded split of whole groups; images in `previous` (file -> split) keep their split."""
+    """Stratified, seeded split of whole groups; images in `previous` (sha256 -> split) keep their split."""
     previous = previous or {}
     members: dict[int, list[Sample]] = defaultdict(list)
     for s in samples:
         members[s.group].append(s)
     group_split: dict[int, str] = {}
     for gid, group in members.items():
-        kept = [previous[s.file] for s in group if s.file in previous]
+        kept = [previous[s.sha256] for s in group if s.sha256 in previous]
         if kept:  # a new image joining an old group follows it; a group bridged across splits goes to train
             group_split[gid] = kept[0] if len(set(kept)) == 1 else "train"
     rng = random.Random(seed)
@@ -181,7 +192,7 @@ def load_ood(root: Path, labels: tuple[str, ...]) -> DataSet:
     styles = _manifest_column(Path(root) / "manifest.csv", "style")
     samples = [Sample(**{**asdict(s), "split": "ood", "style": styles.get(s.file, "")}) for s in samples]
     summary.update(images=len(samples), class_counts=dict(sorted(Counter(s.label for s in samples).items())))
-    return DataSet(root=Path(root), labels=labels, samples=samples, summary=summary)
+    return DataSet(roots=(Path(root),), labels=labels, samples=samples, summary=summary)
 
 
 def _manifest_column(manifest: Path, column: str) -> dict[str, str]:
@@ -192,14 +203,14 @@ def _manifest_column(manifest: Path, column: str) -> dict[str, str]:
 
 
 def load_split_file(path: Path) -> dict[str, str]:
-    """file -> split from an earlier run's split file."""
+    """sha256 -> split from an earlier run's split file (by content: a file moved or renamed keeps its split)."""
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise DataError(f"{path}: split file is not readable JSON: {exc}") from exc
     if raw.get("format") != SPLIT_FILE_FORMAT:
         raise DataError(f"{path}: not a sortline split file (format {raw.get('format')!r})")
-    return {item["file"]: item["split"] for item in raw["samples"] if item["split"] in SPLITS}
+    return {item["sha256"]: item["split"] for item in raw["samples"] if item["split"] in SPLITS}
 
 
 def write_split_file(path: Path, data: DataSet, settings: dict) -> None:
@@ -208,7 +219,14 @@ def write_split_file(path: Path, data: DataSet, settings: dict) -> None:
         "format": SPLIT_FILE_FORMAT,
         "settings": settings,
         "samples": [
-            {"file": s.file, "label": s.label, "sha256": s.sha256, "group": s.group, "split": s.split}
+            {
+                "file": s.file,
+                "folder": str(data.roots[s.folder]),
+                "label": s.label,
+                "sha256": s.sha256,
+                "group": s.group,
+                "split": s.split,
+            }
             for s in data.samples
         ],
     }
@@ -218,6 +236,7 @@ def write_split_file(path: Path, data: DataSet, settings: dict) -> None:
 def load_dataset(
     root: Path,
     *,
+    more: tuple[Path, ...] = (),
     max_distance: int,
     val_fraction: float,
     test_fraction: float,
@@ -226,7 +245,7 @@ def load_dataset(
     manifest: Path | None = None,
 ) -> DataSet:
     """Scan, de-duplicate, group and split; reuse `split_file` when it exists."""
-    labels, samples, summary = scan(root, manifest if manifest else Path(root) / "manifest.csv")
+    labels, samples, summary = scan(root, manifest if manifest else Path(root) / "manifest.csv", more)
     samples = group_near_duplicates(samples, max_distance)
     previous = load_split_file(split_file) if split_file and split_file.is_file() else {}
     samples = assign_splits(samples, val_fraction, test_fraction, seed, previous)
@@ -245,7 +264,7 @@ def load_dataset(
         near_duplicate_groups_with_mixed_labels=[sorted(s.file for s in samples if s.group == g) for g in mixed],
         split_counts=counts,
         split_reused_from=str(split_file) if previous else None,
-        reused_split_assignments=sum(s.file in previous for s in samples),
+        reused_split_assignments=sum(s.sha256 in previous for s in samples),
     )
     missing = [f"{split}/{label}" for split in SPLITS for label in labels if not counts[split].get(label)]
     if missing:
@@ -253,4 +272,4 @@ def load_dataset(
             f"{root}: after grouping near-duplicates, no images for {missing}; add images to those "
             "classes or lower --val-fraction/--test-fraction"
         )
-    return DataSet(root=Path(root), labels=labels, samples=samples, summary=summary)
+    return DataSet(roots=(Path(root), *map(Path, more)), labels=labels, samples=samples, summary=summary)

@@ -53,6 +53,7 @@ def load_data(cfg: TrainConfig, split_file: Path | None = None) -> DataSet:
     """The data set with the config's dedup and split settings (the pipeline and bench/train.py share it)."""
     return load_dataset(
         cfg.data,
+        more=tuple(cfg.more_data),
         max_distance=cfg.near_duplicate_distance,
         val_fraction=cfg.val_fraction,
         test_fraction=cfg.test_fraction,
@@ -263,7 +264,9 @@ def _run(cfg: TrainConfig) -> dict:
             "exact_duplicates_removed": len(data.summary["exact_duplicates_removed"]),
         },
         "weights": cfg.weights if cfg.weights in ("imagenet", "none") else Path(cfg.weights).name,
-        "settings": cfg.model_dump(mode="json", exclude={"data", "out", "work_dir", "cache_dir", "split_file"}),
+        "settings": cfg.model_dump(
+            mode="json", exclude={"data", "more_data", "out", "work_dir", "cache_dir", "split_file"}
+        ),
         "activation_caps": caps,
         "warm_start_from": warm_from,
         "best_phase": history.best_phase,
@@ -317,7 +320,7 @@ def _run(cfg: TrainConfig) -> dict:
             "input": f"{cfg.image_size}x{cfg.image_size} RGB uint8",
             "labels": list(labels),
         },
-        "data": {"root": str(cfg.data), **data.summary},
+        "data": {"root": str(cfg.data), "more_data": [str(p) for p in cfg.more_data], **data.summary},
         "test_int8": test_int8,
         "test_float32": test_float,
         "ood_int8": ood_metrics,

@@ -102,19 +102,15 @@ def test_the_live_page_shows_the_belt_the_boxes_and_each_decision_with_its_crop(
     first = live.get_attribute("src")
     wait.until(lambda d: live.get_attribute("src") != first)  # the frame refreshes by itself
     wait.until(lambda d: d.find_element("id", "camera").text == "camera streaming")
-    rows = wait.until(lambda d: d.find_elements("css selector", "#decisions tr") or None)
-    crop = wait.until(
-        lambda d: next(
-            (img for img in d.find_elements("css selector", "#decisions img")
-             if d.execute_script("return arguments[0].naturalWidth", img) > 0),
-            None,
-        )
-    )  # fmt: skip
-    assert rows and crop.get_attribute("alt") == "the crop the model saw"
-    labels = {
-        row.find_elements("tag name", "td")[2].text for row in browser.find_elements("css selector", "#decisions tr")
-    }
-    assert labels <= {"red", "green", "blue"}
+    # the table is redrawn every second: read it in one script, never through element handles that go stale
+    loaded_crops = "return [...document.querySelectorAll('#decisions img')].filter(i => i.naturalWidth > 0).length"
+    wait.until(lambda d: d.execute_script(loaded_crops) > 0)
+    labels = browser.execute_script(
+        "return [...document.querySelectorAll('#decisions tr')].map(r => r.cells[2].textContent)"
+    )
+    alts = browser.execute_script("return [...document.querySelectorAll('#decisions img')].map(i => i.alt)")
+    assert labels and set(labels) <= {"red", "green", "blue"}
+    assert set(alts) == {"the crop the model saw"}
     assert "Last: " in browser.find_element("id", "last").text
     if os.environ.get("SORTLINE_SCREENSHOTS"):
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -126,21 +122,15 @@ def test_unsure_crops_are_labelled_in_bulk_on_the_page_and_exported(page_daemon:
 
     browser.get(page_daemon + "/")
     wait = WebDriverWait(browser, 30, poll_frequency=0.1)
-    tiles = wait.until(
-        lambda d: (found := d.find_elements("css selector", "#review figure")) and len(found) >= 2 and found
-    )
-    chosen = [tile.get_attribute("data-crop") for tile in tiles[:2]]
+    tiles = "return [...document.querySelectorAll('#review figure')].map(f => f.dataset.crop)"
+    chosen = wait.until(lambda d: (found := d.execute_script(tiles)) and len(found) >= 2 and found[:2])
     for crop_id in chosen:  # found afresh at each click: the grid is redrawn every few seconds
         browser.execute_script("document.querySelector(`#review figure[data-crop='${arguments[0]}']`).click()", crop_id)
     if os.environ.get("SORTLINE_SCREENSHOTS"):
         browser.execute_script("document.getElementById('review-section').scrollIntoView()")
         browser.save_screenshot(str(SCREENSHOTS / "ui-review.png"))
     browser.find_element("css selector", "#label-buttons button[data-label='green']").click()
-    wait.until(
-        lambda d: (
-            not set(chosen) & {t.get_attribute("data-crop") for t in d.find_elements("css selector", "#review figure")}
-        )
-    )
+    wait.until(lambda d: not set(chosen) & set(d.execute_script(tiles)))  # labelled: gone from the review
 
     status, archive = get(page_daemon + "/api/labelled.tar.gz")
     assert status == 200

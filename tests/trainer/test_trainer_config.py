@@ -29,15 +29,17 @@ def test_train_flags_are_generated_from_the_config_model():
     args = build_parser().parse_args(["train", "data", "--out", "o", "--finetune-epochs", "3", "--weights", "none"])
     assert vars(args) == {
         "command": "train",
-        "data": Path("data"),
+        "data": [Path("data")],
         "config": None,
         "out": "o",
         "finetune_epochs": "3",
         "weights": "none",
     }
-    for name in set(TrainConfig.model_fields) - {"data", "augmentation"}:
+    for name in set(TrainConfig.model_fields) - {"data", "more_data", "augmentation"}:
         parsed = build_parser().parse_args(["train", "data", f"--{name.replace('_', '-')}", "v"])
         assert getattr(parsed, name) == ([Path("v")] if name == "ood" else "v")  # --ood DIR repeats
+    more = build_parser().parse_args(["train", "shop", "line-crops", "more", "--out", "o"])
+    assert more.data == [Path("shop"), Path("line-crops"), Path("more")]  # the first is data, the rest more_data
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,9 @@ from collections import Counter
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
+from trainer_images import draw_item
 
 from trainer.data import DataError, DataSet, assign_splits, load_dataset, scan, write_split_file
 
@@ -106,7 +108,7 @@ def test_group_bridging_two_old_splits_moves_to_train_only():
 
     samples = [Sample(f"a/{i}.jpg", "a", f"{i:064x}", "0" * 16, group=0) for i in range(3)]
     samples += [Sample(f"b/{i}.jpg", "b", f"{i + 9:064x}", "0" * 16, group=i + 1) for i in range(9)]
-    previous = {"a/0.jpg": "test", "a/1.jpg": "val"}  # an added image linked two old groups
+    previous = {f"{0:064x}": "test", f"{1:064x}": "val"}  # an added image linked two old groups (by sha256)
     result = assign_splits(samples, 0.2, 0.2, 0, previous)
     assert {s.split for s in result if s.group == 0} == {"train"}
 
@@ -114,7 +116,7 @@ def test_group_bridging_two_old_splits_moves_to_train_only():
 @pytest.mark.parametrize(
     ("setup", "message"),
     [
-        (lambda root: (root / "empty_class").mkdir(), r"\['empty_class'\] hold no .jpg"),
+        (lambda root: (root / "empty_class").mkdir(), "class folder 'empty_class' holds no .jpg"),
         (lambda root: [shutil.rmtree(root / c) for c in ("green_disc", "blue_bar")], "at least 2"),
         (lambda root: [p.unlink() for p in list((root / "blue_bar").iterdir())[2:]], "fewer than 3 usable"),
     ],
@@ -136,3 +138,27 @@ def test_dataset_paths_point_into_the_data_folder(make_dataset):
     root = make_dataset(per_class=6)
     data: DataSet = load_dataset(root, **SPLIT_ARGS)
     assert all(data.path(s).is_file() for s in data.samples)
+
+
+def test_more_data_folders_join_the_classes_and_keep_their_place(make_dataset, tmp_path):
+    """The line's labelled crops (the commissioning page's export) beside the shop photos."""
+    root = make_dataset(per_class=6)
+    line = tmp_path / "labelled"
+    (line / "red_box").mkdir(parents=True)
+    rng = np.random.default_rng(5)
+    for i in range(3):
+        cv2.imwrite(str(line / "red_box" / f"crop{i}.jpg"), draw_item("red_box", rng))
+    (line / "manifest.csv").write_text("file,label,item_id,model,model_said,confidence,labelled_at\n")
+    data = load_dataset(root, **SPLIT_ARGS, more=(line,))
+    from_line = [s for s in data.samples if s.folder == 1]
+    assert len(from_line) == 3 and {s.label for s in from_line} == {"red_box"}
+    assert all(data.path(s).is_file() and data.path(s).parent.parent == line for s in from_line)
+    assert data.summary["sources"]["red_box"]["labelled"] == 3
+    assert data.summary["class_counts"]["red_box"] == 9
+
+    split_file = tmp_path / "split.json"
+    write_split_file(split_file, data, {})
+    (line / "red_box" / "crop0.jpg").rename(line / "red_box" / "renamed.jpg")  # moved: its content still counts
+    again = load_dataset(root, **{**SPLIT_ARGS, "seed": 42}, more=(line,), split_file=split_file)
+    assert again.summary["reused_split_assignments"] == len(data.samples)
+    assert {s.sha256: s.split for s in again.samples} == {s.sha256: s.split for s in data.samples}

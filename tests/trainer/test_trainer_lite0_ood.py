@@ -136,9 +136,8 @@ def test_ood_flag_repeats_and_the_backbone_is_a_flag(tmp_path):
         ["train", "d", "--out", "o", "--ood", "a", "--ood", "b", "--backbone", "vgg16", "--max-wrong-lane", "0.05"]
     )
     assert args.ood == [Path("a"), Path("b")] and args.backbone == "vgg16"
-    cfg = TrainConfig(
-        **{k: v for k, v in vars(args).items() if k not in ("command", "config")} | {"work_dir": tmp_path}
-    )
+    flags = {k: v for k, v in vars(args).items() if k not in ("command", "config", "data")}
+    cfg = TrainConfig(**flags, data=args.data[0], work_dir=tmp_path)
     assert cfg.finetune_from == "block5_conv1" and cfg.max_wrong_lane == 0.05
     assert TrainConfig(data="d", out="o").finetune_from == "block15"  # Lite0 by default, its last block
     assert json.loads(cfg.model_dump_json())["ood"] == ["a", "b"]
