@@ -360,21 +360,27 @@ def test_camera_that_fails_then_recovers(tmp_path, mosquitto, subscriber, color_
     assert "late.avi" in stderr
 
 
+def watched_line_config(tmp_path: Path, broker, bundle: Path, metrics_port: int, **mqtt: object) -> Path:
+    """A red item always in view, a decision every 0.1 s (continuous mode), the queue on /metrics."""
+    return write_config(
+        tmp_path,
+        broker,
+        bundle,
+        static_clip(tmp_path / "red.avi", (220, 20, 20)),
+        camera={"realtime": True, "loop": True},
+        trigger={"mode": "continuous", "min_interval_s": 0.1},
+        mqtt=mqtt,
+        metrics={"enabled": True, "port": metrics_port},
+    )
+
+
 def test_sigterm_just_after_the_broker_returns_still_delivers_every_decision(
     tmp_path, mosquitto, subscriber, color_bundle, wait_until
 ):
     pytest.importorskip("prometheus_client", reason="the queue is watched on /metrics (edge extra)")
     port = free_port()
-    config = write_config(
-        tmp_path,
-        mosquitto,
-        color_bundle,
-        static_clip(tmp_path / "red.avi", (220, 20, 20)),
-        camera={"realtime": True, "loop": True},
-        trigger={"mode": "continuous", "min_interval_s": 0.1},
-        mqtt={"reconnect_initial_s": DEFAULTS.reconnect_initial_s, "reconnect_max_s": DEFAULTS.reconnect_max_s},
-        metrics={"enabled": True, "port": port},
-    )
+    mqtt = {"reconnect_initial_s": DEFAULTS.reconnect_initial_s, "reconnect_max_s": DEFAULTS.reconnect_max_s}
+    config = watched_line_config(tmp_path, mosquitto, color_bundle, port, **mqtt)
     sub = subscriber(mosquitto, ["sortline/line-1/decision", "sortline/line-1/status"])
     daemon = start_daemon(config)
     sub.wait_for(lambda got: any(m.topic.endswith("/decision") for m in got), timeout=30)
@@ -392,17 +398,7 @@ def test_decisions_lost_at_shutdown_make_a_failed_exit(tmp_path, mosquitto, colo
     pytest.importorskip("prometheus_client", reason="the queue is watched on /metrics (edge extra)")
     mosquitto.stop()  # the broker never comes: every decision waits in the queue
     port = free_port()
-    config = write_config(
-        tmp_path,
-        mosquitto,
-        color_bundle,
-        static_clip(tmp_path / "red.avi", (220, 20, 20)),
-        camera={"realtime": True, "loop": True},
-        trigger={"mode": "continuous", "min_interval_s": 0.1},
-        mqtt={"flush_timeout_s": 0.5},
-        metrics={"enabled": True, "port": port},
-    )
-    daemon = start_daemon(config)
+    daemon = start_daemon(watched_line_config(tmp_path, mosquitto, color_bundle, port, flush_timeout_s=0.5))
     wait_until(lambda: queue_depth(port) >= 3, what="3 decisions queued", timeout=30)
     daemon.send_signal(signal.SIGTERM)
     _, stderr = daemon.communicate(timeout=30)

@@ -24,20 +24,12 @@ from tests.edge.test_daemon import free_port, garment, start_daemon, static_clip
 pytest.importorskip("starlette", reason="the page needs the ui extra")
 webdriver = pytest.importorskip("selenium.webdriver", reason="the page is tested in Chromium through Selenium")
 
+from scraper.browser import CHROMIUM_FLAGS as SCRAPER_FLAGS  # noqa: E402
+from tests.scraper.shop_site import LOOPBACK_ONLY  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "docs" / "screenshots"
-CHROMIUM_FLAGS = (
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-dev-shm-usage",
-    "--window-size=1280,900",
-    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-)
+CHROMIUM_FLAGS = (*SCRAPER_FLAGS, *LOOPBACK_ONLY)  # the scraper's quiet headless Chromium, reaching only here
 
 
 @pytest.fixture(scope="module")
