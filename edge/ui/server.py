@@ -1,7 +1,8 @@
 """The page's web server: Starlette routes, served by uvicorn on a thread of its own.
 
 Routes: ``/`` (the page), ``/snapshot.jpg`` (the newest frame with the ROI and item boxes), ``/api/status``,
-``/api/decisions``, ``/crops/<item id>.jpg`` (the crop the model saw); for labelling the unsure crops
+``/api/decisions``, ``/api/what-if?threshold=`` (the kept decisions at another threshold), ``/crops/<item
+id>.jpg`` (the crop the model saw); for labelling the unsure crops
 ``/api/review``, ``/review/<crop id>`` (the image), ``POST /api/labels`` and ``/api/labelled.tar.gz``. With
 ``ui.password`` set, every request needs it (HTTP Basic; any user name); requests that change something must
 come from the page's own origin.
@@ -54,6 +55,15 @@ def build_app(view: LiveView, password: str | None, review: Review | None) -> AS
 
     async def decisions(_request: Request) -> Response:
         return JSONResponse(view.decisions(), headers=_NO_STORE)
+
+    async def what_if(request: Request) -> Response:
+        try:
+            threshold = float(request.query_params["threshold"])
+            if not 0.0 <= threshold <= 1.0:
+                raise ValueError
+        except (KeyError, ValueError):
+            return JSONResponse({"error": "give ?threshold= a number from 0 to 1"}, 400)
+        return JSONResponse(view.what_if(threshold), headers=_NO_STORE)
 
     async def crop(request: Request) -> Response:
         item_id = request.path_params["item_id"]
@@ -110,6 +120,7 @@ def build_app(view: LiveView, password: str | None, review: Review | None) -> AS
             Route("/snapshot.jpg", snapshot),
             Route("/api/status", status),
             Route("/api/decisions", decisions),
+            Route("/api/what-if", what_if),
             Route("/crops/{item_id:str}.jpg", crop),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ]

@@ -74,6 +74,19 @@ class LiveView:
                 for d in reversed(self._decisions)
             ]
 
+    def what_if(self, threshold: float) -> dict[str, Any]:
+        """The kept decisions decided again at `threshold`: per top label, how many keep their lane, how
+        many would go to reject, how many rejects would get their label's lane."""
+        with self._lock:
+            decided = [d.message for d in self._decisions if d.message.get("scores")]
+        per_label: dict[str, dict[str, int]] = {}
+        for message in decided:
+            top, confidence = max(message["scores"].items(), key=lambda pair: pair[1])
+            counts = per_label.setdefault(top, {"unchanged": 0, "to_reject": 0, "from_reject": 0})
+            was_reject, now_reject = message["label"] == "reject", confidence < threshold
+            counts["unchanged" if was_reject == now_reject else "to_reject" if now_reject else "from_reject"] += 1
+        return {"threshold": threshold, "decisions": len(decided), "per_label": dict(sorted(per_label.items()))}
+
     def snapshot_jpeg(self) -> bytes | None:
         """The newest frame with the ROI and the items' boxes drawn on it; None before the first frame."""
         now = time.monotonic()

@@ -135,6 +135,23 @@ def test_unsure_crops_are_labelled_in_bulk_on_the_page_and_exported(page_daemon:
     assert all(row["model"].startswith("color-test:1:") for row in manifest)
 
 
+def test_the_threshold_what_if_follows_the_slider(page_daemon: str, browser) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(page_daemon + "/")
+    wait = WebDriverWait(browser, 30, poll_frequency=0.1)
+    counts = "return [...document.querySelectorAll('#what-if tr')].map(r => [...r.cells].map(c => c.textContent))"
+    wait.until(lambda d: d.execute_script(counts))  # decisions made and decided again at the live threshold
+    browser.execute_script(
+        "const s = document.getElementById('threshold'); s.value = 1; s.dispatchEvent(new Event('input'));"
+    )
+    # at 1.0 every decision would be a reject: nothing unchanged that was not a reject already
+    rows = wait.until(lambda d: (rows := d.execute_script(counts)) and all(r[1] == "0" for r in rows) and rows)
+    assert {row[0] for row in rows} <= {"red", "green", "blue"} and sum(int(row[2]) for row in rows) > 0
+    assert browser.find_element("id", "threshold-value").text == "1.00"
+    assert get(page_daemon + "/api/what-if?threshold=2")[0] == 400
+
+
 def test_labelling_refuses_crops_and_labels_that_are_not_there(page_daemon: str) -> None:
     host = page_daemon.removeprefix("http://")
     for body, reason in (

@@ -30,6 +30,10 @@ async function refreshStatus() {
     text("camera", "camera " + (status.camera || "?"), status.camera === "streaming" ? "ok" : "bad");
     text("model", status.model || "");
     document.getElementById("last").textContent = status.last_decision ? "Last: " + describe(status.last_decision) : "No decision yet.";
+    if (status.threshold !== undefined) {
+      document.getElementById("threshold-now").textContent = status.threshold.toFixed(2);
+      if (!sliderTouched) slider.value = status.threshold;
+    }
   } catch (error) { text("state", "daemon unreachable", "bad"); }
 }
 
@@ -60,6 +64,26 @@ async function refreshDecisions() {
     }
   } catch (error) { /* the status badge says so */ }
 }
+
+// Threshold what-if: the kept decisions decided again at the slider's threshold.
+const slider = document.getElementById("threshold");
+let sliderTouched = false;
+
+async function refreshWhatIf() {
+  document.getElementById("threshold-value").textContent = Number(slider.value).toFixed(2);
+  const response = await fetch("/api/what-if?threshold=" + slider.value, { cache: "no-store" });
+  if (!response.ok) return;
+  const result = await response.json();
+  const body = document.getElementById("what-if");
+  body.replaceChildren();
+  for (const [label, counts] of Object.entries(result.per_label)) {
+    const row = body.insertRow();
+    row.dataset.label = label;
+    for (const value of [label, counts.unchanged, counts.to_reject, counts.from_reject]) cell(row, String(value));
+  }
+}
+
+slider.addEventListener("input", () => { sliderTouched = true; refreshWhatIf(); });
 
 // Review: select unsure crops, give them a label.
 const selected = new Set();
@@ -131,3 +155,4 @@ refreshStatus();
 refreshDecisions();
 setInterval(refreshStatus, 1000);
 setInterval(refreshDecisions, 1000);
+setInterval(refreshWhatIf, 2000);

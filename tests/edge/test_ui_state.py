@@ -1,0 +1,51 @@
+"""What the commissioning page shows, kept in-process: the threshold what-if, the snapshot, crops by id."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from edge.ui.state import LiveView
+
+
+def decision(item_id: str, label: str, scores: dict[str, float]) -> dict:
+    return {"item_id": item_id, "label": label, "scores": scores}
+
+
+def test_the_what_if_decides_the_kept_decisions_again_at_another_threshold() -> None:
+    view = LiveView()
+    view.decision(decision("a", "jeans", {"jeans": 0.95, "saree": 0.05}), None)
+    view.decision(decision("b", "jeans", {"jeans": 0.85, "saree": 0.15}), None)
+    view.decision(decision("c", "reject", {"jeans": 0.7, "saree": 0.3}), None)
+    view.decision(decision("d", "reject", {"saree": 0.55, "jeans": 0.45}), None)
+    view.decision(decision("e", "reject", {}), None)  # no frame classified: nothing to decide again
+    stricter = view.what_if(0.9)
+    assert stricter["decisions"] == 4
+    assert stricter["per_label"] == {
+        "jeans": {"unchanged": 2, "to_reject": 1, "from_reject": 0},  # a stays, b would be rejected, c stays
+        "saree": {"unchanged": 1, "to_reject": 0, "from_reject": 0},
+    }
+    looser = view.what_if(0.5)
+    assert looser["per_label"]["jeans"] == {"unchanged": 2, "to_reject": 0, "from_reject": 1}  # c gets its lane
+    assert looser["per_label"]["saree"] == {"unchanged": 0, "to_reject": 0, "from_reject": 1}
+
+
+def test_the_snapshot_draws_the_boxes_and_is_encoded_at_most_five_times_a_second() -> None:
+    view = LiveView(min_interval_s=60)
+    assert view.snapshot_jpeg() is None  # no frame yet
+    frame = np.zeros((120, 160, 3), np.uint8)
+    view.frame(frame, (0, 0, 160, 120), [((40, 30, 100, 90), False)])
+    first = view.snapshot_jpeg()
+    drawn = cv2.imdecode(np.frombuffer(first, np.uint8), cv2.IMREAD_COLOR)
+    assert drawn[30, 70, 1] > 150 and drawn[60, 70].max() < 40  # the item's box edge is green, inside is not
+    view.frame(np.full((120, 160, 3), 255, np.uint8), (0, 0, 160, 120), [])
+    assert view.snapshot_jpeg() is first  # within the interval: the same bytes, not encoded again
+
+
+def test_only_kept_decisions_crops_are_found() -> None:
+    view = LiveView(max_decisions=2)
+    for n in range(3):
+        view.decision(decision(f"item-{n}", "jeans", {"jeans": 0.9}), np.full((8, 8, 3), n, np.uint8))
+    assert view.crop_jpeg("item-0") is None  # dropped: only the last two are kept
+    assert view.crop_jpeg("item-2") is not None and view.crop_jpeg("../../etc/passwd") is None
+    assert [d["item_id"] for d in view.decisions()] == ["item-2", "item-1"]  # newest first
