@@ -155,4 +155,5 @@ refreshStatus();
 refreshDecisions();
 setInterval(refreshStatus, 1000);
 setInterval(refreshDecisions, 1000);
+refreshWhatIf();
 setInterval(refreshWhatIf, 2000);
