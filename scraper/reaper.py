@@ -13,6 +13,8 @@ import os
 import shutil
 import signal
 import sys
+import time
+from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
@@ -23,8 +25,29 @@ def main(argv: list[str]) -> int:
     for group in groups:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(group, signal.SIGKILL)
-    shutil.rmtree(profile_dir, ignore_errors=True)
+    # SIGKILL is delivered asynchronously: a browser process still dying could write into the profile
+    # while it is being removed, so wait until the group is gone (zombies do not count), then remove.
+    deadline = time.monotonic() + 10
+    while any(_running_in(group) for group in groups) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for _ in range(5):
+        shutil.rmtree(profile_dir, ignore_errors=True)
+        if not os.path.exists(profile_dir):
+            break
+        time.sleep(0.2)
     return 0
+
+
+def _running_in(group: int) -> bool:
+    """Whether a live (not zombie) process of the process group is left."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == group:
+            return True
+    return False
 
 
 if __name__ == "__main__":

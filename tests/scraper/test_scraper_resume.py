@@ -61,6 +61,16 @@ def _browser_pids(profile_root: Path) -> set[int]:
     return found
 
 
+def _gone(folder: Path, pattern: str, settle_s: float) -> bool:
+    """No file or folder matching pattern in folder, within settle_s (the reaper removes it once all is dead)."""
+    deadline = time.monotonic() + settle_s
+    while list(folder.glob(pattern)):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 def _alive(pids: set[int], settle_s: float) -> set[int]:
     """Those of pids still running (not zombies) after up to settle_s."""
     deadline = time.monotonic() + settle_s
@@ -108,7 +118,7 @@ def test_sigkill_midway_then_rerun_finishes_without_refetching(shop: ShopSite, s
     shop.release.set()
     assert len(browser) > 2  # chromedriver and Chromium's processes ran ...
     assert _alive(browser, settle_s=10) == set()  # ... and died with the scraper
-    assert not list(scraper_tmp.glob("sortline-chromium-*")), "the browser profile folder was left behind"
+    assert _gone(scraper_tmp, "sortline-chromium-*", settle_s=10), "the browser profile folder was left behind"
 
     _assert_complete_jpegs(out)
     first = read_rows(out)
@@ -147,7 +157,7 @@ def test_ctrl_c_exits_cleanly_with_the_browser_gone(shop: ShopSite, scrape_args,
         _stop_group(process, signal.SIGKILL)
     assert "interrupted; nothing is half-written" in log.read_text()
     assert browser and _alive(browser, settle_s=10) == set()
-    assert not list(scraper_tmp.glob("sortline-chromium-*"))
+    assert _gone(scraper_tmp, "sortline-chromium-*", settle_s=10)
     _assert_complete_jpegs(out)
     assert [row["image_url"].removeprefix(shop.base_url) for row in read_rows(out) if row["status"] == "saved"] == [
         "/img/j1.jpg",
