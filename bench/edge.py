@@ -23,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -111,15 +112,23 @@ def decisions_of(device: str, port: int) -> Iterator[list[dict]]:
         client.disconnect()
 
 
-def run_daemon(bundle_dir: Path, clip: Path, port: int, threads: int, realtime: bool, workdir: Path) -> dict:
-    """Run `python -m edge` on the clip; return its decisions and peak RSS (VmHWM)."""
-    config = workdir / f"bench-{threads}-{realtime}.toml"
+def run_daemon(
+    bundle_dir: Path, clip: Path, port: int, threads: int, realtime: bool, workdir: Path, page: bool = False
+) -> dict:
+    """Run `python -m edge` on the clip; return its decisions and peak RSS (VmHWM). With `page`, the
+    commissioning page is on and watched the whole time, as an open browser tab polls it."""
+    config = workdir / f"bench-{threads}-{realtime}-{page}.toml"
+    ui_port = free_port()
     config.write_text(
         f'device_id = "bench"\nlog_level = "WARNING"\n[camera]\nsource = "{clip}"\nrealtime = {str(realtime).lower()}\n'
         f'[model]\nbundle = "{bundle_dir}"\nthreads = {threads}\nthreshold = 0.0\n'
         f'[trigger]\nmode = "continuous"\nmin_interval_s = 0\n'
         f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\nstats_interval_s = 3600\n'
+        + (f"[ui]\nenabled = true\nport = {ui_port}\n" if page else "")
     )
+    watching = threading.Event()
+    if page:
+        threading.Thread(target=_watch_page, args=(ui_port, watching), daemon=True).start()
     with decisions_of("bench", port) as decisions:
         daemon = subprocess.Popen([sys.executable, "-m", "edge", "--config", str(config), "run"], cwd=ROOT)
         peak_kb = 0
@@ -130,9 +139,24 @@ def run_daemon(bundle_dir: Path, clip: Path, port: int, threads: int, realtime: 
             except (OSError, IndexError):
                 pass
             time.sleep(0.1)
+    watching.set()
     if daemon.returncode != 0:
         raise RuntimeError(f"daemon exited with {daemon.returncode}")
     return {"decisions": decisions, "peak_rss_mb": peak_kb / 1024}
+
+
+def _watch_page(port: int, stop: threading.Event) -> None:
+    """What the page's script does: the frame every 0.3 s, status and decisions every second."""
+    base, turn = f"http://127.0.0.1:{port}", 0
+    while not stop.is_set():
+        paths = ["/snapshot.jpg"] + (
+            ["/api/status", "/api/decisions", "/api/what-if?threshold=0.8"] if turn % 3 == 0 else []
+        )
+        for path in paths:
+            with contextlib.suppress(OSError):
+                urllib.request.urlopen(base + path, timeout=2).read()
+        turn += 1
+        stop.wait(0.3)
 
 
 def summarise(decisions: list[dict], warmup: int = 5) -> dict[str, float]:
@@ -191,6 +215,11 @@ def main() -> int:
                 "rss_minus_model_mb": round(max(fast["peak_rss_mb"], paced["peak_rss_mb"]) - model_mb, 1),
                 "decisions": [throughput["count"], latency["count"]],
             }
+            if threads == 2:  # the commissioning page open in a browser, polling as its script does
+                watched = run_daemon(args.bundle, fast_clip, port, threads, realtime=False, workdir=workdir, page=True)
+                row["with_page_daemon_fps"] = round(summarise(watched["decisions"])["fps"], 1)
+                row["with_page_ratio"] = round(row["with_page_daemon_fps"] / row["daemon_fps"], 3)
+                row["with_page_peak_rss_mb"] = round(watched["peak_rss_mb"], 1)
             results["threads"][threads] = row
             print(f"threads={threads}: " + ", ".join(f"{k}={v}" for k, v in row.items()), flush=True)
     if args.json:
