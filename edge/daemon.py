@@ -273,7 +273,7 @@ class Daemon:
         crops = self.settings.crops
         review = None
         if crops.directory is not None and crops.labelled is not None:
-            review = Review(crops.directory, crops.labelled, self.classifier.labels)
+            review = Review(crops.directory, crops.labelled, lambda: self.classifier.labels)
         return live, UiServer(self.settings.ui, live, review)
 
     def _metrics_server(self) -> Any:

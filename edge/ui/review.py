@@ -15,6 +15,7 @@ import re
 import tarfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,9 +39,14 @@ class Crop:
 
 
 class Review:
-    def __init__(self, crops_dir: Path, labelled_dir: Path, labels: tuple[str, ...]) -> None:
-        self.crops_dir, self.labelled_dir, self.labels = crops_dir, labelled_dir, labels
+    def __init__(self, crops_dir: Path, labelled_dir: Path, labels: Callable[[], tuple[str, ...]]) -> None:
+        self.crops_dir, self.labelled_dir, self._labels = crops_dir, labelled_dir, labels
         self._lock = threading.Lock()
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The live model's labels (a model rolled out later may bring others)."""
+        return self._labels()
 
     def unsure(self, limit: int = 200) -> list[Crop]:
         """The crops waiting for a label, newest first."""
@@ -59,8 +65,9 @@ class Review:
 
     def label(self, crop_ids: list[str], label: str, model: str) -> int:
         """Move the crops into the labelled folder under ``label``; all or none (every id is checked first)."""
-        if label not in self.labels:
-            raise ReviewError(f"unknown label {label!r}; the model's labels are {list(self.labels)}")
+        labels = self.labels
+        if label not in labels:
+            raise ReviewError(f"unknown label {label!r}; the model's labels are {list(labels)}")
         with self._lock:
             crops = [self.find(crop_id) for crop_id in crop_ids]
             folder = self.labelled_dir / label
