@@ -49,8 +49,13 @@ def garment(path: Path, rgb: tuple[int, int, int]) -> Path:
 
 @pytest.fixture
 def items(tmp_path: Path) -> dict[str, Path]:
+    return garments(tmp_path / "items")
+
+
+def garments(folder: Path) -> dict[str, Path]:
+    """A red, a green and a blue garment photo, under folder/<label>/item.png: the colour model's labels."""
     colours = {"red": (220, 20, 20), "green": (20, 200, 40), "blue": (30, 40, 220)}
-    return {label: garment(tmp_path / "items" / label / "item.png", rgb) for label, rgb in colours.items()}
+    return {label: garment(folder / label / "item.png", rgb) for label, rgb in colours.items()}
 
 
 def write_config(tmp_path: Path, broker, bundle: Path, source: Path, **sections: dict) -> Path:

@@ -20,7 +20,7 @@ from edge.decision import Thresholds, decide
 from edge.inference import InferenceWorker, Job
 from edge.items import ItemBook
 from edge.modes.presence import PresenceMode
-from tests.edge.test_daemon import garment
+from tests.edge.test_daemon import garments
 
 LABELS = ("red", "green", "blue")
 LANES = LaneSettings(map={"red": 1, "green": 2, "blue": 3}, reject=0)
@@ -147,8 +147,7 @@ class SlowClassifier:
 def belt_decisions(tmp_path: Path, bundle: Path, order: list[str], seconds: float, gap_frames: int) -> list[dict]:
     """The decisions presence mode makes, item by item, for a 30 fps belt clip of coloured garments in
     `order`, with the real int8 classifier slowed to `seconds` per classification."""
-    images = {label: garment(tmp_path / label / "item.png", rgb) for label, rgb in
-              {"red": (220, 20, 20), "green": (20, 200, 40), "blue": (30, 40, 220)}.items()}  # fmt: skip
+    images = garments(tmp_path)
     clip, fps = tmp_path / "belt.avi", 30
     write_conveyor_clip(
         clip, [images[label] for label in order], order, fps=fps, size=(320, 240), gap_frames=gap_frames,

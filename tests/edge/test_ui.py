@@ -9,7 +9,6 @@ import io
 import json
 import os
 import tarfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ import pytest
 
 from demo.conveyor import write_conveyor_clip
 from tests.edge.test_config_cli import run_cli
-from tests.edge.test_daemon import free_port, garment, start_daemon, static_clip, terminate, write_config
+from tests.edge.test_daemon import free_port, garments, start_daemon, static_clip, terminate, write_config
 
 pytest.importorskip("starlette", reason="the page needs the ui extra")
 webdriver = pytest.importorskip("selenium.webdriver", reason="the page is tested in Chromium through Selenium")
@@ -49,11 +48,11 @@ def browser() -> Iterator[object]:
 
 
 @pytest.fixture
-def page_daemon(tmp_path: Path, mosquitto, color_bundle: Path):
+def page_daemon(tmp_path: Path, mosquitto, color_bundle: Path, wait_until):
     """The daemon on a looping belt clip of coloured garments, its page on a free port; yields the base URL."""
-    colours = {"red": (220, 20, 20), "green": (20, 200, 40), "blue": (30, 40, 220)}
     order = ["red", "green", "blue"]
-    images = [garment(tmp_path / label / "item.png", colours[label]) for label in order]
+    photos = garments(tmp_path)
+    images = [photos[label] for label in order]
     clip = tmp_path / "belt.avi"
     write_conveyor_clip(clip, images, order, fps=15, size=(320, 240), gap_frames=5, crossing_s=1.0, lead_frames=15)
     port = free_port()
@@ -68,7 +67,7 @@ def page_daemon(tmp_path: Path, mosquitto, color_bundle: Path):
     )
     daemon = start_daemon(config)
     base = f"http://127.0.0.1:{port}"
-    _wait_for_page(base, None)
+    wait_until(lambda: _status(base, None), timeout=30, what="the page")
     yield base
     terminate(daemon)
 
@@ -184,7 +183,7 @@ def test_crop_ids_are_looked_up_never_used_as_paths(page_daemon: str) -> None:
 
 
 def test_beyond_loopback_the_page_needs_a_password_and_refuses_cross_site_posts(
-    tmp_path: Path, mosquitto, color_bundle: Path
+    tmp_path: Path, mosquitto, color_bundle: Path, wait_until
 ) -> None:
     clip = static_clip(tmp_path / "belt.avi", (70, 70, 70))
     port = free_port()
@@ -200,7 +199,7 @@ def test_beyond_loopback_the_page_needs_a_password_and_refuses_cross_site_posts(
     daemon = start_daemon(config, {"SORTLINE_UI__PASSWORD": password})
     try:
         base = f"http://127.0.0.1:{port}"
-        status = _wait_for_page(base, password)
+        status = wait_until(lambda: _status(base, password), timeout=30, what="the page")
         assert get(base + "/")[0] == 401  # no password, no page
         assert get(base + "/", "wrong")[0] == 401
         page = get(base + "/", password)
@@ -217,14 +216,10 @@ def test_beyond_loopback_the_page_needs_a_password_and_refuses_cross_site_posts(
         terminate(daemon)
 
 
-def _wait_for_page(base: str, password: str | None) -> bytes:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            code, body = get(base + "/api/status", password)
-            if code == 200:
-                return body
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("the page never answered")
+def _status(base: str, password: str | None) -> bytes | None:
+    """/api/status, or None while the page is not up yet."""
+    try:
+        code, body = get(base + "/api/status", password)
+    except OSError:
+        return None
+    return body if code == 200 else None
