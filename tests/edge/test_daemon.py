@@ -176,7 +176,9 @@ def test_presence_mode_sends_one_decision_per_item(tmp_path, mosquitto, subscrib
     for message in decisions:
         body = message.json()
         assert message.qos == 1 and not message.retain
-        assert body["confidence"] > 0.5 and body["frames"] >= 2 and body["mode"] == "presence"
+        # frames >= 1 only: the clip plays unpaced, so how many views the classifier thread gets per item
+        # depends on scheduling (a loaded CI machine gave one); test_items checks several views at camera pace
+        assert body["confidence"] > 0.5 and body["frames"] >= 1 and body["mode"] == "presence"
         assert body["first_seen"] <= body["decided_at"] < body["deadline"]
         assert body["model"].startswith("color-test:1:") and body["device"] == "line-1"
         assert set(body["scores"]) == set(LANES)
