@@ -2,10 +2,10 @@
 # Install or upgrade the Sortline edge daemon on one device: Raspberry Pi OS Bookworm (arm64),
 # Ubuntu 22.04/24.04 on Jetson, Debian 12 (x86-64). Idempotent: run it again to upgrade.
 #
-#   sudo deploy/install.sh [--bundle DIR] [--credential mqtt__password=FILE] [--with-picamera2]
+#   sudo deploy/install.sh [--bundle DIR] [--credential mqtt__password=FILE] [--with-picamera2] [--with-ui]
 #
 # Layout (the unit in systemd/ assumes it):
-#   /opt/sortline/venv                     virtual environment with sortline[edge] only
+#   /opt/sortline/venv                     virtual environment with sortline[edge] only (+ [ui] with --with-ui)
 #   /etc/sortline/edge.toml                configuration, from deploy/edge.toml.example; never overwritten
 #   /etc/sortline/credentials/<sec>__<key> secrets (root-only); the unit's LoadCredential=sortline:... turns
 #                                          each into $CREDENTIALS_DIRECTORY/sortline_<sec>__<key>
@@ -24,6 +24,7 @@ usage: install.sh [options]
   --bundle DIR            model bundle to install and make current (default: models/apparel-efficientnet-lite2-int8 when present)
   --credential KEY=FILE   store FILE's content as the secret KEY (e.g. mqtt__password); repeatable
   --with-picamera2        Raspberry Pi CSI camera: apt python3-picamera2, venv sees system packages
+  --with-ui               also the commissioning page's extra (Starlette, uvicorn); turn it on in edge.toml [ui]
   --no-apt                do not install OS packages
   --no-start              install and enable, but do not (re)start the service
   -h, --help              this text
@@ -36,6 +37,7 @@ root="${DESTDIR:-}"
 source_path="$here"
 bundle=""
 picamera2=0
+extras="edge"
 use_apt=1
 start=1
 credentials=()
@@ -47,6 +49,7 @@ while (($#)); do
     --bundle) bundle="${2:?--bundle needs a directory}"; shift ;;
     --credential) credentials+=("${2:?--credential needs KEY=FILE}"); shift ;;
     --with-picamera2) picamera2=1 ;;
+    --with-ui) extras="edge,ui" ;;
     --no-apt) use_apt=0 ;;
     --no-start) start=0 ;;
     -h|--help) usage; exit 0 ;;
@@ -126,8 +129,8 @@ venv_args=()
 ((picamera2)) && venv_args+=(--system-site-packages)  # picamera2/libcamera come from apt only
 [ -x "$VENV/bin/python" ] || { say "creating $VENV"; "$PYTHON" -m venv "${venv_args[@]}" "$VENV"; }
 read -r -a pip_args <<<"${SORTLINE_PIP_ARGS:-}"
-say "installing sortline[edge] from $source_path"
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "${pip_args[@]}" "$source_path[edge]"
+say "installing sortline[$extras] from $source_path"
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "${pip_args[@]}" "$source_path[$extras]"
 [ -x "$VENV/bin/sortline-edge" ] || die "$VENV/bin/sortline-edge missing after pip install"
 [ -f "$here/README.md" ] && install -m 0644 "$here/README.md" "$OPT/README.md"
 

@@ -9,9 +9,10 @@ import sys
 from pathlib import Path
 
 from edge.bundle import BundleError, load_bundle
-from edge.config import ConfigError, EdgeSettings, load_settings
+from edge.config import ConfigError, EdgeSettings, Roi, load_settings
 from edge.decision import REJECT, Thresholds, check_lanes
 from edge.preprocess import IMAGE_SUFFIXES
+from edge.roi_override import RoiOverride
 
 log = logging.getLogger("edge")
 
@@ -61,12 +62,23 @@ def _check_config(settings: EdgeSettings) -> int:
     Classifier(bundle, threads=1)  # the runtime loads the model; its inputs and outputs must fit the labels
     thresholds = Thresholds.resolve(settings.model, bundle.metadata)
     per_label = f", per label {thresholds.per_label}" if thresholds.per_label else ""
+    roi = RoiOverride(settings.camera.roi, settings.state_directory)
+    if roi.problem:
+        print(f"sortline-edge: warning: {roi.problem}", file=sys.stderr)
+    kept = f", kept in {roi.path}" if roi.source == "page" else ""
     print(
         f"ok: model {bundle.metadata.model_id}, labels {list(bundle.labels)}, reject threshold"
-        f" {thresholds.default} (from {thresholds.source}){per_label}",
+        f" {thresholds.default} (from {thresholds.source}){per_label}; roi {_roi_text(roi.roi)}"
+        f" (from the {roi.source}{kept})",
         file=sys.stderr,
     )
     return 0
+
+
+def _roi_text(roi: Roi | None) -> str:
+    if roi is None:
+        return "the whole frame"
+    return f"x={roi.x:g} y={roi.y:g} width={roi.width:g} height={roi.height:g} ({roi.unit})"
 
 
 def _classify(settings: EdgeSettings, bundle_path: Path, images: list[Path]) -> int:

@@ -236,6 +236,11 @@ class UiSettings(_Section):
         return self
 
 
+def _systemd_state_directory() -> Path | None:
+    value = os.environ.get("STATE_DIRECTORY", "")
+    return Path(value.split(":")[0]) if value else None
+
+
 def _is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -262,6 +267,9 @@ class EdgeSettings(BaseSettings):
     metrics: MetricsSettings = MetricsSettings()
     ui: UiSettings = UiSettings()
     watchdog_stall_s: float = Field(default=10.0, gt=0)  # no processed frame for this long: stop pinging systemd
+    # What the daemon changes while it runs (the ROI set on the page) is kept here, so /etc stays read-only.
+    # Unset: systemd's $STATE_DIRECTORY (the unit's StateDirectory=), else nothing is kept across restarts.
+    state_directory: Path | None = Field(default_factory=lambda: _systemd_state_directory())
 
     @classmethod
     def settings_customise_sources(

@@ -31,6 +31,7 @@ from edge.modes import build_mode
 from edge.modes.external import ExternalMode
 from edge.modes.presence import PresenceMode
 from edge.mqtt import MqttLink
+from edge.roi_override import RoiOverride
 from edge.rollout import BundleWatch, Candidate, Rollout, RolloutError
 from edge.stats import RunStats
 from edge.systemd import notify, watchdog_interval_s
@@ -53,7 +54,10 @@ class Daemon:
         self.worker = InferenceWorker(classifier)
         self.items = ItemBook(self.worker, wait_s=settings.trigger.decision_wait_s)
         self._opened = 0  # items opened by presence and continuous modes: the nth gets id <run_id>-n
-        self.mode = build_mode(settings, self._next_item_id)
+        self.roi = RoiOverride(settings.camera.roi, settings.state_directory)
+        if self.roi.problem:
+            log.error("%s", self.roi.problem)
+        self.mode = build_mode(settings, self.roi.roi, self._next_item_id)
         self._apply_item_margin(classifier)
         self._stop = threading.Event()
         self._seq = 0
@@ -135,6 +139,7 @@ class Daemon:
                 last_frame_at = now
                 self.stats.frames += 1
                 self._swap_model_between_items()
+                self._change_roi_between_items()
                 if not self.paused:
                     self.mode.on_frame(frame, self.items)
                 if self.live is not None:
@@ -150,15 +155,18 @@ class Daemon:
             if (self.camera.state, self.camera.last_error) != self._camera_in_status:
                 self._publish_status()  # a camera that fails or comes back is news for the line's monitoring
             if now - last_stats >= self.settings.mqtt.stats_interval_s:
-                self.link.publish_stats(self._stats_message())
+                stats = self._stats_message()
+                self.link.publish_stats(stats)
+                if self.live is not None:
+                    self.live.stats(stats)
                 last_stats = now
 
     def _show(self, frame: Frame) -> None:
         """Hand the frame and the items' boxes (in frame pixels) to the page."""
         height, width = frame.image.shape[:2]
-        roi = self.settings.camera.roi
+        roi = self.roi.roi
         x0, y0, x1, y1 = roi.to_pixels(width, height) if roi is not None else (0, 0, width, height)
-        boxes = self.mode.item_boxes() if isinstance(self.mode, PresenceMode) else []
+        boxes = self.mode.item_boxes()
         shifted = [((bx0 + x0, by0 + y0, bx1 + x0, by1 + y0), touching) for (bx0, by0, bx1, by1), touching in boxes]
         assert self.live is not None
         self.live.frame(frame.image, (x0, y0, x1, y1), shifted)
@@ -274,7 +282,7 @@ class Daemon:
         review = None
         if crops.directory is not None and crops.labelled is not None:
             review = Review(crops.directory, crops.labelled, lambda: self.classifier.labels)
-        return live, UiServer(self.settings.ui, live, review)
+        return live, UiServer(self.settings.ui, live, review, self.roi)
 
     def _metrics_server(self) -> Any:
         from edge.metrics import MetricsServer  # prometheus-client is only needed when metrics are on
@@ -356,3 +364,11 @@ class Daemon:
         self.rollout.swapped(candidate)
         log.info("model swapped to %s", candidate.model_id)
         self._publish_status()
+
+    def _change_roi_between_items(self) -> None:
+        """A ROI drawn on the page applies once nothing is in view, so no item is cut by two ROIs."""
+        if not self.roi.changing or len(self.items) or not self.mode.idle():
+            return
+        changed, roi = self.roi.take_change()
+        if changed:
+            self.mode.use_roi(roi)

@@ -9,19 +9,32 @@ import numpy as np
 
 
 class Window:
-    """The last `size` samples of a latency, for p50/p99 without unbounded memory."""
+    """The last `size` samples of a latency, for p50/p99 without unbounded memory; also those since the last
+    stats message, so a plot over time shows a spike when it happened instead of smoothed into 1000."""
 
     def __init__(self, size: int = 1000) -> None:
         self._samples: deque[float] = deque(maxlen=size)
+        self._fresh: deque[float] = deque(maxlen=size)
 
     def add(self, value: float) -> None:
         self._samples.append(value)
+        self._fresh.append(value)
 
     def percentiles(self) -> dict[str, float | None]:
-        if not self._samples:
-            return {"p50": None, "p99": None}
-        p50, p99 = np.percentile(np.fromiter(self._samples, dtype=np.float64), [50, 99])
-        return {"p50": round(float(p50), 2), "p99": round(float(p99), 2)}
+        return _percentiles(self._samples)
+
+    def take_fresh(self) -> dict[str, float | None]:
+        """p50/p99 of the samples added since the last call."""
+        fresh = _percentiles(self._fresh)
+        self._fresh.clear()
+        return fresh
+
+
+def _percentiles(samples: deque[float]) -> dict[str, float | None]:
+    if not samples:
+        return {"p50": None, "p99": None}
+    p50, p99 = np.percentile(np.fromiter(samples, dtype=np.float64), [50, 99])
+    return {"p50": round(float(p50), 2), "p99": round(float(p99), 2)}
 
 
 class RunStats:
@@ -51,4 +64,8 @@ class RunStats:
             "rejects": self.decisions.get("reject", 0),
             "inference_ms": self.inference_ms.percentiles(),
             "latency_ms": self.latency_ms.percentiles(),
+            "last_interval": {
+                "inference_ms": self.inference_ms.take_fresh(),
+                "latency_ms": self.latency_ms.take_fresh(),
+            },
         }

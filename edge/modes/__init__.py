@@ -12,8 +12,10 @@ from collections.abc import Callable
 from typing import Protocol
 
 from edge.camera import Frame
-from edge.config import EdgeSettings
+from edge.config import EdgeSettings, Roi
 from edge.items import ItemBook
+
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1
 
 
 class TriggerMode(Protocol):
@@ -23,15 +25,24 @@ class TriggerMode(Protocol):
     def on_tick(self, now: float, items: ItemBook) -> None:
         """Called on every turn of the loop, with or without a frame (timeouts)."""
 
+    def idle(self) -> bool:
+        """Nothing in view or being collected: a moment to change the ROI."""
 
-def build_mode(settings: EdgeSettings, next_item_id: Callable[[], str]) -> TriggerMode:
+    def use_roi(self, roi: Roi | None) -> None:
+        """From the next frame on, look at `roi` (called only while idle)."""
+
+    def item_boxes(self) -> list[tuple[Box, bool]]:
+        """(box in ROI pixels, touches another item) of each item in view now: what the page draws."""
+
+
+def build_mode(settings: EdgeSettings, roi: Roi | None, next_item_id: Callable[[], str]) -> TriggerMode:
     from edge.modes.continuous import ContinuousMode
     from edge.modes.external import ExternalMode
     from edge.modes.presence import PresenceMode
 
     mode = settings.trigger.mode
     if mode == "continuous":
-        return ContinuousMode(settings.trigger, settings.camera.roi, next_item_id)
+        return ContinuousMode(settings.trigger, roi, next_item_id)
     if mode == "presence":
-        return PresenceMode(settings.trigger.presence, settings.camera.roi, next_item_id)
-    return ExternalMode(settings.trigger, settings.camera.roi)
+        return PresenceMode(settings.trigger.presence, roi, next_item_id)
+    return ExternalMode(settings.trigger, roi)

@@ -28,3 +28,12 @@ class ContinuousMode:
 
     def on_tick(self, now: float, items: ItemBook) -> None:
         pass
+
+    def idle(self) -> bool:
+        return True  # an item lives for one frame
+
+    def use_roi(self, roi: Roi | None) -> None:
+        self._roi = roi
+
+    def item_boxes(self) -> list[tuple[tuple[int, int, int, int], bool]]:
+        return []  # the whole ROI is the item

@@ -44,6 +44,15 @@ class ExternalMode:
             items.close(self._item)
             self._item = None
 
+    def idle(self) -> bool:
+        return self._item is None
+
+    def use_roi(self, roi: Roi | None) -> None:
+        self._roi = roi
+
+    def item_boxes(self) -> list[tuple[tuple[int, int, int, int], bool]]:
+        return []  # the trigger says when, not where
+
     def on_tick(self, now: float, items: ItemBook) -> None:
         if self._item is not None and now > self._triggered_at + self._settings.external_timeout_s:
             log.warning("trigger %s: %d frame(s) before the timeout", self._item.item_id, self._offered)

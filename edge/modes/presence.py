@@ -61,8 +61,17 @@ class PresenceMode:
     def on_tick(self, now: float, items: ItemBook) -> None:
         pass
 
+    def idle(self) -> bool:
+        """No item followed (decided ones still in view count: they would be learned into the empty belt)."""
+        return not self._items and (self._tracker is None or not self._tracker.tracks)
+
+    def use_roi(self, roi: Roi | None) -> None:
+        """Another part of the frame is another empty belt: learn it again."""
+        self._roi = roi
+        self.detector.reset()
+        self._tracker = None
+
     def item_boxes(self) -> list[tuple[tuple[int, int, int, int], bool]]:
-        """(box in ROI pixels, touches another item) of each item followed now: what the page draws."""
         tracks = self._tracker.tracks if self._tracker is not None else []
         return [(track.view.box, track.touching) for track in tracks if track.confirmed]
 

@@ -1,11 +1,12 @@
 """The page's web server: Starlette routes, served by uvicorn on a thread of its own.
 
 Routes: ``/`` (the page), ``/snapshot.jpg`` (the newest frame with the ROI and item boxes), ``/api/status``,
-``/api/decisions``, ``/api/what-if?threshold=`` (the kept decisions at another threshold), ``/crops/<item
-id>.jpg`` (the crop the model saw); for labelling the unsure crops
-``/api/review``, ``/review/<crop id>`` (the image), ``POST /api/labels`` and ``/api/labelled.tar.gz``. With
-``ui.password`` set, every request needs it (HTTP Basic; any user name); requests that change something must
-come from the page's own origin.
+``/api/decisions``, ``/api/stats`` (the stats messages of the last hour, for the plots),
+``/api/what-if?threshold=`` (the kept decisions at another threshold), ``/crops/<item id>.jpg`` (the crop
+the model saw), ``/api/roi`` (GET; POST a new one as fractions of the frame; DELETE: back to
+``camera.roi``); for labelling the unsure crops ``/api/review``, ``/review/<crop id>`` (the image),
+``POST /api/labels`` and ``/api/labelled.tar.gz``. With ``ui.password`` set, every request needs it (HTTP
+Basic; any user name); requests that change something must come from the page's own origin.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
@@ -29,7 +31,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from edge.config import UiSettings
+from edge.config import ConfigError, Roi, UiSettings, validation_problems
+from edge.roi_override import RoiOverride
 from edge.ui.review import Review, ReviewError
 from edge.ui.state import LiveView
 
@@ -40,7 +43,7 @@ _ITEM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # what item ids lo
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
-def build_app(view: LiveView, password: str | None, review: Review | None) -> ASGIApp:
+def build_app(view: LiveView, password: str | None, review: Review | None, roi: RoiOverride) -> ASGIApp:
     async def page(_request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers=_NO_STORE)
 
@@ -52,6 +55,9 @@ def build_app(view: LiveView, password: str | None, review: Review | None) -> AS
 
     async def status(_request: Request) -> Response:
         return JSONResponse(view.summary(), headers=_NO_STORE)
+
+    async def stats(_request: Request) -> Response:
+        return JSONResponse(view.history(), headers=_NO_STORE)
 
     async def decisions(_request: Request) -> Response:
         return JSONResponse(view.decisions(), headers=_NO_STORE)
@@ -71,6 +77,21 @@ def build_app(view: LiveView, password: str | None, review: Review | None) -> AS
         if jpeg is None:
             return PlainTextResponse("no such crop", status_code=404)
         return Response(jpeg, media_type="image/jpeg")
+
+    async def region(request: Request) -> Response:
+        if request.method == "GET":
+            return JSONResponse(roi.describe(), headers=_NO_STORE)
+        try:
+            if request.method == "DELETE":
+                roi.request(None)
+            else:
+                roi.request(_drawn_roi(await request.json(), view.summary()["frame"]))
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, 400)
+        except OSError as exc:
+            log.error("the ROI could not be kept: %s", exc)
+            return JSONResponse({"error": f"the ROI could not be kept in {roi.path}: {exc.strerror}"}, 500)
+        return JSONResponse(roi.describe(), headers=_NO_STORE)
 
     def reviewing() -> Review:
         if review is None:
@@ -120,7 +141,9 @@ def build_app(view: LiveView, password: str | None, review: Review | None) -> AS
             Route("/snapshot.jpg", snapshot),
             Route("/api/status", status),
             Route("/api/decisions", decisions),
+            Route("/api/stats", stats),
             Route("/api/what-if", what_if),
+            Route("/api/roi", region, methods=["GET", "POST", "DELETE"]),
             Route("/crops/{item_id:str}.jpg", crop),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ]
@@ -161,6 +184,22 @@ class _Guard:
         return secrets.compare_digest(given.encode(), self._password.encode())
 
 
+def _drawn_roi(body: Any, frame: dict[str, Any]) -> Roi:
+    """A ROI from the page, as fractions of the frame; it must leave room for items in the newest frame."""
+    if not isinstance(body, dict) or set(body) != {"x", "y", "width", "height"}:
+        raise ValueError('expected {"x": …, "y": …, "width": …, "height": …}, fractions of the frame, and no unit')
+    try:
+        drawn = Roi.model_validate({**body, "unit": "fraction"})
+    except ValidationError as exc:
+        raise ValueError("; ".join(validation_problems(exc))) from None
+    if frame.get("width"):
+        try:
+            drawn.to_pixels(frame["width"], frame["height"])
+        except ConfigError as exc:
+            raise ValueError(str(exc).replace("camera.roi", "the ROI")) from None
+    return drawn
+
+
 def _same_origin(headers: Headers) -> bool:
     origin = headers.get("origin") or headers.get("referer")
     if not origin:
@@ -172,9 +211,9 @@ def _same_origin(headers: Headers) -> bool:
 class UiServer:
     """uvicorn on a daemon thread; start() returns once it listens."""
 
-    def __init__(self, settings: UiSettings, view: LiveView, review: Review | None) -> None:
+    def __init__(self, settings: UiSettings, view: LiveView, review: Review | None, roi: RoiOverride) -> None:
         password = settings.password.get_secret_value() if settings.password else None
-        app = build_app(view, password, review)
+        app = build_app(view, password, review, roi)
         config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="ui", daemon=True)

@@ -30,6 +30,7 @@ class _Decided:
 class LiveView:
     max_decisions: int = 50
     min_interval_s: float = 0.2  # a snapshot is encoded at most this often, however many pages poll
+    max_history: int = 360  # stats messages kept for the plots: an hour at the default 10 s interval
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _frame: np.ndarray | None = None
     _roi: Box | None = None
@@ -37,6 +38,7 @@ class LiveView:
     _status: dict[str, Any] = field(default_factory=dict)
     _decisions: deque[_Decided] = field(default_factory=deque)
     _snapshot: tuple[float, bytes] | None = None
+    _history: deque[dict[str, Any]] = field(default_factory=deque)
 
     def frame(self, image: np.ndarray, roi: Box, items: list[tuple[Box, bool]]) -> None:
         """From the frame loop: the newest frame (not copied: frames are never written to) and what is on it."""
@@ -52,6 +54,30 @@ class LiveView:
             self._decisions.append(_Decided(message, crop))
             while len(self._decisions) > self.max_decisions:
                 self._decisions.popleft()
+
+    def stats(self, message: dict[str, Any]) -> None:
+        """From the frame loop, each stats message as it goes out: one point of the plots."""
+        interval = message["last_interval"]
+        point = {
+            "t": round(time.time(), 1),
+            "fps": message["fps"],
+            "inference_ms": interval["inference_ms"],
+            "latency_ms": interval["latency_ms"],
+            "decisions": message["decisions"],
+            "camera": message["camera"],
+            "camera_error": message["camera_error"],
+            "broker_error": message["broker_error"],
+            "queue_depth": message["queue_depth"],
+        }
+        with self._lock:
+            self._history.append(point)
+            while len(self._history) > self.max_history:
+                self._history.popleft()
+
+    def history(self) -> list[dict[str, Any]]:
+        """/api/stats: the stats messages kept, oldest first."""
+        with self._lock:
+            return list(self._history)
 
     def summary(self) -> dict[str, Any]:
         """/api/status: the device status, the last decision and what is in view now."""

@@ -69,26 +69,37 @@ def test_check_mode_changes_nothing(tmp_path, color_bundle):
 def test_role_installs_into_a_temporary_root_and_rolls_out_a_model(tmp_path, color_bundle, sortline_wheel):
     prefix = tmp_path / "root"
     wheel = {"sortline_wheel": str(sortline_wheel), "sortline_pip_extra_args": "--no-deps --no-index"}
-    inventory = local_inventory(tmp_path, prefix, color_bundle, **wheel)
+    page = {"sortline_ui_enabled": True, "sortline_ui_host": "0.0.0.0", "sortline_ui_password": "vaulted-ui-secret"}
+    inventory = local_inventory(tmp_path, prefix, color_bundle, **wheel, **page)
     result = playbook("-i", str(inventory), "site.yml", scratch=tmp_path)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "vaulted-secret" not in result.stdout + result.stderr
+    assert "vaulted-ui-secret" not in result.stdout + result.stderr
 
     config = prefix / "etc/sortline/edge.toml"
     models = prefix / "var/lib/sortline/models"
     credential = prefix / "etc/sortline/credentials/mqtt__password"
     assert (prefix / "opt/sortline/venv/bin/sortline-edge").is_file()
     assert credential.read_text() == "vaulted-secret" and (credential.stat().st_mode & 0o777) == 0o600
+    ui_credential = credential.with_name("ui__password")
+    assert ui_credential.read_text() == "vaulted-ui-secret" and (ui_credential.stat().st_mode & 0o777) == 0o600
+    assert next((prefix / "opt/sortline/venv").glob("lib/python3.*/site-packages/edge/ui/static/app.js")).is_file()
     meta = json.loads((color_bundle / "bundle.json").read_text())
     assert os.readlink(models / "current") == f"color-test-1-{meta['sha256'][:12]}"
     unit = (prefix / "etc/systemd/system/sortline-edge.service").read_text()
     assert f"--config {config} run" in unit and f"LoadCredential=sortline:{prefix}/etc/sortline/credentials" in unit
 
-    # The rendered host config is valid and says what the inventory says.
+    # The rendered host config is valid and says what the inventory says (credentials as systemd passes them).
+    passed = tmp_path / "credentials"
+    passed.mkdir()
+    (passed / "sortline_ui__password").write_text(ui_credential.read_text())
     check = subprocess.run(
         [sys.executable, "-m", "edge", "--config", str(config), "check-config"],
         cwd=ROOT,
-        env={k: v for k, v in os.environ.items() if not k.startswith("SORTLINE_")},
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("SORTLINE_")},
+            "CREDENTIALS_DIRECTORY": str(passed),
+        },
         capture_output=True,
         text=True,
     )
@@ -98,6 +109,7 @@ def test_role_installs_into_a_temporary_root_and_rolls_out_a_model(tmp_path, col
     assert effective["camera"]["roi"] == {"x": 0.1, "y": 0.2, "width": 0.5, "height": 0.6, "unit": "fraction"}
     assert effective["lanes"] == {"map": {"red": 4, "green": 5, "blue": 6}, "reject": 9}
     assert effective["rollout"]["watch"] is True and effective["model"]["bundle"] == str(models / "current")
+    assert effective["ui"] == {"enabled": True, "host": "0.0.0.0", "port": 8080, "password": "**********"}
 
     second = tmp_path / "v2"
     shutil.copytree(color_bundle, second)

@@ -42,11 +42,15 @@ def test_install_into_a_temporary_root(tmp_path, sortline_wheel, color_bundle):
     secret = tmp_path / "password"
     secret.write_text("s3cret-broker-pw\n")
     result = run_install(
-        prefix, sortline_wheel, "--bundle", str(color_bundle), "--credential", f"mqtt__password={secret}"
+        prefix, sortline_wheel, "--bundle", str(color_bundle), "--credential", f"mqtt__password={secret}", "--with-ui"
     )
 
     venv = prefix / "opt/sortline/venv"
     assert (venv / "bin/sortline-edge").is_file() and os.access(venv / "bin/sortline-edge", os.X_OK)
+    assert "installing sortline[edge,ui]" in result.stdout
+    static = next(venv.glob("lib/python3.*/site-packages/edge/ui/static"))  # the page ships in the wheel
+    assert {"index.html", "app.js", "style.css"} <= {p.name for p in static.iterdir()}
+    assert (static / "vendor" / "uPlot.iife.min.js").stat().st_size > 40_000
     assert "s3cret" not in result.stdout + result.stderr
 
     credentials = prefix / "etc/sortline/credentials"

@@ -50,6 +50,15 @@ def browser() -> Iterator[object]:
 @pytest.fixture
 def page_daemon(tmp_path: Path, mosquitto, color_bundle: Path, wait_until):
     """The daemon on a looping belt clip of coloured garments, its page on a free port; yields the base URL."""
+    config, base = page_config(tmp_path, mosquitto, color_bundle)
+    daemon = start_daemon(config, {"STATE_DIRECTORY": str(tmp_path / "state")})
+    wait_until(lambda: _status(base, None), timeout=30, what="the page")
+    yield base
+    terminate(daemon)
+
+
+def page_config(tmp_path: Path, mosquitto, color_bundle: Path) -> tuple[Path, str]:
+    """A presence-mode config on a looping 320x240 belt clip, unsure crops kept; (config, the page's URL)."""
     order = ["red", "green", "blue"]
     photos = garments(tmp_path)
     images = [photos[label] for label in order]
@@ -61,15 +70,11 @@ def page_daemon(tmp_path: Path, mosquitto, color_bundle: Path, wait_until):
         mosquitto,
         color_bundle,
         clip,
-        camera={"realtime": True, "loop": True},
+        camera={"realtime": True, "loop": True, "roi": {"x": 0, "y": 0, "width": 1, "height": 1}},
         ui={"enabled": True, "port": port},
         crops={"directory": str(tmp_path / "crops"), "below_confidence": 1.0},  # every crop is "unsure"
     )
-    daemon = start_daemon(config)
-    base = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _status(base, None), timeout=30, what="the page")
-    yield base
-    terminate(daemon)
+    return config, f"http://127.0.0.1:{port}"
 
 
 def get(url: str, password: str | None = None) -> tuple[int, bytes]:
@@ -106,6 +111,29 @@ def test_the_live_page_shows_the_belt_the_boxes_and_each_decision_with_its_crop(
     if os.environ.get("SORTLINE_SCREENSHOTS"):
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         browser.save_screenshot(str(SCREENSHOTS / "ui-live.png"))
+
+
+def test_the_stats_plot_the_last_hour_and_the_decisions_filter_by_label(page_daemon: str, browser) -> None:
+    from selenium.webdriver.support.select import Select
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(page_daemon + "/")
+    wait = WebDriverWait(browser, 30, poll_frequency=0.1)
+    per_label = "return [...document.querySelectorAll('#per-label tr')].map(r => r.dataset.label)"
+    wait.until(lambda d: set(d.execute_script(per_label) or []) >= {"red", "green"})
+    plotted = "return [...document.querySelectorAll('#plots .uplot')].map(p => p.querySelector('.u-title').textContent)"
+    assert browser.execute_script(plotted) == ["frames per second", "classification (ms)", "decision latency (ms)"]
+    assert browser.find_element("id", "stats-state").text.startswith("camera streaming; broker connected")
+    points = json.loads(get(page_daemon + "/api/stats")[1])
+    assert len(points) >= 2 and points[-1]["fps"] > 0 and points[-1]["inference_ms"]["p50"] is not None
+
+    Select(browser.find_element("id", "filter")).select_by_value("green")
+    shown = "return [...document.querySelectorAll('#decisions tr')].map(r => r.cells[2].textContent)"
+    rows = wait.until(lambda d: (rows := d.execute_script(shown)) and set(rows) == {"green"} and rows)
+    assert rows
+    if os.environ.get("SORTLINE_SCREENSHOTS"):
+        browser.execute_script("document.getElementById('stats-section').scrollIntoView()")
+        browser.save_screenshot(str(SCREENSHOTS / "ui-stats.png"))
 
 
 def test_unsure_crops_are_labelled_in_bulk_on_the_page_and_exported(page_daemon: str, browser) -> None:
@@ -149,6 +177,74 @@ def test_the_threshold_what_if_follows_the_slider(page_daemon: str, browser) -> 
     assert {row[0] for row in rows} <= {"red", "green", "blue"} and sum(int(row[2]) for row in rows) > 0
     assert browser.find_element("id", "threshold-value").text == "1.00"
     assert get(page_daemon + "/api/what-if?threshold=2")[0] == 400
+
+
+def test_a_roi_drawn_on_the_live_frame_is_used_kept_across_restarts_and_shown_by_check_config(
+    tmp_path: Path, mosquitto, color_bundle: Path, browser, wait_until
+) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    config, base = page_config(tmp_path, mosquitto, color_bundle)
+    state = {"STATE_DIRECTORY": str(tmp_path / "state")}
+    daemon = start_daemon(config, state)
+    try:
+        wait_until(lambda: _status(base, None), timeout=30, what="the page")
+        browser.get(base + "/")
+        wait = WebDriverWait(browser, 30, poll_frequency=0.1)
+        live = wait.until(lambda d: d.find_element("id", "live"))
+        wait.until(lambda d: d.execute_script("return arguments[0].naturalWidth", live) == 320)
+        wait.until(lambda d: "from the config" in d.find_element("id", "roi-state").text)
+        width, height = live.size["width"], live.size["height"]
+        # drag from 10 %, 20 % of the frame to 90 %, 80 % (offsets count from the image's centre)
+        step = (round(0.4 * width), round(0.3 * height))
+        drag = ActionChains(browser).move_to_element_with_offset(live, -step[0], -step[1]).click_and_hold()
+        drag.move_by_offset(*step).move_by_offset(*step).release().perform()
+        browser.find_element("id", "roi-save").click()
+        wait.until(lambda d: "drawn on this page, kept in" in d.find_element("id", "roi-state").text)
+        # taken by the frame loop once the belt was empty: the daemon now looks at the drawn region
+        roi = wait_until(lambda: (box := json.loads(_status(base, None))["roi"]) != [0, 0, 320, 240] and box, 30)
+        assert roi == pytest.approx([32, 48, 288, 192], abs=4)
+        kept = json.loads((tmp_path / "state" / "roi.json").read_text())["roi"]
+        assert kept["unit"] == "fraction" and kept["x"] == pytest.approx(0.1, abs=0.012)
+        if os.environ.get("SORTLINE_SCREENSHOTS"):
+            browser.save_screenshot(str(SCREENSHOTS / "ui-roi.png"))
+    finally:
+        terminate(daemon)
+
+    checked = run_cli("--config", str(config), "check-config", env=state)
+    assert checked.returncode == 0, checked.stderr
+    assert f"(from the page, kept in {tmp_path / 'state' / 'roi.json'})" in checked.stderr
+
+    daemon = start_daemon(config, state)  # restarted: the drawn region is used from the first frame
+    try:
+        wait_until(lambda: (status := _status(base, None)) and json.loads(status)["roi"] == roi, timeout=30)
+        browser.get(base + "/")
+        wait = WebDriverWait(browser, 30, poll_frequency=0.1)
+        wait.until(lambda d: d.find_element("id", "roi-reset").is_displayed())
+        browser.find_element("id", "roi-reset").click()
+        wait_until(lambda: json.loads(_status(base, None))["roi"] == [0, 0, 320, 240], timeout=30)
+        assert not (tmp_path / "state" / "roi.json").exists()
+    finally:
+        terminate(daemon)
+
+
+def test_a_roi_that_leaves_no_room_or_the_frame_is_refused(page_daemon: str, wait_until) -> None:
+    host = page_daemon.removeprefix("http://")
+    wait_until(lambda: json.loads(_status(page_daemon, None))["frame"]["width"], timeout=30, what="a frame")
+    for body, reason in (
+        ({"x": 0.5, "y": 0, "width": 0.01, "height": 1}, "leaves no usable area in a 320x240 frame"),
+        ({"x": 0.5, "y": 0, "width": 0.9, "height": 1}, "x + width <= 1"),
+        ({"x": 0.1, "y": 0, "width": 0.5, "height": 1, "unit": "px"}, "no unit"),
+        ([1, 2], "expected"),
+    ):
+        connection = http.client.HTTPConnection(host, timeout=10)
+        connection.request("POST", "/api/roi", body=json.dumps(body), headers={"Origin": page_daemon})
+        response = connection.getresponse()
+        answer = json.loads(response.read())
+        assert response.status == 400 and reason in answer["error"], answer
+        connection.close()
+    assert json.loads(get(page_daemon + "/api/roi")[1])["source"] == "config"
 
 
 def test_labelling_refuses_crops_and_labels_that_are_not_there(page_daemon: str) -> None:

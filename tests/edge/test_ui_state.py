@@ -1,10 +1,12 @@
-"""What the commissioning page shows, kept in-process: the threshold what-if, the snapshot, crops by id."""
+"""What the commissioning page shows, kept in-process: the threshold what-if, the snapshot, crops by id, the
+plots' history."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
+from edge.stats import RunStats
 from edge.ui.state import LiveView
 
 
@@ -49,3 +51,20 @@ def test_only_kept_decisions_crops_are_found() -> None:
     assert view.crop_jpeg("item-0") is None  # dropped: only the last two are kept
     assert view.crop_jpeg("item-2") is not None and view.crop_jpeg("../../etc/passwd") is None
     assert [d["item_id"] for d in view.decisions()] == ["item-2", "item-1"]  # newest first
+
+
+def test_the_plots_get_per_interval_percentiles_and_keep_a_bounded_history() -> None:
+    stats = RunStats()
+    view = LiveView(max_history=3)
+    for interval, latencies in enumerate([[100.0] * 50, [2000.0], [], [120.0, 140.0]]):
+        for value in latencies:
+            stats.latency_ms.add(value)
+        stats.decisions["red"] += len(latencies)
+        message = {**stats.snapshot(), "camera": "streaming", "camera_error": None, "broker_error": None}
+        view.stats({**message, "queue_depth": interval})
+    points = view.history()
+    assert len(points) == 3 and [p["queue_depth"] for p in points] == [1, 2, 3]  # the oldest point is gone
+    # the 2 s spike shows in its own interval, not smoothed into the 50 samples before it
+    assert [p["latency_ms"]["p50"] for p in points] == [2000.0, None, 130.0]
+    assert stats.latency_ms.percentiles()["p50"] == 100.0  # the stats topic's window keeps all samples
+    assert points[-1]["decisions"] == {"red": 53}

@@ -29,6 +29,9 @@ async function refreshStatus() {
     text("state", status.paused ? "paused" : (status.state || "starting"), status.paused ? "bad" : "ok");
     text("camera", "camera " + (status.camera || "?"), status.camera === "streaming" ? "ok" : "bad");
     text("model", status.model || "");
+    for (const label of status.labels || []) {  // the filter offers the live model's labels
+      if (![...filter.options].some((o) => o.value === label)) filter.add(new Option(label, label));
+    }
     document.getElementById("last").textContent = status.last_decision ? "Last: " + describe(status.last_decision) : "No decision yet.";
     if (status.threshold !== undefined) {
       document.getElementById("threshold-now").textContent = status.threshold.toFixed(2);
@@ -48,7 +51,7 @@ async function refreshDecisions() {
     const body = document.getElementById("decisions");
     body.replaceChildren();
     for (const d of decisions) {
-      if (filter.value === "reject" && d.label !== "reject") continue;
+      if (filter.value && d.label !== filter.value) continue;
       const row = body.insertRow();
       row.className = d.label === "reject" ? "reject" : "";
       row.dataset.item = d.item_id;
@@ -147,7 +150,122 @@ document.addEventListener("keydown", (event) => {
   if (index >= 0 && index < labels.length) labelSelected(labels[index]);
 });
 
+// ROI editor: drag on the live frame, then keep it; the daemon applies it once nothing is in view.
+const frameBox = document.getElementById("live-frame");
+const drawn = document.getElementById("roi-drawn");
+let dragStart = null;
+let proposal = null;  // {x, y, width, height} as fractions of the frame
+
+function fractionAt(event) {
+  const rect = live.getBoundingClientRect();
+  const clamp = (v) => Math.min(1, Math.max(0, v));
+  return { x: clamp((event.clientX - rect.left) / rect.width), y: clamp((event.clientY - rect.top) / rect.height) };
+}
+
+function showProposal() {
+  drawn.hidden = proposal === null;
+  document.getElementById("roi-save").hidden = proposal === null;
+  document.getElementById("roi-cancel").hidden = proposal === null;
+  if (proposal === null) return;
+  const percent = (v) => (100 * v).toFixed(2) + "%";
+  Object.assign(drawn.style, {
+    left: percent(proposal.x), top: percent(proposal.y), width: percent(proposal.width), height: percent(proposal.height),
+  });
+}
+
+frameBox.addEventListener("pointerdown", (event) => {
+  dragStart = fractionAt(event);
+  frameBox.setPointerCapture(event.pointerId);
+});
+frameBox.addEventListener("pointermove", (event) => {
+  if (dragStart === null) return;
+  const at = fractionAt(event);
+  proposal = {
+    x: Math.min(dragStart.x, at.x), y: Math.min(dragStart.y, at.y),
+    width: Math.abs(at.x - dragStart.x), height: Math.abs(at.y - dragStart.y),
+  };
+  showProposal();
+});
+frameBox.addEventListener("pointerup", () => {
+  dragStart = null;
+  if (proposal !== null && (proposal.width < 0.02 || proposal.height < 0.02)) proposal = null;  // a click
+  showProposal();
+});
+
+async function sendRoi(method, body) {
+  const response = await fetch("/api/roi", {
+    method: method,
+    headers: { "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const answer = await response.json();
+  if (!response.ok) { alert(answer.error); return; }
+  proposal = null;
+  showProposal();
+  showRoi(answer);
+}
+
+function showRoi(state) {
+  const where = state.source === "page" ? `drawn on this page${state.kept_in ? ", kept in " + state.kept_in : ", kept until the daemon stops"}`
+    : state.source === "config" ? "from the config (camera.roi)" : "the whole frame (no camera.roi)";
+  const waiting = state.pending ? " A new region waits for the belt to be empty." : "";
+  const problem = state.problem ? " " + state.problem : "";
+  text("roi-state", `Region: ${where}.${waiting}${problem}`);
+  document.getElementById("roi-reset").hidden = state.source !== "page" && !(state.pending && state.pending.roi);
+}
+
+async function refreshRoi() {
+  try { showRoi(await (await fetch("/api/roi", { cache: "no-store" })).json()); } catch (error) { /* status says */ }
+}
+
+document.getElementById("roi-save").addEventListener("click", () => sendRoi("POST", proposal));
+document.getElementById("roi-cancel").addEventListener("click", () => { proposal = null; showProposal(); });
+document.getElementById("roi-reset").addEventListener("click", () => sendRoi("DELETE"));
+
+// Stats: one point per stats message (mqtt.stats_interval_s), plotted with uPlot (static/vendor).
+const plots = {};
+
+function plot(id, title, series) {
+  const element = document.getElementById(id);
+  return new uPlot({
+    title: title, width: element.clientWidth || 320, height: 180,
+    series: [{}, ...series.map(([label, stroke]) => ({ label: label, stroke: stroke, spanGaps: true }))],
+    axes: [{}, { size: 50 }],
+  }, [[]].concat(series.map(() => [])), element);
+}
+
+async function refreshStats() {
+  const response = await fetch("/api/stats", { cache: "no-store" });
+  if (!response.ok) return;
+  const points = await response.json();
+  if (!points.length) return;
+  if (!plots.fps) {
+    plots.fps = plot("plot-fps", "frames per second", [["fps", "#1565c0"]]);
+    plots.inference = plot("plot-inference", "classification (ms)", [["p50", "#2e7d32"], ["p99", "#c62828"]]);
+    plots.latency = plot("plot-latency", "decision latency (ms)", [["p50", "#2e7d32"], ["p99", "#c62828"]]);
+  }
+  const t = points.map((p) => p.t);
+  plots.fps.setData([t, points.map((p) => p.fps)]);
+  plots.inference.setData([t, points.map((p) => p.inference_ms.p50), points.map((p) => p.inference_ms.p99)]);
+  plots.latency.setData([t, points.map((p) => p.latency_ms.p50), points.map((p) => p.latency_ms.p99)]);
+  const last = points[points.length - 1], first = points[0];
+  const broker = last.broker_error ? `broker: ${last.broker_error}` : "broker connected";
+  const camera = last.camera_error ? `camera ${last.camera}: ${last.camera_error}` : `camera ${last.camera}`;
+  text("stats-state", `${camera}; ${broker}; ${last.queue_depth} decision(s) queued for the broker.`);
+  const body = document.getElementById("per-label");
+  body.replaceChildren();
+  for (const [label, count] of Object.entries(last.decisions).sort()) {
+    const row = body.insertRow();
+    row.dataset.label = label;
+    for (const value of [label, count, count - (first.decisions[label] || 0)]) cell(row, String(value));
+  }
+}
+
 filter.addEventListener("change", refreshDecisions);
+refreshStats();
+setInterval(refreshStats, 5000);
+refreshRoi();
+setInterval(refreshRoi, 2000);
 refreshReview();
 setInterval(refreshReview, 3000);
 refreshFrame();
