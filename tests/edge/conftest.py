@@ -14,6 +14,8 @@ Fixtures:
   broker restart cannot make: ``.pause()`` (traffic held), ``.resume()``, ``.cut()`` (connections
   reset, as when a cable is pulled); ``reject_mqtt5`` answers MQTT 5 CONNECTs like a 3.1.1-only broker.
 - ``wait_until(predicate, timeout, what)``: poll with a deadline instead of sleeping.
+- ``browser``: headless Chromium through Selenium (one per test module), with the scraper's quiet flags and
+  every host but 127.0.0.1 unresolvable: the pages under test are the only thing it can reach.
 """
 
 from __future__ import annotations
@@ -557,6 +559,26 @@ def make_link() -> Iterator[Callable[..., Any]]:
     yield make
     for link in made:
         link.close(flush_timeout=0)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not (Path("/usr/bin/chromium").exists() and Path("/usr/bin/chromedriver").exists()):
+        pytest.skip("chromium and chromium-driver are not installed")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="pages are tested in Chromium through Selenium")
+    from selenium.webdriver.chrome.service import Service
+
+    from scraper.browser import CHROMIUM_FLAGS
+    from tests.scraper.shop_site import LOOPBACK_ONLY
+
+    options = webdriver.ChromeOptions()
+    for flag in (*CHROMIUM_FLAGS, *LOOPBACK_ONLY):
+        options.add_argument(flag)
+    options.binary_location = "/usr/bin/chromium"
+    os.environ.setdefault("SE_OFFLINE", "true")
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    yield driver
+    driver.quit()
 
 
 @pytest.fixture(autouse=True)

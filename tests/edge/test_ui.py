@@ -11,7 +11,6 @@ import os
 import tarfile
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,30 +20,11 @@ from tests.edge.test_config_cli import run_cli
 from tests.edge.test_daemon import free_port, garments, start_daemon, static_clip, terminate, write_config
 
 pytest.importorskip("starlette", reason="the page needs the ui extra")
-webdriver = pytest.importorskip("selenium.webdriver", reason="the page is tested in Chromium through Selenium")
+pytest.importorskip("selenium.webdriver", reason="the page is tested in Chromium through Selenium")
 
-from scraper.browser import CHROMIUM_FLAGS as SCRAPER_FLAGS  # noqa: E402
-from tests.scraper.shop_site import LOOPBACK_ONLY  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "docs" / "screenshots"
-CHROMIUM_FLAGS = (*SCRAPER_FLAGS, *LOOPBACK_ONLY)  # the scraper's quiet headless Chromium, reaching only here
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if not (Path("/usr/bin/chromium").exists() and Path("/usr/bin/chromedriver").exists()):
-        pytest.skip("chromium and chromium-driver are not installed")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.binary_location = "/usr/bin/chromium"
-    os.environ.setdefault("SE_OFFLINE", "true")
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-    yield driver
-    driver.quit()
 
 
 @pytest.fixture
@@ -52,7 +32,7 @@ def page_daemon(tmp_path: Path, mosquitto, color_bundle: Path, wait_until):
     """The daemon on a looping belt clip of coloured garments, its page on a free port; yields the base URL."""
     config, base = page_config(tmp_path, mosquitto, color_bundle)
     daemon = start_daemon(config, {"STATE_DIRECTORY": str(tmp_path / "state")})
-    wait_until(lambda: _status(base, None), timeout=30, what="the page")
+    wait_until(lambda: page_status(base, None), timeout=30, what="the page")
     yield base
     terminate(daemon)
 
@@ -189,7 +169,7 @@ def test_a_roi_drawn_on_the_live_frame_is_used_kept_across_restarts_and_shown_by
     state = {"STATE_DIRECTORY": str(tmp_path / "state")}
     daemon = start_daemon(config, state)
     try:
-        wait_until(lambda: _status(base, None), timeout=30, what="the page")
+        wait_until(lambda: page_status(base, None), timeout=30, what="the page")
         browser.get(base + "/")
         wait = WebDriverWait(browser, 30, poll_frequency=0.1)
         live = wait.until(lambda d: d.find_element("id", "live"))
@@ -203,7 +183,7 @@ def test_a_roi_drawn_on_the_live_frame_is_used_kept_across_restarts_and_shown_by
         browser.find_element("id", "roi-save").click()
         wait.until(lambda d: "drawn on this page, kept in" in d.find_element("id", "roi-state").text)
         # taken by the frame loop once the belt was empty: the daemon now looks at the drawn region
-        roi = wait_until(lambda: (box := json.loads(_status(base, None))["roi"]) != [0, 0, 320, 240] and box, 30)
+        roi = wait_until(lambda: (box := json.loads(page_status(base, None))["roi"]) != [0, 0, 320, 240] and box, 30)
         assert roi == pytest.approx([32, 48, 288, 192], abs=4)
         kept = json.loads((tmp_path / "state" / "roi.json").read_text())["roi"]
         assert kept["unit"] == "fraction" and kept["x"] == pytest.approx(0.1, abs=0.012)
@@ -218,12 +198,12 @@ def test_a_roi_drawn_on_the_live_frame_is_used_kept_across_restarts_and_shown_by
 
     daemon = start_daemon(config, state)  # restarted: the drawn region is used from the first frame
     try:
-        wait_until(lambda: (status := _status(base, None)) and json.loads(status)["roi"] == roi, timeout=30)
+        wait_until(lambda: (status := page_status(base, None)) and json.loads(status)["roi"] == roi, timeout=30)
         browser.get(base + "/")
         wait = WebDriverWait(browser, 30, poll_frequency=0.1)
         wait.until(lambda d: d.find_element("id", "roi-reset").is_displayed())
         browser.find_element("id", "roi-reset").click()
-        wait_until(lambda: json.loads(_status(base, None))["roi"] == [0, 0, 320, 240], timeout=30)
+        wait_until(lambda: json.loads(page_status(base, None))["roi"] == [0, 0, 320, 240], timeout=30)
         assert not (tmp_path / "state" / "roi.json").exists()
     finally:
         terminate(daemon)
@@ -231,7 +211,7 @@ def test_a_roi_drawn_on_the_live_frame_is_used_kept_across_restarts_and_shown_by
 
 def test_a_roi_that_leaves_no_room_or_the_frame_is_refused(page_daemon: str, wait_until) -> None:
     host = page_daemon.removeprefix("http://")
-    wait_until(lambda: json.loads(_status(page_daemon, None))["frame"]["width"], timeout=30, what="a frame")
+    wait_until(lambda: json.loads(page_status(page_daemon, None))["frame"]["width"], timeout=30, what="a frame")
     for body, reason in (
         ({"x": 0.5, "y": 0, "width": 0.01, "height": 1}, "leaves no usable area in a 320x240 frame"),
         ({"x": 0.5, "y": 0, "width": 0.9, "height": 1}, "x + width <= 1"),
@@ -295,7 +275,7 @@ def test_beyond_loopback_the_page_needs_a_password_and_refuses_cross_site_posts(
     daemon = start_daemon(config, {"SORTLINE_UI__PASSWORD": password})
     try:
         base = f"http://127.0.0.1:{port}"
-        status = wait_until(lambda: _status(base, password), timeout=30, what="the page")
+        status = wait_until(lambda: page_status(base, password), timeout=30, what="the page")
         assert get(base + "/")[0] == 401  # no password, no page
         assert get(base + "/", "wrong")[0] == 401
         page = get(base + "/", password)
@@ -312,7 +292,7 @@ def test_beyond_loopback_the_page_needs_a_password_and_refuses_cross_site_posts(
         terminate(daemon)
 
 
-def _status(base: str, password: str | None) -> bytes | None:
+def page_status(base: str, password: str | None) -> bytes | None:
     """/api/status, or None while the page is not up yet."""
     try:
         code, body = get(base + "/api/status", password)
