@@ -26,6 +26,13 @@ class CropStore:
         """Save the crop when the decision was unsure; a failure to write is logged, never raised."""
         if self.settings.directory is None or confidence >= self.settings.below_confidence:
             return None
+        return self.keep(crop_bgr, top_label, confidence, item_id)
+
+    def keep(self, crop_bgr: np.ndarray, top_label: str, confidence: float, item_id: str) -> Path | None:
+        """Save the crop whatever the confidence (a decision sent to review from the page); None when saving
+        is off or failed (logged)."""
+        if self.settings.directory is None:
+            return None
         folder = self.settings.directory / top_label
         path = folder / f"{time.strftime('%Y%m%dT%H%M%S')}_{_safe(item_id)}_{int(confidence * 100):02d}.jpg"
         try:

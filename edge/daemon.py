@@ -24,7 +24,7 @@ from edge.classifier import Classifier
 from edge.commands import Command, CommandError, Trigger
 from edge.config import ConfigError, EdgeSettings
 from edge.crops import CropStore
-from edge.decision import Thresholds, check_lanes, decide
+from edge.decision import ItemVote, Thresholds, check_lanes, decide
 from edge.inference import InferenceWorker
 from edge.items import Item, ItemBook
 from edge.modes import build_mode
@@ -37,6 +37,8 @@ from edge.stats import RunStats
 from edge.systemd import notify, watchdog_interval_s
 
 log = logging.getLogger(__name__)
+
+SHOW_EVERY_S = 0.1  # the page shows at most 5 frames a second; handing it every frame costs a fast loop 1-2 %
 
 
 class Daemon:
@@ -67,6 +69,7 @@ class Daemon:
         self.live, self.ui = self._ui_server() if settings.ui.enabled else (None, None)
         self._swap_lock = threading.Lock()
         self._camera_in_status: tuple[str, str | None] | None = None  # what the retained status last said
+        self._shown_at = float("-inf")  # when the page was last handed a frame
 
     @property
     def classifier(self) -> Classifier:
@@ -142,8 +145,9 @@ class Daemon:
                 self._change_roi_between_items()
                 if not self.paused:
                     self.mode.on_frame(frame, self.items)
-                if self.live is not None:
+                if self.live is not None and now - self._shown_at >= SHOW_EVERY_S:
                     self._show(frame)
+                    self._shown_at = now
             elif self.camera.ended:
                 log.info("video source ended")
                 break
@@ -162,14 +166,24 @@ class Daemon:
                 last_stats = now
 
     def _show(self, frame: Frame) -> None:
-        """Hand the frame and the items' boxes (in frame pixels) to the page."""
+        """Hand the frame, the items' boxes (in frame pixels) with their running votes and the mode's state
+        to the page."""
         height, width = frame.image.shape[:2]
         roi = self.roi.roi
         x0, y0, x1, y1 = roi.to_pixels(width, height) if roi is not None else (0, 0, width, height)
-        boxes = self.mode.item_boxes()
-        shifted = [((bx0 + x0, by0 + y0, bx1 + x0, by1 + y0), touching) for (bx0, by0, bx1, by1), touching in boxes]
+        items = []
+        for seen in self.mode.in_view():
+            bx0, by0, bx1, by1 = seen.box
+            items.append(((bx0 + x0, by0 + y0, bx1 + x0, by1 + y0), seen.touching, self._running_vote(seen.vote)))
         assert self.live is not None
-        self.live.frame(frame.image, (x0, y0, x1, y1), shifted)
+        self.live.frame(frame.image, (x0, y0, x1, y1), items, self.mode.state())
+
+    def _running_vote(self, vote: ItemVote) -> str:
+        scores = vote.mean_scores()
+        if scores is None:
+            return "..."  # not classified yet (OpenCV's fonts draw ASCII only)
+        best = int(scores.argmax())
+        return f"{self.classifier.labels[best]} {scores[best]:.2f} ({vote.frames})"
 
     def _publish_decided(self, now: float) -> None:
         for result in self.items.collect():
@@ -281,7 +295,7 @@ class Daemon:
         crops = self.settings.crops
         review = None
         if crops.directory is not None and crops.labelled is not None:
-            review = Review(crops.directory, crops.labelled, lambda: self.classifier.labels)
+            review = Review(self.crops, crops.labelled, lambda: self.classifier.labels)
         return live, UiServer(self.settings.ui, live, review, self.roi)
 
     def _metrics_server(self) -> Any:

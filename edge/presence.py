@@ -62,6 +62,11 @@ class PresenceDetector:
     def present(self) -> bool:
         return self._present
 
+    @property
+    def learning(self) -> bool:
+        """Still learning the empty belt: nothing is detected yet."""
+        return self._background is None
+
     def reset(self) -> None:
         """Forget the belt and learn it again (new camera, moved ROI)."""
         self._learning.clear()

@@ -9,13 +9,24 @@ them for classification and closes them; the book and the daemon do the rest (cl
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from edge.camera import Frame
 from edge.config import EdgeSettings, Roi
+from edge.decision import ItemVote
 from edge.items import ItemBook
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1
+
+
+@dataclass(frozen=True)
+class InView:
+    """An item in view: where it is and what the classifier says of it so far."""
+
+    box: Box  # in ROI pixels
+    touching: bool  # touches another item (no crop is taken of it meanwhile)
+    vote: ItemVote
 
 
 class TriggerMode(Protocol):
@@ -31,8 +42,11 @@ class TriggerMode(Protocol):
     def use_roi(self, roi: Roi | None) -> None:
         """From the next frame on, look at `roi` (called only while idle)."""
 
-    def item_boxes(self) -> list[tuple[Box, bool]]:
-        """(box in ROI pixels, touches another item) of each item in view now: what the page draws."""
+    def in_view(self) -> list[InView]:
+        """The items followed now, for the page (modes that know no item's place give none)."""
+
+    def state(self) -> str:
+        """What the mode is doing, in words, for the page: 'empty belt', 'learning the empty belt', …"""
 
 
 def build_mode(settings: EdgeSettings, roi: Roi | None, next_item_id: Callable[[], str]) -> TriggerMode:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from edge.camera import Frame, crop_roi
 from edge.config import Roi, TriggerSettings
 from edge.items import ItemBook
+from edge.modes import InView
 
 
 class ContinuousMode:
@@ -35,5 +36,8 @@ class ContinuousMode:
     def use_roi(self, roi: Roi | None) -> None:
         self._roi = roi
 
-    def item_boxes(self) -> list[tuple[tuple[int, int, int, int], bool]]:
+    def in_view(self) -> list[InView]:
         return []  # the whole ROI is the item
+
+    def state(self) -> str:
+        return "the whole region is one item"

@@ -12,6 +12,7 @@ from edge.camera import Frame, crop_roi
 from edge.commands import Trigger
 from edge.config import Roi, TriggerSettings
 from edge.items import Item, ItemBook
+from edge.modes import InView
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,11 @@ class ExternalMode:
     def use_roi(self, roi: Roi | None) -> None:
         self._roi = roi
 
-    def item_boxes(self) -> list[tuple[tuple[int, int, int, int], bool]]:
+    def in_view(self) -> list[InView]:
         return []  # the trigger says when, not where
+
+    def state(self) -> str:
+        return "waiting for a trigger" if self._item is None else f"collecting frames of {self._item.item_id}"
 
     def on_tick(self, now: float, items: ItemBook) -> None:
         if self._item is not None and now > self._triggered_at + self._settings.external_timeout_s:

@@ -15,6 +15,7 @@ import numpy as np
 from edge.camera import Frame, crop_roi
 from edge.config import PresenceSettings, Roi
 from edge.items import Item, ItemBook
+from edge.modes import InView
 from edge.presence import WORK_WIDTH, ItemView, PresenceDetector
 from edge.tracking import BeltTracker, Track
 
@@ -71,9 +72,19 @@ class PresenceMode:
         self.detector.reset()
         self._tracker = None
 
-    def item_boxes(self) -> list[tuple[tuple[int, int, int, int], bool]]:
+    def in_view(self) -> list[InView]:
         tracks = self._tracker.tracks if self._tracker is not None else []
-        return [(track.view.box, track.touching) for track in tracks if track.confirmed]
+        return [
+            InView(track.view.box, track.touching, item.vote)
+            for track in tracks
+            if track.confirmed and (item := self._items.get(id(track))) is not None
+        ]
+
+    def state(self) -> str:
+        if self.detector.learning:
+            return "learning the empty belt"
+        count = len(self.in_view())
+        return "empty belt" if not count else f"{count} item{'s' if count > 1 else ''} in view"
 
     def _make_tracker(self) -> BeltTracker:
         self._tracker = BeltTracker(self._settings.min_frames, LEAVE_FRAMES, reach=max(2, WORK_WIDTH // 20))

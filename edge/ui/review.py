@@ -1,6 +1,7 @@
-"""Labelling the line's own unsure crops: the crop store's files, moved into a labelled folder by label.
+"""Labelling the line's own crops: the crop store's files, moved into a labelled folder by label.
 
-The crop store keeps the crops the model was unsure about as ``<crops>/<top label>/<time>_<item>_<conf>.jpg``.
+The crop store keeps the crops the model was unsure about, and any decision's crop sent to review from the
+page, as ``<crops>/<top label>/<time>_<item>_<conf>.jpg``.
 Labelled ones move to ``<labelled>/<label>/`` and get a row in ``<labelled>/manifest.csv`` (which crop, the
 label given, the live model and what it said); the folder is what ``sortline-train`` takes beside the shop photos.
 Crops are named by their place in the store (``jeans/20261201T120000_ab12-3_55.jpg``) and each name is checked
@@ -18,6 +19,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.crops import CropStore
 
 _CROP_ID = re.compile(r"^(?P<top>[A-Za-z0-9_-]{1,64})/(?P<name>[A-Za-z0-9_.-]{1,160}\.jpg)$")
 _NAME = re.compile(r"^(?P<time>\d{8}T\d{6})_(?P<item>.+)_(?P<confidence>\d{2,3})\.jpg$")
@@ -39,8 +45,10 @@ class Crop:
 
 
 class Review:
-    def __init__(self, crops_dir: Path, labelled_dir: Path, labels: Callable[[], tuple[str, ...]]) -> None:
-        self.crops_dir, self.labelled_dir, self._labels = crops_dir, labelled_dir, labels
+    def __init__(self, store: CropStore, labelled_dir: Path, labels: Callable[[], tuple[str, ...]]) -> None:
+        assert store.settings.directory is not None, "review needs the crop store on"
+        self.store, self.crops_dir, self.labelled_dir = store, store.settings.directory, labelled_dir
+        self._labels = labels
         self._lock = threading.Lock()
 
     @property
@@ -62,6 +70,18 @@ class Review:
         if crop is None:
             raise ReviewError(f"no unsure crop {crop_id!r}")
         return crop
+
+    def add(self, crop: np.ndarray, decision: dict[str, Any]) -> Crop:
+        """A decision's crop sent to review from the page (a confident wrong lane is the example most
+        worth a label), saved beside the unsure ones."""
+        top, confidence = decision.get("top_label"), decision.get("confidence")
+        if top is None or confidence is None:
+            raise ReviewError(f"decision {decision.get('item_id')!r} has no classified crop")
+        path = self.store.keep(crop, top, confidence, decision["item_id"])
+        found = self._crop(path) if path is not None else None
+        if found is None:
+            raise ReviewError(f"the crop of {decision['item_id']!r} could not be saved (see the daemon's log)")
+        return found
 
     def label(self, crop_ids: list[str], label: str, model: str) -> int:
         """Move the crops into the labelled folder under ``label``; all or none (every id is checked first)."""

@@ -5,7 +5,8 @@ Routes: ``/`` (the page), ``/snapshot.jpg`` (the newest frame with the ROI and i
 ``/api/what-if?threshold=`` (the kept decisions at another threshold), ``/crops/<item id>.jpg`` (the crop
 the model saw), ``/api/roi`` (GET; POST a new one as fractions of the frame; DELETE: back to
 ``camera.roi``); for labelling the unsure crops ``/api/review``, ``/review/<crop id>`` (the image),
-``POST /api/labels`` and ``/api/labelled.tar.gz``. With ``ui.password`` set, every request needs it (HTTP
+``POST /api/review/<item id>`` (a recent decision's crop joins them), ``POST /api/labels`` and
+``/api/labelled.tar.gz``. With ``ui.password`` set, every request needs it (HTTP
 Basic; any user name); requests that change something must come from the page's own origin.
 """
 
@@ -76,7 +77,8 @@ def build_app(view: LiveView, password: str | None, review: Review | None, roi: 
         jpeg = view.crop_jpeg(item_id) if _ITEM_ID.match(item_id) else None
         if jpeg is None:
             return PlainTextResponse("no such crop", status_code=404)
-        return Response(jpeg, media_type="image/jpeg")
+        # item ids carry the run's random id, so an id's crop never changes: the browser keeps it
+        return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400, immutable"})
 
     async def region(request: Request) -> Response:
         if request.method == "GET":
@@ -105,6 +107,17 @@ def build_app(view: LiveView, password: str | None, review: Review | None, roi: 
             for c in reviewing().unsure()
         ]  # fmt: skip
         return JSONResponse({"labels": list(reviewing().labels), "crops": crops}, headers=_NO_STORE)
+
+    async def send_to_review(request: Request) -> Response:
+        item_id = request.path_params["item_id"]
+        found = view.kept(item_id) if _ITEM_ID.match(item_id) else None
+        if found is None:
+            return JSONResponse({"error": f"no recent decision with a crop for {item_id!r}"}, 404)
+        try:
+            crop = reviewing().add(found[1], found[0])
+        except ReviewError as exc:
+            return JSONResponse({"error": str(exc)}, 400)
+        return JSONResponse({"crop": crop.crop_id})
 
     async def unsure_image(request: Request) -> Response:
         try:
@@ -135,6 +148,7 @@ def build_app(view: LiveView, password: str | None, review: Review | None, roi: 
         routes=[
             Route("/", page),
             Route("/api/review", unsure),
+            Route("/api/review/{item_id:str}", send_to_review, methods=["POST"]),
             Route("/review/{crop_id:path}", unsure_image),
             Route("/api/labels", label, methods=["POST"]),
             Route("/api/labelled.tar.gz", export),

@@ -17,6 +17,9 @@ import numpy as np
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in frame pixels
 
+# Longest side of the decisions' crops kept for the page: shown at 64 px, saved at this size when sent to
+# review (the models' inputs are 224-260 px), 50 of them at most ~10 MB.
+THUMBNAIL_PX = 256
 ROI_COLOUR, ITEM_COLOUR, TOUCHING_COLOUR = (255, 200, 0), (0, 220, 0), (0, 140, 255)  # BGR
 
 
@@ -24,6 +27,7 @@ ROI_COLOUR, ITEM_COLOUR, TOUCHING_COLOUR = (255, 200, 0), (0, 220, 0), (0, 140, 
 class _Decided:
     message: dict[str, Any]
     crop: np.ndarray | None
+    jpeg: bytes | None = None  # the crop encoded at its first request: a page redraws its table every second
 
 
 @dataclass
@@ -34,24 +38,28 @@ class LiveView:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _frame: np.ndarray | None = None
     _roi: Box | None = None
-    _items: list[tuple[Box, bool]] = field(default_factory=list)  # (box, touching another item)
+    _items: list[tuple[Box, bool, str]] = field(default_factory=list)  # (box, touching another, running vote)
+    _belt: str = ""  # what the trigger mode is doing: "empty belt", "learning the empty belt", …
     _status: dict[str, Any] = field(default_factory=dict)
     _decisions: deque[_Decided] = field(default_factory=deque)
     _snapshot: tuple[float, bytes] | None = None
     _history: deque[dict[str, Any]] = field(default_factory=deque)
 
-    def frame(self, image: np.ndarray, roi: Box, items: list[tuple[Box, bool]]) -> None:
+    def frame(self, image: np.ndarray, roi: Box, items: list[tuple[Box, bool, str]], belt: str) -> None:
         """From the frame loop: the newest frame (not copied: frames are never written to) and what is on it."""
         with self._lock:
-            self._frame, self._roi, self._items = image, roi, items
+            self._frame, self._roi, self._items, self._belt = image, roi, items, belt
 
     def status(self, status: dict[str, Any]) -> None:
         with self._lock:
             self._status = dict(status)
 
     def decision(self, message: dict[str, Any], crop: np.ndarray | None) -> None:
+        """Keeps a small copy of the crop: the crop itself is a view that would pin its whole frame (50
+        decisions' crops pinned 46 MB of 640x480 frames in bench/edge.py)."""
+        small = _thumbnail(crop) if crop is not None else None
         with self._lock:
-            self._decisions.append(_Decided(message, crop))
+            self._decisions.append(_Decided(message, small))
             while len(self._decisions) > self.max_decisions:
                 self._decisions.popleft()
 
@@ -89,6 +97,7 @@ class LiveView:
                 "frame": {"width": width, "height": height},
                 "roi": self._roi,
                 "items_in_view": len(self._items),
+                "belt": self._belt,
                 "last_decision": last,
             }
 
@@ -124,18 +133,39 @@ class LiveView:
             image, roi, items = self._frame.copy(), self._roi, list(self._items)
         if roi is not None:
             cv2.rectangle(image, roi[:2], roi[2:], ROI_COLOUR, 2)
-        for box, touching in items:
-            cv2.rectangle(image, box[:2], box[2:], TOUCHING_COLOUR if touching else ITEM_COLOUR, 2)
+        for box, touching, vote in items:
+            colour = TOUCHING_COLOUR if touching else ITEM_COLOUR
+            cv2.rectangle(image, box[:2], box[2:], colour, 2)
+            cv2.putText(image, vote, (box[0] + 4, max(14, box[1] - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1)
         encoded = _jpeg(image)
         with self._lock:
             self._snapshot = (now, encoded)
         return encoded
 
+    def kept(self, item_id: str) -> tuple[dict[str, Any], np.ndarray] | None:
+        """A kept decision and its crop, for sending it to review."""
+        with self._lock:
+            found = next((d for d in self._decisions if d.message.get("item_id") == item_id), None)
+        return (found.message, found.crop) if found is not None and found.crop is not None else None
+
     def crop_jpeg(self, item_id: str) -> bytes | None:
         """The crop the model saw for a recent decision, looked up by id among the kept decisions only."""
         with self._lock:
-            crop = next((d.crop for d in self._decisions if d.message.get("item_id") == item_id), None)
-        return None if crop is None else _jpeg(crop)
+            found = next((d for d in self._decisions if d.message.get("item_id") == item_id), None)
+        if found is None or found.crop is None:
+            return None
+        if found.jpeg is None:
+            found.jpeg = _jpeg(found.crop)
+        return found.jpeg
+
+
+def _thumbnail(image: np.ndarray, longest: int = THUMBNAIL_PX) -> np.ndarray:
+    height, width = image.shape[:2]
+    scale = longest / max(height, width)
+    if scale >= 1:
+        return image.copy()
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)  # INTER_AREA: 1.3 ms a decision, 9x this
 
 
 def _jpeg(image: np.ndarray) -> bytes:

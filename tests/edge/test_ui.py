@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import cv2
 import pytest
 
 from demo.conveyor import write_conveyor_clip
@@ -37,23 +38,23 @@ def page_daemon(tmp_path: Path, mosquitto, color_bundle: Path, wait_until):
     terminate(daemon)
 
 
-def page_config(tmp_path: Path, mosquitto, color_bundle: Path) -> tuple[Path, str]:
-    """A presence-mode config on a looping 320x240 belt clip, unsure crops kept; (config, the page's URL)."""
+def page_config(tmp_path: Path, mosquitto, color_bundle: Path, **sections: dict) -> tuple[Path, str]:
+    """A presence-mode config on a looping 320x240 belt clip, every crop kept as unsure unless `sections`
+    say otherwise; (config, the page's URL)."""
     order = ["red", "green", "blue"]
     photos = garments(tmp_path)
     images = [photos[label] for label in order]
     clip = tmp_path / "belt.avi"
     write_conveyor_clip(clip, images, order, fps=15, size=(320, 240), gap_frames=5, crossing_s=1.0, lead_frames=15)
     port = free_port()
-    config = write_config(
-        tmp_path,
-        mosquitto,
-        color_bundle,
-        clip,
-        camera={"realtime": True, "loop": True, "roi": {"x": 0, "y": 0, "width": 1, "height": 1}},
-        ui={"enabled": True, "port": port},
-        crops={"directory": str(tmp_path / "crops"), "below_confidence": 1.0},  # every crop is "unsure"
-    )
+    tables = {
+        "camera": {"realtime": True, "loop": True, "roi": {"x": 0, "y": 0, "width": 1, "height": 1}},
+        "ui": {"enabled": True, "port": port},
+        "crops": {"directory": str(tmp_path / "crops"), "below_confidence": 1.0},  # every crop is "unsure"
+    }
+    for name, values in sections.items():
+        tables.setdefault(name, {}).update(values)
+    config = write_config(tmp_path, mosquitto, color_bundle, clip, **tables)
     return config, f"http://127.0.0.1:{port}"
 
 
@@ -88,6 +89,8 @@ def test_the_live_page_shows_the_belt_the_boxes_and_each_decision_with_its_crop(
     assert labels and set(labels) <= {"red", "green", "blue"}
     assert set(alts) == {"the crop the model saw"}
     assert "Last: " in browser.find_element("id", "last").text
+    states = {"Now: empty belt.", "Now: 1 item in view.", "Now: 2 items in view."}  # learnt the belt by now
+    wait.until(lambda d: d.find_element("id", "belt").text in states)
     if os.environ.get("SORTLINE_SCREENSHOTS"):
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         browser.save_screenshot(str(SCREENSHOTS / "ui-live.png"))
@@ -140,6 +143,38 @@ def test_unsure_crops_are_labelled_in_bulk_on_the_page_and_exported(page_daemon:
     assert [row["label"] for row in manifest] == ["green", "green"]
     assert {row["model_said"] for row in manifest} <= {"red", "green", "blue"}
     assert all(row["model"].startswith("color-test:1:") for row in manifest)
+
+
+def test_a_confident_decision_is_sent_to_review_from_the_decisions_table(
+    tmp_path: Path, mosquitto, color_bundle: Path, browser, wait_until
+) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    config, base = page_config(tmp_path, mosquitto, color_bundle, crops={"below_confidence": 0.0})  # none unsure
+    daemon = start_daemon(config)
+    try:
+        wait_until(lambda: page_status(base, None), timeout=30, what="the page")
+        browser.get(base + "/")
+        wait = WebDriverWait(browser, 30, poll_frequency=0.1)
+        first = "return document.querySelector('#decisions tr button') && document.querySelector('#decisions tr')"
+        wait.until(lambda d: d.execute_script(first))
+        assert json.loads(get(base + "/api/review")[1])["crops"] == []
+        item = browser.execute_script(  # one script: the table is redrawn every second
+            "const row = document.querySelector('#decisions tr'); row.querySelector('button').click();"
+            " return row.dataset.item"
+        )
+        tile = wait.until(lambda d: d.execute_script("return document.querySelector('#review figure')"))
+        crops = json.loads(get(base + "/api/review")[1])["crops"]
+        assert [crop["item_id"] for crop in crops] == [item] and tile.get_attribute("data-crop") == crops[0]["id"]
+        saved = cv2.imread(str(tmp_path / "crops" / crops[0]["id"]))
+        assert saved is not None and max(saved.shape[:2]) <= 256 and crops[0]["confidence"] > 0.5
+        assert get(base + "/api/review/nobody-1")[0] == 405  # a GET changes nothing
+        connection = http.client.HTTPConnection(base.removeprefix("http://"), timeout=10)
+        connection.request("POST", "/api/review/nobody-1", headers={"Origin": base})
+        assert connection.getresponse().status == 404
+        connection.close()
+    finally:
+        terminate(daemon)
 
 
 def test_the_threshold_what_if_follows_the_slider(page_daemon: str, browser) -> None:

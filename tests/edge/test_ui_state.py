@@ -36,11 +36,13 @@ def test_the_snapshot_draws_the_boxes_and_is_encoded_at_most_five_times_a_second
     view = LiveView(min_interval_s=60)
     assert view.snapshot_jpeg() is None  # no frame yet
     frame = np.zeros((120, 160, 3), np.uint8)
-    view.frame(frame, (0, 0, 160, 120), [((40, 30, 100, 90), False)])
+    view.frame(frame, (0, 0, 160, 120), [((40, 30, 100, 90), False, "red 0.90 (2)")], "1 item in view")
     first = view.snapshot_jpeg()
     drawn = cv2.imdecode(np.frombuffer(first, np.uint8), cv2.IMREAD_COLOR)
     assert drawn[30, 70, 1] > 150 and drawn[60, 70].max() < 40  # the item's box edge is green, inside is not
-    view.frame(np.full((120, 160, 3), 255, np.uint8), (0, 0, 160, 120), [])
+    assert (drawn[10:27, 44:140, 1] > 150).sum() > 30  # its running vote written above it
+    assert view.summary()["belt"] == "1 item in view" and view.summary()["items_in_view"] == 1
+    view.frame(np.full((120, 160, 3), 255, np.uint8), (0, 0, 160, 120), [], "empty belt")
     assert view.snapshot_jpeg() is first  # within the interval: the same bytes, not encoded again
 
 
@@ -51,6 +53,18 @@ def test_only_kept_decisions_crops_are_found() -> None:
     assert view.crop_jpeg("item-0") is None  # dropped: only the last two are kept
     assert view.crop_jpeg("item-2") is not None and view.crop_jpeg("../../etc/passwd") is None
     assert [d["item_id"] for d in view.decisions()] == ["item-2", "item-1"]  # newest first
+
+
+def test_a_kept_crop_is_a_small_copy_that_does_not_pin_its_frame() -> None:
+    view = LiveView()
+    frame = np.zeros((480, 640, 3), np.uint8)
+    frame[:, 320:] = 255
+    crop = frame[0:480, 160:640]  # a view into the frame, as the modes hand crops over
+    view.decision(decision("a", "jeans", {"jeans": 0.9}), crop)
+    frame[:] = 7  # the frame's memory is used again
+    kept = cv2.imdecode(np.frombuffer(view.crop_jpeg("a"), np.uint8), cv2.IMREAD_COLOR)
+    assert kept.shape == (192, 192, 3)  # longest side 192, aspect kept
+    assert kept[:, :50].max() < 40 and kept[:, 100:].min() > 210  # the crop as it was, not the reused frame
 
 
 def test_the_plots_get_per_interval_percentiles_and_keep_a_bounded_history() -> None:

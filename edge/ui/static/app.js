@@ -32,6 +32,7 @@ async function refreshStatus() {
     for (const label of status.labels || []) {  // the filter offers the live model's labels
       if (![...filter.options].some((o) => o.value === label)) filter.add(new Option(label, label));
     }
+    text("belt", status.belt ? `Now: ${status.belt}.` : "");
     document.getElementById("last").textContent = status.last_decision ? "Last: " + describe(status.last_decision) : "No decision yet.";
     if (status.threshold !== undefined) {
       document.getElementById("threshold-now").textContent = status.threshold.toFixed(2);
@@ -64,8 +65,22 @@ async function refreshDecisions() {
       cell(row, d.confidence.toFixed(2));
       cell(row, Object.entries(d.scores).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(", "));
       cell(row, d.latency_ms === null ? "–" : `${Math.round(d.latency_ms)} ms`);
+      cell(row, d.crop_url ? reviewButton(d.item_id) : "");
     }
   } catch (error) { /* the status badge says so */ }
+}
+
+// A decision's crop joins the crops to label (a confident wrong lane is the example most worth a label).
+function reviewButton(itemId) {
+  const button = document.createElement("button");
+  button.textContent = "label it";
+  button.title = "send this crop to Review below";
+  button.addEventListener("click", async () => {
+    const response = await fetch("/api/review/" + encodeURIComponent(itemId), { method: "POST" });
+    if (!response.ok) { alert((await response.json()).error); return; }
+    refreshReview();
+  });
+  return button;
 }
 
 // Threshold what-if: the kept decisions decided again at the slider's threshold.
