@@ -4,8 +4,8 @@ Routes: ``/`` (the page), ``/snapshot.jpg`` (the newest frame with the ROI and i
 ``/api/decisions``, ``/api/stats`` (the stats messages of the last hour, for the plots),
 ``/api/what-if?threshold=`` (the kept decisions at another threshold), ``/crops/<item id>.jpg`` (the crop
 the model saw), ``/api/roi`` (GET; POST a new one as fractions of the frame; DELETE: back to
-``camera.roi``); for labelling the unsure crops ``/api/review``, ``/review/<crop id>`` (the image),
-``POST /api/review/<item id>`` (a recent decision's crop joins them), ``POST /api/labels`` and
+``camera.roi``); for labelling the unsure crops ``/api/crops``, ``/review/<crop id>`` (the image),
+``POST /api/crops/<item id>`` (a recent decision's crop joins them), ``POST /api/labels`` and
 ``/api/labelled.tar.gz``. With ``ui.password`` set, every request needs it (HTTP
 Basic; any user name); requests that change something must come from the page's own origin.
 """
@@ -147,8 +147,8 @@ def build_app(view: LiveView, password: str | None, review: Review | None, roi: 
     app = Starlette(
         routes=[
             Route("/", page),
-            Route("/api/review", unsure),
-            Route("/api/review/{item_id:str}", send_to_review, methods=["POST"]),
+            Route("/api/crops", unsure),
+            Route("/api/crops/{item_id:str}", send_to_review, methods=["POST"]),
             Route("/review/{crop_id:path}", unsure_image),
             Route("/api/labels", label, methods=["POST"]),
             Route("/api/labelled.tar.gz", export),

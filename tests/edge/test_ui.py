@@ -158,19 +158,19 @@ def test_a_confident_decision_is_sent_to_review_from_the_decisions_table(
         wait = WebDriverWait(browser, 30, poll_frequency=0.1)
         first = "return document.querySelector('#decisions tr button') && document.querySelector('#decisions tr')"
         wait.until(lambda d: d.execute_script(first))
-        assert json.loads(get(base + "/api/review")[1])["crops"] == []
+        assert json.loads(get(base + "/api/crops")[1])["crops"] == []
         item = browser.execute_script(  # one script: the table is redrawn every second
             "const row = document.querySelector('#decisions tr'); row.querySelector('button').click();"
             " return row.dataset.item"
         )
         tile = wait.until(lambda d: d.execute_script("return document.querySelector('#review figure')"))
-        crops = json.loads(get(base + "/api/review")[1])["crops"]
+        crops = json.loads(get(base + "/api/crops")[1])["crops"]
         assert [crop["item_id"] for crop in crops] == [item] and tile.get_attribute("data-crop") == crops[0]["id"]
         saved = cv2.imread(str(tmp_path / "crops" / crops[0]["id"]))
         assert saved is not None and max(saved.shape[:2]) <= 256 and crops[0]["confidence"] > 0.5
-        assert get(base + "/api/review/nobody-1")[0] == 405  # a GET changes nothing
+        assert get(base + "/api/crops/nobody-1")[0] == 405  # a GET changes nothing
         connection = http.client.HTTPConnection(base.removeprefix("http://"), timeout=10)
-        connection.request("POST", "/api/review/nobody-1", headers={"Origin": base})
+        connection.request("POST", "/api/crops/nobody-1", headers={"Origin": base})
         assert connection.getresponse().status == 404
         connection.close()
     finally:

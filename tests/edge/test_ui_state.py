@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 
 from edge.stats import RunStats
-from edge.ui.state import LiveView
+from edge.ui.state import THUMBNAIL_PX, LiveView
 
 
 def decision(item_id: str, label: str, scores: dict[str, float]) -> dict:
@@ -63,8 +63,9 @@ def test_a_kept_crop_is_a_small_copy_that_does_not_pin_its_frame() -> None:
     view.decision(decision("a", "jeans", {"jeans": 0.9}), crop)
     frame[:] = 7  # the frame's memory is used again
     kept = cv2.imdecode(np.frombuffer(view.crop_jpeg("a"), np.uint8), cv2.IMREAD_COLOR)
-    assert kept.shape == (192, 192, 3)  # longest side 192, aspect kept
-    assert kept[:, :50].max() < 40 and kept[:, 100:].min() > 210  # the crop as it was, not the reused frame
+    assert kept.shape == (THUMBNAIL_PX, THUMBNAIL_PX, 3)  # a 480x480 crop: longest side cut down, aspect kept
+    half = THUMBNAIL_PX // 3
+    assert kept[:, :half].max() < 40 and kept[:, -half:].min() > 210  # the crop as it was, not the reused frame
 
 
 def test_the_plots_get_per_interval_percentiles_and_keep_a_bounded_history() -> None:

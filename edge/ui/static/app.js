@@ -76,7 +76,7 @@ function reviewButton(itemId) {
   button.textContent = "label it";
   button.title = "send this crop to Review below";
   button.addEventListener("click", async () => {
-    const response = await fetch("/api/review/" + encodeURIComponent(itemId), { method: "POST" });
+    const response = await fetch("/api/crops/" + encodeURIComponent(itemId), { method: "POST" });
     if (!response.ok) { alert((await response.json()).error); return; }
     refreshReview();
   });
@@ -108,7 +108,7 @@ const selected = new Set();
 let labels = [];
 
 async function refreshReview() {
-  const response = await fetch("/api/review", { cache: "no-store" });
+  const response = await fetch("/api/crops", { cache: "no-store" });
   const box = document.getElementById("review");
   if (!response.ok) {
     document.getElementById("review-note").textContent = await response.text();
