@@ -85,7 +85,11 @@ class RoiOverride:
         return True, self.roi
 
     def _read(self) -> Roi | None:
-        if self.path is None or not self.path.exists():
+        if self.path is None:
+            return None
+        for unfinished in self.path.parent.glob(".roi-*.json"):  # a write killed before its rename
+            unfinished.unlink(missing_ok=True)
+        if not self.path.exists():
             return None
         try:
             return Roi.model_validate(json.loads(self.path.read_text(encoding="utf-8"))["roi"])

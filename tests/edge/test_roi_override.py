@@ -35,6 +35,14 @@ def test_a_drawn_roi_is_kept_and_used_after_a_restart(tmp_path: Path):
     assert (restarted.roi, restarted.source, restarted.problem) == (DRAWN, "page", None)
 
 
+def test_a_write_killed_before_its_rename_leaves_the_kept_roi_and_is_cleaned_up(tmp_path: Path):
+    RoiOverride(CONFIGURED, tmp_path).request(DRAWN)
+    (tmp_path / ".roi-k1ll3d.json").write_text('{"roi": {"x": 0.3')  # SIGKILL between write and rename
+    restarted = RoiOverride(CONFIGURED, tmp_path)
+    assert (restarted.roi, restarted.problem) == (DRAWN, None)
+    assert [p.name for p in tmp_path.iterdir()] == ["roi.json"]
+
+
 def test_going_back_to_the_config_removes_the_kept_roi(tmp_path: Path):
     override = RoiOverride(CONFIGURED, tmp_path)
     override.request(DRAWN)

@@ -119,6 +119,26 @@ def test_the_stats_plot_the_last_hour_and_the_decisions_filter_by_label(page_dae
         browser.save_screenshot(str(SCREENSHOTS / "ui-stats.png"))
 
 
+def test_the_page_fits_a_phone_screen(page_daemon: str, browser) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    desktop = browser.get_window_size()
+    browser.set_window_size(390, 844)  # a phone held upright
+    try:
+        browser.get(page_daemon + "/")
+        wait = WebDriverWait(browser, 30, poll_frequency=0.1)
+        wait.until(lambda d: d.execute_script("return document.querySelectorAll('#decisions tr').length") > 0)
+        wait.until(lambda d: d.execute_script("return document.querySelectorAll('#plots .uplot').length") == 3)
+        sideways = browser.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+        assert sideways <= 0, f"the page is {sideways} px wider than the screen"
+        live = browser.find_element("id", "live")
+        assert 300 <= live.size["width"] <= 390
+        if os.environ.get("SORTLINE_SCREENSHOTS"):
+            browser.save_screenshot(str(SCREENSHOTS / "ui-phone.png"))
+    finally:
+        browser.set_window_size(desktop["width"], desktop["height"])
+
+
 def test_unsure_crops_are_labelled_in_bulk_on_the_page_and_exported(page_daemon: str, browser) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
