@@ -110,6 +110,7 @@ def test_role_installs_into_a_temporary_root_and_rolls_out_a_model(tmp_path, col
     assert effective["lanes"] == {"map": {"red": 4, "green": 5, "blue": 6}, "reject": 9}
     assert effective["rollout"]["watch"] is True and effective["model"]["bundle"] == str(models / "current")
     assert effective["ui"] == {"enabled": True, "host": "0.0.0.0", "port": 8080, "password": "**********"}
+    assert effective["state_directory"] == str(prefix / "var/lib/sortline")  # where the page's ROI is kept
 
     second = tmp_path / "v2"
     shutil.copytree(color_bundle, second)

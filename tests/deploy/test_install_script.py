@@ -61,6 +61,7 @@ def test_install_into_a_temporary_root(tmp_path, sortline_wheel, color_bundle):
     config = prefix / "etc/sortline/edge.toml"
     assert mode(config) == 0o640
     assert f'bundle = "{prefix}/var/lib/sortline/models/current"' in config.read_text()
+    assert f'state_directory = "{prefix}/var/lib/sortline"' in config.read_text()
 
     models = prefix / "var/lib/sortline/models"
     meta = json.loads((color_bundle / "bundle.json").read_text())
