@@ -46,9 +46,14 @@ function cell(row, content) {
   if (content instanceof Node) td.appendChild(content); else td.textContent = content;
 }
 
+let shownDecisions = null;  // run, newest seq and filter of the table on screen
+
 async function refreshDecisions() {
   try {
     const decisions = await (await fetch("/api/decisions", { cache: "no-store" })).json();
+    const shown = decisions.length ? `${decisions[0].run_id}:${decisions[0].seq} ${filter.value}` : "";
+    if (shown === shownDecisions) return;  // nothing new: keep the table (and any button being pressed)
+    shownDecisions = shown;
     const body = document.getElementById("decisions");
     body.replaceChildren();
     for (const d of decisions) {
