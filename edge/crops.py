@@ -6,10 +6,10 @@ import logging
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from edge.config import CropSettings
+from edge.preprocess import encode_jpeg
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +37,9 @@ class CropStore:
         path = folder / f"{time.strftime('%Y%m%dT%H%M%S')}_{_safe(item_id)}_{int(confidence * 100):02d}.jpg"
         try:
             folder.mkdir(exist_ok=True)
-            ok, encoded = cv2.imencode(".jpg", crop_bgr, [cv2.IMWRITE_JPEG_QUALITY, 92])
-            if not ok:
-                raise OSError("JPEG encoding failed")
-            path.write_bytes(encoded.tobytes())
+            path.write_bytes(encode_jpeg(crop_bgr, quality=92))
             self._enforce_budget()
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             log.warning("could not save low-confidence crop %s: %s", path, exc)
             return None
         self.saved += 1

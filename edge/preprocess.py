@@ -54,3 +54,11 @@ def decode_image(path: str) -> np.ndarray:
     if image is None:
         raise ValueError(f"{path}: not a decodable image")
     return image
+
+
+def encode_jpeg(image_bgr: np.ndarray, quality: int) -> bytes:
+    """An image as JPEG bytes (crops kept for retraining, the page's frames and crops)."""
+    ok, encoded = cv2.imencode(".jpg", image_bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError(f"JPEG encoding of a {image_bgr.shape} image failed")
+    return encoded.tobytes()

@@ -1,7 +1,7 @@
 """What the page shows, kept by the frame loop and read by the web server's thread.
 
-The loop only stores references (the newest frame, the boxes, each decision with its crop); JPEG encoding
-happens when a page asks, at most a few times a second, so a page nobody watches costs nothing.
+The loop stores the newest frame by reference and each decision with a small copy of its crop; JPEG
+encoding happens when a page asks, at most a few times a second, so a page nobody watches costs nothing.
 """
 
 from __future__ import annotations
@@ -15,11 +15,14 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edge.preprocess import encode_jpeg
+
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in frame pixels
 
 # Longest side of the decisions' crops kept for the page: shown at 64 px, saved at this size when sent to
 # review (the models' inputs are 224-260 px), 50 of them at most ~10 MB.
 THUMBNAIL_PX = 256
+JPEG_QUALITY = 80  # for a screen; the crop store keeps crops for training at 92
 ROI_COLOUR, ITEM_COLOUR, TOUCHING_COLOUR = (255, 200, 0), (0, 220, 0), (0, 140, 255)  # BGR
 
 
@@ -137,26 +140,29 @@ class LiveView:
             colour = TOUCHING_COLOUR if touching else ITEM_COLOUR
             cv2.rectangle(image, box[:2], box[2:], colour, 2)
             cv2.putText(image, vote, (box[0] + 4, max(14, box[1] - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1)
-        encoded = _jpeg(image)
+        encoded = encode_jpeg(image, JPEG_QUALITY)
         with self._lock:
             self._snapshot = (now, encoded)
         return encoded
 
     def kept(self, item_id: str) -> tuple[dict[str, Any], np.ndarray] | None:
         """A kept decision and its crop, for sending it to review."""
-        with self._lock:
-            found = next((d for d in self._decisions if d.message.get("item_id") == item_id), None)
-        return (found.message, found.crop) if found is not None and found.crop is not None else None
+        found = self._with_crop(item_id)
+        return (found.message, found.crop) if found is not None else None  # type: ignore[return-value]
 
     def crop_jpeg(self, item_id: str) -> bytes | None:
         """The crop the model saw for a recent decision, looked up by id among the kept decisions only."""
-        with self._lock:
-            found = next((d for d in self._decisions if d.message.get("item_id") == item_id), None)
-        if found is None or found.crop is None:
+        found = self._with_crop(item_id)
+        if found is None:
             return None
         if found.jpeg is None:
-            found.jpeg = _jpeg(found.crop)
+            found.jpeg = encode_jpeg(found.crop, JPEG_QUALITY)  # type: ignore[arg-type]
         return found.jpeg
+
+    def _with_crop(self, item_id: str) -> _Decided | None:
+        with self._lock:
+            found = next((d for d in self._decisions if d.message.get("item_id") == item_id), None)
+        return found if found is not None and found.crop is not None else None
 
 
 def _thumbnail(image: np.ndarray, longest: int = THUMBNAIL_PX) -> np.ndarray:
@@ -166,10 +172,3 @@ def _thumbnail(image: np.ndarray, longest: int = THUMBNAIL_PX) -> np.ndarray:
         return image.copy()
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)  # INTER_AREA: 1.3 ms a decision, 9x this
-
-
-def _jpeg(image: np.ndarray) -> bytes:
-    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 80])
-    if not ok:
-        raise ValueError("JPEG encoding failed")
-    return encoded.tobytes()
