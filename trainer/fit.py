@@ -51,6 +51,10 @@ class RandomViews(keras.utils.PyDataset):
         super().__init__()
         self.features, self.labels, self.weights, self.batch_size = features, labels, weights, batch_size
         self.noise = noise * float(features[:, 0].astype(np.float32).std())
+        # ReLU outputs (VGG16's block 4) stay non-negative with noise; EfficientNet's cut is a linear
+        # bottleneck whose features are signed, and clipping those would train on a distribution the
+        # model never sees on the edge.
+        self.floor = 0.0 if features.min() >= 0 else None
         self.rng = np.random.default_rng(seed)
         self.on_epoch_end()
 
@@ -61,7 +65,9 @@ class RandomViews(keras.utils.PyDataset):
         rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
         x = self.features[rows, self.views[rows]].astype(np.float32)
         if self.noise:  # int8 rounding upstream perturbs these features on the edge; learn to ignore it
-            x = np.maximum(x + self.rng.normal(0, self.noise, x.shape).astype(np.float32), 0)
+            x = x + self.rng.normal(0, self.noise, x.shape).astype(np.float32)
+            if self.floor is not None:
+                x = np.maximum(x, self.floor)
         return x, self.labels[rows], self.weights[rows]
 
     def on_epoch_end(self) -> None:
