@@ -25,6 +25,14 @@ def test_toml_env_and_flags_layer_in_order(tmp_path, monkeypatch):
     assert cfg.name == "x" and cfg.work_dir == Path("runs/x")
 
 
+def test_each_backbone_gets_its_own_cut_and_learning_rate_unless_set():
+    lite = TrainConfig(data="d", out="o", backbone="efficientnet-lite2")
+    vgg = TrainConfig(data="d", out="o", backbone="vgg16")
+    assert (lite.finetune_from, lite.finetune_lr, lite.image_size) == ("block20", 3e-4, 260)
+    assert (vgg.finetune_from, vgg.finetune_lr, vgg.image_size) == ("block5_conv1", 1e-4, 224)
+    assert TrainConfig(data="d", out="o", backbone="vgg16", finetune_lr=5e-5).finetune_lr == 5e-5
+
+
 def test_train_flags_are_generated_from_the_config_model():
     args = build_parser().parse_args(["train", "data", "--out", "o", "--finetune-epochs", "3", "--weights", "none"])
     assert vars(args) == {
