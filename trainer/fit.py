@@ -54,7 +54,7 @@ class RandomViews(keras.utils.PyDataset):
         # ReLU outputs (VGG16's block 4) stay non-negative with noise; EfficientNet's cut is a linear
         # bottleneck whose features are signed, and clipping those would train on a distribution the
         # model never sees on the edge.
-        self.floor = 0.0 if features.min() >= 0 else None
+        self.non_negative = bool(features.min() >= 0)
         self.rng = np.random.default_rng(seed)
         self.on_epoch_end()
 
@@ -66,8 +66,8 @@ class RandomViews(keras.utils.PyDataset):
         x = self.features[rows, self.views[rows]].astype(np.float32)
         if self.noise:  # int8 rounding upstream perturbs these features on the edge; learn to ignore it
             x = x + self.rng.normal(0, self.noise, x.shape).astype(np.float32)
-            if self.floor is not None:
-                x = np.maximum(x, self.floor)
+            if self.non_negative:
+                x = np.maximum(x, 0)
         return x, self.labels[rows], self.weights[rows]
 
     def on_epoch_end(self) -> None:
