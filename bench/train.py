@@ -96,7 +96,8 @@ def timed_run(cfg: TrainConfig) -> dict:
         "wall_s": round(time.perf_counter() - t, 1),
         "images": result["data"]["images"],
         "stages_s": result["timing"],
-        "epochs": result["training"]["epochs"],
+        # epochs trained in all, over the ensemble's members
+        "epochs": {p: sum(m["epochs"][p] for m in result["training"]["members"]) for p in ("phase1", "phase2")},
         "warm_start_from": result["training"]["warm_start_from"],
         "cache": result["training"]["cache"],
         "int8_test_accuracy": result["test_int8"]["accuracy"],

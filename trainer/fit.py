@@ -101,8 +101,12 @@ def train_two_phases(
     label_smoothing: float,
     seed: int,
     checkpoint_dir: Path,
+    progress: str = "",
 ) -> History:
-    """Train `top` (trainable layers on top of the cached features) in place; returns the curves."""
+    """Train `top` (trainable layers on top of the cached features) in place; returns the curves.
+
+    `progress` prefixes the progress bars (which ensemble member this is).
+    """
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     history = History()
     weights = class_weights(train_y, num_classes)
@@ -114,7 +118,19 @@ def train_two_phases(
     phase1_best = checkpoint_dir / "phase1-best.weights.h5"
     if head_epochs:
         history.phase1 = _train_head(
-            top, head_from, train_x, train_t, weights, val_x, val_t, head_epochs, head_lr, patience, batch_size, loss
+            top,
+            head_from,
+            train_x,
+            train_t,
+            weights,
+            val_x,
+            val_t,
+            head_epochs,
+            head_lr,
+            patience,
+            batch_size,
+            loss,
+            progress,
         )
         history.best_val_loss = float(min(history.phase1["val_loss"]))
     else:  # warm start: the loaded weights are the baseline that fine-tuning has to beat
@@ -147,7 +163,7 @@ def train_two_phases(
                 save_weights_only=True,
                 initial_value_threshold=history.best_val_loss,
             ),
-            TqdmEpochs(finetune_epochs, "phase 2 (fine-tune)"),
+            TqdmEpochs(finetune_epochs, f"{progress}phase 2 (fine-tune)"),
         ],
     )
     history.phase2 = fitted.history
@@ -172,6 +188,7 @@ def _train_head(
     patience: int,
     batch_size: int,
     loss: keras.losses.Loss,
+    progress: str = "",
 ) -> dict[str, list[float]]:
     """Phase 1: the head alone, on pooled features of every cached view (pooling is frozen here)."""
     pooler, head = split_model(top, head_from)
@@ -190,7 +207,7 @@ def _train_head(
         verbose=0,
         callbacks=[
             keras.callbacks.EarlyStopping(patience=patience + 2, restore_best_weights=True),
-            TqdmEpochs(epochs, "phase 1 (head)"),
+            TqdmEpochs(epochs, f"{progress}phase 1 (head)"),
         ],
     )
     return fitted.history

@@ -22,6 +22,8 @@ IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
 _RGB_TO_BGR_KERNEL = np.eye(3, dtype="float32")[::-1].reshape(1, 1, 3, 3).copy()
 # Phase 1 trains only this layer and what follows (the head).
 HEAD_FROM = "head_dropout"
+# The last layer before the softmax: temperature scaling and ensembles work on its outputs.
+LOGITS = "logits"
 BACKBONES = (*efficientnet_lite.VARIANTS, "vgg16")
 
 
@@ -73,7 +75,7 @@ def resolve_weights(weights: str, backbone: str = "vgg16") -> str | None:
 def build_model(
     num_classes: int, image_size: int, weights: str, dense_units: int, dropout: float, backbone: str = "vgg16"
 ) -> keras.Model:
-    """RGB pixels -> backbone preprocessing -> backbone -> global average pool -> dense head -> softmax."""
+    """RGB pixels -> backbone preprocessing -> backbone -> global average pool -> dense head -> logits -> softmax."""
     if backbone not in BACKBONES:
         raise WeightsError(f"unknown backbone {backbone!r}; choose one of {list(BACKBONES)}")
     source = resolve_weights(weights, backbone)
@@ -90,7 +92,8 @@ def build_model(
     x = keras.layers.Dropout(dropout, name="head_dropout")(x)
     x = keras.layers.Dense(dense_units, activation="relu", name="head_dense")(x)
     x = keras.layers.Dropout(dropout, name="head_dropout_dense")(x)
-    scores = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="scores")(x)
+    logits = keras.layers.Dense(num_classes, dtype="float32", name=LOGITS)(x)
+    scores = keras.layers.Activation("softmax", dtype="float32", name="scores")(logits)
     model = keras.Model(pixels, scores, name=f"sortline_{backbone.replace('-', '_')}")
     if backbone in efficientnet_lite.VARIANTS and source is not None:
         try:
@@ -111,10 +114,46 @@ def _vgg16_layers(image_size: int, weights: str, source: str | None) -> list[ker
     return backbone.layers[1:]
 
 
-def scale_last_layer(model: keras.Model, factor: float) -> None:
-    """Multiply the logits by `factor` (1/temperature): the softmax scores become the calibrated ones."""
-    layer = model.get_layer("scores")
-    layer.set_weights([w * factor for w in layer.get_weights()])
+def scale_logits(model: keras.Model, factor: float) -> None:
+    """Multiply every logits layer (one per member) by `factor` (1/temperature): the scores become calibrated."""
+    for layer in _all_layers(model):
+        if layer.name == LOGITS:
+            layer.set_weights([w * factor for w in layer.get_weights()])
+
+
+def join_members(members: list[keras.Model], before: str) -> tuple[keras.Model, keras.Model, keras.Model]:
+    """K models that share their layers up to `before` -> one that averages their logits (a deep ensemble).
+
+    Returns (model, frozen, top): the whole network on pixels, its shared part up to `before`, and the
+    part after it (each member's own copy of the last layers, the average, the softmax) on features.
+    Members are built alike, so every member's layers before `before` hold the same frozen weights and
+    the first member's serve all of them. Layers are shared with the members, never copied: training
+    a member trains the joined model. One member gives the member itself, its softmax on its logits.
+    """
+    frozen, _ = split_model(members[0], before)
+    features = keras.Input(tuple(frozen.output.shape[1:]), name="features")
+    logits = [_member_logits(m, before, features.shape[1:], f"member{k + 1}")(features) for k, m in enumerate(members)]
+    mean = keras.layers.Average(name="mean_logits")(logits) if len(logits) > 1 else logits[0]
+    scores = keras.layers.Activation("softmax", dtype="float32", name="scores")(mean)
+    top = keras.Model(features, scores, name="members")
+    pixels = keras.Input(tuple(members[0].inputs[0].shape[1:]), name="pixels")
+    return keras.Model(pixels, top(frozen(pixels)), name=members[0].name), frozen, top
+
+
+def _member_logits(model: keras.Model, before: str, input_shape: tuple, name: str) -> keras.Model:
+    """The member's layers from `before` to its logits, as one nested model named `name`."""
+    names = [layer.name for layer in model.layers]
+    return _stack(input_shape, model.layers[names.index(before) : names.index(LOGITS) + 1], name)
+
+
+def _all_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """Every layer, nested models' layers included."""
+    found = []
+    for layer in model.layers:
+        found.append(layer)
+        if isinstance(layer, keras.Model):
+            found += _all_layers(layer)
+    return found
 
 
 def split_model(model: keras.Model, before: str) -> tuple[keras.Model, keras.Model]:
@@ -164,5 +203,11 @@ def apply_caps(model: keras.Model, caps: dict[str, float]) -> None:
         scale = max(cap, 1e-6) / 6.0
         kernel, bias = layer.get_weights()
         layer.set_weights([kernel * previous / scale, bias / scale])
-        layer.activation = keras.activations.relu6
         previous = scale
+    cap_activations(model, caps)
+
+
+def cap_activations(model: keras.Model, caps: dict[str, float]) -> None:
+    """The ReLU6 half of `apply_caps`: for a twin that copies already rescaled weights."""
+    for name in caps:
+        model.get_layer(name).activation = keras.activations.relu6

@@ -20,7 +20,16 @@ from trainer.data import SPLITS, DataSet, load_dataset, load_ood, write_split_fi
 from trainer.export import balanced_sample, to_tflite
 from trainer.features import FeatureCache, model_pixels, weights_identity
 from trainer.fit import train_two_phases
-from trainer.model import HEAD_FROM, apply_caps, build_model, measure_activation_caps, scale_last_layer, split_model
+from trainer.model import (
+    HEAD_FROM,
+    apply_caps,
+    build_model,
+    cap_activations,
+    join_members,
+    measure_activation_caps,
+    scale_logits,
+    split_model,
+)
 
 log = logging.getLogger("sortline.train")
 
@@ -118,20 +127,22 @@ def _run(cfg: TrainConfig) -> dict:
         },
     )
     with accelerator_scope(policy):
-        model = build_model(
-            len(labels), cfg.image_size, cfg.weights, cfg.dense_units, cfg.dropout, backbone=cfg.backbone
-        )
+        members = [
+            build_model(len(labels), cfg.image_size, cfg.weights, cfg.dense_units, cfg.dropout, backbone=cfg.backbone)
+            for _ in range(cfg.members)  # type: ignore[arg-type]  # filled in by TrainConfig
+        ]
         caps: dict[str, float] = {}
         if cfg.backbone == "vgg16" and cfg.activation_cap_percentile < 100:
             # Measured once per cache and kept with it, so cached features stay valid when images are added.
             caps = cache.load_caps() or cache.save_caps(
                 measure_activation_caps(
-                    model,
+                    members[0],
                     np.stack([model_pixels(train_paths[i], spec) for i in calibration_index[:32]]),
                     cfg.activation_cap_percentile,
                 )
             )
-            apply_caps(model, caps)
+            for member in members:
+                apply_caps(member, caps)
         fingerprint = {
             "backbone": cfg.backbone,
             "labels": list(labels),
@@ -140,16 +151,20 @@ def _run(cfg: TrainConfig) -> dict:
             "finetune_from": cfg.finetune_from,
             "activation_caps": caps,
             "weights": backbone,
+            "members": cfg.members,
         }
+        model, frozen, top = join_members(members, cfg.finetune_from)
         held_out = {s.sha256 for s in parts["val"] + parts["test"]}
         warm_from = warm_start.load(work, model, fingerprint, held_out) if cfg.warm_start else None
-        frozen, top = split_model(model, cfg.finetune_from)
+    # Every member trains on the original image plus views-1 augmented views of its own.
+    augmented = cfg.views - 1
+    member_views = [[0, *range(1 + k * augmented, 1 + (k + 1) * augmented)] for k in range(len(members))]
     t = time.perf_counter()
     feats = {
         name: cache.features(
             data,
             parts[name],
-            cfg.views if name == "train" else 1,
+            1 + len(members) * augmented if name == "train" else 1,
             frozen,
             spec,
             cfg.augmentation,
@@ -168,35 +183,39 @@ def _run(cfg: TrainConfig) -> dict:
 
     t = time.perf_counter()
     with accelerator_scope(policy):
-        history = train_two_phases(
-            top,
-            HEAD_FROM,
-            feats["train"],
-            y["train"],
-            val_x,
-            val_y,
-            num_classes=len(labels),
-            head_epochs=0 if warm_from else cfg.head_epochs,
-            head_lr=cfg.head_lr,
-            finetune_epochs=cfg.warm_start_epochs if warm_from else cfg.finetune_epochs,
-            finetune_lr=cfg.finetune_lr,
-            patience=cfg.patience,
-            batch_size=cfg.batch_size,
-            feature_noise=cfg.feature_noise,
-            label_smoothing=cfg.label_smoothing,
-            seed=cfg.seed,
-            checkpoint_dir=work / "checkpoints",
-        )
+        histories = [
+            train_two_phases(
+                split_model(member, cfg.finetune_from)[1],  # shares its layers with `model`
+                HEAD_FROM,
+                feats["train"][:, views],
+                y["train"],
+                val_x,
+                val_y,
+                num_classes=len(labels),
+                head_epochs=0 if warm_from else cfg.head_epochs,
+                head_lr=cfg.head_lr,
+                finetune_epochs=cfg.warm_start_epochs if warm_from else cfg.finetune_epochs,
+                finetune_lr=cfg.finetune_lr,
+                patience=cfg.patience,
+                batch_size=cfg.batch_size,
+                feature_noise=cfg.feature_noise,
+                label_smoothing=cfg.label_smoothing,
+                seed=cfg.seed + k,
+                checkpoint_dir=work / "checkpoints" / f"member{k + 1}",
+                progress=f"member {k + 1}/{len(members)}, " if len(members) > 1 else "",
+            )
+            for k, (member, views) in enumerate(zip(members, member_views, strict=True))
+        ]
     timing["training_s"] = time.perf_counter() - t
     warm_start.save(work, model, fingerprint, [s.sha256 for s in parts["train"]])
     temperature = calibration.fit_temperature(top.predict(val_x[:, 0].astype(np.float32), verbose=0), val_y)
-    scale_last_layer(model, 1 / temperature)
+    scale_logits(model, 1 / temperature)
     log.info("temperature %.3f fitted on %d validation images (the exported scores are divided by it)", temperature,
              len(val_y))  # fmt: skip
     del feats, val_x, ood_features
 
     t = time.perf_counter()
-    export_model = _float32_copy(model, cfg) if policy != "float32" else model
+    export_model = _float32_copy(model, cfg, caps) if policy != "float32" else model
     calibration_images = [model_pixels(train_paths[i], spec) for i in calibration_index]
     calibration_note = (
         f"{len(calibration_images)} real training images, class-balanced (up to {cfg.calibration_per_class}"
@@ -269,9 +288,16 @@ def _run(cfg: TrainConfig) -> dict:
         ),
         "activation_caps": caps,
         "warm_start_from": warm_from,
-        "best_phase": history.best_phase,
-        "best_val_loss": round(history.best_val_loss, 4),
-        "epochs": {"phase1": len(history.phase1.get("loss", [])), "phase2": len(history.phase2.get("loss", []))},
+        "members": [
+            {
+                "seed": cfg.seed + k,
+                "views": views,
+                "best_phase": history.best_phase,
+                "best_val_loss": round(history.best_val_loss, 4),
+                "epochs": {phase: len(getattr(history, phase).get("loss", [])) for phase in ("phase1", "phase2")},
+            }
+            for k, (history, views) in enumerate(zip(histories, member_views, strict=True))
+        ],
     }
     metrics = {
         "test_accuracy": test_int8["accuracy"],
@@ -305,7 +331,7 @@ def _run(cfg: TrainConfig) -> dict:
     if cfg.split_file and not cfg.split_file.is_file():
         write_split_file(cfg.split_file, data, split_settings)
 
-    report.plot_history(history, cfg.out / report.PLOTS["history"])
+    report.plot_history(histories, cfg.out / report.PLOTS["history"])
     report.plot_confusion(
         test_int8["confusion_matrix"], labels, cfg.out / report.PLOTS["confusion"], "Test split, int8 bundle"
     )
@@ -335,7 +361,7 @@ def _run(cfg: TrainConfig) -> dict:
         "worst_mistakes": worst,
         "training": training
         | {
-            "history": {"phase1": history.phase1, "phase2": history.phase2},
+            "history": [{"phase1": history.phase1, "phase2": history.phase2} for history in histories],
             "cache": {"directory": str(cache.directory), "computed": cache.computed, "reused": cache.reused},
         },
         "timing": {k: round(v, 1) for k, v in timing.items()},
@@ -344,11 +370,19 @@ def _run(cfg: TrainConfig) -> dict:
     return result
 
 
-def _float32_copy(model: keras.Model, cfg: TrainConfig) -> keras.Model:
+def _float32_copy(model: keras.Model, cfg: TrainConfig, caps: dict[str, float]) -> keras.Model:
     """Mixed-precision training leaves float16 compute in the graph; TFLite export wants a float32 twin."""
     keras.mixed_precision.set_global_policy("float32")
-    twin = build_model(
-        model.output.shape[-1], cfg.image_size, "none", cfg.dense_units, cfg.dropout, backbone=cfg.backbone
-    )
+    twin = blank_model(cfg, model.output.shape[-1], caps)
     twin.set_weights(model.get_weights())
     return twin
+
+
+def blank_model(cfg: TrainConfig, num_classes: int, caps: dict[str, float]) -> keras.Model:
+    """A run's network (all members joined) with untrained weights: to copy or load its trained ones into."""
+    members = []
+    for _ in range(cfg.members):  # type: ignore[arg-type]  # filled in by TrainConfig
+        member = build_model(num_classes, cfg.image_size, "none", cfg.dense_units, cfg.dropout, backbone=cfg.backbone)
+        cap_activations(member, caps)  # trained weights are already rescaled for the caps
+        members.append(member)
+    return join_members(members, cfg.finetune_from)[0]  # type: ignore[arg-type]  # filled in by TrainConfig

@@ -17,20 +17,22 @@ from trainer.fit import History
 PLOTS = {"history": "training_curves.png", "confusion": "confusion_matrix.png", "mistakes": "worst_mistakes.png"}
 
 
-def plot_history(history: History, path: Path) -> None:
-    """Loss and accuracy per epoch, phase 1 then phase 2 on one time axis."""
+def plot_history(histories: list[History], path: Path) -> None:
+    """Loss and accuracy per epoch, phase 1 then phase 2 on one time axis; one colour per ensemble member."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    n1 = len(history.phase1.get("loss", []))
     for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
-        for key, style in ((metric, "-"), (f"val_{metric}", "--")):
-            values = history.phase1.get(key, []) + history.phase2.get(key, [])
-            ax.plot(range(1, len(values) + 1), values, style, label=key.replace("val_", "validation "))
-        if history.phase2:
-            ax.axvline(n1 + 0.5, color="grey", lw=0.8)
-            ax.text(n1 + 0.7, ax.get_ylim()[1], "phase 2", va="top", fontsize=8, color="grey")
-        ax.set_xlabel("epoch (phase 1 head, then phase 2 fine-tune)")
+        for k, history in enumerate(histories):
+            member = f"member {k + 1} " if len(histories) > 1 else ""
+            n1 = len(history.phase1.get("loss", []))
+            for key, style in ((metric, "-"), (f"val_{metric}", "--")):
+                values = history.phase1.get(key, []) + history.phase2.get(key, [])
+                label = member + key.replace("val_", "validation ")
+                ax.plot(range(1, len(values) + 1), values, style, color=f"C{k}", label=label)
+            if history.phase2:
+                ax.axvline(n1 + 0.5, color=f"C{k}", lw=0.8, alpha=0.5)
+        ax.set_xlabel("epoch (phase 1 head, then phase 2 fine-tune from the vertical line)")
         ax.set_title(metric)
-        ax.legend()
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
@@ -123,7 +125,6 @@ def summary_markdown(r: dict) -> str:
         "",
         *_decisions_section(r),
         _start_note(r["training"]),
-        f"Best validation loss {r['training']['best_val_loss']:.4f} {_best_where(r['training']['best_phase'])}. "
         f"Input {r['bundle']['input']}, int8 model {r['bundle']['model_bytes'] / 1e6:.1f} MB. "
         f"Run time {r['timing']['total_s']:.0f} s (features {r['timing']['features_s']:.0f} s: "
         f"{r['training']['cache']['computed']} computed, {r['training']['cache']['reused']} reused).",
@@ -181,12 +182,22 @@ def _decisions_section(r: dict) -> list[str]:
 
 
 def _start_note(training: dict) -> str:
-    epochs = training["epochs"]
-    if training.get("warm_start_from"):
-        return (
-            f"Warm start from `{training['warm_start_from']}`: phase 1 skipped, {epochs['phase2']} fine-tuning epochs."
-        )
-    return f"From the backbone weights: {epochs['phase1']} head epochs, {epochs['phase2']} fine-tuning epochs."
+    """Where training started and how each member's epochs went."""
+    members = training["members"]
+    start = (
+        f"Warm start from `{training['warm_start_from']}` (phase 1 skipped)"
+        if training.get("warm_start_from")
+        else "From the backbone weights"
+    )
+    if len(members) > 1:
+        seeds = ", ".join(str(m["seed"]) for m in members)
+        start += f"; {len(members)} ensemble members (seeds {seeds}, own augmented views each)"
+    runs = "; ".join(
+        f"{m['epochs']['phase1']} head + {m['epochs']['phase2']} fine-tuning epochs, best validation loss "
+        f"{m['best_val_loss']:.4f} {_best_where(m['best_phase'])}"
+        for m in members
+    )
+    return f"{start}: {runs}."
 
 
 def _best_where(phase: int) -> str:

@@ -2,10 +2,10 @@
 
 With the frozen features cached, training is what a rerun still pays for. Every run leaves its final
 weights in its work directory, with a fingerprint of the model they belong to (labels, input size,
-head, cut point, activation caps, backbone weights) and the images they were trained on. A warm-started
-rerun loads them when the fingerprint matches and none of those images now sits in the validation or
-test split (that would leak it into the numbers), skips phase 1 and fine-tunes a few epochs on the
-grown data set; otherwise it says why and trains from scratch.
+head, cut point, activation caps, backbone weights, ensemble members) and the images they were trained
+on. A warm-started rerun loads them when the fingerprint matches and none of those images now sits
+in the validation or test split (that would leak it into the numbers), skips phase 1 and fine-tunes
+a few epochs on the grown data set; otherwise it says why and trains from scratch.
 """
 
 from __future__ import annotations

@@ -25,12 +25,13 @@ def test_toml_env_and_flags_layer_in_order(tmp_path, monkeypatch):
     assert cfg.name == "x" and cfg.work_dir == Path("runs/x")
 
 
-def test_each_backbone_gets_its_own_cut_and_learning_rate_unless_set():
+def test_each_backbone_gets_its_own_cut_learning_rate_and_members_unless_set():
     lite = TrainConfig(data="d", out="o", backbone="efficientnet-lite2")
     vgg = TrainConfig(data="d", out="o", backbone="vgg16")
-    assert (lite.finetune_from, lite.finetune_lr, lite.image_size) == ("block20", 3e-4, 260)
-    assert (vgg.finetune_from, vgg.finetune_lr, vgg.image_size) == ("block5_conv1", 1e-4, 224)
+    assert (lite.finetune_from, lite.finetune_lr, lite.image_size, lite.members) == ("block20", 3e-4, 320, 3)
+    assert (vgg.finetune_from, vgg.finetune_lr, vgg.image_size, vgg.members) == ("block5_conv1", 1e-4, 224, 1)
     assert TrainConfig(data="d", out="o", backbone="vgg16", finetune_lr=5e-5).finetune_lr == 5e-5
+    assert TrainConfig(data="d", out="o", backbone="efficientnet-lite2", members=1).members == 1
 
 
 def test_train_flags_are_generated_from_the_config_model():

@@ -30,6 +30,7 @@ TINY = {
     "weights": "none",
     "image_size": 32,
     "views": 2,
+    "members": 2,  # the ensemble path: two members with their own views, joined in one exported model
     "head_epochs": 60,
     "head_lr": 3e-3,
     "finetune_epochs": 2,
@@ -92,12 +93,23 @@ def test_bundle_metadata_records_parity_metrics_and_data(trained):
     assert meta.trainer_version
 
 
+def test_each_member_trains_on_the_original_and_its_own_augmented_views(trained):
+    cfg, result = trained
+    members = result["training"]["members"]
+    assert [m["views"] for m in members] == [[0, 1], [0, 2]]
+    assert [m["seed"] for m in members] == [cfg.seed, cfg.seed + 1]
+    counts = {name: sum(c.values()) for name, c in result["data"]["split_counts"].items()}
+    # three views cached per training image (one shared, one per member), one per validation and test image
+    assert result["training"]["cache"]["computed"] == 3 * counts["train"] + counts["val"] + counts["test"]
+    assert "2 ensemble members (seeds 1, 2, own augmented views each)" in (cfg.out / "report.md").read_text()
+
+
 def test_report_plots_and_split_file_are_written(trained):
     cfg, _ = trained
     for name in ("report.json", "report.md", "training_curves.png", "confusion_matrix.png", "worst_mistakes.png"):
         assert (cfg.out / name).stat().st_size > 100, name
     report = json.loads((cfg.out / "report.json").read_text())
-    assert report["training"]["history"]["phase1"]["val_loss"]
+    assert all(member["phase1"]["val_loss"] for member in report["training"]["history"])
     assert report["timing"]["total_s"] > 0
     assert "Test accuracy (int8 bundle" in (cfg.out / "report.md").read_text()
     split = json.loads((cfg.out / "split.json").read_text())["samples"]
@@ -113,11 +125,10 @@ def test_float32_tflite_takes_rgb_pixels_and_matches_keras(trained):
     import keras
 
     from trainer.calibration import with_temperature
-    from trainer.model import apply_caps, build_model
+    from trainer.pipeline import blank_model
 
     cfg, _ = trained
-    model = build_model(3, 32, "none", cfg.dense_units, cfg.dropout)
-    apply_caps(model, load_bundle(cfg.out).metadata.training["activation_caps"])
+    model = blank_model(cfg, 3, load_bundle(cfg.out).metadata.training["activation_caps"])
     model.load_weights(cfg.work_dir / "model.weights.h5")
     classifier = Classifier(load_bundle(cfg.work_dir / "float32"), threads=1)
     pixels = np.random.default_rng(5).integers(0, 256, (4, 32, 32, 3)).astype(np.uint8)
@@ -131,12 +142,11 @@ def test_parity_gate_refuses_an_int8_model_with_broken_calibration(trained, tmp_
     """Calibrating on black frames sets the int8 ranges far too narrow; scored as the pipeline scores a candidate,
     the gate must refuse it on every CPU."""
     from trainer.export import to_tflite
-    from trainer.model import apply_caps, build_model
+    from trainer.pipeline import blank_model
 
     cfg, _ = trained
     bundle = load_bundle(cfg.out)
-    model = build_model(3, 32, "none", cfg.dense_units, cfg.dropout)
-    apply_caps(model, bundle.metadata.training["activation_caps"])
+    model = blank_model(cfg, 3, bundle.metadata.training["activation_caps"])
     model.load_weights(cfg.work_dir / "model.weights.h5")
     broken = tmp_path / "broken-int8"
     write_bundle(
@@ -223,8 +233,9 @@ def test_warm_start_rerun_continues_from_the_previous_weights(trained, tmp_path)
     result = run(grown)
     training = result["training"]
     assert training["warm_start_from"] == str(grown.work_dir / "model.weights.h5")
-    assert training["epochs"]["phase1"] == 0 and 1 <= training["epochs"]["phase2"] <= 2
-    assert 0 < training["cache"]["computed"] <= 6 * grown.views  # only the new images' views ...
+    for member in training["members"]:
+        assert member["epochs"]["phase1"] == 0 and 1 <= member["epochs"]["phase2"] <= 2
+    assert 0 < training["cache"]["computed"] <= 6 * (1 + grown.members)  # only the new images' views ...
     assert training["cache"]["reused"] == first["training"]["cache"]["computed"]  # ... the rest from the cache
     assert result["data"]["images"] == 52
     assert result["data"]["reused_split_assignments"] == 46  # the earlier split kept, the new images added

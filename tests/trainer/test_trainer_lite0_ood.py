@@ -117,12 +117,12 @@ def test_the_threshold_is_chosen_on_the_ood_set_and_the_edge_uses_it(lite0_run):
 
 def test_exported_scores_are_divided_by_the_fitted_temperature(lite0_run):
     """The warm-start weights are saved before calibration: the same model, softmax(logits / T), is the export."""
-    from trainer.model import build_model
+    from trainer.pipeline import blank_model
 
     cfg, _ = lite0_run
     meta = load_bundle(cfg.out).metadata
     assert meta.temperature and meta.temperature != 1.0
-    model = build_model(3, 64, "none", cfg.dense_units, cfg.dropout, backbone="efficientnet-lite0")
+    model = blank_model(cfg, 3, {})
     model.load_weights(cfg.work_dir / "model.weights.h5")
     pixels = np.random.default_rng(5).integers(0, 256, (4, 64, 64, 3)).astype(np.uint8)
     uncalibrated = model.predict(pixels.astype(np.float32), verbose=0)

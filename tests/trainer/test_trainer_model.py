@@ -6,7 +6,16 @@ import keras
 import numpy as np
 import pytest
 
-from trainer.model import HEAD_FROM, VggPreprocess, WeightsError, build_model, split_model
+from trainer.model import (
+    HEAD_FROM,
+    LOGITS,
+    VggPreprocess,
+    WeightsError,
+    build_model,
+    join_members,
+    scale_logits,
+    split_model,
+)
 
 
 def test_preprocessing_layer_matches_keras_vgg16_preprocess_input():
@@ -91,3 +100,47 @@ def test_activation_caps_keep_the_network_unchanged_below_the_caps():
     np.testing.assert_allclose(after, before, rtol=1e-3, atol=1e-3 * float(np.abs(before).max()))
     brighter = np.clip(rgb * 4, 0, 255)  # beyond the measured range the caps clip
     assert backbone.predict(brighter, verbose=0).max() <= 6.0 + 1e-5
+
+
+def _logits(model: keras.Model, pixels: np.ndarray) -> np.ndarray:
+    return keras.Model(model.inputs, model.get_layer(LOGITS).output).predict(pixels, verbose=0)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def test_joined_members_average_their_logits_and_share_their_layers():
+    keras.utils.set_random_seed(0)
+    members = [build_model(3, 32, "none", dense_units=8, dropout=0.0) for _ in range(3)]
+    for member in members[1:]:  # as in training: every member starts from the same backbone weights
+        for layer in member.layers[: member.layers.index(member.get_layer("block5_conv1"))]:
+            layer.set_weights(members[0].get_layer(layer.name).get_weights())
+    model, frozen, top = join_members(members, "block5_conv1")
+    rgb = np.random.default_rng(3).integers(0, 256, (4, 32, 32, 3)).astype(np.float32)
+
+    logits = [_logits(m, rgb) for m in members]
+    assert np.abs(logits[0] - logits[1]).max() > 0.01  # members differ: the average is not any one of them
+    mean = np.mean(logits, axis=0)
+    np.testing.assert_allclose(model.predict(rgb, verbose=0), _softmax(mean), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(top.predict(frozen.predict(rgb, verbose=0), verbose=0), _softmax(mean), atol=1e-6)
+
+    # shared, not copied: changing one member's head changes the joined model
+    head = members[1].get_layer(LOGITS)
+    head.set_weights([w + 1.0 for w in head.get_weights()])
+    mean = np.mean([_logits(m, rgb) for m in members], axis=0)
+    np.testing.assert_allclose(model.predict(rgb, verbose=0), _softmax(mean), rtol=1e-4, atol=1e-6)
+
+    # the temperature divides the averaged logits
+    scale_logits(model, 0.5)
+    np.testing.assert_allclose(model.predict(rgb, verbose=0), _softmax(mean * 0.5), rtol=1e-4, atol=1e-6)
+
+
+def test_one_member_joined_is_the_member_itself():
+    keras.utils.set_random_seed(0)
+    member = build_model(3, 32, "none", dense_units=8, dropout=0.0)
+    model, _, _ = join_members([member], "block5_conv1")
+    rgb = np.random.default_rng(4).integers(0, 256, (2, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(model.predict(rgb, verbose=0), member.predict(rgb, verbose=0), atol=1e-6)
+    assert len(model.weights) == len(member.weights)
