@@ -144,3 +144,23 @@ def test_one_member_joined_is_the_member_itself():
     rgb = np.random.default_rng(4).integers(0, 256, (2, 32, 32, 3)).astype(np.float32)
     np.testing.assert_allclose(model.predict(rgb, verbose=0), member.predict(rgb, verbose=0), atol=1e-6)
     assert len(model.weights) == len(member.weights)
+
+
+def test_a_blank_copy_of_a_run_keeps_the_relu6_caps_of_its_convs():
+    """The float32 twin exported after mixed-precision training copies rescaled weights: it needs the caps' ReLU6
+    too, or every activation above its cap passes unclipped in the exported model."""
+    from trainer.config import TrainConfig
+    from trainer.pipeline import blank_model
+
+    cfg = TrainConfig(data="d", out="o", backbone="vgg16", weights="none", image_size=32, members=2)
+    twin = blank_model(cfg, 3, {"block1_conv1": 2.0, "block5_conv2": 3.0})
+
+    def leaves(model: keras.Model) -> list[keras.layers.Layer]:
+        return [x for layer in model.layers for x in (leaves(layer) if isinstance(layer, keras.Model) else [layer])]
+
+    activations = {}
+    for layer in leaves(twin):
+        activations.setdefault(layer.name, []).append(getattr(layer, "activation", None))
+    assert activations["block1_conv1"] == [keras.activations.relu6]  # frozen: shared by the members
+    assert activations["block5_conv2"] == [keras.activations.relu6] * 2  # one copy per member
+    assert activations["block5_conv1"] == [keras.activations.relu] * 2
