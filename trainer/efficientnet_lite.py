@@ -134,7 +134,7 @@ def load_torch_weights(model: keras.Model, checkpoint: Path, variant: Variant) -
             values[f"block{i}_expand"] = folded(f"{prefix}._expand_conv", f"{prefix}._bn0")
         values[f"block{i}_dw"] = folded(f"{prefix}._depthwise_conv", f"{prefix}._bn1", depthwise=True)
         values[f"block{i}_project"] = folded(f"{prefix}._project_conv", f"{prefix}._bn2")
-    for layer in _leaf_layers(model):
+    for layer in leaf_layers(model):
         if layer.name not in values:
             continue
         try:
@@ -145,9 +145,9 @@ def load_torch_weights(model: keras.Model, checkpoint: Path, variant: Variant) -
         raise CheckpointError(f"{checkpoint}: the model has no layer for {sorted(values)} (built for another size?)")
 
 
-def _leaf_layers(model: keras.Model) -> list[keras.layers.Layer]:
-    """Every layer with weights, looking inside the nested block models."""
+def leaf_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """Every layer that is not a model itself, looking inside nested models (blocks, ensemble members)."""
     found = []
     for layer in model.layers:
-        found.extend(_leaf_layers(layer) if isinstance(layer, keras.Model) else [layer])
+        found.extend(leaf_layers(layer) if isinstance(layer, keras.Model) else [layer])
     return found

@@ -116,7 +116,7 @@ def _vgg16_layers(image_size: int, weights: str, source: str | None) -> list[ker
 
 def scale_logits(model: keras.Model, factor: float) -> None:
     """Multiply every logits layer (one per member) by `factor` (1/temperature): the scores become calibrated."""
-    for layer in _all_layers(model):
+    for layer in efficientnet_lite.leaf_layers(model):
         if layer.name == LOGITS:
             layer.set_weights([w * factor for w in layer.get_weights()])
 
@@ -144,16 +144,6 @@ def _member_logits(model: keras.Model, before: str, input_shape: tuple, name: st
     """The member's layers from `before` to its logits, as one nested model named `name`."""
     names = [layer.name for layer in model.layers]
     return _stack(input_shape, model.layers[names.index(before) : names.index(LOGITS) + 1], name)
-
-
-def _all_layers(model: keras.Model) -> list[keras.layers.Layer]:
-    """Every layer, nested models' layers included."""
-    found = []
-    for layer in model.layers:
-        found.append(layer)
-        if isinstance(layer, keras.Model):
-            found += _all_layers(layer)
-    return found
 
 
 def split_model(model: keras.Model, before: str) -> tuple[keras.Model, keras.Model]:

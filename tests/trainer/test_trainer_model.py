@@ -150,16 +150,14 @@ def test_a_blank_copy_of_a_run_keeps_the_relu6_caps_of_its_convs():
     """The float32 twin exported after mixed-precision training copies rescaled weights: it needs the caps' ReLU6
     too, or every activation above its cap passes unclipped in the exported model."""
     from trainer.config import TrainConfig
+    from trainer.efficientnet_lite import leaf_layers
     from trainer.pipeline import blank_model
 
     cfg = TrainConfig(data="d", out="o", backbone="vgg16", weights="none", image_size=32, members=2)
     twin = blank_model(cfg, 3, {"block1_conv1": 2.0, "block5_conv2": 3.0})
 
-    def leaves(model: keras.Model) -> list[keras.layers.Layer]:
-        return [x for layer in model.layers for x in (leaves(layer) if isinstance(layer, keras.Model) else [layer])]
-
     activations = {}
-    for layer in leaves(twin):
+    for layer in leaf_layers(twin):
         activations.setdefault(layer.name, []).append(getattr(layer, "activation", None))
     assert activations["block1_conv1"] == [keras.activations.relu6]  # frozen: shared by the members
     assert activations["block5_conv2"] == [keras.activations.relu6] * 2  # one copy per member
