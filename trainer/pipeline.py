@@ -1,4 +1,5 @@
-"""One training run: data -> features -> two phases -> TFLite export -> parity gate -> bundle and report."""
+"""One training run, in stages: data -> members -> cached features -> two phases per member -> temperature ->
+TFLite export -> parity gate -> bundle and report."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import contextlib
 import logging
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -16,10 +18,10 @@ import trainer
 from edge.bundle import InputSpec, Quantization, load_bundle, write_bundle
 from trainer import calibration, evaluate, report, warm_start
 from trainer.config import TrainConfig
-from trainer.data import SPLITS, DataSet, load_dataset, load_ood, write_split_file
+from trainer.data import SPLITS, DataSet, Sample, load_dataset, load_ood, write_split_file
 from trainer.export import balanced_sample, to_tflite
 from trainer.features import FeatureCache, model_pixels, weights_identity
-from trainer.fit import train_two_phases
+from trainer.fit import History, train_two_phases
 from trainer.model import (
     HEAD_FROM,
     apply_caps,
@@ -82,14 +84,103 @@ def run(cfg: TrainConfig) -> dict:
 
 
 def _run(cfg: TrainConfig) -> dict:
+    """The stages in order; each returns what the next ones need."""
     started = time.perf_counter()
     keras.utils.set_random_seed(cfg.seed)
     policy = compute_policy(cfg.precision)
     log.info("compute precision: %s", policy)
     work: Path = cfg.work_dir  # type: ignore[assignment]  # filled in by TrainConfig
     work.mkdir(parents=True, exist_ok=True)
-    split_file = cfg.split_file or cfg.out / "split.json"
-    data = load_data(cfg, split_file)
+    inputs = _load_inputs(cfg)
+    timing = {"data_s": time.perf_counter() - started}
+
+    weights_id = weights_identity(cfg.weights, cfg.seed)  # hashes the weights file: once per run
+    cache = FeatureCache(cfg.cache_dir, _cache_key(cfg, policy, weights_id))
+    calibration_index = balanced_sample(inputs.y["train"], cfg.calibration_per_class, cfg.seed)
+    with accelerator_scope(policy):
+        network = _build_network(cfg, inputs, cache, calibration_index, weights_id, work)
+
+    t = time.perf_counter()
+    features = _extract_features(cfg, inputs, network, cache)
+    timing["features_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    with accelerator_scope(policy):
+        histories = _train_members(cfg, network, features, inputs.y["train"], work)
+    timing["training_s"] = time.perf_counter() - t
+    warm_start.save(work, network.model, network.fingerprint, [s.sha256 for s in inputs.parts["train"]])
+    temperature = _calibrate(network, features)
+    del features
+
+    t = time.perf_counter()
+    exported = _export(cfg, inputs, network, calibration_index, policy, work)
+    timing["export_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    scored = _score(cfg, inputs, exported)
+    timing["evaluate_s"] = time.perf_counter() - t
+    return _write_outputs(cfg, inputs, network, histories, temperature, exported, scored, cache, timing, started)
+
+
+@dataclass
+class Inputs:
+    """The images a run trains, validates, tests and judges on, with their class indices."""
+
+    data: DataSet
+    spec: InputSpec  # how the edge prepares a crop for this model
+    parts: dict[str, list[Sample]]  # train / val / test
+    y: dict[str, np.ndarray]
+    ood_sets: list[DataSet]
+    y_ood: np.ndarray
+
+    @property
+    def ood(self) -> list[Sample]:
+        return [s for ood_set in self.ood_sets for s in ood_set.samples]
+
+    @property
+    def ood_paths(self) -> list[Path]:
+        return [ood_set.path(s) for ood_set in self.ood_sets for s in ood_set.samples]
+
+    def paths(self, split: str) -> list[Path]:
+        return [self.data.path(s) for s in self.parts[split]]
+
+
+@dataclass
+class Network:
+    """The members, the model that joins them, and what a warm start must match to reuse its weights."""
+
+    members: list[keras.Model]
+    model: keras.Model  # pixels -> calibrated scores: what is exported
+    frozen: keras.Model  # pixels -> cached features
+    top: keras.Model  # cached features -> scores
+    caps: dict[str, float]  # VGG16's activation caps ({} otherwise)
+    fingerprint: dict
+    warm_from: str | None
+
+
+@dataclass
+class Features:
+    """Cached frozen-layer outputs; validation is the in-domain split plus every out-of-domain set."""
+
+    train: np.ndarray  # (images, 1 + members x (views - 1), *feature shape): see `_member_views`
+    val_x: np.ndarray
+    val_y: np.ndarray
+
+
+@dataclass
+class Exported:
+    """The float32 reference and the int8 candidate, written to the work directory for scoring."""
+
+    model: keras.Model  # the float32 Keras model both files came from
+    float_dir: Path
+    candidate_dir: Path
+    int8_bytes: bytes
+    calibration_note: str
+    common: dict  # bundle fields shared by the candidate and the final bundle
+
+
+def _load_inputs(cfg: TrainConfig) -> Inputs:
+    data = load_data(cfg, cfg.split_file or cfg.out / "split.json")
     log.info("data: %s", {k: data.summary[k] for k in ("images", "class_counts", "split_counts")})
     labels = data.labels
     spec = InputSpec(
@@ -102,121 +193,135 @@ def _run(cfg: TrainConfig) -> dict:
         preprocessing_in_model=True,
     )
     parts = {name: data.split(name) for name in SPLITS}
-    y = {name: np.array([labels.index(s.label) for s in parts[name]]) for name in SPLITS}
     ood_sets = [load_ood(root, labels) for root in cfg.ood]
-    ood = [s for ood_set in ood_sets for s in ood_set.samples]
-    ood_paths = [ood_set.path(s) for ood_set in ood_sets for s in ood_set.samples]
-    y_ood = np.array([labels.index(s.label) for s in ood], dtype=int)
-    timing = {"data_s": time.perf_counter() - started}
-
-    train_paths = [data.path(s) for s in parts["train"]]
-    calibration_index = balanced_sample(y["train"], cfg.calibration_per_class, cfg.seed)
-    backbone = weights_identity(cfg.weights, cfg.seed)  # hashes the weights file: once per run
-    cache = FeatureCache(
-        cfg.cache_dir,
-        {
-            "backbone": cfg.backbone,
-            "weights": backbone,
-            "image_size": cfg.image_size,
-            "pad_value": cfg.pad_value,
-            "cut_before": cfg.finetune_from,
-            "augmentation": cfg.augmentation.model_dump(),
-            "activation_cap_percentile": cfg.activation_cap_percentile,
-            "seed": cfg.seed,
-            "precision": policy,
-        },
+    return Inputs(
+        data=data,
+        spec=spec,
+        parts=parts,
+        y={name: np.array([labels.index(s.label) for s in parts[name]]) for name in SPLITS},
+        ood_sets=ood_sets,
+        y_ood=np.array([labels.index(s.label) for o in ood_sets for s in o.samples], dtype=int),
     )
-    with accelerator_scope(policy):
-        members = [
-            build_model(len(labels), cfg.image_size, cfg.weights, cfg.dense_units, cfg.dropout, backbone=cfg.backbone)
-            for _ in range(cfg.members)  # type: ignore[arg-type]  # filled in by TrainConfig
-        ]
-        caps: dict[str, float] = {}
-        if cfg.backbone == "vgg16" and cfg.activation_cap_percentile < 100:
-            # Measured once per cache and kept with it, so cached features stay valid when images are added.
-            caps = cache.load_caps() or cache.save_caps(
-                measure_activation_caps(
-                    members[0],
-                    np.stack([model_pixels(train_paths[i], spec) for i in calibration_index[:32]]),
-                    cfg.activation_cap_percentile,
-                )
-            )
-            for member in members:
-                apply_caps(member, caps)
-        fingerprint = {
-            "backbone": cfg.backbone,
-            "labels": list(labels),
-            "image_size": cfg.image_size,
-            "dense_units": cfg.dense_units,
-            "finetune_from": cfg.finetune_from,
-            "activation_caps": caps,
-            "weights": backbone,
-            "members": cfg.members,
-        }
-        model, frozen, top = join_members(members, cfg.finetune_from)
-        held_out = {s.sha256 for s in parts["val"] + parts["test"]}
-        warm_from = warm_start.load(work, model, fingerprint, held_out) if cfg.warm_start else None
-    # Every member trains on the original image plus views-1 augmented views of its own.
-    augmented = cfg.views - 1
-    member_views = [[0, *range(1 + k * augmented, 1 + (k + 1) * augmented)] for k in range(len(members))]
-    t = time.perf_counter()
-    feats = {
-        name: cache.features(
-            data,
-            parts[name],
-            1 + len(members) * augmented if name == "train" else 1,
-            frozen,
-            spec,
-            cfg.augmentation,
-            cfg.seed,
-            cfg.batch_size,
-        )
-        for name in SPLITS
+
+
+def _cache_key(cfg: TrainConfig, policy: str, weights_id: str) -> dict:
+    """Everything that changes a frozen-layer output (the number of members does not: views are per index)."""
+    return {
+        "backbone": cfg.backbone,
+        "weights": weights_id,
+        "image_size": cfg.image_size,
+        "pad_value": cfg.pad_value,
+        "cut_before": cfg.finetune_from,
+        "augmentation": cfg.augmentation.model_dump(),
+        "activation_cap_percentile": cfg.activation_cap_percentile,
+        "seed": cfg.seed,
+        "precision": policy,
     }
-    ood_features = [
-        cache.features(s, s.samples, 1, frozen, spec, cfg.augmentation, cfg.seed, cfg.batch_size) for s in ood_sets
+
+
+def _build_network(
+    cfg: TrainConfig, inputs: Inputs, cache: FeatureCache, calibration_index: np.ndarray, weights_id: str, work: Path
+) -> Network:
+    """The members (VGG16: with activation caps), joined; a warm start loads the previous run's weights."""
+    labels = inputs.data.labels
+    members = [
+        build_model(len(labels), cfg.image_size, cfg.weights, cfg.dense_units, cfg.dropout, backbone=cfg.backbone)
+        for _ in range(cfg.members)  # type: ignore[arg-type]  # filled in by TrainConfig
     ]
-    # Validation = the in-domain split plus every out-of-domain set: epochs are chosen where the line is.
-    val_x = np.concatenate([feats["val"], *ood_features])
-    val_y = np.concatenate([y["val"], y_ood])
-    timing["features_s"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    with accelerator_scope(policy):
-        histories = [
-            train_two_phases(
-                split_model(member, cfg.finetune_from)[1],  # shares its layers with `model`
-                HEAD_FROM,
-                feats["train"][:, views],
-                y["train"],
-                val_x,
-                val_y,
-                num_classes=len(labels),
-                head_epochs=0 if warm_from else cfg.head_epochs,
-                head_lr=cfg.head_lr,
-                finetune_epochs=cfg.warm_start_epochs if warm_from else cfg.finetune_epochs,
-                finetune_lr=cfg.finetune_lr,
-                patience=cfg.patience,
-                batch_size=cfg.batch_size,
-                feature_noise=cfg.feature_noise,
-                label_smoothing=cfg.label_smoothing,
-                seed=cfg.seed + k,
-                checkpoint_dir=work / "checkpoints" / f"member{k + 1}",
-                progress=f"member {k + 1}/{len(members)}, " if len(members) > 1 else "",
+    caps: dict[str, float] = {}
+    if cfg.backbone == "vgg16" and cfg.activation_cap_percentile < 100:
+        # Measured once per cache and kept with it, so cached features stay valid when images are added.
+        train_paths = inputs.paths("train")
+        caps = cache.load_caps() or cache.save_caps(
+            measure_activation_caps(
+                members[0],
+                np.stack([model_pixels(train_paths[i], inputs.spec) for i in calibration_index[:32]]),
+                cfg.activation_cap_percentile,
             )
-            for k, (member, views) in enumerate(zip(members, member_views, strict=True))
-        ]
-    timing["training_s"] = time.perf_counter() - t
-    warm_start.save(work, model, fingerprint, [s.sha256 for s in parts["train"]])
-    temperature = calibration.fit_temperature(top.predict(val_x[:, 0].astype(np.float32), verbose=0), val_y)
-    scale_logits(model, 1 / temperature)
-    log.info("temperature %.3f fitted on %d validation images (the exported scores are divided by it)", temperature,
-             len(val_y))  # fmt: skip
-    del feats, val_x, ood_features
+        )
+        for member in members:
+            apply_caps(member, caps)
+    fingerprint = {
+        "backbone": cfg.backbone,
+        "labels": list(labels),
+        "image_size": cfg.image_size,
+        "dense_units": cfg.dense_units,
+        "finetune_from": cfg.finetune_from,
+        "activation_caps": caps,
+        "weights": weights_id,
+        "members": cfg.members,
+    }
+    model, frozen, top = join_members(members, cfg.finetune_from)  # type: ignore[arg-type]  # filled in by TrainConfig
+    held_out = {s.sha256 for s in inputs.parts["val"] + inputs.parts["test"]}
+    warm_from = warm_start.load(work, model, fingerprint, held_out) if cfg.warm_start else None
+    return Network(members, model, frozen, top, caps, fingerprint, warm_from)
 
-    t = time.perf_counter()
-    export_model = _float32_copy(model, cfg, caps) if policy != "float32" else model
-    calibration_images = [model_pixels(train_paths[i], spec) for i in calibration_index]
+
+def _member_views(cfg: TrainConfig) -> list[list[int]]:
+    """Member k trains on view 0 (the image as the edge sees it) and views-1 augmented views of its own."""
+    augmented = cfg.views - 1
+    return [[0, *range(1 + k * augmented, 1 + (k + 1) * augmented)] for k in range(cfg.members)]  # type: ignore[arg-type]
+
+
+def _extract_features(cfg: TrainConfig, inputs: Inputs, network: Network, cache: FeatureCache) -> Features:
+    def features(data: DataSet, samples: list[Sample], views: int) -> np.ndarray:
+        return cache.features(
+            data, samples, views, network.frozen, inputs.spec, cfg.augmentation, cfg.seed, cfg.batch_size
+        )
+
+    train = features(inputs.data, inputs.parts["train"], 1 + max(max(views) for views in _member_views(cfg)))
+    val = [features(inputs.data, inputs.parts["val"], 1), *(features(o, o.samples, 1) for o in inputs.ood_sets)]
+    features(inputs.data, inputs.parts["test"], 1)
+    return Features(train, np.concatenate(val), np.concatenate([inputs.y["val"], inputs.y_ood]))
+
+
+def _train_members(
+    cfg: TrainConfig, network: Network, features: Features, train_y: np.ndarray, work: Path
+) -> list[History]:
+    """Both phases for each member in turn, on its own views and seed; trains `network.model` in place."""
+    count = len(network.members)
+    return [
+        train_two_phases(
+            split_model(member, cfg.finetune_from)[1],  # type: ignore[arg-type]  # shares its layers with the model
+            HEAD_FROM,
+            features.train[:, views],
+            train_y,
+            features.val_x,
+            features.val_y,
+            num_classes=network.model.output.shape[-1],
+            head_epochs=0 if network.warm_from else cfg.head_epochs,
+            head_lr=cfg.head_lr,
+            finetune_epochs=cfg.warm_start_epochs if network.warm_from else cfg.finetune_epochs,
+            finetune_lr=cfg.finetune_lr,  # type: ignore[arg-type]  # filled in by TrainConfig
+            patience=cfg.patience,
+            batch_size=cfg.batch_size,
+            feature_noise=cfg.feature_noise,
+            label_smoothing=cfg.label_smoothing,
+            seed=cfg.seed + k,
+            checkpoint_dir=work / "checkpoints" / f"member{k + 1}",
+            progress=f"member {k + 1}/{count}, " if count > 1 else "",
+        )
+        for k, (member, views) in enumerate(zip(network.members, _member_views(cfg), strict=True))
+    ]
+
+
+def _calibrate(network: Network, features: Features) -> float:
+    """Fit the temperature on validation and divide it into the logits: the exported scores are calibrated."""
+    scores = network.top.predict(features.val_x[:, 0].astype(np.float32), verbose=0)
+    temperature = calibration.fit_temperature(scores, features.val_y)
+    scale_logits(network.model, 1 / temperature)
+    log.info("temperature %.3f fitted on %d validation images (the exported scores are divided by it)", temperature,
+             len(features.val_y))  # fmt: skip
+    return temperature
+
+
+def _export(
+    cfg: TrainConfig, inputs: Inputs, network: Network, calibration_index: np.ndarray, policy: str, work: Path
+) -> Exported:
+    """The float32 reference and the int8 candidate (ranges calibrated on real training images)."""
+    export_model = _float32_copy(network.model, cfg, network.caps) if policy != "float32" else network.model
+    train_paths = inputs.paths("train")
+    calibration_images = [model_pixels(train_paths[i], inputs.spec) for i in calibration_index]
     calibration_note = (
         f"{len(calibration_images)} real training images, class-balanced (up to {cfg.calibration_per_class}"
         " per class), letterboxed as on the edge"
@@ -224,84 +329,79 @@ def _run(cfg: TrainConfig) -> dict:
     common = {
         "name": cfg.name,
         "version": cfg.version,
-        "labels": labels,
-        "input_spec": spec,
+        "labels": inputs.data.labels,
+        "input_spec": inputs.spec,
         "trainer_version": trainer.__version__,
     }
     float_dir, candidate_dir = work / "float32", work / "int8-candidate"
+    float_spec = inputs.spec.model_copy(update={"dtype": "float32"})
     write_bundle(
         float_dir,
         to_tflite(export_model),
         quantization=Quantization(scheme="float32"),
-        **{**common, "name": f"{cfg.name}-float32", "input_spec": spec.model_copy(update={"dtype": "float32"})},
+        **{**common, "name": f"{cfg.name}-float32", "input_spec": float_spec},
     )
     int8_bytes = to_tflite(export_model, calibration_images)
     write_bundle(
         candidate_dir, int8_bytes, quantization=Quantization(scheme="int8", calibration=calibration_note), **common
     )
-    timing["export_s"] = time.perf_counter() - t
+    return Exported(export_model, float_dir, candidate_dir, int8_bytes, calibration_note, common)
 
-    t = time.perf_counter()
-    test_paths = [data.path(s) for s in parts["test"]]
+
+def _score(cfg: TrainConfig, inputs: Inputs, exported: Exported) -> evaluate.CandidateScores:
+    """Score both files as the edge runs them; raises `evaluate.ParityError` if int8 is not faithful."""
+    test_paths = inputs.paths("test")
     scored = evaluate.score_candidate(
-        candidate_dir,
-        float_dir,
-        test=(test_paths, y["test"]),
-        ood=(ood_paths, y_ood),
-        val=([data.path(s) for s in parts["val"]], y["val"]),
+        exported.candidate_dir,
+        exported.float_dir,
+        test=(test_paths, inputs.y["test"]),
+        ood=(inputs.ood_paths, inputs.y_ood),
+        val=(inputs.paths("val"), inputs.y["val"]),
         max_wrong_lane=cfg.max_wrong_lane,
         threads=cfg.threads,
     )
-    parity, threshold = scored.parity, scored.threshold
-    int8_scores, float_scores, ood_scores = scored.test_int8, scored.test_float32, scored.ood_int8
     # Spot-check the float32 file against the float32 Keras model, so a broken float export cannot hide.
-    few = np.stack([model_pixels(p, spec) for p in test_paths[:8]]).astype(np.float32)
-    keras_scores = export_model.predict(few, batch_size=len(few), verbose=0)
-    parity["float32_tflite_max_difference"] = round(float(np.abs(float_scores[: len(few)] - keras_scores).max()), 5)
-    log.info("parity: %s", parity)
-    evaluate.check_parity(parity, cfg.max_accuracy_drop, cfg.min_agreement)
-    timing["evaluate_s"] = time.perf_counter() - t
+    few = np.stack([model_pixels(p, inputs.spec) for p in test_paths[:8]]).astype(np.float32)
+    keras_scores = exported.model.predict(few, batch_size=len(few), verbose=0)
+    difference = np.abs(scored.test_float32[: len(few)] - keras_scores).max()
+    scored.parity["float32_tflite_max_difference"] = round(float(difference), 5)
+    log.info("parity: %s", scored.parity)
+    evaluate.check_parity(scored.parity, cfg.max_accuracy_drop, cfg.min_agreement)
+    return scored
 
-    test_int8 = evaluate.classification_metrics(y["test"], int8_scores.argmax(1), labels)
-    test_float = evaluate.classification_metrics(y["test"], float_scores.argmax(1), labels)
+
+def _write_outputs(
+    cfg: TrainConfig,
+    inputs: Inputs,
+    network: Network,
+    histories: list[History],
+    temperature: float,
+    exported: Exported,
+    scored: evaluate.CandidateScores,
+    cache: FeatureCache,
+    timing: dict[str, float],
+    started: float,
+) -> dict:
+    """The bundle (metrics and training record in bundle.json), split file, plots and report; returns the report."""
+    labels, y, threshold = inputs.data.labels, inputs.y, scored.threshold
+    test_int8 = evaluate.classification_metrics(y["test"], scored.test_int8.argmax(1), labels)
+    test_float = evaluate.classification_metrics(y["test"], scored.test_float32.argmax(1), labels)
     decisions = {
         "temperature": temperature,
         "recommended_threshold": threshold,
         "threshold_chosen_on": scored.chosen_on,
         "max_wrong_lane": cfg.max_wrong_lane,
-        "test": evaluate.reject_summary(int8_scores, y["test"], threshold),
+        "test": evaluate.reject_summary(scored.test_int8, y["test"], threshold),
     }
     ood_metrics = None
-    if ood:
-        ood_metrics = evaluate.ood_metrics(y_ood, ood_scores, [s.style for s in ood], labels)
+    if inputs.ood:
+        ood_metrics = evaluate.ood_metrics(inputs.y_ood, scored.ood_int8, [s.style for s in inputs.ood], labels)
         ood_metrics["sets"] = [str(root) for root in cfg.ood]
-        decisions["ood"] = evaluate.reject_summary(ood_scores, y_ood, threshold)
-    training = {
-        "data": {k: v for k, v in data.summary.items() if k not in ("broken", "exact_duplicates_removed")}
-        | {
-            "broken": len(data.summary["broken"]),
-            "exact_duplicates_removed": len(data.summary["exact_duplicates_removed"]),
-        },
-        "weights": cfg.weights if cfg.weights in ("imagenet", "none") else Path(cfg.weights).name,
-        "settings": cfg.model_dump(
-            mode="json", exclude={"data", "more_data", "out", "work_dir", "cache_dir", "split_file"}
-        ),
-        "activation_caps": caps,
-        "warm_start_from": warm_from,
-        "members": [
-            {
-                "seed": cfg.seed + k,
-                "views": views,
-                "best_phase": history.best_phase,
-                "best_val_loss": round(history.best_val_loss, 4),
-                "epochs": {phase: len(getattr(history, phase).get("loss", [])) for phase in ("phase1", "phase2")},
-            }
-            for k, (history, views) in enumerate(zip(histories, member_views, strict=True))
-        ],
-    }
+        decisions["ood"] = evaluate.reject_summary(scored.ood_int8, inputs.y_ood, threshold)
+    training = _training_record(cfg, inputs.data, network, histories)
     metrics = {
         "test_accuracy": test_int8["accuracy"],
-        "parity": parity,
+        "parity": scored.parity,
         "test_int8": test_int8,
         "test_float32": {"accuracy": test_float["accuracy"]},
         "decisions": decisions,
@@ -312,13 +412,13 @@ def _run(cfg: TrainConfig) -> dict:
     cfg.out.mkdir(parents=True, exist_ok=True)
     bundle = write_bundle(
         cfg.out,
-        int8_bytes,
+        exported.int8_bytes,
         metrics=metrics,
         training=training,
-        quantization=Quantization(scheme="int8", calibration=calibration_note),
+        quantization=Quantization(scheme="int8", calibration=exported.calibration_note),
         recommended_threshold=threshold,
         temperature=temperature,
-        **common,
+        **exported.common,
     )
     load_bundle(cfg.out)  # what the edge will do; fails loudly here rather than on the line
     split_settings = {
@@ -327,37 +427,38 @@ def _run(cfg: TrainConfig) -> dict:
         "test_fraction": cfg.test_fraction,
         "near_duplicate_distance": cfg.near_duplicate_distance,
     }
-    write_split_file(cfg.out / "split.json", data, split_settings)
+    write_split_file(cfg.out / "split.json", inputs.data, split_settings)
     if cfg.split_file and not cfg.split_file.is_file():
-        write_split_file(cfg.split_file, data, split_settings)
+        write_split_file(cfg.split_file, inputs.data, split_settings)
 
+    test_paths = inputs.paths("test")
     report.plot_history(histories, cfg.out / report.PLOTS["history"])
     report.plot_confusion(
         test_int8["confusion_matrix"], labels, cfg.out / report.PLOTS["confusion"], "Test split, int8 bundle"
     )
-    worst = report.plot_worst(test_paths, y["test"], int8_scores, labels, cfg.out / report.PLOTS["mistakes"])
+    worst = report.plot_worst(test_paths, y["test"], scored.test_int8, labels, cfg.out / report.PLOTS["mistakes"])
     timing["total_s"] = time.perf_counter() - started
     result = {
         "bundle": {
             "name": cfg.name,
             "version": cfg.version,
             "sha256": bundle.metadata.sha256,
-            "model_bytes": len(int8_bytes),
+            "model_bytes": len(exported.int8_bytes),
             "input": f"{cfg.image_size}x{cfg.image_size} RGB uint8",
             "labels": list(labels),
         },
-        "data": {"root": str(cfg.data), "more_data": [str(p) for p in cfg.more_data], **data.summary},
+        "data": {"root": str(cfg.data), "more_data": [str(p) for p in cfg.more_data], **inputs.data.summary},
         "test_int8": test_int8,
         "test_float32": test_float,
         "ood_int8": ood_metrics,
         "decisions": decisions
         | {
             "risk_coverage": {
-                "test": calibration.risk_coverage(int8_scores, y["test"]),
-                **({"ood": calibration.risk_coverage(ood_scores, y_ood)} if ood else {}),
+                "test": calibration.risk_coverage(scored.test_int8, y["test"]),
+                **({"ood": calibration.risk_coverage(scored.ood_int8, inputs.y_ood)} if inputs.ood else {}),
             }
         },
-        "parity": parity,
+        "parity": scored.parity,
         "worst_mistakes": worst,
         "training": training
         | {
@@ -368,6 +469,33 @@ def _run(cfg: TrainConfig) -> dict:
     }
     report.write_report(cfg.out, result)
     return result
+
+
+def _training_record(cfg: TrainConfig, data: DataSet, network: Network, histories: list[History]) -> dict:
+    """How the model was trained, for bundle.json: data summary, settings, caps, warm start, each member's run."""
+    return {
+        "data": {k: v for k, v in data.summary.items() if k not in ("broken", "exact_duplicates_removed")}
+        | {
+            "broken": len(data.summary["broken"]),
+            "exact_duplicates_removed": len(data.summary["exact_duplicates_removed"]),
+        },
+        "weights": cfg.weights if cfg.weights in ("imagenet", "none") else Path(cfg.weights).name,
+        "settings": cfg.model_dump(
+            mode="json", exclude={"data", "more_data", "out", "work_dir", "cache_dir", "split_file"}
+        ),
+        "activation_caps": network.caps,
+        "warm_start_from": network.warm_from,
+        "members": [
+            {
+                "seed": cfg.seed + k,
+                "views": views,
+                "best_phase": history.best_phase,
+                "best_val_loss": round(history.best_val_loss, 4),
+                "epochs": {phase: len(getattr(history, phase).get("loss", [])) for phase in ("phase1", "phase2")},
+            }
+            for k, (history, views) in enumerate(zip(histories, _member_views(cfg), strict=True))
+        ],
+    }
 
 
 def _float32_copy(model: keras.Model, cfg: TrainConfig, caps: dict[str, float]) -> keras.Model:
