@@ -271,7 +271,6 @@ def _extract_features(cfg: TrainConfig, inputs: Inputs, network: Network, cache:
 
     train = features(inputs.data, inputs.parts["train"], 1 + max(max(views) for views in _member_views(cfg)))
     val = [features(inputs.data, inputs.parts["val"], 1), *(features(o, o.samples, 1) for o in inputs.ood_sets)]
-    features(inputs.data, inputs.parts["test"], 1)
     return Features(train, np.concatenate(val), np.concatenate([inputs.y["val"], inputs.y_ood]))
 
 
