@@ -108,7 +108,9 @@ def test_the_stats_plot_the_last_hour_and_the_decisions_filter_by_label(page_dae
     assert browser.execute_script(plotted) == ["frames per second", "classification (ms)", "decision latency (ms)"]
     assert browser.find_element("id", "stats-state").text.startswith("camera streaming; broker connected")
     points = json.loads(get(page_daemon + "/api/stats")[1])
-    assert len(points) >= 2 and points[-1]["fps"] > 0 and points[-1]["inference_ms"]["p50"] is not None
+    assert len(points) >= 2 and points[-1]["fps"] > 0
+    # presence mode classifies only while an item is in view: an interval of empty belt has no classification time
+    assert any(point["inference_ms"]["p50"] is not None for point in points)
 
     Select(browser.find_element("id", "filter")).select_by_value("green")
     shown = "return [...document.querySelectorAll('#decisions tr')].map(r => r.cells[2].textContent)"
