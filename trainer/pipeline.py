@@ -264,12 +264,14 @@ def _member_views(cfg: TrainConfig) -> list[list[int]]:
 
 
 def _extract_features(cfg: TrainConfig, inputs: Inputs, network: Network, cache: FeatureCache) -> Features:
+    """From the cache, computing what is missing: every view any member trains on, one per validation image."""
+
     def features(data: DataSet, samples: list[Sample], views: int) -> np.ndarray:
         return cache.features(
             data, samples, views, network.frozen, inputs.spec, cfg.augmentation, cfg.seed, cfg.batch_size
         )
 
-    train = features(inputs.data, inputs.parts["train"], 1 + max(max(views) for views in _member_views(cfg)))
+    train = features(inputs.data, inputs.parts["train"], 1 + cfg.members * (cfg.views - 1))  # type: ignore[operator]
     val = [features(inputs.data, inputs.parts["val"], 1), *(features(o, o.samples, 1) for o in inputs.ood_sets)]
     return Features(train, np.concatenate(val), np.concatenate([inputs.y["val"], inputs.y_ood]))
 
