@@ -66,6 +66,7 @@ class Line:
     item_size: tuple[float, float] = (0.45, 0.75)  # item's extent across the belt, share of the belt's width
     rotation_deg: float = 25.0  # items lie rotated by up to this much either way
     gap_s: tuple[float, float] = (0.3, 1.5)  # empty belt between one item and the next (bounding boxes)
+    touching_share: float = 0.0  # share of items laid touching the one before (their boxes meet)
     shadow: float = 0.45  # how much the shadow darkens the belt under it
     light_drift: float = 0.12  # slow drift of the light, share
     flicker: float = 0.04  # mains flicker as the camera samples it, share
@@ -92,7 +93,7 @@ LINES: dict[str, Line] = {
     "top-to-bottom": Line(belt="light-grey", direction="top_to_bottom", size=(640, 480)),
     "crowded-fast": Line(belt="black-rubber", gap_s=(0.1, 0.6), speed_px_s=520),
     "harsh-light": Line(belt="green-pvc", light_drift=0.2, flicker=0.08, noise=6.0, blur_px=9),
-    "touching": Line(belt="dark-grey", gap_s=(-0.04, 0.0)),
+    "touching": Line(belt="dark-grey", touching_share=0.25),
 }
 
 
@@ -145,7 +146,8 @@ def write_line_clip(
     for image_path, label in zip(images, labels, strict=True):
         sprite = _sprite(Path(image_path), belt_h, along, line, rng)
         length = sprite.alpha.shape[1]
-        gap = rng.uniform(*line.gap_s) * line.speed_px_s if placed else 0.0
+        touching = placed and rng.random() < line.touching_share
+        gap = (-4.0 if touching else rng.uniform(*line.gap_s) * line.speed_px_s) if placed else 0.0
         centre = front - gap - length / 2
         top = belt_top + int(rng.integers(0, max(1, belt_h - sprite.alpha.shape[0])))
         placed.append(_Placed(sprite, centre, top, {"label": label, "image": str(image_path), "gap": gap}))

@@ -98,19 +98,35 @@ class ModelSettings(_Section):
 
 
 class PresenceSettings(_Section):
-    """An item is present while enough ROI pixels differ from the learned empty belt."""
+    """Items are what differs from the learned moving, empty belt; followed along it, timed at a reference line."""
 
-    pixel_delta: int = Field(default=30, ge=1, le=255)  # grey-level change that marks a pixel as "different"
-    # share of changed pixels that means "item here": 3 % finds a narrow dark saree on a dark belt (8 % did not)
+    # A pixel differs from the belt when it is further from the belt's learned colour there than `sigmas` times
+    # the belt's own variation at that pixel (grain, seams passing) and than `pixel_delta` grey levels: 10
+    # finds black trousers on a black rubber belt.
+    pixel_delta: int = Field(default=10, ge=1, le=255)
+    sigmas: float = Field(default=4.0, gt=0)
+    # Smallest new item, as a share of the ROI: less is a mark or a reflection. An item already followed is
+    # followed down to leave_fraction (hysteresis), as it leaves the view.
     enter_fraction: float = Field(default=0.03, gt=0, lt=1)
-    leave_fraction: float = Field(default=0.01, gt=0, lt=1)  # below this the item has left (hysteresis)
+    leave_fraction: float = Field(default=0.01, gt=0, lt=1)
     min_frames: int = Field(default=2, ge=1)  # frames an item must be seen before it counts (debounce)
-    max_frames: int = Field(default=15, ge=1)  # decide after this many frames even if the item stays
-    background_frames: int = Field(default=10, ge=1)  # empty-belt frames to learn before the first item
-    background_rate: float = Field(default=0.02, ge=0, le=1)  # how fast the empty belt model follows lighting
-    # "present" but nothing has moved for this many frames: the light changed at once (or an item stopped
-    # on the belt); learn the empty belt again instead of staying "present" forever. 0: never.
+    max_frames: int = Field(default=15, ge=1)  # classified views per item; decided then once it has crossed
+    background_frames: int = Field(default=20, ge=1)  # empty-belt frames to learn before the first item
+    background_rate: float = Field(default=0.02, ge=0, le=1)  # how fast the belt model follows light and wear
+    # Something in view but nothing moving for this many frames: the light changed at once (or the belt
+    # stopped with an item on it); learn the empty belt again instead of seeing an item forever. 0: never.
     relearn_after_frames: int = Field(default=300, ge=0)
+    # Travel of the belt in the camera's view; auto: learned from the first items' tracks.
+    direction: Literal["auto", "left_to_right", "right_to_left", "top_to_bottom", "bottom_to_top"] = "auto"
+    # The line across the belt where an item's crossing is timed (`crossed_at`), as a share of the ROI along
+    # the travel, from the edge where items come in: 0.5 is the ROI's centre line.
+    reference_line: float = Field(default=0.5, gt=0, lt=1)
+    # Millimetres per pixel on the belt plane (mark a known length on the page): decisions then also carry
+    # belt_speed_mm_s.
+    mm_per_px: float | None = Field(default=None, gt=0)
+    # An item longer than this along the belt (share of the ROI's length) is not one item: a reject
+    # (too_long). Unset: 1.8 times the median length of the items this line has carried so far.
+    max_item_length: float | None = Field(default=None, gt=0, le=1)
     # Classify the item's bounding box (plus a margin), not the whole ROI, and only while the item is in
     # full view: the model then sees the item framed as in the training photos, whatever the belt
     # width. Off: every frame's whole ROI is classified.

@@ -58,6 +58,10 @@ class ItemVote:
     frames: int = 0
     last_captured: float = 0.0  # monotonic capture time of the newest frame voted
     inference_ms: float = 0.0
+    veto: str | None = None  # why it cannot get a lane whatever its scores: touching, too_long
+    crossed_at: float | None = None  # wall clock when its centre crossed the reference line
+    belt_speed_px_s: float | None = None  # the belt's speed when it crossed, pixels of the frame per second
+    belt_speed_mm_s: float | None = None  # the same in millimetres, when the camera is calibrated
     _score_sum: np.ndarray | None = None
 
     def add(self, scores: np.ndarray, captured_at: float, inference_ms: float) -> None:
@@ -77,13 +81,13 @@ def decide(
     scores = vote.mean_scores()
     decided_at = time.time()
     if scores is None:
-        label, confidence, reason = REJECT, 0.0, "no_frames"
+        label, confidence, reason = REJECT, 0.0, vote.veto or "no_frames"
     else:
         best = int(np.argmax(scores))
         confidence = float(scores[best])
-        label, reason = labels[best], None
-        if confidence < thresholds.for_label(label):
-            label, reason = REJECT, "below_threshold"
+        label, reason = labels[best], vote.veto
+        if reason is not None or confidence < thresholds.for_label(label):
+            label, reason = REJECT, reason or "below_threshold"
     return {
         "item_id": vote.item_id,
         "label": label,
@@ -98,4 +102,19 @@ def decide(
         "deadline": round(decided_at + ttl_s, 3),
         "inference_ms": round(vote.inference_ms / vote.frames, 2) if vote.frames else None,
         "latency_ms": round((time.monotonic() - vote.last_captured) * 1000, 2) if vote.frames else None,
+        **belt_timing(vote, decided_at),
+    }
+
+
+def belt_timing(vote: ItemVote, decided_at: float) -> dict[str, object]:
+    """When the item crossed the reference line and how fast the belt ran, in forms a PLC can use: epoch
+    seconds, integer epoch milliseconds (a 32-bit REAL cannot hold epoch seconds), and milliseconds before
+    the decision was made (no clock sync needed: the PLC subtracts it from when the message came)."""
+    crossed = vote.crossed_at
+    return {
+        "crossed_at": None if crossed is None else round(crossed, 4),
+        "crossed_at_ms": None if crossed is None else round(crossed * 1000),
+        "crossed_ms_before_decision": None if crossed is None else round((decided_at - crossed) * 1000),
+        "belt_speed_px_s": None if vote.belt_speed_px_s is None else round(vote.belt_speed_px_s, 1),
+        "belt_speed_mm_s": None if vote.belt_speed_mm_s is None else round(vote.belt_speed_mm_s, 1),
     }

@@ -1,19 +1,27 @@
-"""Is an item on the belt? Change against a learned image of the empty belt, with hysteresis.
+"""Where are items on the belt? Change against a learned model of the moving, empty belt.
 
-Detection works on a small, blurred greyscale copy of the ROI: belt texture and sensor noise blur away,
-an item does not, and a frame costs well under a millisecond. The item's box is then refined at the
-frame's own resolution, inside the coarse box, so a crop hugs the item instead of carrying a few pixels
-of belt on every side. The empty-belt model (at both resolutions) follows slow lighting drift, but only
-while the belt is empty and only where the pixel still looks like belt, so an item is never learned into
-the background. Items apart along the belt are told apart, each with its own box, so two items in view
-at once are two items (`edge.tracking` follows them from frame to frame).
+A real belt moves: its grain, seams and scuff marks pass under the camera all the time, the light drifts and
+flickers, and a dark garment on a dark belt differs from it by a few grey levels. So the empty belt is learned
+per pixel as a colour *and how much it varies there* (mean and spread, in colour, on a small blurred copy of
+the ROI): where the belt's texture passes, a pixel varies and needs a larger change to count; where the belt
+is plain, a small change is an item. Each frame is first divided by the light's gain (measured on the pixels
+that look like belt), so drift and mains flicker cancel. The model keeps learning while the line runs, on the
+pixels that look like belt only, so an item is never learned into it.
+
+What changed is cleaned by shape: gaps inside an item closed and holes filled (a dark garment on a dark belt
+shows as its light edges and folds), then everything thinner than a few working pixels removed (seams and
+splices across the belt, scratches, small marks). Each remaining region is an item candidate. A region that
+narrows to almost nothing along the belt between two broad parts is two items touching: it is split there and
+both halves are marked `touching`, so neither gets a lane.
+
+A frame costs about a millisecond on one core (160 pixels across, whatever the camera); bench/belt.py
+measures it.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from enum import Enum
 
 import cv2
 import numpy as np
@@ -23,195 +31,207 @@ from edge.config import PresenceSettings
 log = logging.getLogger(__name__)
 
 WORK_WIDTH = 160  # pixels across the downscaled ROI; items are far larger than that resolution needs
+_CLOSE = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))  # joins an item's edges across a dark interior
+_OPEN = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))  # removes what is thinner: seams, scratches, marks
+_SPLIT_DIP = 0.3  # a region narrowing to this share of its thinner side's width along the belt is two items
 
 
 @dataclass(frozen=True)
 class ItemView:
-    """One item in the ROI in this frame."""
+    """One item candidate in the ROI in this frame."""
 
-    span: tuple[int, int]  # its columns at working resolution: where it is along the belt, to follow it
-    box: tuple[int, int, int, int]  # (x0, y0, x1, y1) in the ROI at its own resolution, hugging the item
-    in_full_view: bool  # touches neither the left nor the right ROI edge
-    centred: float  # 1.0 with its box centred in the ROI, down to 0.0 at an edge: how good a view this is
+    box: tuple[int, int, int, int]  # (x0, y0, x1, y1) in ROI pixels
+    centre: tuple[float, float]  # centroid of its pixels, ROI pixels
+    area: float  # share of the ROI it covers
+    touching: bool = False  # split off another item it touches
 
-
-class PresenceEvent(Enum):
-    LEARNING = "learning"  # still learning the empty belt
-    EMPTY = "empty"
-    ENTERED = "entered"  # first frame the item counts as present (after min_frames debounce)
-    PRESENT = "present"
-    LEFT = "left"  # the item has gone; the next frame is EMPTY again
+    def length(self, axis: int) -> int:
+        """Its extent along `axis` (0: x, 1: y), ROI pixels."""
+        return self.box[2 + axis] - self.box[axis]
 
 
 class PresenceDetector:
-    """Feed it every ROI crop in order; it says when an item enters, stays and leaves."""
+    """Feed it every ROI crop in order; `items` then holds the item candidates of that frame."""
 
     def __init__(self, settings: PresenceSettings) -> None:
         self.settings = settings
-        self.changed_fraction = 0.0  # share of ROI pixels that differ from the empty belt, last frame
-        self.items: list[ItemView] = []  # the items in view in the last frame, along the belt (left first)
-        self._learning: list[tuple[np.ndarray, np.ndarray]] = []  # (working, full-resolution) greys
-        self._background: np.ndarray | None = None  # float32, working resolution
-        self._background_full: np.ndarray | None = None  # float32, the ROI's own resolution
-        self._present = False
-        self._streak = 0  # consecutive frames above enter_fraction while empty
+        self.items: list[ItemView] = []
+        self.changed_fraction = 0.0  # share of the ROI that differs from the empty belt, last frame
+        self.gain = 1.0  # the light now, relative to when the belt was learned
+        self.axis: int | None = None  # the belt's travel: 0 along x, 1 along y (set by whoever knows it)
+        # a region longer than this along the belt (ROI pixels) may be two items touching: looked at for a
+        # place where it narrows (set from the line's usual item length by whoever knows it)
+        self.split_longer_than: float | None = None
+        self._learning: list[np.ndarray] = []
+        self._mean: np.ndarray | None = None  # float32 HxWx3, working resolution, at gain 1
+        self._spread: np.ndarray | None = None  # float32 HxWx3: how much the belt varies at each pixel
+        self._belt_mask: np.ndarray | None = None  # bool HxW: the pixels that looked like belt last frame
+        self._grey_mean = np.zeros(0, np.float32)  # the belt's mean in grey, for the light's gain
+        self._limit = np.zeros(0, np.float32)  # HxWx3: the change that counts, per pixel and channel
         self._still_frame: np.ndarray | None = None  # first frame of the current still period
-        self._still = 0  # consecutive frames without motion while present
-
-    @property
-    def present(self) -> bool:
-        return self._present
+        self._still = 0
 
     @property
     def learning(self) -> bool:
         """Still learning the empty belt: nothing is detected yet."""
-        return self._background is None
+        return self._mean is None
 
     def reset(self) -> None:
-        """Forget the belt and learn it again (new camera, moved ROI)."""
+        """Forget the belt and learn it again (new camera, moved ROI, light changed at once)."""
         self._learning.clear()
-        self._background = self._background_full = None
-        self.items = []
-        self._present = False
-        self._streak = 0
-        self._still_frame = None
-        self._still = 0
-        self.changed_fraction = 0.0
+        self._mean = self._spread = self._belt_mask = None
+        self._still_frame, self._still = None, 0
+        self.items, self.changed_fraction, self.gain = [], 0.0, 1.0
 
-    def update(self, crop_bgr: np.ndarray) -> PresenceEvent:
+    def update(self, crop_bgr: np.ndarray) -> list[ItemView]:
         small = _prepare(crop_bgr)
-        full = _grey(crop_bgr)
-        if self._background is not None and small.shape != self._background.shape:
+        if self._mean is not None and small.shape != self._mean.shape:
             log.warning("presence: ROI size changed to %s; learning the empty belt again", crop_bgr.shape[:2])
             self.reset()
-        if self._background is None:
-            return self._learn(small, full)
+        if self._mean is None:
+            self._learn(small)
+            return self.items
+        changed = self._changed(small)
+        mask = _clean(changed)
+        self.changed_fraction = float(np.count_nonzero(mask)) / mask.size
+        scale = crop_bgr.shape[1] / small.shape[1], crop_bgr.shape[0] / small.shape[0]
+        self.items = self._candidates(mask, scale)
+        self._follow_the_belt(small, changed)
+        if self.items and self._stuck(small):
+            log.warning(
+                "presence: %d frames with something in view and nothing moving (the light changed at once, or "
+                "the belt stopped with an item on it); learning the empty belt again",
+                self._still,
+            )
+            self.reset()
+        return self.items
 
-        diff = cv2.absdiff(small, self._background)
-        changed = diff > self.settings.pixel_delta
-        self.changed_fraction = float(np.count_nonzero(changed)) / changed.size
-        self.items = self._locate_items(changed, full)
+    # ---- the empty belt --------------------------------------------------------------------
+    def _learn(self, small: np.ndarray) -> None:
+        self._learning.append(small)
+        if len(self._learning) < self.settings.background_frames:
+            return
+        # median and median absolute deviation: an item crossing during learning is ignored, as is a seam
+        frames = np.stack(self._learning)
+        self._mean = np.median(frames, axis=0).astype(np.float32)
+        self._spread = (1.4826 * np.median(np.abs(frames - self._mean), axis=0)).astype(np.float32)
+        self._belt_mask = np.ones(small.shape[:2], bool)
+        self._learning.clear()
+        self._derive()
 
-        if self._present:
-            if self.changed_fraction < self.settings.leave_fraction:
-                self._present = False
-                return PresenceEvent.LEFT
-            if self._stuck(small):
-                log.warning(
-                    "presence: %d frames 'present' without motion (light changed, or an item stopped on the "
-                    "belt); learning the empty belt again",
-                    self._still,
-                )
-                self.reset()
-                return PresenceEvent.LEFT
-            return PresenceEvent.PRESENT
+    def _derive(self) -> None:
+        """What each frame compares against, worked out once per model update instead of per pixel test."""
+        assert self._mean is not None and self._spread is not None
+        self._grey_mean = cv2.cvtColor(self._mean, cv2.COLOR_BGR2GRAY)
+        self._limit = np.maximum(self.settings.sigmas * self._spread, float(self.settings.pixel_delta))
 
-        if self.changed_fraction >= self.settings.enter_fraction:
-            self._streak += 1
-            if self._streak >= self.settings.min_frames:
-                self._present = True
-                self._streak = 0
-                self._still_frame, self._still = None, 0
-                return PresenceEvent.ENTERED
-            return PresenceEvent.EMPTY
-        self._streak = 0
-        if self.settings.background_rate > 0:
-            # follow lighting drift where the pixel still looks like belt; a half-visible item stays out
-            still_belt = (~changed).astype(np.uint8)
-            rate = self.settings.background_rate
-            cv2.accumulateWeighted(small, self._background, rate, mask=still_belt)
-            full_mask = cv2.resize(still_belt, (full.shape[1], full.shape[0]), interpolation=cv2.INTER_NEAREST)
-            cv2.accumulateWeighted(full, self._background_full, rate, mask=full_mask)
-        return PresenceEvent.EMPTY
+    def _changed(self, small: np.ndarray) -> np.ndarray:
+        """Pixels that differ from the belt by more than its own variation there, after the light's gain."""
+        assert self._mean is not None and self._spread is not None and self._belt_mask is not None
+        # the gain from every other pixel that looked like belt last frame: plenty, at a quarter of the cost
+        grey_now = cv2.cvtColor(small[::2, ::2], cv2.COLOR_BGR2GRAY)
+        grey_belt = self._grey_mean[::2, ::2]
+        belt = self._belt_mask[::2, ::2] & (grey_belt > 4)
+        if np.count_nonzero(belt) > 0.1 * belt.size:  # with the belt mostly covered, keep the last gain
+            self.gain = float(np.median(grey_now[belt] / grey_belt[belt]))
+        difference = cv2.absdiff(small * (1.0 / self.gain), self._mean)
+        return (difference > self._limit).any(axis=2)
 
-    def _locate_items(self, changed: np.ndarray, full: np.ndarray) -> list[ItemView]:
-        """Each item: found at working resolution (noise ignored), its box refined at full resolution."""
-        scale = full.shape[1] / changed.shape[1]
-        height, width = full.shape
-        views = []
-        for x0, x1 in _spans_along_belt(changed, min_area=self.settings.enter_fraction * changed.size):
-            rows = np.flatnonzero(changed[:, x0:x1].mean(axis=1) > 0.05)
-            if rows.size == 0:
-                continue
-            y0, y1 = int(rows[0]), int(rows[-1]) + 1
-            # the coarse box, one working pixel wider on every side, holds the whole item at full resolution
-            fx0, fy0 = max(0, int((x0 - 1) * scale)), max(0, int((y0 - 1) * scale))
-            fx1, fy1 = min(width, int(np.ceil((x1 + 1) * scale))), min(height, int(np.ceil((y1 + 1) * scale)))
-            region = cv2.absdiff(full[fy0:fy1, fx0:fx1], self._background_full[fy0:fy1, fx0:fx1])
-            fine = _box(region > self.settings.pixel_delta, 0.05)
-            if fine is None:
-                box = (int(x0 * scale), int(y0 * scale), int(np.ceil(x1 * scale)), int(np.ceil(y1 * scale)))
-            else:
-                box = (fx0 + fine[0], fy0 + fine[1], fx0 + fine[2], fy0 + fine[3])
-            centred = max(0.0, 1.0 - abs((box[0] + box[2]) / 2 - width / 2) / (width / 2))
-            views.append(ItemView((x0, x1), box, x0 > 0 and x1 < changed.shape[1], centred))
-        return views
+    def _follow_the_belt(self, small: np.ndarray, changed: np.ndarray) -> None:
+        """Keep learning where the pixel looks like belt (and a little away from anything that does not)."""
+        assert self._mean is not None and self._spread is not None
+        belt = ~cv2.dilate(changed.astype(np.uint8), _CLOSE).astype(bool)
+        self._belt_mask = belt
+        rate = self.settings.background_rate
+        if rate <= 0:
+            return
+        normalised = small / self.gain
+        weight = (rate * belt)[:, :, None].astype(np.float32)
+        deviation = np.abs(normalised - self._mean)
+        self._mean += weight * (normalised - self._mean)
+        self._spread += weight * (1.2533 * deviation - self._spread)  # mean |dev| * sqrt(pi/2) = sigma
+        self._derive()
 
     def _stuck(self, small: np.ndarray) -> bool:
-        """True once the scene has been still for relearn_after_frames frames while 'present'."""
+        """True once something has been in view without any motion for relearn_after_frames frames."""
         if self.settings.relearn_after_frames == 0:
             return False
-        # compared with the first frame of the still period, not the previous one, so that a slowly
-        # moving item accumulates enough change to count as motion
+        grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
         reference = self._still_frame
         if reference is not None:
-            moved = np.count_nonzero(cv2.absdiff(small, reference) > self.settings.pixel_delta) / small.size
-            if moved < self.settings.leave_fraction:
+            moved = np.count_nonzero(cv2.absdiff(grey, reference) > self.settings.pixel_delta)
+            if moved < 0.01 * grey.size:
                 self._still += 1
                 return self._still >= self.settings.relearn_after_frames
-        self._still_frame, self._still = small, 0
+        self._still_frame, self._still = grey, 0
         return False
 
-    def _learn(self, small: np.ndarray, full: np.ndarray) -> PresenceEvent:
-        self._learning.append((small, full))
-        self.changed_fraction = 0.0
-        if len(self._learning) >= self.settings.background_frames:
-            # the median ignores an item that crosses during learning, a mean would smear it in
-            self._background = np.median(np.stack([s for s, _ in self._learning]), axis=0).astype(np.float32)
-            self._background_full = np.median(np.stack([f for _, f in self._learning]), axis=0).astype(np.float32)
-            self._learning.clear()
-        return PresenceEvent.LEARNING
+    # ---- item candidates -------------------------------------------------------------------
+    def _candidates(self, mask: np.ndarray, scale: tuple[float, float]) -> list[ItemView]:
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+        smallest = self.settings.leave_fraction * mask.size
+        views = []
+        for index in range(1, count):
+            if stats[index, cv2.CC_STAT_AREA] < smallest:
+                continue
+            x, y, w, h = stats[index, :4]
+            region = labels[y : y + h, x : x + w] == index
+            long_enough = (
+                self.axis is not None
+                and self.split_longer_than is not None
+                and (w, h)[self.axis] * scale[self.axis] > self.split_longer_than
+            )
+            parts = _split_touching(
+                region, self.axis if long_enough else None, self.settings.enter_fraction * mask.size
+            )
+            for part, (offset, touching) in parts:
+                ys, xs = np.nonzero(part)
+                px, py = (x + offset, y) if self.axis == 0 else (x, y + offset)
+                box = (
+                    int((px + xs.min()) * scale[0]),
+                    int((py + ys.min()) * scale[1]),
+                    int(np.ceil((px + xs.max() + 1) * scale[0])),
+                    int(np.ceil((py + ys.max() + 1) * scale[1])),
+                )
+                centre = ((px + xs.mean() + 0.5) * scale[0], (py + ys.mean() + 0.5) * scale[1])
+                views.append(ItemView(box, centre, float(xs.size) / mask.size, touching))
+        return views
 
 
-def _box(mask: np.ndarray, share: float) -> tuple[int, int, int, int] | None:
-    """(x0, y0, x1, y1) of the columns and rows in which more than `share` of the pixels are set."""
-    cols = np.flatnonzero(mask.mean(axis=0) > share)
-    rows = np.flatnonzero(mask.mean(axis=1) > share)
-    if cols.size == 0 or rows.size == 0:
-        return None
-    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+def _split_touching(region: np.ndarray, axis: int | None, smallest: float) -> list[tuple[np.ndarray, tuple[int, bool]]]:
+    """The region as one part, or as two parts touching where it narrows almost to nothing along the belt
+    (each part: its mask, (its offset along the belt, touching))."""
+    if axis is None:
+        return [(region, (0, False))]
+    profile = region.sum(axis=axis).astype(np.float32)  # its width across the belt, at each step along
+    ahead = np.maximum.accumulate(profile)  # the broadest it gets up to each step
+    behind = np.maximum.accumulate(profile[::-1])[::-1]  # ... and from each step on
+    margin = profile.size // 5  # a cut near either end would split an item's own tip off
+    inner = slice(margin, profile.size - margin)
+    dip = profile[inner] / np.maximum(np.minimum(ahead[inner], behind[inner]), 1)
+    cut = margin + int(np.argmin(dip)) if dip.size and dip.min() < _SPLIT_DIP else None
+    if cut is None:
+        return [(region, (0, False))]
+    first, second = (region[:, :cut], region[:, cut:]) if axis == 0 else (region[:cut], region[cut:])
+    if first.sum() < smallest or second.sum() < smallest:
+        return [(region, (0, False))]
+    return [(first, (0, True)), (second, (cut, True))]
 
 
-def _spans_along_belt(mask: np.ndarray, min_area: float) -> list[tuple[int, int]]:
-    """Items along the belt (left to right in the ROI): runs of columns with change, apart by a tenth of the
-    ROI's width or more, each holding `min_area` changed pixels. Parts of one garment overlap along the belt
-    or lie close (a dark garment on a dark belt shows as its light edges); two items on a belt are spaced."""
-    changed_columns = np.flatnonzero(mask.mean(axis=0) > 0.05)
-    if changed_columns.size == 0:
-        return []
-    apart = max(3, mask.shape[1] // 10)
-    breaks = np.flatnonzero(np.diff(changed_columns) > apart)
-    starts = [changed_columns[0], *changed_columns[breaks + 1]]
-    ends = [*changed_columns[breaks], changed_columns[-1]]
-    return [
-        (int(x0), int(x1) + 1)
-        for x0, x1 in zip(starts, ends, strict=True)
-        if np.count_nonzero(mask[:, x0 : x1 + 1]) >= min_area
-    ]
-
-
-def _grey(crop_bgr: np.ndarray) -> np.ndarray:
-    """Full-resolution greyscale float32, lightly blurred against sensor noise (for the tight box)."""
-    return cv2.GaussianBlur(cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2GRAY), (3, 3), 0).astype(np.float32)
+def _clean(changed: np.ndarray) -> np.ndarray:
+    """Close gaps, fill holes, then drop everything thin: what remains is item-shaped."""
+    mask = cv2.morphologyEx(changed.astype(np.uint8), cv2.MORPH_CLOSE, _CLOSE)
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    cv2.drawContours(mask, contours, -1, 1, cv2.FILLED)
+    return cv2.morphologyEx(mask, cv2.MORPH_OPEN, _OPEN).astype(bool)
 
 
 def _prepare(crop_bgr: np.ndarray) -> np.ndarray:
-    """Downscaled, blurred greyscale float32 copy: cheap, and blind to fine belt texture and noise."""
+    """Downscaled, blurred float32 BGR copy: cheap, and blind to fine belt grain and sensor noise."""
     if crop_bgr.ndim != 3 or crop_bgr.shape[2] != 3 or crop_bgr.size == 0:
         raise ValueError(f"expected an HxWx3 BGR crop, got shape {crop_bgr.shape}")
     height, width = crop_bgr.shape[:2]
     if width > WORK_WIDTH:
         small_h = max(1, round(height * WORK_WIDTH / width))
         crop_bgr = cv2.resize(crop_bgr, (WORK_WIDTH, small_h), interpolation=cv2.INTER_AREA)
-    grey = cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2GRAY)
-    return cv2.GaussianBlur(grey, (5, 5), 0).astype(np.float32)
+    return cv2.GaussianBlur(crop_bgr, (3, 3), 0).astype(np.float32)

@@ -1,82 +1,257 @@
-"""Following items along the belt from frame to frame, so each one is one item however many share the view.
+"""Following items along the belt from frame to frame, and timing them at the reference line.
 
-Each frame the presence detector reports the items in view by where they are along the belt (a span of
-columns). A track follows one of them: a span that overlaps a track's last span, widened by how far an item
-can move in a frame, continues that track; a new span starts a track, which counts as an item after
-``min_frames`` frames (debounce); a track not seen for ``leave_frames`` frames has left. Two tracks that
-come to overlap one span are items touching each other: their views show both, so they are marked and
-their crops are not used while they touch.
+Each frame the presence detector reports item candidates. A track follows one item: its last box, moved on
+by the belt's velocity, is where the item should be now, and the candidate that overlaps that most continues
+the track. The belt's velocity (direction and speed) is configured or learned from the tracks themselves:
+items lie still on a belt, so every item in full view moves with it. A candidate that continues no track
+starts one, which counts as an item after ``min_frames`` frames; a track unseen for ``leave_frames`` frames has
+left.
+
+The detector can err both ways, and the tracker notices: a candidate that lies inside another track's
+expected place is a piece of that item (a dark garment shown as two parts), not a new item; a track whose
+expected place is swallowed by another track's candidate has merged with it (two items touching). Both are
+counted, and an item that touched another is marked so it never gets a confident lane.
+
+When an item's centre passes the reference line (a line across the belt, at a set share of the ROI along the
+travel), the time it crossed is fitted to its path over the frames it was in full view: a PLC fires the
+diverter from that time, the belt speed and the diverter's distance.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import numpy as np
 
 from edge.presence import ItemView
+
+Direction = tuple[int, int]  # (axis, sign): axis 0 is x, 1 is y; sign +1 when items move to larger x / y
+
+DIRECTIONS: dict[str, Direction] = {
+    "left_to_right": (0, 1),
+    "right_to_left": (0, -1),
+    "top_to_bottom": (1, 1),
+    "bottom_to_top": (1, -1),
+}
+_LEARN_FROM = 6  # full-view steps of items before a learned direction and speed are used
+_MATCH = 0.2  # share of the smaller box that must overlap for a candidate to continue a track
 
 
 @dataclass
 class Track:
-    view: ItemView  # the item's latest view
+    view: ItemView
     seen: int = 1  # frames seen in a row
     missed: int = 0  # frames not seen in a row
     confirmed: bool = False  # seen min_frames times: an item
-    touching: bool = False  # shares its span with another track this frame
+    touching: bool = False  # touches another item in this frame
+    touching_frames: int = 0  # frames it touched another while in full view
+    in_full_view: bool = False  # clear of the ROI's edges where items come in and go out
+    longest: int = 0  # the most it has measured along the belt while in full view, ROI pixels
+    split: bool = False  # was seen in pieces (a suspected split, counted once)
+    merged: bool = False  # was swallowed by another track's candidate (a suspected merge, counted once)
+    spanned: bool = False  # reached from the edge where items come in to where they go out: longer than the view
+    path: list[tuple[float, float]] = field(default_factory=list)  # (time, position along the travel), in full view
+    crossed_at: float | None = None  # when its centre crossed the reference line (the frames' clock)
+    speed_px_s: float | None = None  # its own speed, fitted to its path
+
+    def fit_crossing(self, reference: float) -> None:
+        """The time its centre was at `reference`, from a straight line through its path."""
+        times, positions = np.array(self.path).T
+        if np.ptp(positions) < 1e-6:
+            return
+        slope, intercept = np.polyfit(times - times[0], positions, 1)
+        if slope > 0:
+            self.crossed_at = float(times[0] + (reference - intercept) / slope)
+            self.speed_px_s = float(slope)
 
 
 class BeltTracker:
-    def __init__(self, min_frames: int, leave_frames: int, reach: int) -> None:
+    def __init__(
+        self,
+        min_frames: int,
+        leave_frames: int,
+        roi_size: tuple[int, int],
+        *,
+        new_item_area: float = 0.0,
+        direction: str = "auto",
+        reference_line: float = 0.5,
+    ) -> None:
         self.min_frames = min_frames
+        self.new_item_area = new_item_area  # share of the ROI a candidate needs to start a track
         self.leave_frames = leave_frames
-        self.reach = reach  # columns (working resolution) an item may move between two frames
+        self.roi_size = roi_size  # (width, height) in ROI pixels
+        self.configured = DIRECTIONS.get(direction)
+        self.reference_line = reference_line
         self.tracks: list[Track] = []  # in the order the items appeared
+        self.velocity = np.zeros(2)  # the belt's, ROI pixels per second, learned from the tracks
+        self._steps = 0  # full-view steps the velocity was learned from
+        self.fragments = 0  # items seen in pieces at least once (suspected splits)
+        self.merges = 0  # items swallowed by another's candidate at least once (suspected merges: touching)
+        self._last_time: float | None = None
 
-    def update(self, views: list[ItemView]) -> tuple[list[Track], list[Track]]:
-        """Follow the items into this frame; returns (tracks that became items, items that left)."""
-        matched: set[int] = set()
+    @property
+    def direction(self) -> Direction | None:
+        """(axis, sign) of the travel: configured, else learned once enough items have moved."""
+        if self.configured is not None:
+            return self.configured
+        if self._steps < _LEARN_FROM:
+            return None
+        axis = int(np.argmax(np.abs(self.velocity)))
+        return axis, 1 if self.velocity[axis] > 0 else -1
+
+    @property
+    def speed_px_s(self) -> float | None:
+        """The belt's speed along its travel, ROI pixels per second (None until measured)."""
+        direction = self.direction
+        if direction is None or self._steps < _LEARN_FROM:
+            return None
+        return float(abs(self.velocity[direction[0]]))
+
+    def along(self, point: tuple[float, float]) -> float:
+        """How far along the travel a point is, from the edge where items come in (ROI pixels)."""
+        axis, sign = self.direction or (0, 1)
+        return point[axis] if sign > 0 else self.roi_size[axis] - point[axis]
+
+    def update(self, views: list[ItemView], now: float) -> tuple[list[Track], list[Track]]:
+        """Follow the items into this frame (captured at `now`, seconds); returns (tracks that became items,
+        items that left)."""
+        dt = 0.0 if self._last_time is None else max(0.0, now - self._last_time)
+        self._last_time = now
+        expected = {id(t): _moved(t.view.box, self.velocity * dt * (t.missed + 1)) for t in self.tracks}
         for track in self.tracks:
             track.touching = False
-        for view in views:
-            near = [t for t in self.tracks if self._overlaps(t.view.span, view.span)]
-            if not near:
-                self.tracks.append(Track(view))
-                matched.add(id(self.tracks[-1]))
+        pairs = sorted(
+            (
+                (_overlap(expected[id(t)], v.box), ti, vi)
+                for ti, t in enumerate(self.tracks)
+                for vi, v in enumerate(views)
+            ),
+            reverse=True,
+        )
+        track_of: dict[int, int] = {}  # view index -> track index
+        view_of: dict[int, int] = {}
+        for share, ti, vi in pairs:
+            if share < _MATCH or ti in view_of or vi in track_of:
                 continue
-            if len(near) == 1:
-                near[0].view = view
-            else:
-                _share(view, near)
-            for track in near:
-                if id(track) not in matched:
-                    track.seen, track.missed = track.seen + 1, 0
-                    matched.add(id(track))
+            track_of[vi], view_of[ti] = ti, vi
         entered = []
+        for vi, view in enumerate(views):
+            if vi in track_of:
+                continue
+            owner = self._inside_expected(view, expected, view_of)
+            if owner is not None:  # a piece of an item already followed: part of it, not a new item
+                self.fragments += not self.tracks[owner].split
+                self.tracks[owner].split = True
+                track_of[vi] = owner
+                continue
+            if view.area >= self.new_item_area:
+                self.tracks.append(Track(view))
+                view_of[len(self.tracks) - 1] = vi
+                track_of[vi] = len(self.tracks) - 1
+        for ti, track in enumerate(self.tracks):
+            if ti in view_of:
+                self._step(track, views[view_of[ti]], now, dt)
+                continue
+            swallower = next(
+                (views[vi] for vi in view_of.values() if _inside(expected[id(track)], views[vi].box)), None
+            )
+            if swallower is not None and track.confirmed:  # two items now show as one: they touch
+                self.merges += not track.merged
+                track.merged = True
+                track.view = ItemView(expected[id(track)], _centre(expected[id(track)]), track.view.area, True)
+                track.touching = True
+                for other in self.tracks:
+                    if other is not track and other.view.box == swallower.box:
+                        other.touching = True
+                track.seen += 1
+                continue
+            track.seen, track.missed = 0, track.missed + 1
         for track in self.tracks:
-            if id(track) not in matched:
-                track.seen, track.missed = 0, track.missed + 1
-            elif not track.confirmed and track.seen >= self.min_frames:
+            if track.touching and track.in_full_view:
+                track.touching_frames += 1
+            if not track.confirmed and track.seen >= self.min_frames:
                 track.confirmed = True
                 entered.append(track)
         left = [t for t in self.tracks if t.missed > self.leave_frames]
         self.tracks = [t for t in self.tracks if t.missed <= self.leave_frames]
+        for track in left:
+            if track.crossed_at is None and len(track.path) >= 2:
+                track.fit_crossing(self.reference)  # it left before or without crossing: extrapolate
         return entered, [t for t in left if t.confirmed]
 
-    def _overlaps(self, a: tuple[int, int], b: tuple[int, int]) -> bool:
-        return a[0] - self.reach < b[1] and b[0] < a[1] + self.reach
+    @property
+    def reference(self) -> float:
+        """The reference line's position along the travel, ROI pixels from where items come in."""
+        axis = (self.direction or (0, 1))[0]
+        return self.reference_line * self.roi_size[axis]
+
+    def _step(self, track: Track, view: ItemView, now: float, dt: float) -> None:
+        """The track's item is at `view` now: learn the belt's velocity, extend its path, time its crossing."""
+        before = track.view
+        track.view = view
+        track.seen, track.missed = track.seen + 1, 0
+        track.touching = track.touching or view.touching
+        was_in_full_view = track.in_full_view
+        track.in_full_view = self._clear_of_edges(view.box)
+        if was_in_full_view and track.in_full_view and dt > 0 and not track.touching:
+            step = (np.array(view.centre) - np.array(before.centre)) / dt
+            if self.configured is not None:  # the travel is known: only the speed along it is learned
+                step[1 - self.configured[0]] = 0.0
+            weight = 1.0 / (self._steps + 1) if self._steps < 20 else 0.05
+            self.velocity += weight * (step - self.velocity)
+            self._steps += 1
+        if self.direction is None:
+            return
+        axis = self.direction[0]
+        track.spanned = track.spanned or (view.box[axis] <= 0 and view.box[2 + axis] >= self.roi_size[axis])
+        if not track.in_full_view:
+            return
+        track.longest = max(track.longest, view.length(axis))
+        position = self.along(view.centre)
+        track.path.append((now, position))
+        if track.crossed_at is None and position >= self.reference and len(track.path) >= 2:
+            track.fit_crossing(self.reference)
+
+    def _clear_of_edges(self, box: tuple[int, int, int, int]) -> bool:
+        """Clear of the ROI's edges where items come in and go out (of every edge while the travel is unknown)."""
+        width, height = self.roi_size
+        clear_x = box[0] > 0 and box[2] < width
+        clear_y = box[1] > 0 and box[3] < height
+        direction = self.direction
+        if direction is None:
+            return clear_x and clear_y
+        return clear_x if direction[0] == 0 else clear_y
+
+    def _inside_expected(self, view: ItemView, expected: dict[int, tuple], view_of: dict[int, int]) -> int | None:
+        """The followed track whose expected place holds most of this candidate, if any does."""
+        for ti, track in enumerate(self.tracks):
+            if ti in view_of and id(track) in expected and _inside(view.box, expected[id(track)]):
+                return ti
+        return None
 
 
-def _share(view: ItemView, tracks: list[Track]) -> None:
-    """One span over touching items: each keeps its own width, the first anchored at the span's left end and
-    the last at its right end, so that each finds its own part again when they come apart."""
-    ordered = sorted(tracks, key=lambda t: t.view.span[0])
-    x0, x1 = view.span
-    for index, track in enumerate(ordered):
-        width = track.view.span[1] - track.view.span[0]
-        if index == 0:
-            span = (x0, min(x1, x0 + width))
-        elif index == len(ordered) - 1:
-            span = (max(x0, x1 - width), x1)
-        else:
-            span = track.view.span
-        track.view = ItemView(span, view.box, view.in_full_view, view.centred)
-        track.touching = True
+def _moved(box: tuple[int, int, int, int], by: np.ndarray) -> tuple[int, int, int, int]:
+    dx, dy = round(float(by[0])), round(float(by[1]))
+    return box[0] + dx, box[1] + dy, box[2] + dx, box[3] + dy
+
+
+def _centre(box: tuple[int, int, int, int]) -> tuple[float, float]:
+    return (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+
+
+def _area(box: tuple[int, int, int, int]) -> int:
+    return max(0, box[2] - box[0]) * max(0, box[3] - box[1])
+
+
+def _intersection(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> int:
+    return _area((max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])))
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """Intersection over the smaller box."""
+    return _intersection(a, b) / max(1, min(_area(a), _area(b)))
+
+
+def _inside(inner: tuple[int, int, int, int], outer: tuple[int, int, int, int]) -> bool:
+    """Most (60 %) of `inner` lies within `outer`."""
+    return _intersection(inner, outer) >= 0.6 * max(1, _area(inner))

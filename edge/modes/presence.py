@@ -1,13 +1,19 @@
-"""Presence mode: an item is whatever differs from the learned empty belt, followed along the belt from the
-frame it appears to the frame it has gone (`edge.presence` finds the items in every frame, `edge.tracking`
-follows them, so two items in view at once are two items). While an item is in full view, each frame
-offers a crop that hugs it, plus the margin its model was trained with; the most centred view waiting is
-the one the classifier takes next. The item closes when it leaves (or after ``max_frames`` classified views,
-for an item that stopped on the belt)."""
+"""Presence mode: an item is what differs from the learned moving belt, followed from the frame it appears to
+the frame it has gone (`edge.presence` finds the items in every frame, `edge.tracking` follows them and times
+their crossing of the reference line), so two or three items in view at once are two or three items.
+
+While an item is in full view and clear of any other, each frame offers a crop that hugs it, plus the margin
+its model was trained with; the most centred view waiting is the one the classifier takes next. The item is
+closed when it leaves, or once it has crossed the reference line with ``max_frames`` classified views. What
+is not one item never gets a lane: an item that touched another is a reject (``touching``), a blob longer
+than the items this line carries (or than the view) is a reject (``too_long``).
+"""
 
 from __future__ import annotations
 
 import logging
+import statistics
+from collections import deque
 from collections.abc import Callable
 
 import numpy as np
@@ -16,12 +22,15 @@ from edge.camera import Frame, crop_roi
 from edge.config import PresenceSettings, Roi
 from edge.items import Item, ItemBook
 from edge.modes import InView
-from edge.presence import WORK_WIDTH, ItemView, PresenceDetector
+from edge.presence import PresenceDetector
 from edge.tracking import BeltTracker, Track
 
 log = logging.getLogger(__name__)
 
 LEAVE_FRAMES = 2  # frames an item may go unseen (a flicker, a dark garment half out of view) before it has left
+LEARN_LENGTH_FROM = 5  # single items measured before the line's usual item length is trusted
+TOO_LONG = 1.6  # times the line's median item length: not one item
+SPLIT_LONGER_THAN = 1.3  # times the median: a blob this long that narrows to almost nothing is two items
 
 
 class PresenceMode:
@@ -37,26 +46,41 @@ class PresenceMode:
         self._next_item_id = next_item_id
         self.item_margin = item_margin  # the daemon sets it from config or bundle when a model goes live
         self.detector = PresenceDetector(settings)
-        self._tracker: BeltTracker | None = None  # made at the first frame, when the ROI's width is known
+        self._tracker: BeltTracker | None = None  # made at the first frame, when the ROI's size is known
         self._items: dict[int, Item] = {}  # id(track) -> its item
+        self._lengths: deque[int] = deque(maxlen=25)  # along the belt, of the last single items, ROI pixels
+        self.items_seen = 0
+
+    @property
+    def tracker(self) -> BeltTracker | None:
+        return self._tracker
 
     def on_frame(self, frame: Frame, items: ItemBook) -> None:
         roi = crop_roi(frame.image, self._roi)
-        self.detector.update(roi)
-        tracker = self._tracker or self._make_tracker()
-        entered, left = tracker.update(self.detector.items)
+        views = self.detector.update(roi)
+        tracker = self._tracker or self._make_tracker(roi)
+        entered, left = tracker.update(views, frame.captured_at)
+        direction = tracker.direction
+        self.detector.axis = None if direction is None else direction[0]
+        self.detector.split_longer_than = self._limit(SPLIT_LONGER_THAN, 0.7)
+        clock = frame.wall_time - frame.captured_at  # monotonic -> wall clock, for the PLC
         for track in entered:
+            self.items_seen += 1
             self._items[id(track)] = items.open(self._next_item_id(), first_seen=frame.wall_time)
         for track in left:
-            items.close(self._items.pop(id(track)))
+            item = self._items.pop(id(track))
+            self._finish(item, track, clock)
+            items.close(item)
         for track in tracker.tracks:
             item = self._items.get(id(track))
             if item is None or item.closed_at is not None:
                 continue
-            view = self._item_view(roi, track)
-            if view is not None:
-                items.offer(item, view, frame.captured_at, quality=track.view.centred)
-            if item.vote.frames >= self._settings.max_frames:
+            if track.in_full_view and not track.touching and item.vote.frames < self._settings.max_frames:
+                view = self._item_view(roi, track)
+                if view is not None:
+                    items.offer(item, view, frame.captured_at, quality=self._centred(track))
+            if track.crossed_at is not None and item.vote.frames >= self._settings.max_frames:
+                self._finish(item, track, clock)
                 items.close(item)  # decided now; the item is still followed until it leaves
 
     def on_tick(self, now: float, items: ItemBook) -> None:
@@ -86,17 +110,73 @@ class PresenceMode:
         count = len(self.in_view())
         return "empty belt" if not count else f"{count} item{'s' if count > 1 else ''} in view"
 
-    def _make_tracker(self) -> BeltTracker:
-        self._tracker = BeltTracker(self._settings.min_frames, LEAVE_FRAMES, reach=max(2, WORK_WIDTH // 20))
+    def counts(self) -> dict[str, int]:
+        """For stats and /metrics: what a line manager checks the decisions against."""
+        tracker = self._tracker
+        return {
+            "items_seen": self.items_seen,
+            "suspected_splits": tracker.fragments if tracker else 0,
+            "suspected_merges": tracker.merges if tracker else 0,
+        }
+
+    def _make_tracker(self, roi: np.ndarray) -> BeltTracker:
+        settings = self._settings
+        self._tracker = BeltTracker(
+            settings.min_frames,
+            LEAVE_FRAMES,
+            (roi.shape[1], roi.shape[0]),
+            new_item_area=settings.enter_fraction,
+            direction=settings.direction,
+            reference_line=settings.reference_line,
+        )
         return self._tracker
 
+    def _limit(self, times_median: float, configured_share: float) -> float | None:
+        """A length along the belt (ROI pixels): `times_median` the line's usual item length once known,
+        else that share of max_item_length when it is configured; None while neither is known."""
+        tracker = self._tracker
+        if tracker is None or tracker.direction is None:
+            return None
+        if self._settings.max_item_length is not None:
+            along = tracker.roi_size[tracker.direction[0]]
+            return self._settings.max_item_length * along * configured_share
+        if len(self._lengths) < LEARN_LENGTH_FROM:
+            return None
+        return times_median * statistics.median(self._lengths)
+
+    def _finish(self, item: Item, track: Track, clock: float) -> None:
+        """What the item's decision needs from its track: when it crossed, how fast, whether it is one item."""
+        if item.closed_at is not None:
+            return
+        tracker = self._tracker
+        assert tracker is not None
+        vote = item.vote
+        if track.crossed_at is not None:
+            vote.crossed_at = track.crossed_at + clock
+            speed = tracker.speed_px_s or track.speed_px_s
+            vote.belt_speed_px_s = speed
+            if speed is not None and self._settings.mm_per_px is not None:
+                vote.belt_speed_mm_s = speed * self._settings.mm_per_px
+        too_long = self._limit(TOO_LONG, 1.0)
+        if track.touching_frames:
+            vote.veto = "touching"
+        elif track.spanned or (too_long is not None and track.longest > too_long):
+            vote.veto = "too_long"
+        elif track.longest:
+            self._lengths.append(track.longest)
+
+    def _centred(self, track: Track) -> float:
+        """1.0 with the item at the reference line, down to 0.0 at an edge: how good a view this is."""
+        tracker = self._tracker
+        assert tracker is not None
+        axis = (tracker.direction or (0, 1))[0]
+        along = tracker.roi_size[axis]
+        return max(0.0, 1.0 - abs(track.view.centre[axis] - along / 2) / (along / 2))
+
     def _item_view(self, roi: np.ndarray, track: Track) -> np.ndarray | None:
-        """The item framed like a product photo, or None while it is partly out of view or touches another."""
+        """The item framed like a product photo (or the whole ROI with crop_to_item off)."""
         if not self._settings.crop_to_item:
             return roi
-        view: ItemView = track.view
-        if track.touching or not view.in_full_view:
-            return None
-        x0, y0, x1, y1 = view.box
+        x0, y0, x1, y1 = track.view.box
         mx, my = round((x1 - x0) * self.item_margin), round((y1 - y0) * self.item_margin)
         return roi[max(0, y0 - my) : y1 + my, max(0, x0 - mx) : x1 + mx]
