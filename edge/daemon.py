@@ -229,6 +229,8 @@ class Daemon:
         if not self.link.publish_decision(message, ttl_s=ttl):
             log.error("decision queue full (%d): decision %s dropped", self.settings.mqtt.queue_size, self._seq)
         self.stats.decisions[body["label"]] += 1
+        if body["reason"] is not None:
+            self.stats.reasons[str(body["reason"])] += 1
         if body["latency_ms"] is not None:
             self.stats.latency_ms.add(body["latency_ms"])
             if self.metrics is not None:
@@ -263,6 +265,7 @@ class Daemon:
     def _stats_message(self) -> dict[str, object]:
         return {
             **self.stats.snapshot(),
+            "line": self.mode.counts(),
             "camera": self.camera.state,
             "camera_error": self.camera.last_error,
             "broker_error": self.link.last_error,
@@ -306,6 +309,8 @@ class Daemon:
                 "frames": self.stats.frames,
                 "decisions": dict(self.stats.decisions),
                 "rejects": self.stats.decisions.get("reject", 0),
+                "reject_reasons": dict(self.stats.reasons),
+                "line": self.mode.counts(),
                 "queue_depth": self.link.queue_depth,
                 "queue_dropped": self.link.dropped,
                 "camera_reconnects": self.camera.reconnects,

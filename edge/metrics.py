@@ -46,7 +46,28 @@ class _DaemonCollector(Collector):
         for label, count in sorted(figures["decisions"].items()):
             decisions.add_metric([label], count)
         yield decisions
-        yield CounterMetricFamily("sortline_rejects", "Decisions below the threshold", value=figures["rejects"])
+        yield CounterMetricFamily("sortline_rejects", "Reject decisions, every reason", value=figures["rejects"])
+        reasons = CounterMetricFamily("sortline_reject_reasons", "Reject decisions, by reason", labels=["reason"])
+        for reason, count in sorted(figures["reject_reasons"].items()):
+            reasons.add_metric([reason], count)
+        yield reasons
+        line = figures["line"]
+        if line:  # presence mode: what the decisions can be checked against
+            yield CounterMetricFamily("sortline_items_seen", "Items found on the belt", value=line["items_seen"])
+            yield CounterMetricFamily(
+                "sortline_suspected_splits", "Items seen in pieces at least once", value=line["suspected_splits"]
+            )
+            yield CounterMetricFamily(
+                "sortline_suspected_merges",
+                "Items that merged with another at least once",
+                value=line["suspected_merges"],
+            )
+            if line["belt_speed_px_s"] is not None:
+                yield GaugeMetricFamily(
+                    "sortline_belt_speed_px_s",
+                    "Belt speed measured from the items, px/s",
+                    value=line["belt_speed_px_s"],
+                )
         yield GaugeMetricFamily("sortline_queue_depth", "Decisions waiting to be sent", value=figures["queue_depth"])
         yield CounterMetricFamily("sortline_queue_dropped", "Dropped: queue full", value=figures["queue_dropped"])
         yield CounterMetricFamily("sortline_camera_reconnects", "Camera reconnects", value=figures["camera_reconnects"])

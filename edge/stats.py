@@ -45,6 +45,7 @@ class RunStats:
         self.frames = 0
         self.classified = 0
         self.decisions: Counter[str] = Counter()
+        self.reasons: Counter[str] = Counter()  # rejects by reason: below_threshold, touching, too_long, …
         self.inference_ms = Window()
         self.latency_ms = Window()
         self._last_time = self.started
@@ -62,6 +63,7 @@ class RunStats:
             "classified": self.classified,
             "decisions": dict(self.decisions),
             "rejects": self.decisions.get("reject", 0),
+            "reject_reasons": dict(self.reasons),
             "inference_ms": self.inference_ms.percentiles(),
             "latency_ms": self.latency_ms.percentiles(),
             "last_interval": {

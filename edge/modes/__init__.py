@@ -45,6 +45,10 @@ class TriggerMode(Protocol):
     def in_view(self) -> list[InView]:
         """The items followed now, for the page (modes that know no item's place give none)."""
 
+    def counts(self) -> dict[str, object]:
+        """What the line did, for stats and /metrics: items seen, suspected splits and merges, belt speed
+        (modes that find no items themselves give none)."""
+
     def state(self) -> str:
         """What the mode is doing, in words, for the page: 'empty belt', 'learning the empty belt', …"""
 

@@ -36,6 +36,9 @@ class ContinuousMode:
     def use_roi(self, roi: Roi | None) -> None:
         self._roi = roi
 
+    def counts(self) -> dict[str, object]:
+        return {}
+
     def in_view(self) -> list[InView]:
         return []  # the whole ROI is the item
 

@@ -51,6 +51,9 @@ class ExternalMode:
     def use_roi(self, roi: Roi | None) -> None:
         self._roi = roi
 
+    def counts(self) -> dict[str, object]:
+        return {}
+
     def in_view(self) -> list[InView]:
         return []  # the trigger says when, not where
 

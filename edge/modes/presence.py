@@ -110,13 +110,15 @@ class PresenceMode:
         count = len(self.in_view())
         return "empty belt" if not count else f"{count} item{'s' if count > 1 else ''} in view"
 
-    def counts(self) -> dict[str, int]:
+    def counts(self) -> dict[str, object]:
         """For stats and /metrics: what a line manager checks the decisions against."""
         tracker = self._tracker
+        speed = tracker.speed_px_s if tracker else None
         return {
             "items_seen": self.items_seen,
             "suspected_splits": tracker.fragments if tracker else 0,
             "suspected_merges": tracker.merges if tracker else 0,
+            "belt_speed_px_s": None if speed is None else round(speed, 1),
         }
 
     def _make_tracker(self, roi: np.ndarray) -> BeltTracker:
