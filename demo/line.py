@@ -127,9 +127,16 @@ class _Placed:
 
 
 def write_line_clip(
-    path: Path, images: list[Path], labels: list[str] | None = None, line: Line = Line(), *, seed: int = 0
+    path: Path,
+    images: list[Path],
+    labels: list[str] | None = None,
+    line: Line = Line(),
+    *,
+    seed: int = 0,
+    touch: list[bool] | None = None,
 ) -> list[LineItem]:
-    """Render the clip and return the truth per item, in belt order."""
+    """Render the clip and return the truth per item, in belt order. `touch`: which items are laid touching the
+    one before (default: drawn at random, line.touching_share of them)."""
     path = Path(path)
     if path.suffix.lower() not in _FOURCC:
         raise ValueError(f"{path}: use a .avi (Motion JPEG) or .mp4 (mp4v) file name")
@@ -143,10 +150,13 @@ def write_line_clip(
 
     placed: list[_Placed] = []
     front = -line.lead_s * line.speed_px_s  # belt coordinate the next item's leading edge may reach
-    for image_path, label in zip(images, labels, strict=True):
+    if touch is not None and len(touch) != len(images):
+        raise ValueError(f"{len(images)} images but {len(touch)} touch flags")
+    for index, (image_path, label) in enumerate(zip(images, labels, strict=True)):
         sprite = _sprite(Path(image_path), belt_h, along, line, rng)
         length = sprite.alpha.shape[1]
-        touching = placed and rng.random() < line.touching_share
+        drawn = rng.random() < line.touching_share
+        touching = placed and (touch[index] if touch is not None else drawn)
         gap = (-4.0 if touching else rng.uniform(*line.gap_s) * line.speed_px_s) if placed else 0.0
         centre = front - gap - length / 2
         top = belt_top + int(rng.integers(0, max(1, belt_h - sprite.alpha.shape[0])))

@@ -19,6 +19,7 @@ diverter from that time, the belt speed and the diverter's distance.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,14 +51,15 @@ class Track:
     split: bool = False  # was seen in pieces (a suspected split, counted once)
     merged: bool = False  # was swallowed by another track's candidate (a suspected merge, counted once)
     spanned: bool = False  # reached from the edge where items come in to where they go out: longer than the view
-    path: list[tuple[float, float]] = field(default_factory=list)  # (time, position along the travel), in full view
+    path: list[tuple[float, float, float]] = field(default_factory=list)  # (time, centre x, y) while in full view
     crossed_at: float | None = None  # when its centre crossed the reference line (the frames' clock)
     speed_px_s: float | None = None  # its own speed, fitted to its path
 
-    def fit_crossing(self, reference: float) -> None:
-        """The time its centre was at `reference`, from a straight line through its path."""
-        times, positions = np.array(self.path).T
-        if np.ptp(positions) < 1e-6:
+    def fit_crossing(self, along: Callable[[tuple[float, float]], float], reference: float) -> None:
+        """The time its centre was at `reference` along the travel, from a straight line through its path."""
+        times = np.array([t for t, _, _ in self.path])
+        positions = np.array([along((x, y)) for _, x, y in self.path])
+        if len(times) < 2 or np.ptp(positions) < 1e-6:
             return
         slope, intercept = np.polyfit(times - times[0], positions, 1)
         if slope > 0:
@@ -175,8 +177,8 @@ class BeltTracker:
         left = [t for t in self.tracks if t.missed > self.leave_frames]
         self.tracks = [t for t in self.tracks if t.missed <= self.leave_frames]
         for track in left:
-            if track.crossed_at is None and len(track.path) >= 2:
-                track.fit_crossing(self.reference)  # it left before or without crossing: extrapolate
+            if track.crossed_at is None and self.direction is not None:
+                track.fit_crossing(self.along, self.reference)  # it left before or without crossing: extrapolate
         return entered, [t for t in left if t.confirmed]
 
     @property
@@ -200,6 +202,8 @@ class BeltTracker:
             weight = 1.0 / (self._steps + 1) if self._steps < 20 else 0.05
             self.velocity += weight * (step - self.velocity)
             self._steps += 1
+        if track.in_full_view:
+            track.path.append((now, *view.centre))
         if self.direction is None:
             return
         axis = self.direction[0]
@@ -207,10 +211,8 @@ class BeltTracker:
         if not track.in_full_view:
             return
         track.longest = max(track.longest, view.length(axis))
-        position = self.along(view.centre)
-        track.path.append((now, position))
-        if track.crossed_at is None and position >= self.reference and len(track.path) >= 2:
-            track.fit_crossing(self.reference)
+        if track.crossed_at is None and self.along(view.centre) >= self.reference:
+            track.fit_crossing(self.along, self.reference)
 
     def _clear_of_edges(self, box: tuple[int, int, int, int]) -> bool:
         """Clear of the ROI's edges where items come in and go out (of every edge while the travel is unknown)."""

@@ -1,178 +1,238 @@
-"""Presence detection on a synthetic conveyor clip with known items, and on controlled frames."""
+"""Presence mode on lines that look like real ones (demo/line.py): a moving belt with seams and marks, dark items
+on a dark belt, two or three items in view, touching items, travel in any direction. Each clip has known truth;
+the mode runs in-process on every frame with an injected classifier, so what is tested is detection, tracking
+and timing."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from frames_helpers import product_photos
+from PIL import Image, ImageDraw
 
-from demo.conveyor import ClipItem, write_conveyor_clip
-from edge.camera import Camera, crop_roi
-from edge.config import CameraSettings, PresenceSettings, Roi
-from edge.presence import PresenceDetector, PresenceEvent
+from demo.line import Line, LineItem, write_line_clip
+from edge.camera import Frame
+from edge.config import LaneSettings, PresenceSettings
+from edge.decision import Thresholds, decide
+from edge.inference import InferenceWorker
+from edge.items import ItemBook
+from edge.modes.presence import PresenceMode
+from edge.presence import PresenceDetector
 
-E = PresenceEvent
+LABELS = ("jeans", "trousers", "saree")
+LANES = LaneSettings()
+WALL = 1_700_000_000.0  # the clip's frame 0 on the wall clock
+# small clips: half the size and half the speed of a 640x480 line, so the same seconds and frames
+SMALL = {"size": (320, 240), "speed_px_s": 180.0}
 
 
-@pytest.fixture(scope="module")
-def conveyor(tmp_path_factory) -> tuple[Path, list[ClipItem]]:
-    folder = tmp_path_factory.mktemp("conveyor")
-    items = write_conveyor_clip(folder / "belt.avi", product_photos(folder, 4), size=(320, 240), seed=3)
-    return folder / "belt.avi", items
+class SureClassifier:
+    """Every crop is jeans at 0.9: whatever reaches a lane does so on detection alone."""
+
+    labels = LABELS
+
+    def classify(self, crop: np.ndarray) -> np.ndarray:
+        return np.array([0.9, 0.05, 0.05], np.float32)
 
 
-def run_detector(clip: Path, presence: PresenceSettings, roi: Roi | None = None) -> list[tuple[E, float]]:
-    """Every frame of the clip through Camera -> crop_roi -> detector, as the daemon does it."""
-    camera = Camera(CameraSettings(source=str(clip), realtime=False))
-    detector = PresenceDetector(presence)
-    events = []
-    camera.start()
+def garment_photos(folder: Path, colours: list[tuple[int, int, int]]) -> list[Path]:
+    """Trouser-shaped garments of the given colours (RGB) on a white studio background, like shop photos."""
+    paths = []
+    for index, colour in enumerate(colours):
+        image = Image.new("RGB", (240, 340), (248, 248, 246))
+        draw = ImageDraw.Draw(image)
+        draw.rectangle([60, 15, 180, 70], fill=colour)  # waistband and hips
+        draw.polygon([(60, 70), (118, 70), (110, 325), (55, 325)], fill=colour)  # legs
+        draw.polygon([(122, 70), (180, 70), (185, 325), (130, 325)], fill=colour)
+        draw.line([(70, 120), (105, 300)], fill=tuple(min(255, c + 35) for c in colour), width=3)  # a fold
+        path = folder / "jeans" / f"garment{index}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image.save(path)
+        paths.append(path)
+    return paths
+
+
+BRIGHT = [(52, 84, 160), (190, 160, 110), (180, 30, 60), (60, 140, 90), (220, 220, 200), (90, 60, 140)]
+DARK = [(28, 30, 38), (30, 36, 70), (66, 44, 40), (20, 22, 26), (38, 48, 90), (60, 50, 36)]
+
+
+def run_line(clip: Path, fps: int, settings: PresenceSettings | None = None) -> tuple[list[dict], PresenceMode]:
+    """Every frame through presence mode as the daemon does it; the decisions in order, and the mode."""
+    worker = InferenceWorker(SureClassifier())  # type: ignore[arg-type]
+    worker.start()
+    book = ItemBook(worker, wait_s=0.5)
+    ids = itertools.count(1)
+    mode = PresenceMode(settings or PresenceSettings(), None, lambda: f"item-{next(ids)}")
+    decided = []
+    capture = cv2.VideoCapture(str(clip))
     try:
-        while (frame := camera.next_frame(timeout=5)) is not None:
-            events.append((detector.update(crop_roi(frame.image, roi)), detector.changed_fraction))
+        for index in itertools.count():
+            ok, image = capture.read()
+            if not ok:
+                break
+            mode.on_frame(Frame(image, index + 1, index / fps, WALL + index / fps), book)
+            book.collect()
+            decided += book.decided()
+        book.close_all()
+        while len(book):
+            book.collect()
+            decided += book.decided()
     finally:
-        camera.stop()
-    assert camera.ended
-    return events
+        capture.release()
+        worker.stop()
+    return [decide(item.vote, LABELS, Thresholds(0.5), LANES, 10) for item in decided], mode
 
 
-def test_one_entered_and_one_left_per_item_at_the_right_frames(conveyor):
-    clip, items = conveyor
-    events = run_detector(clip, PresenceSettings())
-
-    marks = [(index, event) for index, (event, _) in enumerate(events) if event in (E.ENTERED, E.LEFT)]
-    assert [event for _, event in marks] == [E.ENTERED, E.LEFT] * len(items)
-    for item, (entered, _), (left, _) in zip(items, marks[::2], marks[1::2], strict=True):
-        # enter once ~8 % of the ROI is covered plus the 2-frame debounce; leave when almost gone
-        assert item.first_frame <= entered <= item.first_frame + 7, (item, entered)
-        assert item.last_frame - 4 <= left <= item.last_frame + 1, (item, left)
-        assert all(event is E.PRESENT for event, _ in events[entered + 1 : left])
-    settings = PresenceSettings()
-    assert [event for event, _ in events[: settings.background_frames]] == [E.LEARNING] * settings.background_frames
+def crossing_errors(decisions: list[dict], truth: list[LineItem], fps: int) -> list[float]:
+    """Per item, in frames: decided crossing minus true crossing (one decision per item, in belt order)."""
+    return [(d["crossed_at"] - WALL - item.crossed_s) * fps for d, item in zip(decisions, truth, strict=True)]
 
 
-def test_empty_belt_with_flicker_and_noise_gives_no_event(tmp_path):
+def test_a_moving_belt_with_seams_marks_flicker_and_drift_is_never_an_item(tmp_path: Path):
     clip = tmp_path / "empty.avi"
-    write_conveyor_clip(clip, [], size=(320, 240), lead_frames=120, seed=7)
-    settings = PresenceSettings()
+    line = Line(belt="light-grey", lead_s=5.0, light_drift=0.2, flicker=0.08, **SMALL)
+    write_line_clip(clip, [], line=line, seed=2)
 
-    events = run_detector(clip, settings)[settings.background_frames :]
+    decisions, mode = run_line(clip, line.fps)
 
-    assert len(events) == 120 - settings.background_frames
-    assert {event for event, _ in events} == {E.EMPTY}
-    assert max(fraction for _, fraction in events) < settings.leave_fraction
+    assert decisions == [] and mode.items_seen == 0
 
 
-def test_roi_restricts_detection_to_the_belt_area(conveyor):
-    clip, items = conveyor
-    whole = [i for i, (event, _) in enumerate(run_detector(clip, PresenceSettings())) if event is E.ENTERED]
-    # the right half of the belt: each item enters it only after crossing the left half
-    right = run_detector(clip, PresenceSettings(), Roi(x=0.5, y=0, width=0.5, height=1))
-    entered = [i for i, (event, _) in enumerate(right) if event is E.ENTERED]
-    assert len(entered) == len(whole) == len(items)
-    assert all(half - full >= 8 for half, full in zip(entered, whole, strict=True)), (entered, whole)
-    # a strip along the top rail, above the items' path: nothing ever enters it
-    rail = run_detector(clip, PresenceSettings(), Roi(x=0, y=0, width=1, height=0.06))
-    assert E.ENTERED not in {event for event, _ in rail}
+@pytest.mark.parametrize("belt", ["black-rubber", "dark-grey"])
+def test_dark_items_on_a_dark_belt_are_each_one_item(tmp_path: Path, belt: str):
+    line = Line(belt=belt, **SMALL)
+    truth = write_line_clip(tmp_path / "dark.avi", garment_photos(tmp_path, DARK), line=line, seed=4)
+
+    decisions, mode = run_line(tmp_path / "dark.avi", line.fps)
+
+    assert len(decisions) == len(truth), [d["reason"] for d in decisions]
+    assert all(d["label"] == "jeans" for d in decisions)
+    assert max(abs(e) for e in crossing_errors(decisions, truth, line.fps)) < 1.5
+    assert mode.counts()["suspected_merges"] == 0
 
 
-def belt(level: float, size: tuple[int, int] = (240, 320), seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return np.clip(level + rng.normal(0, 3, (*size, 3)), 0, 255).astype(np.uint8)
+def test_two_or_three_items_in_view_at_once_are_each_one_item_in_belt_order(tmp_path: Path):
+    line = Line(belt="green-pvc", gap_s=(0.15, 0.5), **SMALL)
+    truth = write_line_clip(tmp_path / "crowded.avi", garment_photos(tmp_path, BRIGHT + DARK), line=line, seed=5)
+    in_view = [sum(t.first_frame <= frame <= t.last_frame for t in truth) for frame in range(truth[-1].last_frame)]
+    assert max(in_view) >= 3  # the clip really is crowded
+
+    decisions, _ = run_line(tmp_path / "crowded.avi", line.fps)
+
+    assert len(decisions) == len(truth)
+    errors = crossing_errors(decisions, truth, line.fps)
+    assert all(abs(e) < 1.5 for e in errors), errors
 
 
-def with_item(image: np.ndarray, width_fraction: float = 0.4) -> np.ndarray:
-    image = image.copy()
-    height, width = image.shape[:2]
-    cv2.rectangle(image, (40, height // 5), (40 + int(width * width_fraction), 4 * height // 5), (235, 235, 230), -1)
-    return image
+def test_crossing_times_and_belt_speed_match_the_truth(tmp_path: Path):
+    line = Line(belt="dark-grey", **SMALL)
+    truth = write_line_clip(tmp_path / "timed.avi", garment_photos(tmp_path, BRIGHT), line=line, seed=6)
+
+    decisions, mode = run_line(tmp_path / "timed.avi", line.fps)
+
+    errors = crossing_errors(decisions, truth, line.fps)
+    gaps = np.abs(np.diff(errors))  # what a PLC needs: the spacing between consecutive items
+    assert np.percentile(gaps, 95) <= 1.0, errors
+    speeds = [d["belt_speed_px_s"] for d in decisions[2:]]
+    assert all(abs(speed / line.speed_px_s - 1) < 0.03 for speed in speeds), speeds
+    assert mode.tracker is not None and mode.tracker.direction == (0, 1)
+    first = decisions[0]
+    assert first["crossed_at_ms"] == round(first["crossed_at"] * 1000)
+    assert first["crossed_ms_before_decision"] >= 0
 
 
-def learned(settings: PresenceSettings, level: float = 70) -> PresenceDetector:
+def test_calibrated_belt_speed_in_millimetres(tmp_path: Path):
+    line = Line(belt="dark-grey", **SMALL)
+    write_line_clip(tmp_path / "mm.avi", garment_photos(tmp_path, BRIGHT[:3]), line=line, seed=6)
+
+    decisions, _ = run_line(tmp_path / "mm.avi", line.fps, PresenceSettings(mm_per_px=2.5))
+
+    last = decisions[-1]
+    assert last["belt_speed_mm_s"] == pytest.approx(last["belt_speed_px_s"] * 2.5, rel=0.01)
+
+
+@pytest.mark.parametrize(("direction", "learned"), [("right_to_left", (0, -1)), ("top_to_bottom", (1, 1))])
+def test_travel_in_another_direction_is_learned_from_the_items(tmp_path: Path, direction: str, learned: tuple):
+    line = Line(belt="dark-grey", direction=direction, **SMALL)  # type: ignore[arg-type]
+    truth = write_line_clip(tmp_path / "turned.avi", garment_photos(tmp_path, BRIGHT), line=line, seed=7)
+
+    decisions, mode = run_line(tmp_path / "turned.avi", line.fps)
+
+    assert len(decisions) == len(truth)
+    assert mode.tracker is not None and mode.tracker.direction == learned
+    errors = crossing_errors(decisions, truth, line.fps)
+    assert np.percentile(np.abs(np.diff(errors)), 95) <= 1.0, errors
+
+
+def test_a_configured_direction_times_items_from_the_first_one(tmp_path: Path):
+    line = Line(belt="dark-grey", direction="right_to_left", **SMALL)
+    truth = write_line_clip(tmp_path / "rtl.avi", garment_photos(tmp_path, BRIGHT[:3]), line=line, seed=7)
+
+    decisions, _ = run_line(tmp_path / "rtl.avi", line.fps, PresenceSettings(direction="right_to_left"))
+
+    assert all(abs(e) < 1.5 for e in crossing_errors(decisions, truth, line.fps))
+
+
+def test_touching_items_never_get_a_lane(tmp_path: Path):
+    # two pairs laid touching, with single items before, between and after them
+    touch = [False, False, True, False, False, True, False]
+    line = Line(belt="dark-grey", gap_s=(0.6, 1.0), item_size=(0.6, 0.7), rotation_deg=10, **SMALL)
+    photos = garment_photos(tmp_path, BRIGHT + DARK[:1])
+    truth = write_line_clip(tmp_path / "touching.avi", photos, line=line, seed=8, touch=touch)
+    assert [item.touching for item in truth] == [False, True, True, False, True, True, False]
+
+    # the line's items are at most a third of the view long (singles measure 78-88 px of 320, pairs 126-134)
+    decisions, _ = run_line(tmp_path / "touching.avi", line.fps, PresenceSettings(max_item_length=0.33))
+
+    lanes = [d for d in decisions if d["label"] != "reject"]
+    assert len(lanes) == 3  # the three single items
+    for decision in lanes:  # each lane went to a single item: its crossing is one of theirs
+        crossed = decision["crossed_at"] - WALL
+        nearest = min(truth, key=lambda item: abs(item.crossed_s - crossed))
+        assert not nearest.touching and abs(nearest.crossed_s - crossed) < 0.1
+    rejects = [d for d in decisions if d["label"] == "reject"]
+    assert rejects and {d["reason"] for d in rejects} <= {"touching", "too_long"}
+
+
+def test_light_drift_is_followed_and_a_stopped_item_is_never_learned_into_the_belt():
+    settings = PresenceSettings(background_frames=5, relearn_after_frames=0)
     detector = PresenceDetector(settings)
-    for index in range(settings.background_frames):
-        assert detector.update(belt(level, seed=index)) is E.LEARNING
-    return detector
+    rng = np.random.default_rng(0)
+
+    def belt(level: float) -> np.ndarray:
+        return np.clip(level + rng.normal(0, 3, (240, 320, 3)), 0, 255).astype(np.uint8)
+
+    for _ in range(5):
+        assert detector.update(belt(100)) == []
+    assert detector.learning is False
+    assert all(detector.update(belt(100 * (1 + 0.4 * i / 200))) == [] for i in range(200))  # +40 % light
+    stopped = belt(140)
+    stopped[60:180, 100:200] = (40, 40, 200)
+    for _ in range(300):
+        (view,) = detector.update(stopped)
+    assert np.allclose(view.box, (100, 60, 200, 180), atol=4)  # to a pixel of the detector's resolution
+    assert detector.update(belt(140)) == []
 
 
-def test_background_follows_slow_lighting_drift_but_never_absorbs_an_item():
-    settings = PresenceSettings()
-    detector = learned(settings)
-
-    # light drifts up by 60 grey levels, far more than pixel_delta, over 300 frames: no item appears
-    ramp = [detector.update(belt(70 + 60 * i / 300, seed=i)) for i in range(300)]
-    assert set(ramp) == {E.EMPTY}
-
-    # an item that stops under the camera for a long time stays present, it is not learned as belt
-    stopped = with_item(belt(130))
-    events = [detector.update(stopped) for _ in range(200)]
-    assert events[:2] == [E.EMPTY, E.ENTERED]
-    assert set(events[2:]) == {E.PRESENT}
-    assert detector.update(belt(130, seed=1)) is E.LEFT
-    assert detector.update(belt(130, seed=2)) is E.EMPTY
-
-
-def test_debounce_and_hysteresis():
-    settings = PresenceSettings(min_frames=3, enter_fraction=0.2, leave_fraction=0.05)
-    detector = learned(settings)
-    empty, item = belt(70, seed=99), with_item(belt(70, seed=98), 0.4)
-
-    # a two-frame blip (a hand, a reflection) is below the three-frame debounce
-    assert [detector.update(f) for f in (item, item, empty)] == [E.EMPTY, E.EMPTY, E.EMPTY]
-    assert [detector.update(item) for _ in range(3)] == [E.EMPTY, E.EMPTY, E.ENTERED]
-
-    # between the thresholds the item still counts as present: no flapping
-    partly = with_item(belt(70, seed=97), 0.12)
-    detector.update(partly)
-    assert settings.leave_fraction < detector.changed_fraction < settings.enter_fraction
-    assert detector.update(partly) is E.PRESENT
-    assert detector.update(empty) is E.LEFT
-    # and below enter_fraction nothing enters again
-    assert [detector.update(partly) for _ in range(5)] == [E.EMPTY] * 5
-
-
-def test_item_crossing_during_learning_is_not_learned():
-    settings = PresenceSettings(background_frames=9)
-    detector = PresenceDetector(settings)
-    frames = [with_item(belt(70, seed=i)) if i in (3, 4, 5) else belt(70, seed=i) for i in range(9)]
-    assert [detector.update(f) for f in frames] == [E.LEARNING] * 9
-    assert detector.update(belt(70, seed=50)) is E.EMPTY
-    assert detector.changed_fraction < 0.01
+def test_a_still_scene_with_something_in_view_is_learned_again():
+    detector = PresenceDetector(PresenceSettings(background_frames=3, relearn_after_frames=10))
+    for _ in range(3):
+        detector.update(np.full((120, 160, 3), 80, np.uint8))
+    half_lit = np.full((120, 160, 3), 80, np.uint8)
+    half_lit[:, 80:] = 200  # a lamp switched on over half the belt
+    seen = [len(detector.update(half_lit)) for _ in range(12)]
+    assert seen[0] == 1 and detector.learning
 
 
 def test_roi_size_change_relearns_and_bad_input_is_refused():
-    detector = learned(PresenceSettings(background_frames=3))
-    assert detector.update(belt(70, size=(200, 320))) is E.LEARNING  # another aspect ratio
+    detector = PresenceDetector(PresenceSettings(background_frames=2))
+    for _ in range(2):
+        detector.update(np.full((120, 160, 3), 80, np.uint8))
+    assert not detector.learning
+    detector.update(np.full((100, 160, 3), 80, np.uint8))
+    assert detector.learning
     with pytest.raises(ValueError, match="HxWx3"):
-        detector.update(np.zeros((240, 320), np.uint8))
-
-
-def test_sudden_light_change_is_relearned_after_a_still_period():
-    settings = PresenceSettings(relearn_after_frames=20, background_frames=5)
-    detector = learned(settings)
-    brighter = [belt(140, seed=100 + i) for i in range(30)]  # lights switched on: everything differs at once
-
-    events = [detector.update(frame) for frame in brighter]
-
-    assert events[:2] == [E.EMPTY, E.ENTERED]
-    left = events.index(E.LEFT)
-    assert set(events[2:left]) == {E.PRESENT} and left == 2 + settings.relearn_after_frames
-    assert events[left + 1 : left + 6] == [E.LEARNING] * 5
-    assert events[left + 6 :] == [E.EMPTY] * (len(events) - left - 6)
-
-
-def test_a_moving_item_is_never_relearned():
-    settings = PresenceSettings(relearn_after_frames=5)
-    detector = learned(settings)
-    empty = belt(70, seed=1)
-    # an item sliding slowly across the ROI for far longer than relearn_after_frames
-    frames = []
-    for step in range(60):
-        frame = empty.copy()
-        cv2.rectangle(frame, (step * 3, 60), (step * 3 + 120, 180), (235, 235, 230), -1)
-        frames.append(frame)
-    events = [detector.update(frame) for frame in frames]
-    assert events.count(E.ENTERED) == 1 and E.LEFT not in events
+        detector.update(np.zeros((120, 160), np.uint8))
