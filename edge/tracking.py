@@ -124,7 +124,9 @@ class BeltTracker:
             track.touching = False
         pairs = sorted(
             (
-                (_overlap(expected[id(t)], v.box), ti, vi)
+                # where it should be now, or where it was: a clock that jumps (a file read unpaced, a stalled
+                # board) must not lose an item
+                (max(_overlap(expected[id(t)], v.box), _overlap(t.view.box, v.box)), ti, vi)
                 for ti, t in enumerate(self.tracks)
                 for vi, v in enumerate(views)
             ),
