@@ -18,6 +18,7 @@ import uuid
 from typing import Any
 
 from edge import __version__
+from edge.belt_calibration import BeltCalibration
 from edge.bundle import BundleError, load_bundle
 from edge.camera import Camera, Frame
 from edge.classifier import Classifier
@@ -60,6 +61,8 @@ class Daemon:
         if self.roi.problem:
             log.error("%s", self.roi.problem)
         self.mode = build_mode(settings, self.roi.roi, self._next_item_id)
+        self.belt = BeltCalibration(settings.trigger.presence, settings.state_directory)
+        self._belt_version = -1  # the calibration the mode has: none yet
         self._apply_item_margin(classifier)
         self._stop = threading.Event()
         self._seq = 0
@@ -143,6 +146,7 @@ class Daemon:
                 self.stats.frames += 1
                 self._swap_model_between_items()
                 self._change_roi_between_items()
+                self._use_belt_calibration()
                 if not self.paused:
                     self.mode.on_frame(frame, self.items)
                 if self.live is not None and now - self._shown_at >= SHOW_EVERY_S:
@@ -175,8 +179,13 @@ class Daemon:
         for seen in self.mode.in_view():
             bx0, by0, bx1, by1 = seen.box
             items.append(((bx0 + x0, by0 + y0, bx1 + x0, by1 + y0), seen.touching, self._running_vote(seen.vote)))
+        reference, direction = None, None
+        if isinstance(self.mode, PresenceMode) and (segment := self.mode.reference_segment()) is not None:
+            (ax, ay), (bx, by) = segment
+            reference = ((ax + x0, ay + y0), (bx + x0, by + y0))
+            direction = self.mode.tracker.direction if self.mode.tracker is not None else None
         assert self.live is not None
-        self.live.frame(frame.image, (x0, y0, x1, y1), items, self.mode.state())
+        self.live.frame(frame.image, (x0, y0, x1, y1), items, self.mode.state(), reference, direction)
 
     def _running_vote(self, vote: ItemVote) -> str:
         scores = vote.mean_scores()
@@ -299,7 +308,7 @@ class Daemon:
         review = None
         if crops.directory is not None and crops.labelled is not None:
             review = Review(self.crops, crops.labelled, lambda: self.classifier.labels)
-        return live, UiServer(self.settings.ui, live, review, self.roi)
+        return live, UiServer(self.settings.ui, live, review, self.roi, self.belt)
 
     def _metrics_server(self) -> Any:
         from edge.metrics import MetricsServer  # prometheus-client is only needed when metrics are on
@@ -383,6 +392,14 @@ class Daemon:
         self.rollout.swapped(candidate)
         log.info("model swapped to %s", candidate.model_id)
         self._publish_status()
+
+    def _use_belt_calibration(self) -> None:
+        """The reference line and scale set on the page apply from the next frame."""
+        if self.belt.version == self._belt_version:
+            return
+        self._belt_version = self.belt.version
+        if isinstance(self.mode, PresenceMode):
+            self.mode.use_belt(self.belt.reference_line, self.belt.mm_per_px)
 
     def _change_roi_between_items(self) -> None:
         """A ROI drawn on the page applies once nothing is in view, so no item is cut by two ROIs."""

@@ -44,6 +44,8 @@ class ItemView:
     centre: tuple[float, float]  # centroid of its pixels, ROI pixels
     area: float  # share of the ROI it covers
     touching: bool = False  # split off another item it touches
+    tilt: float = 0.0  # degrees its long axis leans from upright (counter-clockwise positive); 0 when unclear
+    upright: tuple[float, float, float, float] = (0, 0, 0, 0)  # turned upright: its middle x, y and width, height
 
     def length(self, axis: int) -> int:
         """Its extent along `axis` (0: x, 1: y), ROI pixels."""
@@ -194,8 +196,31 @@ class PresenceDetector:
                     int(np.ceil((py + ys.max() + 1) * scale[1])),
                 )
                 centre = ((px + xs.mean() + 0.5) * scale[0], (py + ys.mean() + 0.5) * scale[1])
-                views.append(ItemView(box, centre, float(xs.size) / mask.size, touching))
+                tilt, upright = _orientation((px + xs + 0.5) * scale[0], (py + ys + 0.5) * scale[1])
+                views.append(ItemView(box, centre, float(xs.size) / mask.size, touching, tilt, upright))
         return views
+
+
+def _orientation(xs: np.ndarray, ys: np.ndarray) -> tuple[float, tuple[float, float, float, float]]:
+    """How far the region's long axis leans from upright, in degrees (counter-clockwise positive, as
+    cv2.getRotationMatrix2D turns; from its second moments), and its box turned upright: middle x, y, width,
+    height. A roundish region (less than 1.3 : 1) has no long axis to go by: tilt 0, its box as it is."""
+    box = ((xs.min() + xs.max()) / 2, (ys.min() + ys.max()) / 2, float(np.ptp(xs)) + 1, float(np.ptp(ys)) + 1)
+    if xs.size < 10:
+        return 0.0, box
+    dx, dy = xs - xs.mean(), ys - ys.mean()
+    sxx, syy, sxy = float((dx * dx).mean()), float((dy * dy).mean()), float((dx * dy).mean())
+    spread = np.sqrt(((sxx - syy) / 2) ** 2 + sxy**2)
+    major, minor = (sxx + syy) / 2 + spread, (sxx + syy) / 2 - spread
+    if major < 1.3**2 * max(minor, 1e-6):
+        return 0.0, box
+    axis = np.arctan2(2 * sxy, sxx - syy) / 2  # the long axis from the x axis, radians, image y pointing down
+    cos, sin = np.cos(axis), np.sin(axis)
+    along, across = dx * cos + dy * sin, -dx * sin + dy * cos
+    mid_along, mid_across = (along.min() + along.max()) / 2, (across.min() + across.max()) / 2
+    middle = (xs.mean() + mid_along * cos - mid_across * sin, ys.mean() + mid_along * sin + mid_across * cos)
+    lean = np.degrees(axis) - 90.0 if axis > 0 else np.degrees(axis) + 90.0  # from upright, -90..90
+    return float(-lean), (float(middle[0]), float(middle[1]), float(np.ptp(across)) + 1, float(np.ptp(along)) + 1)
 
 
 def _split_touching(region: np.ndarray, axis: int | None, smallest: float) -> list[tuple[np.ndarray, tuple[int, bool]]]:

@@ -107,18 +107,24 @@ class RoiOverride:
         if roi is None:
             self.path.unlink(missing_ok=True)
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        body = json.dumps({"roi": _dump(roi), "set_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=2) + "\n"
-        handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=".roi-", suffix=".json")
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as out:
-                out.write(body)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temporary, self.path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        body = {"roi": _dump(roi), "set_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        write_json_atomically(self.path, body)
+
+
+def write_json_atomically(path: Path, body: dict[str, Any]) -> None:
+    """Write to a temporary name, fsync, rename: a SIGKILL mid-write leaves the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(body, indent=2) + "\n"
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".json")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def _dump(roi: Roi | None) -> dict[str, Any] | None:

@@ -16,6 +16,7 @@ import statistics
 from collections import deque
 from collections.abc import Callable
 
+import cv2
 import numpy as np
 
 from edge.camera import Frame, crop_roi
@@ -50,6 +51,8 @@ class PresenceMode:
         self._items: dict[int, Item] = {}  # id(track) -> its item
         self._lengths: deque[int] = deque(maxlen=25)  # along the belt, of the last single items, ROI pixels
         self.items_seen = 0
+        self.reference_line = settings.reference_line  # the page may move it (edge.belt_calibration)
+        self.mm_per_px = settings.mm_per_px
 
     @property
     def tracker(self) -> BeltTracker | None:
@@ -121,6 +124,22 @@ class PresenceMode:
             "belt_speed_px_s": None if speed is None else round(speed, 1),
         }
 
+    def use_belt(self, reference_line: float, mm_per_px: float | None) -> None:
+        """The reference line and scale set on the page: items crossing from now on are timed on them."""
+        self.reference_line, self.mm_per_px = reference_line, mm_per_px
+        if self._tracker is not None:
+            self._tracker.reference_line = reference_line
+
+    def reference_segment(self) -> tuple[tuple[int, int], tuple[int, int]] | None:
+        """The reference line's two ends in ROI pixels, for the page (None until the travel is known)."""
+        tracker = self._tracker
+        if tracker is None or tracker.direction is None:
+            return None
+        axis, _ = tracker.direction
+        width, height = tracker.roi_size
+        at = round(tracker.reference if tracker.direction[1] > 0 else tracker.roi_size[axis] - tracker.reference)
+        return ((at, 0), (at, height)) if axis == 0 else ((0, at), (width, at))
+
     def _make_tracker(self, roi: np.ndarray) -> BeltTracker:
         settings = self._settings
         self._tracker = BeltTracker(
@@ -129,7 +148,7 @@ class PresenceMode:
             (roi.shape[1], roi.shape[0]),
             new_item_area=settings.enter_fraction,
             direction=settings.direction,
-            reference_line=settings.reference_line,
+            reference_line=self.reference_line,
         )
         return self._tracker
 
@@ -157,8 +176,8 @@ class PresenceMode:
             vote.crossed_at = track.crossed_at + clock
             speed = tracker.speed_px_s or track.speed_px_s
             vote.belt_speed_px_s = speed
-            if speed is not None and self._settings.mm_per_px is not None:
-                vote.belt_speed_mm_s = speed * self._settings.mm_per_px
+            if speed is not None and self.mm_per_px is not None:
+                vote.belt_speed_mm_s = speed * self.mm_per_px
         too_long = self._limit(TOO_LONG, 1.0)
         if track.touching_frames:
             vote.veto = "touching"
@@ -176,9 +195,17 @@ class PresenceMode:
         return max(0.0, 1.0 - abs(track.view.centre[axis] - along / 2) / (along / 2))
 
     def _item_view(self, roi: np.ndarray, track: Track) -> np.ndarray | None:
-        """The item framed like a product photo (or the whole ROI with crop_to_item off)."""
+        """The item framed like a product photo: turned upright (items lie at any angle on a belt, product
+        photos stand), cut to its box plus the margin; or the whole ROI with crop_to_item off."""
         if not self._settings.crop_to_item:
             return roi
-        x0, y0, x1, y1 = track.view.box
-        mx, my = round((x1 - x0) * self.item_margin), round((y1 - y0) * self.item_margin)
-        return roi[max(0, y0 - my) : y1 + my, max(0, x0 - mx) : x1 + mx]
+        view = track.view
+        if view.tilt == 0.0:
+            x0, y0, x1, y1 = view.box
+            mx, my = round((x1 - x0) * self.item_margin), round((y1 - y0) * self.item_margin)
+            return roi[max(0, y0 - my) : y1 + my, max(0, x0 - mx) : x1 + mx]
+        cx, cy, width, height = view.upright
+        size = (max(4, round(width * (1 + 2 * self.item_margin))), max(4, round(height * (1 + 2 * self.item_margin))))
+        turn = cv2.getRotationMatrix2D((cx, cy), -view.tilt, 1.0)
+        turn[:, 2] += (size[0] / 2 - cx, size[1] / 2 - cy)
+        return cv2.warpAffine(roi, turn, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

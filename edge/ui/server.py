@@ -4,7 +4,9 @@ Routes: ``/`` (the page), ``/snapshot.jpg`` (the newest frame with the ROI and i
 ``/api/decisions``, ``/api/stats`` (the stats messages of the last hour, for the plots),
 ``/api/what-if?threshold=`` (the kept decisions at another threshold), ``/crops/<item id>.jpg`` (the crop
 the model saw), ``/api/roi`` (GET; POST a new one as fractions of the frame; DELETE: back to
-``camera.roi``); for labelling the unsure crops ``/api/crops``, ``/review/<crop id>`` (the image),
+``camera.roi``), ``/api/belt`` (GET; POST a click on the reference line or two points a known length
+apart; DELETE: back to ``trigger.presence``'s); for labelling the unsure crops ``/api/crops``,
+``/review/<crop id>`` (the image),
 ``POST /api/crops/<item id>`` (a recent decision's crop joins them), ``POST /api/labels`` and
 ``/api/labelled.tar.gz``. With ``ui.password`` set, every request needs it (HTTP
 Basic; any user name); requests that change something must come from the page's own origin.
@@ -32,6 +34,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from edge.belt_calibration import BeltCalibration
 from edge.config import ConfigError, Roi, UiSettings, validation_problems
 from edge.roi_override import RoiOverride
 from edge.ui.review import Review, ReviewError
@@ -44,7 +47,9 @@ _ITEM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # what item ids lo
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
-def build_app(view: LiveView, password: str | None, review: Review | None, roi: RoiOverride) -> ASGIApp:
+def build_app(
+    view: LiveView, password: str | None, review: Review | None, roi: RoiOverride, belt: BeltCalibration
+) -> ASGIApp:
     async def page(_request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers=_NO_STORE)
 
@@ -94,6 +99,23 @@ def build_app(view: LiveView, password: str | None, review: Review | None, roi: 
             log.error("the ROI could not be kept: %s", exc)
             return JSONResponse({"error": f"the ROI could not be kept in {roi.path}: {exc.strerror}"}, 500)
         return JSONResponse(roi.describe(), headers=_NO_STORE)
+
+    async def belt_calibration(request: Request) -> Response:
+        if request.method == "GET":
+            return JSONResponse(belt.describe(), headers=_NO_STORE)
+        try:
+            if request.method == "DELETE":
+                belt.reset()
+            else:
+                belt.set(**_belt_values(await request.json(), view.summary()))
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, 400)
+        except OSError as exc:
+            log.error("the belt calibration could not be kept: %s", exc)
+            return JSONResponse(
+                {"error": f"the belt calibration could not be kept in {belt.path}: {exc.strerror}"}, 500
+            )
+        return JSONResponse(belt.describe(), headers=_NO_STORE)
 
     def reviewing() -> Review:
         if review is None:
@@ -158,6 +180,7 @@ def build_app(view: LiveView, password: str | None, review: Review | None, roi: 
             Route("/api/stats", stats),
             Route("/api/what-if", what_if),
             Route("/api/roi", region, methods=["GET", "POST", "DELETE"]),
+            Route("/api/belt", belt_calibration, methods=["GET", "POST", "DELETE"]),
             Route("/crops/{item_id:str}.jpg", crop),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ]
@@ -214,6 +237,52 @@ def _drawn_roi(body: Any, frame: dict[str, Any]) -> Roi:
     return drawn
 
 
+def _belt_values(body: Any, now: dict[str, Any]) -> dict[str, float]:
+    """What the page marked on the frame (fractions of it), as the calibration's values: a click on the
+    reference line -> reference_line along the travel in the ROI; two points a known length apart -> mm_per_px.
+    API clients may give reference_line or mm_per_px directly."""
+    if not isinstance(body, dict) or not body or not set(body) <= {"reference", "scale", "reference_line", "mm_per_px"}:
+        raise ValueError(
+            'expected {"reference": {"x", "y"}} or {"scale": {"from": {"x", "y"}, "to": {"x", "y"}, "mm": …}} '
+            "(points as fractions of the frame), or reference_line / mm_per_px"
+        )
+    values = {name: body[name] for name in ("reference_line", "mm_per_px") if name in body}
+    width, height = now["frame"]["width"], now["frame"]["height"]
+    if ("reference" in body or "scale" in body) and not width:
+        raise ValueError("no frame yet: wait for the camera")
+    if "reference" in body:
+        x, y = _point(body["reference"], "reference")
+        if now.get("direction") is None:
+            raise ValueError(
+                "the belt's travel is not known yet: let a few items pass, or set trigger.presence.direction"
+            )
+        axis, sign = now["direction"]
+        x0, y0, x1, y1 = now["roi"]
+        start, end, at = (x0, x1, x * width) if axis == 0 else (y0, y1, y * height)
+        share = (at - start) / max(1, end - start)
+        values["reference_line"] = share if sign > 0 else 1 - share
+    if "scale" in body:
+        scale = body["scale"]
+        if not isinstance(scale, dict) or set(scale) != {"from", "to", "mm"}:
+            raise ValueError('scale: expected {"from": {"x", "y"}, "to": {"x", "y"}, "mm": length}')
+        (ax, ay), (bx, by) = _point(scale["from"], "scale.from"), _point(scale["to"], "scale.to")
+        pixels = ((bx - ax) * width) ** 2 + ((by - ay) * height) ** 2
+        if pixels < 100:
+            raise ValueError("scale: mark two points at least 10 pixels apart")
+        if not isinstance(scale["mm"], int | float) or isinstance(scale["mm"], bool) or scale["mm"] <= 0:
+            raise ValueError(f"scale.mm must be a length above 0, got {scale['mm']!r}")
+        values["mm_per_px"] = scale["mm"] / pixels**0.5
+    return values
+
+
+def _point(value: Any, name: str) -> tuple[float, float]:
+    if not isinstance(value, dict) or set(value) != {"x", "y"}:
+        raise ValueError(f'{name}: expected {{"x": …, "y": …}}, fractions of the frame')
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 1 for v in value.values()):
+        raise ValueError(f"{name}: x and y are fractions of the frame, 0 to 1")
+    return float(value["x"]), float(value["y"])
+
+
 def _same_origin(headers: Headers) -> bool:
     origin = headers.get("origin") or headers.get("referer")
     if not origin:
@@ -225,9 +294,11 @@ def _same_origin(headers: Headers) -> bool:
 class UiServer:
     """uvicorn on a daemon thread; start() returns once it listens."""
 
-    def __init__(self, settings: UiSettings, view: LiveView, review: Review | None, roi: RoiOverride) -> None:
+    def __init__(
+        self, settings: UiSettings, view: LiveView, review: Review | None, roi: RoiOverride, belt: BeltCalibration
+    ) -> None:
         password = settings.password.get_secret_value() if settings.password else None
-        app = build_app(view, password, review, roi)
+        app = build_app(view, password, review, roi, belt)
         config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="ui", daemon=True)

@@ -24,6 +24,7 @@ Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in frame pixels
 THUMBNAIL_PX = 256
 JPEG_QUALITY = 80  # for a screen; the crop store keeps crops for training at 92
 ROI_COLOUR, ITEM_COLOUR, TOUCHING_COLOUR = (255, 200, 0), (0, 220, 0), (0, 140, 255)  # BGR
+REFERENCE_COLOUR = (255, 0, 255)  # the reference line where crossings are timed: magenta
 
 
 @dataclass
@@ -43,15 +44,26 @@ class LiveView:
     _roi: Box | None = None
     _items: list[tuple[Box, bool, str]] = field(default_factory=list)  # (box, touching another, running vote)
     _belt: str = ""  # what the trigger mode is doing: "empty belt", "learning the empty belt", …
+    _reference: tuple[tuple[int, int], tuple[int, int]] | None = None  # the reference line's ends, frame pixels
+    _direction: tuple[int, int] | None = None  # the belt's travel: (axis, sign), None while unknown
     _status: dict[str, Any] = field(default_factory=dict)
     _decisions: deque[_Decided] = field(default_factory=deque)
     _snapshot: tuple[float, bytes] | None = None
     _history: deque[dict[str, Any]] = field(default_factory=deque)
 
-    def frame(self, image: np.ndarray, roi: Box, items: list[tuple[Box, bool, str]], belt: str) -> None:
+    def frame(
+        self,
+        image: np.ndarray,
+        roi: Box,
+        items: list[tuple[Box, bool, str]],
+        belt: str,
+        reference: tuple[tuple[int, int], tuple[int, int]] | None = None,
+        direction: tuple[int, int] | None = None,
+    ) -> None:
         """From the frame loop: the newest frame (not copied: frames are never written to) and what is on it."""
         with self._lock:
             self._frame, self._roi, self._items, self._belt = image, roi, items, belt
+            self._reference, self._direction = reference, direction
 
     def status(self, status: dict[str, Any]) -> None:
         with self._lock:
@@ -101,6 +113,8 @@ class LiveView:
                 "roi": self._roi,
                 "items_in_view": len(self._items),
                 "belt": self._belt,
+                "direction": self._direction,
+                "reference_line": self._reference,
                 "last_decision": last,
             }
 
@@ -133,9 +147,11 @@ class LiveView:
                 return self._snapshot[1]
             if self._frame is None:
                 return None
-            image, roi, items = self._frame.copy(), self._roi, list(self._items)
+            image, roi, items, reference = self._frame.copy(), self._roi, list(self._items), self._reference
         if roi is not None:
             cv2.rectangle(image, roi[:2], roi[2:], ROI_COLOUR, 2)
+        if reference is not None:
+            cv2.line(image, reference[0], reference[1], REFERENCE_COLOUR, 2)
         for box, touching, vote in items:
             colour = TOUCHING_COLOUR if touching else ITEM_COLOUR
             cv2.rectangle(image, box[:2], box[2:], colour, 2)

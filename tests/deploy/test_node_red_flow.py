@@ -39,12 +39,14 @@ def test_broker_session_survives_restarts_and_is_not_shared():
     assert broker["cleansession"] is False and int(broker["sessionExpiry"]) >= 600
     assert broker["autoUnsubscribe"] is False  # Node-RED 4 would unsubscribe (ending the session) on redeploy
     assert broker["clientid"] == "${SORTLINE_NODE_RED_CLIENT_ID}"  # one per instance, from its environment
+    assert (broker["broker"], broker["port"]) == ("${SORTLINE_MQTT_HOST}", "${SORTLINE_MQTT_PORT}")  # not fixed
 
 
 # Runs a function node's code as Node-RED does (msg, node, context), with a context whose "file" store
 # outlives the function object: what a restart of Node-RED with the localfilesystem store keeps.
 _HARNESS = r"""
-const [code, calls] = [process.argv[1], JSON.parse(process.argv[2])];
+const [code, calls, variables] = [process.argv[1], JSON.parse(process.argv[2]), JSON.parse(process.argv[3])];
+const env = { get: (name) => variables[name] };
 const stores = { default: {}, file: {} };
 const context = {
   get: (key, store = 'default') => stores[store][key],
@@ -55,20 +57,23 @@ const node = { warn: (text) => warnings.push(text) };
 const results = [];
 for (const msg of calls) {
   if (msg === 'restart') { stores.default = {}; continue; }  // a restart forgets the memory store only
-  results.push(new Function('msg', 'node', 'context', code)(msg, node, context));
+  results.push(new Function('msg', 'node', 'context', 'env', code)(msg, node, context, env));
 }
 console.log(JSON.stringify({ results, warnings }));
 """
 
 
-def _run_function(node_id: str, messages: list) -> dict:
+def _run_function(node_id: str, messages: list, env: dict[str, str] | None = None) -> dict:
     node = shutil.which("node")
     if node is None:
         pytest.skip("node (Node.js) is not installed")
     nodes = json.loads((ROOT / "deploy/node-red/sortline-lanes.json").read_text())
     (function,) = [n for n in nodes if n["id"] == node_id]
     result = subprocess.run(
-        [node, "-e", _HARNESS, function["func"], json.dumps(messages)], capture_output=True, text=True, timeout=30
+        [node, "-e", _HARNESS, function["func"], json.dumps(messages), json.dumps(env or {})],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
@@ -100,3 +105,29 @@ def test_offline_alarm_fires_on_changes_and_clears_when_online():
     assert offline_again_after_restart is None  # the retained status at a restart: the alarm is already known
     assert back_online[0] is None and back_online[1]["payload"]["state"] == "online"  # clears the alarm
     assert unchanged is None
+
+
+def _crossed(seconds_ago: float, lane: int = 2, **fields) -> dict:
+    decision = {"item_id": "r1-5", "lane": lane, "crossed_at": time.time() - seconds_ago, "belt_speed_mm_s": 500.0}
+    return {"decision": {**decision, **fields}, "payload": {}}
+
+
+def test_each_lane_fires_when_its_item_reaches_its_diverter():
+    per_lane = {"SORTLINE_DIVERTER_MM": json.dumps({"1": 600, "2": 1000, "0": 2000})}
+    out = _run_function("sortline-arrival", [_crossed(0.2), _crossed(0.2, lane=0)], per_lane)
+    to_lane_2, to_reject = out["results"]
+    assert 1700 <= to_lane_2["delay"] <= 1810  # 1000 mm at 500 mm/s = 2 s after crossing, 0.2 s of it gone
+    assert 3700 <= to_reject["delay"] <= 3810
+    same = _run_function("sortline-arrival", [_crossed(0.5)], {"SORTLINE_DIVERTER_MM": "1200"})["results"][0]
+    assert 1800 <= same["delay"] <= 1910 and "decision" not in same
+
+
+def test_an_item_past_its_diverter_is_dropped_and_untimed_decisions_go_at_once():
+    out = _run_function(
+        "sortline-arrival",
+        [_crossed(3.0), _crossed(0.1, crossed_at=None), _crossed(0.1, belt_speed_mm_s=None)],
+        {"SORTLINE_DIVERTER_MM": "1000"},
+    )
+    missed, external, uncalibrated = out["results"]
+    assert missed is None and "missed" in out["warnings"][0]
+    assert external["delay"] == 0 and uncalibrated["delay"] == 0

@@ -356,3 +356,71 @@ def page_status(base: str, password: str | None) -> bytes | None:
     except OSError:
         return None
     return body if code == 200 else None
+
+
+def test_the_reference_line_and_the_scale_are_marked_on_the_live_frame_and_used(
+    page_daemon: str, browser, tmp_path: Path, wait_until
+) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    # the travel is learned from the first items; the reference line is placed along it
+    wait_until(lambda: json.loads(page_status(page_daemon, None))["direction"] == [0, 1], timeout=60, what="travel")
+    browser.get(page_daemon + "/")
+    wait = WebDriverWait(browser, 30, poll_frequency=0.1)
+    live = wait.until(lambda d: d.find_element("id", "live"))
+    wait.until(lambda d: d.execute_script("return arguments[0].naturalWidth", live) == 320)
+    wait.until(
+        lambda d: "0.50 of the region along the travel (from the config)" in d.find_element("id", "belt-state").text
+    )
+    width = live.size["width"]
+
+    def click_at(share_x: float) -> None:  # offsets count from the image's centre
+        ActionChains(browser).move_to_element_with_offset(live, round((share_x - 0.5) * width), 0).click().perform()
+
+    browser.find_element("id", "reference-place").click()
+    click_at(0.25)
+    wait.until(
+        lambda d: "0.25 of the region along the travel (set on this page)" in d.find_element("id", "belt-state").text
+    )
+    browser.find_element("id", "scale-mm").send_keys("500")
+    browser.find_element("id", "scale-measure").click()
+    click_at(0.1)
+    click_at(0.6)  # 500 mm over half of 320 pixels
+    wait.until(lambda d: "3.1" in d.find_element("id", "belt-state").text)
+
+    kept = json.loads((tmp_path / "state" / "belt.json").read_text())
+    assert kept["reference_line"] == pytest.approx(0.25, abs=0.02)
+    assert kept["mm_per_px"] == pytest.approx(500 / 160, rel=0.03)
+    # decisions of items crossing from now on carry the belt's speed in mm/s
+    decided = wait_until(
+        lambda: [d for d in json.loads(get(page_daemon + "/api/decisions")[1]) if d["belt_speed_mm_s"]], timeout=60
+    )
+    assert decided[0]["belt_speed_mm_s"] == pytest.approx(decided[0]["belt_speed_px_s"] * kept["mm_per_px"], rel=0.01)
+    if os.environ.get("SORTLINE_SCREENSHOTS"):
+        browser.save_screenshot(str(SCREENSHOTS / "ui-belt.png"))
+
+    wait.until(lambda d: d.find_element("id", "belt-reset").is_displayed())
+    browser.find_element("id", "belt-reset").click()
+    wait.until(lambda d: "(from the config)" in d.find_element("id", "belt-state").text)
+    assert not (tmp_path / "state" / "belt.json").exists()
+
+
+def test_a_belt_calibration_that_makes_no_sense_is_refused(page_daemon: str, wait_until) -> None:
+    host = page_daemon.removeprefix("http://")
+    wait_until(lambda: json.loads(page_status(page_daemon, None))["frame"]["width"], timeout=30, what="a frame")
+    for body, reason in (
+        ({"scale": {"from": {"x": 0.1, "y": 0.5}, "to": {"x": 0.6, "y": 0.5}, "mm": -5}}, "scale.mm"),
+        ({"scale": {"from": {"x": 0.1, "y": 0.5}, "to": {"x": 0.1, "y": 0.5}, "mm": 500}}, "10 pixels apart"),
+        ({"reference": {"x": 1.5, "y": 0.5}}, "fractions of the frame"),
+        ({"mm_per_px": 0}, "mm_per_px must be above 0"),
+        ({"reference_line": 1.0}, "inside the region"),
+        ([1, 2], "expected"),
+    ):
+        connection = http.client.HTTPConnection(host, timeout=10)
+        connection.request("POST", "/api/belt", body=json.dumps(body), headers={"Origin": page_daemon})
+        response = connection.getresponse()
+        answer = json.loads(response.read())
+        assert response.status == 400 and reason in answer["error"], (body, answer)
+        connection.close()
+    assert json.loads(get(page_daemon + "/api/belt")[1])["from_page"] == []

@@ -194,6 +194,7 @@ function showProposal() {
 }
 
 frameBox.addEventListener("pointerdown", (event) => {
+  if (marking !== null) { markBelt(fractionAt(event)); return; }
   dragStart = fractionAt(event);
   frameBox.setPointerCapture(event.pointerId);
 });
@@ -242,6 +243,65 @@ document.getElementById("roi-save").addEventListener("click", () => sendRoi("POS
 document.getElementById("roi-cancel").addEventListener("click", () => { proposal = null; showProposal(); });
 document.getElementById("roi-reset").addEventListener("click", () => sendRoi("DELETE"));
 
+// Belt calibration: click the reference line, or mark two points a known length apart (the scale, mm/px).
+let marking = null;  // "reference", "scale" or null (a drag draws a region)
+let scaleFrom = null;
+
+function hint(message) { text("belt-hint", message); }
+
+async function sendBelt(method, body) {
+  const response = await fetch("/api/belt", {
+    method: method,
+    headers: { "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const answer = await response.json();
+  if (!response.ok) { hint(answer.error); return; }
+  hint("");
+  showBelt(answer);
+}
+
+function markBelt(point) {
+  if (marking === "reference") {
+    marking = null;
+    sendBelt("POST", { reference: point });
+  } else if (scaleFrom === null) {
+    scaleFrom = point;
+    hint("Now click the other end of the known length.");
+  } else {
+    const mm = Number(document.getElementById("scale-mm").value);
+    marking = null;
+    sendBelt("POST", { scale: { from: scaleFrom, to: point, mm: mm } });
+    scaleFrom = null;
+  }
+}
+
+function showBelt(state) {
+  const from = (name) => (state.from_page.includes(name) ? "set on this page" : "from the config");
+  const scale = state.mm_per_px === null ? "no scale (belt speed in px/s only)"
+    : `${state.mm_per_px.toFixed(3)} mm per pixel (${from("mm_per_px")})`;
+  const problem = state.problem ? " " + state.problem : "";
+  text("belt-state",
+    `Reference line at ${state.reference_line.toFixed(2)} of the region along the travel (${from("reference_line")}); ${scale}.${problem}`);
+  document.getElementById("belt-reset").hidden = state.from_page.length === 0;
+}
+
+async function refreshBelt() {
+  try { showBelt(await (await fetch("/api/belt", { cache: "no-store" })).json()); } catch (error) { /* status says */ }
+}
+
+document.getElementById("reference-place").addEventListener("click", () => {
+  marking = "reference";
+  hint("Click on the frame where the line across the belt should be.");
+});
+document.getElementById("scale-measure").addEventListener("click", () => {
+  if (!(Number(document.getElementById("scale-mm").value) > 0)) { hint("Enter the known length in mm first."); return; }
+  marking = "scale";
+  scaleFrom = null;
+  hint("Click one end of the known length on the frame.");
+});
+document.getElementById("belt-reset").addEventListener("click", () => sendBelt("DELETE"));
+
 // Stats: one point per stats message (mqtt.stats_interval_s), plotted with uPlot (static/vendor).
 const plots = {};
 
@@ -286,6 +346,8 @@ refreshStats();
 setInterval(refreshStats, 5000);
 refreshRoi();
 setInterval(refreshRoi, 2000);
+refreshBelt();
+setInterval(refreshBelt, 2000);
 refreshReview();
 setInterval(refreshReview, 3000);
 refreshFrame();
