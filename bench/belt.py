@@ -88,19 +88,26 @@ def as_photos(bundle_dir: Path, photos: list[tuple[Path, str]]) -> dict[str, obj
 
 
 def match(decisions: list[dict], truth: list[LineItem], line: Line) -> dict[str, object]:
-    """Each decision paired with the item that crossed the reference line nearest its crossed_at (the clip's
-    clock is aligned to the daemon's on the median offset), then scored."""
+    """Each decision paired with the item that crossed the reference line at its crossed_at (within 0.15 s),
+    once the clip's clock is aligned to the daemon's (the offset that pairs the most), then scored."""
     timed = [d for d in decisions if d.get("crossed_at") is not None]
     crossings = np.array([item.crossed_s for item in truth])
-    offset = float(np.median([d["crossed_at"] for d in timed][: len(truth)]) - np.median(crossings)) if timed else 0.0
-    for _ in range(3):  # refine: the median difference to the nearest item
-        nearest = [crossings[np.argmin(np.abs(crossings + offset - d["crossed_at"]))] for d in timed]
-        offset = float(np.median([d["crossed_at"] - c for d, c in zip(timed, nearest, strict=True)])) if timed else 0.0
+    stamps = np.array([d["crossed_at"] for d in timed])
+    tolerance = 0.15
+    offset = 0.0
+    if timed:
+        candidates = (stamps[:, None] - crossings[None, :]).ravel()
+        hits = [(np.abs(stamps[:, None] - crossings[None, :] - c) < tolerance).any(axis=1).sum() for c in candidates]
+        offset = float(candidates[int(np.argmax(hits))])
+        close = np.abs(stamps[:, None] - crossings[None, :] - offset) < tolerance
+        offset += float(np.median((stamps[:, None] - crossings[None, :] - offset)[close]))
     outcome = {"right": 0, "reject": 0, "wrong": 0, "lane_for_merged": 0}
     paired: dict[int, dict] = {}
     for decision in timed:
-        index = int(np.argmin(np.abs(crossings + offset - decision["crossed_at"])))
-        paired.setdefault(index, decision)
+        misses = np.abs(crossings + offset - decision["crossed_at"])
+        index = int(np.argmin(misses))
+        if misses[index] < tolerance:
+            paired.setdefault(index, decision)
     for index, item in enumerate(truth):
         decision = paired.get(index)
         if decision is None:
@@ -124,6 +131,7 @@ def match(decisions: list[dict], truth: list[LineItem], line: Line) -> dict[str,
         "decisions": len(decisions),
         **outcome,
         "unmatched_items": len(truth) - len(paired),
+        "unpaired_decisions": len(decisions) - len(paired),
         "touching_items": sum(item.touching for item in truth),
         "reasons": reasons,
         "gap_error_p95_frames": round(float(np.percentile(gaps, 95)) * line.fps, 2) if gaps else None,

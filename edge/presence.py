@@ -31,9 +31,10 @@ from edge.config import PresenceSettings
 log = logging.getLogger(__name__)
 
 WORK_WIDTH = 160  # pixels across the downscaled ROI; items are far larger than that resolution needs
-_CLOSE = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))  # joins an item's edges across a dark interior
+_CLOSE = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))  # joins an item's edges across a dark interior
 _OPEN = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))  # removes what is thinner: seams, scratches, marks
-_SPLIT_DIP = 0.3  # a region narrowing to this share of its thinner side's width along the belt is two items
+_NOTCH = 0.12  # a notch in an outline this deep (share of the region's width across the belt) may be a waist
+_CUT = 0.7  # ... and two notches facing each other this close (same share) are one: two items touching
 
 
 @dataclass(frozen=True)
@@ -186,9 +187,9 @@ class PresenceDetector:
             parts = _split_touching(
                 region, self.axis if long_enough else None, self.settings.enter_fraction * mask.size
             )
-            for part, (offset, touching) in parts:
+            for part, touching in parts:
                 ys, xs = np.nonzero(part)
-                px, py = (x + offset, y) if self.axis == 0 else (x, y + offset)
+                px, py = x, y
                 box = (
                     int((px + xs.min()) * scale[0]),
                     int((py + ys.min()) * scale[1]),
@@ -223,24 +224,51 @@ def _orientation(xs: np.ndarray, ys: np.ndarray) -> tuple[float, tuple[float, fl
     return float(-lean), (float(middle[0]), float(middle[1]), float(np.ptp(across)) + 1, float(np.ptp(along)) + 1)
 
 
-def _split_touching(region: np.ndarray, axis: int | None, smallest: float) -> list[tuple[np.ndarray, tuple[int, bool]]]:
-    """The region as one part, or as two parts touching where it narrows almost to nothing along the belt
-    (each part: its mask, (its offset along the belt, touching))."""
+def _split_touching(region: np.ndarray, axis: int | None, smallest: float) -> list[tuple[np.ndarray, bool]]:
+    """The region as one part, or as two parts (touching) where it has a waist: two deep notches in its
+    outline, facing each other across the belt, a short cut apart. Two garments laid against each other leave
+    such a waist; one garment rarely does (the notch between a trouser's legs has no partner across the
+    waistband). Each part: its mask (the region's shape), touching."""
+    whole = [(region, False)]
     if axis is None:
-        return [(region, (0, False))]
-    profile = region.sum(axis=axis).astype(np.float32)  # its width across the belt, at each step along
-    ahead = np.maximum.accumulate(profile)  # the broadest it gets up to each step
-    behind = np.maximum.accumulate(profile[::-1])[::-1]  # ... and from each step on
-    margin = profile.size // 5  # a cut near either end would split an item's own tip off
-    inner = slice(margin, profile.size - margin)
-    dip = profile[inner] / np.maximum(np.minimum(ahead[inner], behind[inner]), 1)
-    cut = margin + int(np.argmin(dip)) if dip.size and dip.min() < _SPLIT_DIP else None
-    if cut is None:
-        return [(region, (0, False))]
-    first, second = (region[:, :cut], region[:, cut:]) if axis == 0 else (region[:cut], region[cut:])
-    if first.sum() < smallest or second.sum() < smallest:
-        return [(region, (0, False))]
-    return [(first, (0, True)), (second, (cut, True))]
+        return whole
+    contours, _ = cv2.findContours(region.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    outline = max(contours, key=cv2.contourArea)
+    hull = cv2.convexHull(outline, returnPoints=False)
+    try:
+        defects = cv2.convexityDefects(outline, hull) if len(hull) > 3 else None
+    except cv2.error:  # a self-touching outline OpenCV will not take
+        return whole
+    if defects is None:
+        return whole
+    across = region.shape[axis]  # rows when the belt runs along x, columns when along y
+    deep = [int(far) for _, _, far, depth in defects.reshape(-1, 4) if depth / 256 > _NOTCH * across]
+    notches = [(int(outline[far][0][0]), int(outline[far][0][1])) for far in deep]
+    best: tuple[float, list[np.ndarray]] | None = None
+    for index, p in enumerate(notches):
+        for q in notches[index + 1 :]:
+            step = np.subtract(q, p)
+            cut = float(np.hypot(*step))
+            if abs(step[axis]) > abs(step[1 - axis]) or cut > _CUT * across:
+                continue  # the cut must run across the belt, and be short
+            parts = _cut(region, p, q, smallest)
+            if parts and (best is None or cut < best[0]):
+                best = (cut, parts)
+    return whole if best is None else [(part, True) for part in best[1]]
+
+
+def _cut(region: np.ndarray, p: tuple[int, int], q: tuple[int, int], smallest: float) -> list[np.ndarray] | None:
+    """The region cut along p-q into its two largest pieces, or None unless both are items in their own right."""
+    cut = region.astype(np.uint8)
+    cv2.line(cut, p, q, 0, 2)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(cut, connectivity=4)
+    if count < 3:
+        return None
+    largest = np.argsort(stats[1:, cv2.CC_STAT_AREA])[::-1][:2] + 1
+    areas = stats[largest, cv2.CC_STAT_AREA]
+    if areas.min() < max(smallest, 0.25 * region.sum()):
+        return None
+    return [labels == index for index in largest]
 
 
 def _clean(changed: np.ndarray) -> np.ndarray:
@@ -248,7 +276,8 @@ def _clean(changed: np.ndarray) -> np.ndarray:
     mask = cv2.morphologyEx(changed.astype(np.uint8), cv2.MORPH_CLOSE, _CLOSE)
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     cv2.drawContours(mask, contours, -1, 1, cv2.FILLED)
-    return cv2.morphologyEx(mask, cv2.MORPH_OPEN, _OPEN).astype(bool)
+    # outside the frame counts as belt: a thin seam along the frame's edge is thin there too
+    return cv2.morphologyEx(mask, cv2.MORPH_OPEN, _OPEN, borderType=cv2.BORDER_CONSTANT, borderValue=0).astype(bool)
 
 
 def _prepare(crop_bgr: np.ndarray) -> np.ndarray:

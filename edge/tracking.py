@@ -36,6 +36,7 @@ DIRECTIONS: dict[str, Direction] = {
 }
 _LEARN_FROM = 6  # full-view steps of items before a learned direction and speed are used
 _MATCH = 0.2  # share of the smaller box that must overlap for a candidate to continue a track
+_SAME_SHIFT_PX = 8  # sides of a box that moved by this much the same (two working pixels) moved alike
 
 
 @dataclass
@@ -55,16 +56,24 @@ class Track:
     crossed_at: float | None = None  # when its centre crossed the reference line (the frames' clock)
     speed_px_s: float | None = None  # its own speed, fitted to its path
 
-    def fit_crossing(self, along: Callable[[tuple[float, float]], float], reference: float) -> None:
-        """The time its centre was at `reference` along the travel, from a straight line through its path."""
+    def fit_crossing(
+        self, along: Callable[[tuple[float, float]], float], reference: float, belt_speed: float | None
+    ) -> None:
+        """The time its centre was at `reference` along the travel. With the belt's speed known, each frame of
+        its path says when it crossed (its time + distance left / speed) and the median of those is taken: an
+        outline seen a little differently from frame to frame (white on a white belt) moves its centre, not the
+        median. Else a straight line through its path."""
         times = np.array([t for t, _, _ in self.path])
         positions = np.array([along((x, y)) for _, x, y in self.path])
         if len(times) < 2 or np.ptp(positions) < 1e-6:
             return
         slope, intercept = np.polyfit(times - times[0], positions, 1)
         if slope > 0:
-            self.crossed_at = float(times[0] + (reference - intercept) / slope)
             self.speed_px_s = float(slope)
+        if belt_speed:
+            self.crossed_at = float(np.median(times + (reference - positions) / belt_speed))
+        elif slope > 0:
+            self.crossed_at = float(times[0] + (reference - intercept) / slope)
 
 
 class BeltTracker:
@@ -180,7 +189,9 @@ class BeltTracker:
         self.tracks = [t for t in self.tracks if t.missed <= self.leave_frames]
         for track in left:
             if track.crossed_at is None and self.direction is not None:
-                track.fit_crossing(self.along, self.reference)  # it left before or without crossing: extrapolate
+                track.fit_crossing(
+                    self.along, self.reference, self.speed_px_s
+                )  # it left before or without crossing: extrapolate
         return entered, [t for t in left if t.confirmed]
 
     @property
@@ -195,9 +206,8 @@ class BeltTracker:
         track.view = view
         track.seen, track.missed = track.seen + 1, 0
         track.touching = track.touching or view.touching
-        was_in_full_view = track.in_full_view
         track.in_full_view = self._clear_of_edges(view.box)
-        if was_in_full_view and track.in_full_view and dt > 0 and not track.touching:
+        if track.seen >= 2 and dt > 0 and not track.touching and _moved_as_one(before.box, view.box):
             step = (np.array(view.centre) - np.array(before.centre)) / dt
             if self.configured is not None:  # the travel is known: only the speed along it is learned
                 step[1 - self.configured[0]] = 0.0
@@ -214,7 +224,7 @@ class BeltTracker:
             return
         track.longest = max(track.longest, view.length(axis))
         if track.crossed_at is None and self.along(view.centre) >= self.reference:
-            track.fit_crossing(self.along, self.reference)
+            track.fit_crossing(self.along, self.reference, self.speed_px_s)
 
     def _clear_of_edges(self, box: tuple[int, int, int, int]) -> bool:
         """Clear of the ROI's edges where items come in and go out (of every edge while the travel is unknown)."""
@@ -237,6 +247,13 @@ class BeltTracker:
 def _moved(box: tuple[int, int, int, int], by: np.ndarray) -> tuple[int, int, int, int]:
     dx, dy = round(float(by[0])), round(float(by[1]))
     return box[0] + dx, box[1] + dy, box[2] + dx, box[3] + dy
+
+
+def _moved_as_one(before: tuple[int, int, int, int], after: tuple[int, int, int, int]) -> bool:
+    """Every side of the box moved alike (and it moved): the whole item is in view and moves with the belt,
+    not an item coming into view or leaving it, whose box grows or shrinks."""
+    lead, trail = np.subtract(after[:2], before[:2]), np.subtract(after[2:], before[2:])
+    return bool(np.all(np.abs(lead - trail) <= _SAME_SHIFT_PX) and np.any(lead != 0))
 
 
 def _centre(box: tuple[int, int, int, int]) -> tuple[float, float]:

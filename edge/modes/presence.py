@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 LEAVE_FRAMES = 2  # frames an item may go unseen (a flicker, a dark garment half out of view) before it has left
 LEARN_LENGTH_FROM = 5  # single items measured before the line's usual item length is trusted
 TOO_LONG = 1.6  # times the line's median item length: not one item
-SPLIT_LONGER_THAN = 1.3  # times the median: a blob this long that narrows to almost nothing is two items
+SPLIT_LONGER_THAN = 1.3  # times the median: a blob this long with a waist is two items
+UNLEARNED_MAX_LENGTH = 0.8  # share of the ROI along the travel: the longest item before the line's are known
 
 
 class PresenceMode:
@@ -153,16 +154,17 @@ class PresenceMode:
         return self._tracker
 
     def _limit(self, times_median: float, configured_share: float) -> float | None:
-        """A length along the belt (ROI pixels): `times_median` the line's usual item length once known,
-        else that share of max_item_length when it is configured; None while neither is known."""
+        """A length along the belt (ROI pixels): that share of max_item_length when it is configured, else
+        `times_median` the line's usual item length once known, else that share of most of the ROI (an item
+        that long is hardly ever in full view); None while the travel is unknown."""
         tracker = self._tracker
         if tracker is None or tracker.direction is None:
             return None
+        along = tracker.roi_size[tracker.direction[0]]
         if self._settings.max_item_length is not None:
-            along = tracker.roi_size[tracker.direction[0]]
             return self._settings.max_item_length * along * configured_share
         if len(self._lengths) < LEARN_LENGTH_FROM:
-            return None
+            return UNLEARNED_MAX_LENGTH * along * configured_share
         return times_median * statistics.median(self._lengths)
 
     def _finish(self, item: Item, track: Track, clock: float) -> None:

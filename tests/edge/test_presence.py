@@ -63,7 +63,7 @@ def run_line(clip: Path, fps: int, settings: PresenceSettings | None = None) -> 
     """Every frame through presence mode as the daemon does it; the decisions in order, and the mode."""
     worker = InferenceWorker(SureClassifier())  # type: ignore[arg-type]
     worker.start()
-    book = ItemBook(worker, wait_s=0.5)
+    book = ItemBook(worker, wait_s=60)  # frames come unpaced: every crop offered is classified, however loaded
     ids = itertools.count(1)
     mode = PresenceMode(settings or PresenceSettings(), None, lambda: f"item-{next(ids)}")
     decided = []
