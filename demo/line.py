@@ -267,6 +267,9 @@ def _cut_out(photo: np.ndarray) -> tuple[np.ndarray, bool]:
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask)
     keep = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= 0.02 * mask.size]
+    areas = sorted((stats[i, cv2.CC_STAT_AREA] for i in keep), reverse=True)
+    if not areas or areas[0] < 0.75 * sum(areas):  # in pieces: a white garment on a white studio background
+        return whole, False
     mask = np.isin(labels, keep).astype(np.uint8)
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     filled = np.zeros_like(mask)

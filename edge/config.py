@@ -103,7 +103,7 @@ class PresenceSettings(_Section):
     # A pixel differs from the belt when it is further from the belt's learned colour there than `sigmas` times
     # the belt's own variation at that pixel (grain, seams passing) and than `pixel_delta` grey levels: 10
     # finds black trousers on a black rubber belt.
-    pixel_delta: int = Field(default=10, ge=1, le=255)
+    pixel_delta: int = Field(default=6, ge=1, le=255)
     sigmas: float = Field(default=4.0, gt=0)
     # Smallest new item, as a share of the ROI: less is a mark or a reflection. An item already followed is
     # followed down to leave_fraction (hysteresis), as it leaves the view.

@@ -35,6 +35,8 @@ _CLOSE = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))  # joins an item's
 _OPEN = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))  # removes what is thinner: seams, scratches, marks
 _NOTCH = 0.12  # a notch in an outline this deep (share of the region's width across the belt) may be a waist
 _CUT = 0.7  # ... and two notches facing each other this close (same share) are one: two items touching
+_SEAM_PX = 8  # working pixels: a band no thicker across the whole belt is a seam
+_SIDE_BY_SIDE_GAP = 0.1  # pieces this close across the belt (share of its width) at one place along it: one item
 
 
 @dataclass(frozen=True)
@@ -173,7 +175,7 @@ class PresenceDetector:
     def _candidates(self, mask: np.ndarray, scale: tuple[float, float]) -> list[ItemView]:
         count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
         smallest = self.settings.leave_fraction * mask.size
-        views = []
+        pieces: list[tuple[np.ndarray, np.ndarray, bool]] = []  # (xs, ys, touching), working pixels
         for index in range(1, count):
             if stats[index, cv2.CC_STAT_AREA] < smallest:
                 continue
@@ -184,22 +186,62 @@ class PresenceDetector:
                 and self.split_longer_than is not None
                 and (w, h)[self.axis] * scale[self.axis] > self.split_longer_than
             )
-            parts = _split_touching(
+            for part, touching in _split_touching(
                 region, self.axis if long_enough else None, self.settings.enter_fraction * mask.size
-            )
-            for part, touching in parts:
+            ):
                 ys, xs = np.nonzero(part)
-                px, py = x, y
-                box = (
-                    int((px + xs.min()) * scale[0]),
-                    int((py + ys.min()) * scale[1]),
-                    int(np.ceil((px + xs.max() + 1) * scale[0])),
-                    int(np.ceil((py + ys.max() + 1) * scale[1])),
-                )
-                centre = ((px + xs.mean() + 0.5) * scale[0], (py + ys.mean() + 0.5) * scale[1])
-                tilt, upright = _orientation((px + xs + 0.5) * scale[0], (py + ys + 0.5) * scale[1])
-                views.append(ItemView(box, centre, float(xs.size) / mask.size, touching, tilt, upright))
+                pieces.append((xs + x, ys + y, touching))
+        views = []
+        for xs, ys, touching in _side_by_side(pieces, self.axis, mask.shape):
+            if _seam_like(xs, ys, mask.shape):
+                continue
+            box = (
+                int(xs.min() * scale[0]),
+                int(ys.min() * scale[1]),
+                int(np.ceil((xs.max() + 1) * scale[0])),
+                int(np.ceil((ys.max() + 1) * scale[1])),
+            )
+            centre = ((xs.mean() + 0.5) * scale[0], (ys.mean() + 0.5) * scale[1])
+            tilt, upright = _orientation((xs + 0.5) * scale[0], (ys + 0.5) * scale[1])
+            views.append(ItemView(box, centre, float(xs.size) / mask.size, touching, tilt, upright))
         return views
+
+
+def _seam_like(xs: np.ndarray, ys: np.ndarray, shape: tuple[int, ...]) -> bool:
+    """A thin band across most of the ROI: a seam or splice (thickened by motion blur), never an item."""
+    width, height = int(np.ptp(xs)) + 1, int(np.ptp(ys)) + 1
+    return (width <= _SEAM_PX and height >= 0.5 * shape[0]) or (height <= _SEAM_PX and width >= 0.5 * shape[1])
+
+
+def _side_by_side(
+    pieces: list[tuple[np.ndarray, np.ndarray, bool]], axis: int | None, shape: tuple[int, ...]
+) -> list[tuple[np.ndarray, np.ndarray, bool]]:
+    """Pieces at the same place along the belt and close across it are one item seen in pieces (a garment
+    the belt's colour in places): items on a sorting line come one after another, not side by side."""
+    if axis is None or len(pieces) < 2:
+        return pieces
+    across_gap = _SIDE_BY_SIDE_GAP * shape[axis]  # rows across when the belt runs along x
+    extents = [(p[axis].min(), p[axis].max(), p[1 - axis].min(), p[1 - axis].max()) for p in pieces]
+    group = list(range(len(pieces)))
+
+    def root(index: int) -> int:
+        while group[index] != index:
+            index = group[index]
+        return index
+
+    for i, (a0, a1, c0, c1) in enumerate(extents):
+        for j in range(i + 1, len(pieces)):
+            b0, b1, d0, d1 = extents[j]
+            overlap = min(a1, b1) - max(a0, b0)
+            if overlap >= 0.5 * min(a1 - a0, b1 - b0) and max(c0, d0) - min(c1, d1) <= across_gap:
+                group[root(j)] = root(i)
+    joined: dict[int, list[tuple[np.ndarray, np.ndarray, bool]]] = {}
+    for index, piece in enumerate(pieces):
+        joined.setdefault(root(index), []).append(piece)
+    return [
+        (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), any(p[2] for p in parts))
+        for parts in joined.values()
+    ]
 
 
 def _orientation(xs: np.ndarray, ys: np.ndarray) -> tuple[float, tuple[float, float, float, float]]:

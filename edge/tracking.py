@@ -42,9 +42,10 @@ _SAME_SHIFT_PX = 8  # sides of a box that moved by this much the same (two worki
 @dataclass
 class Track:
     view: ItemView
+    first_seen: float  # the frames' clock
     seen: int = 1  # frames seen in a row
     missed: int = 0  # frames not seen in a row
-    confirmed: bool = False  # seen min_frames times: an item
+    confirmed: bool = False  # an item: seen min_frames times in a row, and once in full view (or longer than it)
     touching: bool = False  # touches another item in this frame
     touching_frames: int = 0  # frames it touched another while in full view
     in_full_view: bool = False  # clear of the ROI's edges where items come in and go out
@@ -158,7 +159,7 @@ class BeltTracker:
                 track_of[vi] = owner
                 continue
             if view.area >= self.new_item_area:
-                self.tracks.append(Track(view))
+                self.tracks.append(Track(view, now))
                 view_of[len(self.tracks) - 1] = vi
                 track_of[vi] = len(self.tracks) - 1
         for ti, track in enumerate(self.tracks):
@@ -182,16 +183,15 @@ class BeltTracker:
         for track in self.tracks:
             if track.touching and track.in_full_view:
                 track.touching_frames += 1
-            if not track.confirmed and track.seen >= self.min_frames:
+            # what never comes into full view is not an item: a seam or a shadow at the edge, a flicker
+            if not track.confirmed and track.seen >= self.min_frames and (track.in_full_view or track.spanned):
                 track.confirmed = True
                 entered.append(track)
         left = [t for t in self.tracks if t.missed > self.leave_frames]
         self.tracks = [t for t in self.tracks if t.missed <= self.leave_frames]
-        for track in left:
+        for track in left:  # it left before or without crossing: extrapolate
             if track.crossed_at is None and self.direction is not None:
-                track.fit_crossing(
-                    self.along, self.reference, self.speed_px_s
-                )  # it left before or without crossing: extrapolate
+                track.fit_crossing(self.along, self.reference, self.speed_px_s)
         return entered, [t for t in left if t.confirmed]
 
     @property

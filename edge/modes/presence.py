@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 LEAVE_FRAMES = 2  # frames an item may go unseen (a flicker, a dark garment half out of view) before it has left
 LEARN_LENGTH_FROM = 5  # single items measured before the line's usual item length is trusted
-TOO_LONG = 1.6  # times the line's median item length: not one item
+TOO_LONG = 1.8  # times the line's median item length: not one item
 SPLIT_LONGER_THAN = 1.3  # times the median: a blob this long with a waist is two items
 UNLEARNED_MAX_LENGTH = 0.8  # share of the ROI along the travel: the longest item before the line's are known
 
@@ -70,7 +70,7 @@ class PresenceMode:
         clock = frame.wall_time - frame.captured_at  # monotonic -> wall clock, for the PLC
         for track in entered:
             self.items_seen += 1
-            self._items[id(track)] = items.open(self._next_item_id(), first_seen=frame.wall_time)
+            self._items[id(track)] = items.open(self._next_item_id(), first_seen=track.first_seen + clock)
         for track in left:
             item = self._items.pop(id(track))
             self._finish(item, track, clock)
