@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge.presence import ItemView
+from edge.item_shapes import ItemView
 
 Direction = tuple[int, int]  # (axis, sign): axis 0 is x, 1 is y; sign +1 when items move to larger x / y
 

@@ -1,0 +1,197 @@
+"""What an item looks like in the change mask, and what does not: the shape rules of presence detection.
+
+What differs from the belt is cleaned by shape: gaps inside an item closed and holes filled (a dark garment
+on a dark belt shows as its light edges and folds), then everything thinner than a few working pixels removed
+(seams and splices across the belt, scratches, small marks). Of what remains, a thin band across most of the
+ROI is a seam; pieces at one place along the belt and close across it are one item seen in pieces (items on a
+sorting line come one after another); a long region with a waist (two deep notches facing each other across
+the belt) is two items touching, split there and both marked so that neither gets a lane. Each item's tilt
+and upright box let the crop stand it up like a product photo.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+CLOSE = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))  # joins an item's edges across a dark interior
+_OPEN = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))  # removes what is thinner: seams, scratches, marks
+_NOTCH = 0.12  # a notch in an outline this deep (share of the region's width across the belt) may be a waist
+_CUT = 0.7  # ... and two notches facing each other this close (same share) are one: two items touching
+_SEAM_PX = 8  # working pixels: a band no thicker across the whole belt is a seam
+_SIDE_BY_SIDE_GAP = 0.1  # pieces this close across the belt (share of its width) at one place along it: one item
+
+
+@dataclass(frozen=True)
+class ItemView:
+    """One item candidate in the ROI in this frame."""
+
+    box: tuple[int, int, int, int]  # (x0, y0, x1, y1) in ROI pixels
+    centre: tuple[float, float]  # centroid of its pixels, ROI pixels
+    area: float  # share of the ROI it covers
+    touching: bool = False  # split off another item it touches
+    tilt: float = 0.0  # degrees its long axis leans from upright (counter-clockwise positive); 0 when unclear
+    upright: tuple[float, float, float, float] = (0, 0, 0, 0)  # turned upright: its middle x, y and width, height
+
+    def length(self, axis: int) -> int:
+        """Its extent along `axis` (0: x, 1: y), ROI pixels."""
+        return self.box[2 + axis] - self.box[axis]
+
+
+def clean(changed: np.ndarray) -> np.ndarray:
+    """Close gaps, fill holes, then drop everything thin: what remains is item-shaped."""
+    mask = cv2.morphologyEx(changed.astype(np.uint8), cv2.MORPH_CLOSE, CLOSE)
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    cv2.drawContours(mask, contours, -1, 1, cv2.FILLED)
+    # outside the frame counts as belt: a thin seam along the frame's edge is thin there too
+    return cv2.morphologyEx(mask, cv2.MORPH_OPEN, _OPEN, borderType=cv2.BORDER_CONSTANT, borderValue=0).astype(bool)
+
+
+def find_items(
+    mask: np.ndarray,
+    scale: tuple[float, float],
+    axis: int | None,
+    split_longer_than: float | None,
+    smallest_share: float,
+    item_share: float,
+) -> list[ItemView]:
+    """The item candidates in a cleaned change mask (working resolution), as ROI-pixel views. `scale`: ROI
+    pixels per working pixel; `axis`: the belt's travel (0: x, 1: y) once known; a region longer than
+    `split_longer_than` along it (ROI pixels) is looked at for a waist; pieces under `smallest_share` of the
+    mask are ignored, a touching part under `item_share` is not split off."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    smallest = smallest_share * mask.size
+    pieces: list[tuple[np.ndarray, np.ndarray, bool]] = []  # (xs, ys, touching), working pixels
+    for index in range(1, count):
+        if stats[index, cv2.CC_STAT_AREA] < smallest:
+            continue
+        x, y, w, h = stats[index, :4]
+        region = labels[y : y + h, x : x + w] == index
+        long_enough = (
+            axis is not None and split_longer_than is not None and (w, h)[axis] * scale[axis] > split_longer_than
+        )
+        for part, touching in _split_touching(region, axis if long_enough else None, item_share * mask.size):
+            ys, xs = np.nonzero(part)
+            pieces.append((xs + x, ys + y, touching))
+    views = []
+    for xs, ys, touching in _side_by_side(pieces, axis, mask.shape):
+        if _seam_like(xs, ys, mask.shape):
+            continue
+        box = (
+            int(xs.min() * scale[0]),
+            int(ys.min() * scale[1]),
+            int(np.ceil((xs.max() + 1) * scale[0])),
+            int(np.ceil((ys.max() + 1) * scale[1])),
+        )
+        centre = ((xs.mean() + 0.5) * scale[0], (ys.mean() + 0.5) * scale[1])
+        tilt, upright = _orientation((xs + 0.5) * scale[0], (ys + 0.5) * scale[1])
+        views.append(ItemView(box, centre, float(xs.size) / mask.size, touching, tilt, upright))
+    return views
+
+
+def _seam_like(xs: np.ndarray, ys: np.ndarray, shape: tuple[int, ...]) -> bool:
+    """A thin band across most of the ROI: a seam or splice (thickened by motion blur), never an item."""
+    width, height = int(np.ptp(xs)) + 1, int(np.ptp(ys)) + 1
+    return (width <= _SEAM_PX and height >= 0.5 * shape[0]) or (height <= _SEAM_PX and width >= 0.5 * shape[1])
+
+
+def _side_by_side(
+    pieces: list[tuple[np.ndarray, np.ndarray, bool]], axis: int | None, shape: tuple[int, ...]
+) -> list[tuple[np.ndarray, np.ndarray, bool]]:
+    """Pieces at the same place along the belt and close across it are one item seen in pieces (a garment
+    the belt's colour in places): items on a sorting line come one after another, not side by side."""
+    if axis is None or len(pieces) < 2:
+        return pieces
+    across_gap = _SIDE_BY_SIDE_GAP * shape[axis]  # rows across when the belt runs along x
+    extents = [(p[axis].min(), p[axis].max(), p[1 - axis].min(), p[1 - axis].max()) for p in pieces]
+    group = list(range(len(pieces)))
+
+    def root(index: int) -> int:
+        while group[index] != index:
+            index = group[index]
+        return index
+
+    for i, (a0, a1, c0, c1) in enumerate(extents):
+        for j in range(i + 1, len(pieces)):
+            b0, b1, d0, d1 = extents[j]
+            overlap = min(a1, b1) - max(a0, b0)
+            if overlap >= 0.5 * min(a1 - a0, b1 - b0) and max(c0, d0) - min(c1, d1) <= across_gap:
+                group[root(j)] = root(i)
+    joined: dict[int, list[tuple[np.ndarray, np.ndarray, bool]]] = {}
+    for index, piece in enumerate(pieces):
+        joined.setdefault(root(index), []).append(piece)
+    return [
+        (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), any(p[2] for p in parts))
+        for parts in joined.values()
+    ]
+
+
+def _orientation(xs: np.ndarray, ys: np.ndarray) -> tuple[float, tuple[float, float, float, float]]:
+    """How far the region's long axis leans from upright, in degrees (counter-clockwise positive, as
+    cv2.getRotationMatrix2D turns; from its second moments), and its box turned upright: middle x, y, width,
+    height. A roundish region (less than 1.3 : 1) has no long axis to go by: tilt 0, its box as it is."""
+    box = ((xs.min() + xs.max()) / 2, (ys.min() + ys.max()) / 2, float(np.ptp(xs)) + 1, float(np.ptp(ys)) + 1)
+    if xs.size < 10:
+        return 0.0, box
+    dx, dy = xs - xs.mean(), ys - ys.mean()
+    sxx, syy, sxy = float((dx * dx).mean()), float((dy * dy).mean()), float((dx * dy).mean())
+    spread = np.sqrt(((sxx - syy) / 2) ** 2 + sxy**2)
+    major, minor = (sxx + syy) / 2 + spread, (sxx + syy) / 2 - spread
+    if major < 1.3**2 * max(minor, 1e-6):
+        return 0.0, box
+    axis = np.arctan2(2 * sxy, sxx - syy) / 2  # the long axis from the x axis, radians, image y pointing down
+    cos, sin = np.cos(axis), np.sin(axis)
+    along, across = dx * cos + dy * sin, -dx * sin + dy * cos
+    mid_along, mid_across = (along.min() + along.max()) / 2, (across.min() + across.max()) / 2
+    middle = (xs.mean() + mid_along * cos - mid_across * sin, ys.mean() + mid_along * sin + mid_across * cos)
+    lean = np.degrees(axis) - 90.0 if axis > 0 else np.degrees(axis) + 90.0  # from upright, -90..90
+    return float(-lean), (float(middle[0]), float(middle[1]), float(np.ptp(across)) + 1, float(np.ptp(along)) + 1)
+
+
+def _split_touching(region: np.ndarray, axis: int | None, smallest: float) -> list[tuple[np.ndarray, bool]]:
+    """The region as one part, or as two parts (touching) where it has a waist: two deep notches in its
+    outline, facing each other across the belt, a short cut apart. Two garments laid against each other leave
+    such a waist; one garment rarely does (the notch between a trouser's legs has no partner across the
+    waistband). Each part: its mask (the region's shape), touching."""
+    whole = [(region, False)]
+    if axis is None:
+        return whole
+    contours, _ = cv2.findContours(region.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    outline = max(contours, key=cv2.contourArea)
+    hull = cv2.convexHull(outline, returnPoints=False)
+    try:
+        defects = cv2.convexityDefects(outline, hull) if len(hull) > 3 else None
+    except cv2.error:  # a self-touching outline OpenCV will not take
+        return whole
+    if defects is None:
+        return whole
+    across = region.shape[axis]  # rows when the belt runs along x, columns when along y
+    deep = [int(far) for _, _, far, depth in defects.reshape(-1, 4) if depth / 256 > _NOTCH * across]
+    notches = [(int(outline[far][0][0]), int(outline[far][0][1])) for far in deep]
+    best: tuple[float, list[np.ndarray]] | None = None
+    for index, p in enumerate(notches):
+        for q in notches[index + 1 :]:
+            step = np.subtract(q, p)
+            cut = float(np.hypot(*step))
+            if abs(step[axis]) > abs(step[1 - axis]) or cut > _CUT * across:
+                continue  # the cut must run across the belt, and be short
+            parts = _cut(region, p, q, smallest)
+            if parts and (best is None or cut < best[0]):
+                best = (cut, parts)
+    return whole if best is None else [(part, True) for part in best[1]]
+
+
+def _cut(region: np.ndarray, p: tuple[int, int], q: tuple[int, int], smallest: float) -> list[np.ndarray] | None:
+    """The region cut along p-q into its two largest pieces, or None unless both are items in their own right."""
+    cut = region.astype(np.uint8)
+    cv2.line(cut, p, q, 0, 2)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(cut, connectivity=4)
+    if count < 3:
+        return None
+    largest = np.argsort(stats[1:, cv2.CC_STAT_AREA])[::-1][:2] + 1
+    areas = stats[largest, cv2.CC_STAT_AREA]
+    if areas.min() < max(smallest, 0.25 * region.sum()):
+        return None
+    return [labels == index for index in largest]
