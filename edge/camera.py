@@ -37,7 +37,7 @@ _PICAMERA = re.compile(r"^picamera2(?::(\d+))?$")
 class Frame:
     image: np.ndarray  # HxWx3 BGR uint8
     seq: int  # 1, 2, … per frame read from the source, so gaps show frames the consumer never saw
-    captured_at: float  # time.monotonic() when read
+    captured_at: float  # time.monotonic() when read (when due, for a file played at its own rate)
     wall_time: float  # time.time() when read
 
 
@@ -247,7 +247,10 @@ class Camera:
                         return "restart" if self.settings.loop else "ended"
                     raise SourceError(f"camera source {self.settings.source!r}: read failed (stream interrupted)")
                 frames_this_open += 1
-                if not self._publish(_as_bgr(image), generation):
+                # a paced file is stamped when its frame is due, as a camera stamps a frame at its exposure:
+                # decoding late on a busy CPU must not move the time an item crossed the reference line
+                exposed = started + (frames_this_open - 1) * pace if pace else None
+                if not self._publish(_as_bgr(image), generation, exposed):
                     return "stopped"
                 if pace:
                     due = started + frames_this_open * pace
@@ -262,8 +265,10 @@ class Camera:
             reader.release()
         return "stopped"
 
-    def _publish(self, image: np.ndarray, generation: int) -> bool:
+    def _publish(self, image: np.ndarray, generation: int, exposed: float | None = None) -> bool:
         now, wall = time.monotonic(), time.time()
+        if exposed is not None and exposed <= now:
+            now, wall = exposed, wall - (now - exposed)
         with self._cond:
             if self.kind == "file" and not self.settings.realtime:
                 # deterministic playback: wait until the consumer took the previous frame

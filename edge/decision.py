@@ -110,11 +110,11 @@ def belt_timing(vote: ItemVote, decided_at: float) -> dict[str, object]:
     """When the item crossed the reference line and how fast the belt ran, in forms a PLC can use: epoch
     seconds, integer epoch milliseconds (a 32-bit REAL cannot hold epoch seconds), and milliseconds before
     the decision was made (no clock sync needed: the PLC subtracts it from when the message came)."""
-    crossed = vote.crossed_at
+    crossed_ms = None if vote.crossed_at is None else round(vote.crossed_at * 1000)
     return {
-        "crossed_at": None if crossed is None else round(crossed, 4),
-        "crossed_at_ms": None if crossed is None else round(crossed * 1000),
-        "crossed_ms_before_decision": None if crossed is None else round((decided_at - crossed) * 1000),
+        "crossed_at": None if crossed_ms is None else crossed_ms / 1000,
+        "crossed_at_ms": crossed_ms,
+        "crossed_ms_before_decision": None if crossed_ms is None else round(decided_at * 1000) - crossed_ms,
         "belt_speed_px_s": None if vote.belt_speed_px_s is None else round(vote.belt_speed_px_s, 1),
         "belt_speed_mm_s": None if vote.belt_speed_mm_s is None else round(vote.belt_speed_mm_s, 1),
     }

@@ -21,6 +21,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from demo.conveyor import write_conveyor_clip
+from demo.line import Line, write_line_clip
 from edge.config import MqttSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -186,6 +187,37 @@ def test_presence_mode_sends_one_decision_per_item(tmp_path, mosquitto, subscrib
     assert statuses[0]["state"] == "online" and statuses[-1]["state"] == "offline"
     # the daemon has exited and its last word, offline, arrived after every decision: nothing more to come
     assert len(sub.received("sortline/line-1/decision")) == len(order)
+
+
+def test_on_a_simulated_line_every_item_gets_one_decision_timed_at_the_reference_line(
+    tmp_path, mosquitto, subscriber, color_bundle, items
+):
+    """A moving black rubber belt with seams and marks, items cut out and rotated with shadows, flickering
+    light, two in view at once: the real daemon, at the camera's pace, against a real broker."""
+    order = ["red", "blue", "green", "blue", "red", "green"]
+    clip = tmp_path / "line.avi"
+    line = Line(belt="black-rubber", size=(320, 240), speed_px_s=180.0, gap_s=(0.3, 0.8))
+    truth = write_line_clip(clip, [items[label] for label in order], order, line, seed=3)
+    sub = subscriber(mosquitto, ["sortline/line-1/decision", "sortline/line-1/stats"])
+    config = write_config(
+        tmp_path, mosquitto, color_bundle, clip, camera={"realtime": True}, trigger={"presence": {"mm_per_px": 2.0}}
+    )
+    finish(start_daemon(config))
+
+    topic = "sortline/line-1/decision"
+    sub.wait_for(lambda got: len([m for m in got if m.topic == topic]) >= len(order))
+    decisions = sub.payloads(topic)
+    assert [d["label"] for d in decisions] == order
+    crossed = np.array([d["crossed_at"] for d in decisions])
+    gaps_error = np.diff(crossed) - np.diff([item.crossed_s for item in truth])
+    assert np.abs(gaps_error).max() * line.fps <= 1.5, gaps_error  # within a frame and a half, worst item
+    for decision in decisions:
+        assert decision["crossed_at_ms"] == round(decision["crossed_at"] * 1000)
+        assert decision["crossed_at"] <= decision["decided_at"] and decision["crossed_ms_before_decision"] >= 0
+        assert abs(decision["belt_speed_px_s"] / line.speed_px_s - 1) < 0.05
+        assert decision["belt_speed_mm_s"] == pytest.approx(2.0 * decision["belt_speed_px_s"], rel=0.01)
+    stats = sub.payloads("sortline/line-1/stats")[-1]
+    assert stats["line"]["items_seen"] == len(order) and sum(stats["decisions"].values()) == len(order)
 
 
 def test_broker_outage_mid_stream_loses_no_decision(tmp_path, mosquitto, subscriber, color_bundle, items, wait_until):
