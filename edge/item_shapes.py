@@ -29,7 +29,7 @@ class ItemView:
     """One item candidate in the ROI in this frame."""
 
     box: tuple[int, int, int, int]  # (x0, y0, x1, y1) in ROI pixels
-    centre: tuple[float, float]  # centroid of its pixels, ROI pixels
+    centre: tuple[float, float]  # the middle of its box, ROI pixels: between its leading and trailing edges
     area: float  # share of the ROI it covers
     touching: bool = False  # split off another item it touches
     tilt: float = 0.0  # degrees its long axis leans from upright (counter-clockwise positive); 0 when unclear
@@ -85,7 +85,7 @@ def find_items(
             int(np.ceil((xs.max() + 1) * scale[0])),
             int(np.ceil((ys.max() + 1) * scale[1])),
         )
-        centre = ((xs.mean() + 0.5) * scale[0], (ys.mean() + 0.5) * scale[1])
+        centre = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
         tilt, upright = _orientation((xs + 0.5) * scale[0], (ys + 0.5) * scale[1])
         views.append(ItemView(box, centre, float(xs.size) / mask.size, touching, tilt, upright))
     return views
