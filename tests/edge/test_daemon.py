@@ -189,8 +189,19 @@ def test_presence_mode_sends_one_decision_per_item(tmp_path, mosquitto, subscrib
     assert len(sub.received("sortline/line-1/decision")) == len(order)
 
 
+def _line_metrics(port: int) -> dict[str, float] | None:
+    """/metrics once three items have been seen and the belt's speed is known, else None."""
+    try:
+        samples = scrape(port)
+    except OSError:
+        return None
+    if samples.get("sortline_items_seen_total", 0) >= 3 and "sortline_belt_speed_px_s" in samples:
+        return samples
+    return None
+
+
 def test_on_a_simulated_line_every_item_gets_one_decision_timed_at_the_reference_line(
-    tmp_path, mosquitto, subscriber, color_bundle, items
+    tmp_path, mosquitto, subscriber, color_bundle, items, wait_until
 ):
     """A moving black rubber belt with seams and marks, items cut out and rotated with shadows, flickering
     light, two in view at once: the real daemon, at the camera's pace, against a real broker."""
@@ -199,10 +210,21 @@ def test_on_a_simulated_line_every_item_gets_one_decision_timed_at_the_reference
     line = Line(belt="black-rubber", size=(320, 240), speed_px_s=180.0, gap_s=(0.3, 0.8))
     truth = write_line_clip(clip, [items[label] for label in order], order, line, seed=3)
     sub = subscriber(mosquitto, ["sortline/line-1/decision", "sortline/line-1/stats"])
+    metrics_port = free_port()
     config = write_config(
-        tmp_path, mosquitto, color_bundle, clip, camera={"realtime": True}, trigger={"presence": {"mm_per_px": 2.0}}
+        tmp_path,
+        mosquitto,
+        color_bundle,
+        clip,
+        camera={"realtime": True},
+        trigger={"presence": {"mm_per_px": 2.0}},
+        metrics={"enabled": True, "port": metrics_port},
     )
-    finish(start_daemon(config))
+    daemon = start_daemon(config)
+    # while it runs, /metrics counts the items seen and says how fast the belt goes
+    seen = wait_until(lambda: _line_metrics(metrics_port), timeout=60, what="three items on /metrics")
+    assert abs(seen["sortline_belt_speed_px_s"] / line.speed_px_s - 1) < 0.05
+    finish(daemon)
 
     topic = "sortline/line-1/decision"
     sub.wait_for(lambda got: len([m for m in got if m.topic == topic]) >= len(order))
