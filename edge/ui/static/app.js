@@ -213,14 +213,19 @@ frameBox.addEventListener("pointerup", () => {
   showProposal();
 });
 
-async function sendRoi(method, body) {
-  const response = await fetch("/api/roi", {
+// A change the page asks for: [ok, the JSON answer].
+async function send(path, method, body) {
+  const response = await fetch(path, {
     method: method,
     headers: { "Content-Type": "application/json" },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
-  const answer = await response.json();
-  if (!response.ok) { alert(answer.error); return; }
+  return [response.ok, await response.json()];
+}
+
+async function sendRoi(method, body) {
+  const [ok, answer] = await send("/api/roi", method, body);
+  if (!ok) { alert(answer.error); return; }
   proposal = null;
   showProposal();
   showRoi(answer);
@@ -250,13 +255,8 @@ let scaleFrom = null;
 function hint(message) { text("belt-hint", message); }
 
 async function sendBelt(method, body) {
-  const response = await fetch("/api/belt", {
-    method: method,
-    headers: { "Content-Type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const answer = await response.json();
-  if (!response.ok) { hint(answer.error); return; }
+  const [ok, answer] = await send("/api/belt", method, body);
+  if (!ok) { hint(answer.error); return; }
   hint("");
   showBelt(answer);
 }
