@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from edge.belt_calibration import BeltCalibration
 from edge.bundle import BundleError, load_bundle
 from edge.config import ConfigError, EdgeSettings, Roi, load_settings
 from edge.decision import REJECT, Thresholds, check_lanes
@@ -72,7 +73,24 @@ def _check_config(settings: EdgeSettings) -> int:
         f" (from the {roi.source}{kept})",
         file=sys.stderr,
     )
+    if settings.trigger.mode == "presence":
+        print(_belt_text(settings), file=sys.stderr)
     return 0
+
+
+def _belt_text(settings: EdgeSettings) -> str:
+    """Where decisions are timed and at what scale, and where each value comes from (page or config)."""
+    belt = BeltCalibration(settings.trigger.presence, settings.state_directory)
+    if belt.problem:
+        print(f"sortline-edge: warning: {belt.problem}", file=sys.stderr)
+    state = belt.describe()
+    source = {name: "page" if name in state["from_page"] else "config" for name in ("reference_line", "mm_per_px")}
+    kept = f", kept in {belt.path}" if state["from_page"] else ""
+    scale = "not calibrated (belt speed in px/s only)" if belt.mm_per_px is None else f"{belt.mm_per_px:g} mm/px"
+    return (
+        f"belt: travel {settings.trigger.presence.direction}; reference line at {belt.reference_line:g} of the ROI"
+        f" along the travel (from the {source['reference_line']}); {scale} (from the {source['mm_per_px']}){kept}"
+    )
 
 
 def _roi_text(roi: Roi | None) -> str:

@@ -96,6 +96,22 @@ def test_check_config_prints_effective_config_with_secrets_masked(config_file: P
     assert "ok: model color-test:1:" in result.stderr
 
 
+def test_check_config_says_where_crossings_are_timed_and_where_that_comes_from(config_file: Path, tmp_path: Path):
+    state = tmp_path / "state"
+    result = run_cli("--config", str(config_file), "check-config", env={"STATE_DIRECTORY": str(state)})
+    assert "belt: travel auto; reference line at 0.5 of the ROI along the travel (from the config);" in result.stderr
+    assert "not calibrated (belt speed in px/s only) (from the config)" in result.stderr
+    state.mkdir()
+    (state / "belt.json").write_text('{"reference_line": 0.3, "mm_per_px": 1.25}')  # what the page keeps
+    result = run_cli("--config", str(config_file), "check-config", env={"STATE_DIRECTORY": str(state)})
+    assert f"at 0.3 of the ROI along the travel (from the page); 1.25 mm/px (from the page), kept in {state}" in (
+        result.stderr
+    )
+    (state / "belt.json").write_text('{"reference_line": 7}')
+    result = run_cli("--config", str(config_file), "check-config", env={"STATE_DIRECTORY": str(state)})
+    assert result.returncode == 0 and "not readable" in result.stderr and "at 0.5 of the ROI" in result.stderr
+
+
 def test_check_config_rejects_invalid_value_with_nonzero_exit(config_file: Path) -> None:
     result = run_cli("--config", str(config_file), "check-config", env={"SORTLINE_MODEL__THRESHOLD": "1.5"})
     assert result.returncode == 2
