@@ -111,11 +111,20 @@ class LineItem:
     touching: bool = False  # touches the item before or after it
 
 
+_SHADOW_OFFSET, _SHADOW_SOFT = 9, 12  # the light comes from the top left; the shadow's edge is soft
+
+
 @dataclass
 class _Sprite:
     image: np.ndarray  # float32 BGR
     alpha: np.ndarray  # float32 0..1
     cut_out: bool
+    shadow: np.ndarray = field(init=False)  # alpha blurred, _SHADOW_SOFT wider on every side
+
+    def __post_init__(self) -> None:
+        soft = _SHADOW_SOFT
+        border = cv2.copyMakeBorder(self.alpha, soft, soft, soft, soft, cv2.BORDER_CONSTANT, 0)
+        self.shadow = cv2.GaussianBlur(border, (0, 0), 5)
 
 
 @dataclass
@@ -123,7 +132,9 @@ class _Placed:
     sprite: _Sprite
     centre: float  # belt coordinate of its centre along the belt at t = 0 (canonical, travel to +x)
     across: int  # top of the sprite across the belt
-    meta: dict = field(default_factory=dict)
+    label: str
+    image: str
+    gap: float  # empty belt before it, pixels (0 or less: its box meets the one before)
 
 
 def write_line_clip(
@@ -160,7 +171,7 @@ def write_line_clip(
         gap = (-4.0 if touching else rng.uniform(*line.gap_s) * line.speed_px_s) if placed else 0.0
         centre = front - gap - length / 2
         top = belt_top + int(rng.integers(0, max(1, belt_h - sprite.alpha.shape[0])))
-        placed.append(_Placed(sprite, centre, top, {"label": label, "image": str(image_path), "gap": gap}))
+        placed.append(_Placed(sprite, centre, top, label, str(image_path), gap))
         front = centre - length / 2
     speed_pf = line.speed_px_s / line.fps  # pixels per frame
     reference = along / 2
@@ -172,13 +183,13 @@ def write_line_clip(
     truth = []
     for index, item in enumerate(placed):
         half = item.sprite.alpha.shape[1] / 2
-        gaps = [item.meta["gap"]] if index else []
-        gaps += [placed[index + 1].meta["gap"]] if index + 1 < len(placed) else []
+        gaps = [item.gap] if index else []
+        gaps += [placed[index + 1].gap] if index + 1 < len(placed) else []
         touching = any(gap <= 0 for gap in gaps)  # bounding boxes meet: the items may touch
         truth.append(
             LineItem(
-                label=item.meta["label"],
-                image=item.meta["image"],
+                label=item.label,
+                image=item.image,
                 first_frame=max(0, math.ceil((-(item.centre + half)) / speed_pf)),
                 last_frame=min(total - 1, math.floor((along - (item.centre - half)) / speed_pf)),
                 crossed_s=round((reference - item.centre) / line.speed_px_s, 4),
@@ -303,7 +314,7 @@ def _belt_texture(belt: Belt, belt_h: int, rng: np.random.Generator) -> np.ndarr
             mark, centre, axes, float(rng.uniform(0, 180)), 0, 360, float(rng.choice([-1, 1]) * rng.uniform(12, 30)), -1
         )
         shade += cv2.GaussianBlur(mark, (5, 5), 0)
-    return np.clip(base + shade[:, :, None] * np.array([1.0, 1.0, 1.0], np.float32), 0, 255)
+    return np.clip(base + shade[:, :, None], 0, 255)
 
 
 def _guard(rows: int, along: int) -> np.ndarray:
@@ -316,9 +327,8 @@ def _draw(canvas: np.ndarray, item: _Placed, centre: float) -> None:
     """The item and its shadow (offset away from the light, soft) where its centre is now."""
     alpha, image = item.sprite.alpha, item.sprite.image
     left = round(centre - alpha.shape[1] / 2)
-    offset, soft = 9, 12  # the light comes from the top left; the shadow's edge is soft
-    shadow = cv2.GaussianBlur(cv2.copyMakeBorder(alpha, soft, soft, soft, soft, cv2.BORDER_CONSTANT, 0), (0, 0), 5)
-    _blend(canvas, left + offset - soft, item.across + offset - soft, shadow, None)
+    shift = _SHADOW_OFFSET - _SHADOW_SOFT
+    _blend(canvas, left + shift, item.across + shift, item.sprite.shadow, None)
     _blend(canvas, left, item.across, alpha, image)
 
 
