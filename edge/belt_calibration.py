@@ -98,11 +98,11 @@ class BeltCalibration:
 
 
 def _check(name: str, value: float) -> None:
+    if name not in ("reference_line", "mm_per_px"):
+        raise ValueError(f"unknown belt setting {name!r}")
     if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
         raise ValueError(f"{name} must be a number, got {value!r}")
     if name == "reference_line" and not 0 < value < 1:
         raise ValueError(f"reference_line must lie inside the region (0 to 1 along the travel), got {value}")
     if name == "mm_per_px" and not 0 < value <= MAX_MM_PER_PX:
         raise ValueError(f"mm_per_px must be above 0 and at most {MAX_MM_PER_PX:g}, got {value}")
-    if name not in ("reference_line", "mm_per_px"):
-        raise ValueError(f"unknown belt setting {name!r}")

@@ -29,11 +29,16 @@ class ItemView:
     """One item candidate in the ROI in this frame."""
 
     box: tuple[int, int, int, int]  # (x0, y0, x1, y1) in ROI pixels
-    centre: tuple[float, float]  # the middle of its box, ROI pixels: between its leading and trailing edges
     area: float  # share of the ROI it covers
     touching: bool = False  # split off another item it touches
     tilt: float = 0.0  # degrees its long axis leans from upright (counter-clockwise positive); 0 when unclear
     upright: tuple[float, float, float, float] = (0, 0, 0, 0)  # turned upright: its middle x, y and width, height
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        """The middle of its box, ROI pixels: between its leading and trailing edges, where a diverter aims
+        (the centroid of its pixels moves with a photo's arms and shoes)."""
+        return (self.box[0] + self.box[2]) / 2, (self.box[1] + self.box[3]) / 2
 
     def length(self, axis: int) -> int:
         """Its extent along `axis` (0: x, 1: y), ROI pixels."""
@@ -85,9 +90,8 @@ def find_items(
             int(np.ceil((xs.max() + 1) * scale[0])),
             int(np.ceil((ys.max() + 1) * scale[1])),
         )
-        centre = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
         tilt, upright = _orientation((xs + 0.5) * scale[0], (ys + 0.5) * scale[1])
-        views.append(ItemView(box, centre, float(xs.size) / mask.size, touching, tilt, upright))
+        views.append(ItemView(box, float(xs.size) / mask.size, touching, tilt, upright))
     return views
 
 

@@ -36,11 +36,10 @@ class PresenceDetector:
     def __init__(self, settings: PresenceSettings) -> None:
         self.settings = settings
         self.items: list[ItemView] = []
-        self.changed_fraction = 0.0  # share of the ROI that differs from the empty belt, last frame
         self.gain = 1.0  # the light now, relative to when the belt was learned
         self.axis: int | None = None  # the belt's travel: 0 along x, 1 along y (set by whoever knows it)
         # a region longer than this along the belt (ROI pixels) may be two items touching: looked at for a
-        # place where it narrows (set from the line's usual item length by whoever knows it)
+        # waist (set from the line's usual item length by whoever knows it)
         self.split_longer_than: float | None = None
         self._learning: list[np.ndarray] = []
         self._mean: np.ndarray | None = None  # float32 HxWx3, working resolution, at gain 1
@@ -61,7 +60,7 @@ class PresenceDetector:
         self._learning.clear()
         self._mean = self._spread = self._belt_mask = None
         self._still_frame, self._still = None, 0
-        self.items, self.changed_fraction, self.gain = [], 0.0, 1.0
+        self.items, self.gain = [], 1.0
 
     def update(self, crop_bgr: np.ndarray) -> list[ItemView]:
         small = _prepare(crop_bgr)
@@ -73,7 +72,6 @@ class PresenceDetector:
             return self.items
         changed = self._changed(small)
         mask = clean(changed)
-        self.changed_fraction = float(np.count_nonzero(mask)) / mask.size
         scale = crop_bgr.shape[1] / small.shape[1], crop_bgr.shape[0] / small.shape[0]
         self.items = find_items(
             mask, scale, self.axis, self.split_longer_than, self.settings.leave_fraction, self.settings.enter_fraction
@@ -147,8 +145,6 @@ class PresenceDetector:
                 return self._still >= self.settings.relearn_after_frames
         self._still_frame, self._still = grey, 0
         return False
-
-    # ---- item candidates -------------------------------------------------------------------
 
 
 def _prepare(crop_bgr: np.ndarray) -> np.ndarray:

@@ -172,7 +172,7 @@ class BeltTracker:
             if swallower is not None and track.confirmed:  # two items now show as one: they touch
                 self.merges += not track.merged
                 track.merged = True
-                track.view = ItemView(expected[id(track)], _centre(expected[id(track)]), track.view.area, True)
+                track.view = ItemView(expected[id(track)], track.view.area, True)
                 track.touching = True
                 for other in self.tracks:
                     if other is not track and other.view.box == swallower.box:
@@ -254,10 +254,6 @@ def _moved_as_one(before: tuple[int, int, int, int], after: tuple[int, int, int,
     not an item coming into view or leaving it, whose box grows or shrinks."""
     lead, trail = np.subtract(after[:2], before[:2]), np.subtract(after[2:], before[2:])
     return bool(np.all(np.abs(lead - trail) <= _SAME_SHIFT_PX) and np.any(lead != 0))
-
-
-def _centre(box: tuple[int, int, int, int]) -> tuple[float, float]:
-    return (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
 
 
 def _area(box: tuple[int, int, int, int]) -> int:

@@ -80,9 +80,7 @@ class PresenceMode:
             if item is None or item.closed_at is not None:
                 continue
             if track.in_full_view and not track.touching and item.vote.frames < self._settings.max_frames:
-                view = self._item_view(roi, track)
-                if view is not None:
-                    items.offer(item, view, frame.captured_at, quality=self._centred(track))
+                items.offer(item, self._item_view(roi, track), frame.captured_at, quality=self._centred(track))
             if track.crossed_at is not None and item.vote.frames >= self._settings.max_frames:
                 self._finish(item, track, clock)
                 items.close(item)  # decided now; the item is still followed until it leaves
@@ -189,14 +187,14 @@ class PresenceMode:
             self._lengths.append(track.longest)
 
     def _centred(self, track: Track) -> float:
-        """1.0 with the item at the reference line, down to 0.0 at an edge: how good a view this is."""
+        """1.0 with the item in the middle of the ROI, down to 0.0 at an edge: how good a view this is."""
         tracker = self._tracker
         assert tracker is not None
         axis = (tracker.direction or (0, 1))[0]
         along = tracker.roi_size[axis]
         return max(0.0, 1.0 - abs(track.view.centre[axis] - along / 2) / (along / 2))
 
-    def _item_view(self, roi: np.ndarray, track: Track) -> np.ndarray | None:
+    def _item_view(self, roi: np.ndarray, track: Track) -> np.ndarray:
         """The item framed like a product photo: turned upright (items lie at any angle on a belt, product
         photos stand), cut to its box plus the margin; or the whole ROI with crop_to_item off."""
         if not self._settings.crop_to_item:
