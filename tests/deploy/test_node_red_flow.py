@@ -47,6 +47,8 @@ def test_broker_session_survives_restarts_and_is_not_shared():
 _HARNESS = r"""
 const [code, calls, variables] = [process.argv[1], JSON.parse(process.argv[2]), JSON.parse(process.argv[3])];
 const env = { get: (name) => variables[name] };
+const frozen = JSON.parse(process.argv[4]);  // the clock, epoch ms, when a test fixes it
+if (frozen !== null) Date.now = () => frozen;
 const stores = { default: {}, file: {} };
 const context = {
   get: (key, store = 'default') => stores[store][key],
@@ -63,14 +65,23 @@ console.log(JSON.stringify({ results, warnings }));
 """
 
 
-def _run_function(node_id: str, messages: list, env: dict[str, str] | None = None) -> dict:
+def _run_function(node_id: str, messages: list, env: dict[str, str] | None = None, now: float | None = None) -> dict:
+    """The node's function on each message in turn; `now` (epoch seconds) fixes its clock."""
     node = shutil.which("node")
     if node is None:
         pytest.skip("node (Node.js) is not installed")
     nodes = json.loads((ROOT / "deploy/node-red/sortline-lanes.json").read_text())
     (function,) = [n for n in nodes if n["id"] == node_id]
     result = subprocess.run(
-        [node, "-e", _HARNESS, function["func"], json.dumps(messages), json.dumps(env or {})],
+        [
+            node,
+            "-e",
+            _HARNESS,
+            function["func"],
+            json.dumps(messages),
+            json.dumps(env or {}),
+            json.dumps(None if now is None else now * 1000),
+        ],
         capture_output=True,
         text=True,
         timeout=30,
@@ -107,19 +118,22 @@ def test_offline_alarm_fires_on_changes_and_clears_when_online():
     assert unchanged is None
 
 
+NOW = 1_796_400_000.0  # the function node's clock in these tests, epoch seconds
+
+
 def _crossed(seconds_ago: float, lane: int = 2, **fields) -> dict:
-    decision = {"item_id": "r1-5", "lane": lane, "crossed_at": time.time() - seconds_ago, "belt_speed_mm_s": 500.0}
+    decision = {"item_id": "r1-5", "lane": lane, "crossed_at": NOW - seconds_ago, "belt_speed_mm_s": 500.0}
     return {"decision": {**decision, **fields}, "payload": {}}
 
 
 def test_each_lane_fires_when_its_item_reaches_its_diverter():
     per_lane = {"SORTLINE_DIVERTER_MM": json.dumps({"1": 600, "2": 1000, "0": 2000})}
-    out = _run_function("sortline-arrival", [_crossed(0.2), _crossed(0.2, lane=0)], per_lane)
+    out = _run_function("sortline-arrival", [_crossed(0.2), _crossed(0.2, lane=0)], per_lane, now=NOW)
     to_lane_2, to_reject = out["results"]
-    assert 1700 <= to_lane_2["delay"] <= 1810  # 1000 mm at 500 mm/s = 2 s after crossing, 0.2 s of it gone
-    assert 3700 <= to_reject["delay"] <= 3810
-    same = _run_function("sortline-arrival", [_crossed(0.5)], {"SORTLINE_DIVERTER_MM": "1200"})["results"][0]
-    assert 1800 <= same["delay"] <= 1910 and "decision" not in same
+    assert to_lane_2["delay"] == 1800  # 1000 mm at 500 mm/s = 2 s after crossing, 0.2 s of it gone
+    assert to_reject["delay"] == 3800
+    same = _run_function("sortline-arrival", [_crossed(0.5)], {"SORTLINE_DIVERTER_MM": "1200"}, now=NOW)
+    assert same["results"][0]["delay"] == 1900 and "decision" not in same["results"][0]
 
 
 def test_an_item_past_its_diverter_is_dropped_and_untimed_decisions_go_at_once():
@@ -127,6 +141,7 @@ def test_an_item_past_its_diverter_is_dropped_and_untimed_decisions_go_at_once()
         "sortline-arrival",
         [_crossed(3.0), _crossed(0.1, crossed_at=None), _crossed(0.1, belt_speed_mm_s=None)],
         {"SORTLINE_DIVERTER_MM": "1000"},
+        now=NOW,
     )
     missed, external, uncalibrated = out["results"]
     assert missed is None and "missed" in out["warnings"][0]
