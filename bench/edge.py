@@ -48,11 +48,11 @@ def interpreter_only(bundle_dir: Path, image: Path, threads: int, runs: int) -> 
     classifier = Classifier(bundle, threads=threads)
     pixels = fit_to_input(decode_image(str(image)), bundle.metadata.input)
     for _ in range(5):
-        classifier.classify_pixels(pixels)
+        classifier.assess_pixels(pixels)
     times = []
     for _ in range(runs):
         started = time.perf_counter()
-        classifier.classify_pixels(pixels)
+        classifier.assess_pixels(pixels)
         times.append((time.perf_counter() - started) * 1000)
     return {
         "p50_ms": float(np.percentile(times, 50)),

@@ -2,19 +2,20 @@
 
     .venv/bin/python bench/models.py [BUNDLE ...] [--ood ../shared/data/apparel-ood] [--json OUT]
 
-For every bundle (default: each directory in models/): top-1 on the out-of-domain photos and the share of
-them sent to the right lane, to reject and to a wrong lane at the threshold the daemon would use (the
-bundle's recommended one, else 0.6), all through the edge's own `Classifier`; the same three shares when
-the threshold is chosen as the trainer chooses it but on a random half of the photos and applied to the
-other half (the mean of 200 such splits: the bundle's own threshold was chosen on all of them, so its
-wrong-lane share is in-sample by construction); the in-domain test
-accuracy recorded by the trainer; interpreter milliseconds per frame (p50 of 100 invocations, 1 and 2
-threads) on this CPU; and the model file's size. Prints a Markdown table headed by the CPU.
+For every bundle (default: each directory in models/), through the edge's own `Classifier` (scores, and the
+familiarity check where the bundle has one): top-1 on the out-of-domain photos; the shares sent to the right lane,
+to reject and to a wrong lane at the thresholds the daemon would use (chosen by the trainer on these same photos:
+in-sample); the same shares **leaving one source out** (the manifest's `source` column): each source scored at the
+thresholds chosen, at most 1 % wrong lane, on all the other sources, pooled over the sources, with one threshold
+for all labels and with one per label; the in-domain test accuracy recorded by the trainer on the shop's own test
+split (`apparel`, where the bundle records it per data folder); interpreter milliseconds per frame (p50 of 100
+invocations, 1 and 2 threads) on this CPU; and the model file's size. Prints a Markdown table headed by the CPU.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 from pathlib import Path
@@ -31,7 +32,9 @@ from edge.classifier import Classifier, classify_files  # noqa: E402
 from edge.config import ModelSettings  # noqa: E402
 from edge.decision import Thresholds  # noqa: E402
 from edge.preprocess import IMAGE_SUFFIXES  # noqa: E402
-from trainer.calibration import outcomes, recommend_threshold  # noqa: E402
+from trainer.calibration import leave_one_source_out, outcomes  # noqa: E402
+
+LOSO_MAX_WRONG = 0.01  # the target every bundle is judged at, whatever it was trained with
 
 
 def labelled_images(root: Path, labels: tuple[str, ...]) -> list[tuple[Path, int]]:
@@ -49,18 +52,6 @@ def interpreter_ms(bundle_dir: Path, threads: int) -> float:
     return round(interpreter_only(bundle_dir, image, threads, runs=100)["p50_ms"], 1)
 
 
-def held_out(scores: np.ndarray, y: np.ndarray, max_wrong: float, splits: int = 200) -> dict:
-    """Right / reject / wrong on one half at the threshold recommended on the other, averaged over random halves."""
-    rng, rows = np.random.default_rng(0), []
-    for _ in range(splits):
-        order = rng.permutation(len(y))
-        chosen_on, applied_to = order[: len(y) // 2], order[len(y) // 2 :]
-        threshold = recommend_threshold(scores[chosen_on], y[chosen_on], max_wrong)
-        rows.append(outcomes(scores[applied_to], y[applied_to], threshold))
-    mean = {k: round(float(np.mean([r[k] for r in rows])), 4) for k in ("threshold", "right", "reject", "wrong")}
-    return mean | {"wrong_p90": round(float(np.percentile([r["wrong"] for r in rows], 90)), 4), "splits": splits}
-
-
 def measure(bundle_dir: Path, ood: Path | None) -> dict:
     bundle = load_bundle(bundle_dir)
     meta = bundle.metadata
@@ -70,7 +61,12 @@ def measure(bundle_dir: Path, ood: Path | None) -> dict:
         "backbone": meta.training.get("settings", {}).get("backbone", "vgg16"),
         "model_mb": round(bundle.model_path.stat().st_size / 1e6, 1),
         "test_accuracy": meta.metrics.get("test_accuracy"),
-        "threshold": thresholds.default,
+        # the training shop's own test split, where the bundle was trained on more than one data folder
+        "shop_test_accuracy": meta.metrics.get("decisions", {})
+        .get("test_by_source", {})
+        .get("apparel", {})
+        .get("accuracy", meta.metrics.get("test_accuracy")),
+        "threshold": ", ".join(f"{label} {thresholds.for_label(label):g}" for label in bundle.labels),
         "threshold_source": thresholds.source,
         "ms_1_thread": interpreter_ms(bundle_dir, 1),
         "ms_2_threads": interpreter_ms(bundle_dir, 2),
@@ -78,40 +74,61 @@ def measure(bundle_dir: Path, ood: Path | None) -> dict:
     if ood is not None:
         classifier = Classifier(bundle, threads=2)
         images = labelled_images(ood, bundle.labels)
-        scored = [(scores, y) for (_, scores, _), (_, y) in zip(
-            classify_files(classifier, [p for p, _ in images]), images, strict=True) if scores is not None]  # fmt: skip
-        scores, y = np.stack([s for s, _ in scored]), np.array([y for _, y in scored])
-        top, confident = scores.argmax(1), scores.max(1) >= thresholds.default
+        assessed = [(path, a, y) for (path, a, _), (_, y) in zip(
+            classify_files(classifier, [p for p, _ in images]), images, strict=True) if a is not None]  # fmt: skip
+        scores, y = np.stack([a.scores for _, a, _ in assessed]), np.array([y for _, _, y in assessed])
+        novelty = np.array([np.nan if a.novelty is None else a.novelty for _, a, _ in assessed])
+        decided = np.where((novelty > 1.0)[:, None], 0.0, scores)
+        sources = manifest_sources(ood, [path for path, _, _ in assessed])
+        at_daemon = np.array([thresholds.for_label(label) for label in bundle.labels])
         row["ood"] = {
             "images": len(y),
-            "top1": round(float(np.mean(top == y)), 4),
-            "right": round(float(np.mean(confident & (top == y))), 4),
-            "reject": round(float(np.mean(~confident)), 4),
-            "wrong": round(float(np.mean(confident & (top != y))), 4),
-            "held_out": held_out(scores, y, meta.training.get("settings", {}).get("max_wrong_lane", 0.03)),
+            "top1": round(float(np.mean(scores.argmax(1) == y)), 4),
+            "unfamiliar": round(float(np.mean(novelty > 1.0)), 4),
+            "at_daemon_thresholds": outcomes(decided, y, at_daemon),
+            "leave_one_source_out": {
+                kind: leave_one_source_out(decided, y, sources, LOSO_MAX_WRONG, per_label=kind == "per_label")
+                for kind in ("one", "per_label")
+            },
         }
     return row
+
+
+def manifest_sources(root: Path, paths: list[Path]) -> list[str]:
+    """Each photo's source from the set's manifest.csv (a photo it does not name: the set's folder name)."""
+    manifest = root / "manifest.csv"
+    named = {}
+    if manifest.is_file():
+        with manifest.open(newline="", encoding="utf-8") as handle:
+            named = {row["file"]: row.get("source") or "" for row in csv.DictReader(handle)}
+    return [named.get(path.relative_to(root).as_posix()) or root.name for path in paths]
+
+
+def _shares(row: dict) -> str:
+    return f"{row['right']:.1%} / {row['reject']:.1%} / **{row['wrong']:.1%}**"
 
 
 def markdown(result: dict) -> str:
     lines = [
         f"CPU: {cpu_line(result['cpu'])}",
         "",
-        "| bundle | out-of-domain top-1 | at its threshold: right / reject / wrong lane | threshold chosen on"
-        " half, other half: right / reject / wrong | in-domain test | ms/frame (1 / 2 threads) | MB |",
-        "|---|---:|---|---|---:|---:|---:|",
+        "| bundle | out-of-domain top-1 | at the daemon's thresholds (in-sample): right / reject / wrong lane |"
+        " leave one source out, one threshold | leave one source out, per-label thresholds | in-domain test"
+        " | ms/frame (1 / 2 threads) | MB |",
+        "|---|---:|---|---|---|---:|---:|---:|",
     ]
     for row in result["bundles"]:
         ood = row.get("ood")
-        top1 = f"{ood['top1']:.1%}" if ood else "-"
-        lanes = f"{ood['right']:.1%} / {ood['reject']:.1%} / **{ood['wrong']:.1%}**" if ood else "-"
-        half = ood["held_out"] if ood else None
-        held = f"{half['right']:.1%} / {half['reject']:.1%} / **{half['wrong']:.1%}**" if half else "-"
-        lines.append(
-            f"| `{row['bundle'].split(':')[0]}` | {top1} | {lanes} at {row['threshold']:g} ({row['threshold_source']})"
-            f" | {held} | {row['test_accuracy']:.1%} | {row['ms_1_thread']} / {row['ms_2_threads']}"
-            f" | {row['model_mb']} |"
-        )
+        loso = ood["leave_one_source_out"] if ood else {}
+        cells = [
+            f"{ood['top1']:.1%}" if ood else "-",
+            f"{_shares(ood['at_daemon_thresholds'])} at {row['threshold']}" if ood else "-",
+            *(_shares(loso[k]["all"]) if loso.get(k) else "-" for k in ("one", "per_label")),
+            f"{row['shop_test_accuracy']:.1%}",
+            f"{row['ms_1_thread']} / {row['ms_2_threads']}",
+            str(row["model_mb"]),
+        ]
+        lines.append(f"| `{row['bundle'].split(':')[0]}` | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

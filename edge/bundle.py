@@ -74,6 +74,29 @@ class SelfTestImage(_Strict):
         return value
 
 
+class Familiarity(_Strict):
+    """How far a crop may lie from the training data in feature space before it is rejected whatever its scores.
+
+    The model's second output is an embedding (its head's last hidden layer, every member's joined). `file` holds
+    the embeddings of the training images as unit vectors (float16, one row each); a crop's distance is 1 - its
+    cosine similarity to the nearest of them. `limit` was read off photos the model never trained on, of the
+    classes it knows (`chosen_on`): an item further away than that is unlike anything trained on.
+    """
+
+    file: str = "familiar.npy"
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    embedding_size: int = Field(gt=0)
+    limit: float = Field(gt=0.0, le=2.0)
+    chosen_on: str = ""
+
+    @field_validator("file")
+    @classmethod
+    def _plain_file_name(cls, value: str) -> str:
+        if not value or Path(value).name != value or value in {".", ".."}:
+            raise ValueError("must be a plain file name inside the bundle directory")
+        return value
+
+
 class BundleMetadata(_Strict):
     format: Literal["sortline-bundle"] = FORMAT
     format_version: Literal[1] = FORMAT_VERSION
@@ -94,7 +117,13 @@ class BundleMetadata(_Strict):
     # uses it unless model.threshold is set. The scores are calibrated by `temperature`, already divided
     # into the model's last layer: the edge applies nothing, the number is for the record.
     recommended_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    # Optional: one threshold per top label, chosen the same way; where labels differ in how often they are
+    # confidently wrong (trousers taken for jeans far more often than the reverse) it rejects fewer items at the
+    # same wrong-lane rate. The daemon uses it unless model.threshold is set.
+    recommended_thresholds: dict[str, float] | None = None
     temperature: float | None = Field(default=None, gt=0.0)
+    # Optional: the feature-space check (older bundles and single-output models have none).
+    familiarity: Familiarity | None = None
 
     @field_validator("model_file")
     @classmethod
@@ -110,6 +139,11 @@ class BundleMetadata(_Strict):
         unknown = sorted({image.label for image in self.self_test} - set(self.labels))
         if unknown:
             raise ValueError(f"self_test labels {unknown} are not model labels {list(self.labels)}")
+        thresholds = self.recommended_thresholds or {}
+        if thresholds and sorted(thresholds) != sorted(self.labels):
+            raise ValueError(f"recommended_thresholds must name every label {list(self.labels)}: {list(thresholds)}")
+        if any(not 0.0 <= t <= 1.0 for t in thresholds.values()):
+            raise ValueError(f"recommended_thresholds must lie in [0, 1], got {thresholds}")
         return self
 
     @property
@@ -135,8 +169,14 @@ class ModelBundle:
     def labels(self) -> tuple[str, ...]:
         return self.metadata.labels
 
-    def check_model_io(self, input_shape: tuple[int, ...], input_dtype: str, output_size: int) -> None:
-        """Refuse a model whose tensors disagree with the metadata (called once the runtime has loaded it)."""
+    @property
+    def familiar_path(self) -> Path | None:
+        familiarity = self.metadata.familiarity
+        return None if familiarity is None else self.directory / familiarity.file
+
+    def check_model_io(self, input_shape: tuple[int, ...], input_dtype: str, output_sizes: list[int]) -> None:
+        """Refuse a model whose tensors disagree with the metadata (called once the runtime has loaded it): one
+        output of one score per label, and a second of `familiarity.embedding_size` when the bundle checks it."""
         spec = self.metadata.input
         where = f"{self.model_path} (per {self.metadata_path})"
         if len(input_shape) != 4:
@@ -146,9 +186,16 @@ class ModelBundle:
             raise BundleError(f"{where}: model input is {list(input_shape)}, metadata says HxWxC {list(expected)}")
         if input_dtype != spec.dtype:
             raise BundleError(f"{where}: model input dtype is {input_dtype}, metadata says {spec.dtype}")
-        if output_size != len(self.labels):
+        familiarity = self.metadata.familiarity
+        if familiarity is None:  # a second output (an embedding the bundle does not use) is ignored
+            fits = len(self.labels) in output_sizes and len(output_sizes) <= 2
+        else:
+            fits = sorted(output_sizes) == sorted([len(self.labels), familiarity.embedding_size])
+        if not fits:
+            embedding = f" and a {familiarity.embedding_size}-wide embedding" if familiarity else ""
             raise BundleError(
-                f"{where}: model has {output_size} outputs but {len(self.labels)} labels {list(self.labels)}"
+                f"{where}: model outputs have sizes {output_sizes}, expected {len(self.labels)} scores"
+                f" ({list(self.labels)}){embedding}"
             )
 
 
@@ -197,6 +244,7 @@ def load_bundle(path: str | os.PathLike[str], *, verify_hash: bool = True, check
             )
     if check_self_test:
         _check_self_test_files(bundle, verify_hash)
+    _check_familiar_file(bundle, verify_hash)
     return bundle
 
 
@@ -207,6 +255,16 @@ def _check_self_test_files(bundle: ModelBundle, verify_hash: bool) -> None:
             raise BundleError(f"{path}: self-test image named in {bundle.metadata_path} is missing")
         if verify_hash and sha256_file(path) != image.sha256:
             raise BundleError(f"{path}: sha256 does not match {bundle.metadata_path} (corrupt or replaced image)")
+
+
+def _check_familiar_file(bundle: ModelBundle, verify_hash: bool) -> None:
+    path, familiarity = bundle.familiar_path, bundle.metadata.familiarity
+    if path is None or familiarity is None:
+        return
+    if not path.is_file():
+        raise BundleError(f"{path}: training embeddings named in {bundle.metadata_path} are missing")
+    if verify_hash and sha256_file(path) != familiarity.sha256:
+        raise BundleError(f"{path}: sha256 does not match {bundle.metadata_path} (corrupt or replaced file)")
 
 
 def add_self_test_images(
@@ -267,9 +325,12 @@ def write_bundle(
     trainer_version: str | None = None,
     model_file: str = "model.tflite",
     recommended_threshold: float | None = None,
+    recommended_thresholds: dict[str, float] | None = None,
     temperature: float | None = None,
+    familiar: tuple[bytes, Familiarity] | None = None,
 ) -> ModelBundle:
-    """Write model and metadata; the metadata goes last, so a half-written bundle never validates."""
+    """Write model and metadata; the metadata goes last, so a half-written bundle never validates. `familiar`:
+    the training embeddings' .npy bytes and their description (`edge.familiarity.describe` makes both)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     metadata = BundleMetadata(
@@ -285,8 +346,12 @@ def write_bundle(
         training=training or {},
         trainer_version=trainer_version,
         recommended_threshold=recommended_threshold,
+        recommended_thresholds=recommended_thresholds,
         temperature=temperature,
+        familiarity=None if familiar is None else familiar[1],
     )
     _atomic_write(directory / model_file, model_bytes)
+    if familiar is not None:
+        _atomic_write(directory / familiar[1].file, familiar[0])
     _atomic_write(directory / BUNDLE_FILE, (metadata.model_dump_json(indent=2) + "\n").encode())
     return ModelBundle(directory=directory, metadata=metadata)

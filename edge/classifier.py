@@ -14,12 +14,14 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edge.bundle import BundleError, ModelBundle
+from edge.familiarity import FamiliarityCheck
 from edge.preprocess import decode_image, fit_to_input
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,19 @@ def load_interpreter_class() -> tuple[type, str]:
     return tf.lite.Interpreter, "tensorflow"
 
 
+@dataclass(frozen=True)
+class Assessment:
+    """What the model says of one crop: a score per label, and how unlike the training data the crop is
+    (`FamiliarityCheck.novelty`: above 1, reject whatever the scores; None when the bundle has no check)."""
+
+    scores: np.ndarray
+    novelty: float | None = None
+
+    @property
+    def unfamiliar(self) -> bool:
+        return self.novelty is not None and self.novelty > 1.0
+
+
 class Classifier:
     """One interpreter for one bundle. Not thread-safe: call from a single thread."""
 
@@ -60,14 +75,16 @@ class Classifier:
         except (ValueError, RuntimeError) as exc:
             raise BundleError(f"{bundle.model_path}: the TFLite runtime cannot load this model: {exc}") from exc
         inp = self._interpreter.get_input_details()[0]
-        out = self._interpreter.get_output_details()[0]
-        bundle.check_model_io(
-            tuple(int(d) for d in inp["shape"]), np.dtype(inp["dtype"]).name, int(np.prod(out["shape"][1:]))
-        )
-        self._input_index, self._output_index = inp["index"], out["index"]
+        outputs = self._interpreter.get_output_details()
+        sizes = [int(np.prod(out["shape"][1:])) for out in outputs]
+        bundle.check_model_io(tuple(int(d) for d in inp["shape"]), np.dtype(inp["dtype"]).name, sizes)
+        scores_at = sizes.index(len(bundle.labels))
+        self._scores_output = outputs[scores_at]
+        self._embedding_output = outputs[1 - scores_at] if len(outputs) == 2 else None
+        self._familiarity = FamiliarityCheck(bundle) if bundle.metadata.familiarity else None
+        self._input_index = inp["index"]
         self._input_dtype = np.dtype(inp["dtype"])
         self._input_scale, self._input_zero = inp["quantization"]
-        self._output_scale, self._output_zero = out["quantization"]
         self.labels = bundle.labels
 
     def to_tensor(self, pixels: np.ndarray) -> np.ndarray:
@@ -85,15 +102,32 @@ class Classifier:
 
     def classify(self, image_bgr: np.ndarray) -> np.ndarray:
         """Scores (one per label, float32) for a BGR crop of any size."""
-        return self.classify_pixels(fit_to_input(image_bgr, self.bundle.metadata.input))
+        return self.assess(image_bgr).scores
 
-    def classify_pixels(self, pixels: np.ndarray) -> np.ndarray:
-        """Scores for pixels already fitted to the model input (see `edge.preprocess.fit_to_input`)."""
+    def assess(self, image_bgr: np.ndarray) -> Assessment:
+        """Scores and novelty for a BGR crop of any size."""
+        return self.assess_pixels(fit_to_input(image_bgr, self.bundle.metadata.input))
+
+    def assess_pixels(self, pixels: np.ndarray) -> Assessment:
+        """Scores and novelty for pixels already fitted to the model input (see `edge.preprocess.fit_to_input`)."""
+        scores, embedding = self.outputs_pixels(pixels)
+        if self._familiarity is None or embedding is None:
+            return Assessment(scores)
+        return Assessment(scores, self._familiarity.novelty(embedding))
+
+    def outputs_pixels(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The model's raw outputs for fitted pixels: scores, and its embedding (None for a single-output model).
+        The trainer reads the training images' embeddings this way, through the int8 model the edge runs."""
         self._interpreter.set_tensor(self._input_index, self.to_tensor(pixels))
         self._interpreter.invoke()
-        raw = self._interpreter.get_tensor(self._output_index)[0]
+        embedding = None if self._embedding_output is None else self._read(self._embedding_output)
+        return self._read(self._scores_output), embedding
+
+    def _read(self, output: dict) -> np.ndarray:
+        raw = self._interpreter.get_tensor(output["index"])[0]
         if np.issubdtype(raw.dtype, np.integer):
-            return ((raw.astype(np.float32) - self._output_zero) * self._output_scale).astype(np.float32)
+            scale, zero = output["quantization"]
+            return ((raw.astype(np.float32) - zero) * scale).astype(np.float32)
         return raw.astype(np.float32)
 
 
@@ -121,12 +155,12 @@ def _runtime_notices_to_debug_log() -> Iterator[None]:
             sys.stderr.flush()
 
 
-def classify_files(classifier: Classifier, paths: Iterable[Path]) -> Iterator[tuple[Path, np.ndarray | None, str]]:
-    """(path, scores, "") per image file, or (path, None, "path: reason") for one that cannot be read: one
+def classify_files(classifier: Classifier, paths: Iterable[Path]) -> Iterator[tuple[Path, Assessment | None, str]]:
+    """(path, assessment, "") per image file, or (path, None, "path: reason") for one that cannot be read: one
     bad file never stops a commissioning run."""
     for path in paths:
         try:
-            yield path, classifier.classify(decode_image(str(path))), ""
+            yield path, classifier.assess(decode_image(str(path))), ""
         except ValueError as exc:  # decode_image's message names the file
             yield path, None, str(exc)
         except OSError as exc:

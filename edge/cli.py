@@ -11,7 +11,7 @@ from pathlib import Path
 from edge.belt_calibration import BeltCalibration
 from edge.bundle import BundleError, load_bundle
 from edge.config import ConfigError, EdgeSettings, Roi, load_settings
-from edge.decision import REJECT, Thresholds, check_lanes
+from edge.decision import Thresholds, check_lanes, lane_label
 from edge.preprocess import IMAGE_SUFFIXES
 from edge.roi_override import RoiOverride
 
@@ -63,13 +63,19 @@ def _check_config(settings: EdgeSettings) -> int:
     Classifier(bundle, threads=1)  # the runtime loads the model; its inputs and outputs must fit the labels
     thresholds = Thresholds.resolve(settings.model, bundle.metadata)
     per_label = f", per label {thresholds.per_label}" if thresholds.per_label else ""
+    familiarity = bundle.metadata.familiarity
+    familiar = (
+        f"; unfamiliar items (further than {familiarity.limit:g} from every training image) rejected"
+        if familiarity
+        else "; no familiarity check in this bundle"
+    )
     roi = RoiOverride(settings.camera.roi, settings.state_directory)
     if roi.problem:
         print(f"sortline-edge: warning: {roi.problem}", file=sys.stderr)
     kept = f", kept in {roi.path}" if roi.source == "page" else ""
     print(
         f"ok: model {bundle.metadata.model_id}, labels {list(bundle.labels)}, reject threshold"
-        f" {thresholds.default} (from {thresholds.source}){per_label}; roi {_roi_text(roi.roi)}"
+        f" {thresholds.default} (from {thresholds.source}){per_label}{familiar}; roi {_roi_text(roi.roi)}"
         f" (from the {roi.source}{kept})",
         file=sys.stderr,
     )
@@ -112,20 +118,16 @@ def _classify(settings: EdgeSettings, bundle_path: Path, images: list[Path]) -> 
             print(f"sortline-edge: {path}: {why}", file=sys.stderr)
             failures += 1
         files += found
-    for path, scores, error in classify_files(classifier, files):
-        if scores is None:
+    for path, assessment, error in classify_files(classifier, files):
+        if assessment is None:
             print(f"sortline-edge: {error}", file=sys.stderr)
             failures += 1
             continue
-        best = int(scores.argmax())
-        top = classifier.labels[best]
-        label = top if scores[best] >= thresholds.for_label(top) else REJECT
-        ranked = {lab: round(float(s), 4) for lab, s in zip(classifier.labels, scores, strict=True)}
-        print(
-            json.dumps(
-                {"file": str(path), "label": label, "confidence": round(float(scores[best]), 4), "scores": ranked}
-            )
-        )
+        label, confidence, reason = lane_label(assessment.scores, assessment.novelty, classifier.labels, thresholds)
+        ranked = {lab: round(float(s), 4) for lab, s in zip(classifier.labels, assessment.scores, strict=True)}
+        novelty = None if assessment.novelty is None else round(assessment.novelty, 3)
+        row = {"file": str(path), "label": label, "confidence": round(confidence, 4), "scores": ranked}
+        print(json.dumps(row | {"reason": reason, "novelty": novelty}))
     return 1 if failures else 0
 
 

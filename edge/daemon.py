@@ -9,7 +9,6 @@ book (`edge.items`) and the worker (`edge.inference`) do the work.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import signal
 import threading
@@ -344,7 +343,7 @@ class Daemon:
         elif name == "resume":
             self.paused = False
         elif name == "set_threshold":
-            self.thresholds = dataclasses.replace(self.thresholds, default=command.value, source="command")
+            self.thresholds = self.thresholds.commanded(command.value)
         elif name == "reload":
             return self._prepare_reload(command.bundle, command.url, command.sha256, origin="command")
         self._publish_status()

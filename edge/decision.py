@@ -16,11 +16,13 @@ FALLBACK_THRESHOLD = 0.6  # for bundles that recommend none
 
 @dataclass(frozen=True)
 class Thresholds:
-    """The reject threshold for each top label: model.thresholds, else model.threshold, else the bundle's."""
+    """The reject threshold for each top label: model.thresholds, else model.threshold, else the bundle's own
+    (per label where it recommends them, else one for all)."""
 
     default: float
-    per_label: dict[str, float] = field(default_factory=dict)
+    per_label: dict[str, float] = field(default_factory=dict)  # what applies, label by label
     source: str = "config"  # where `default` came from: config, bundle, fallback or command
+    configured: dict[str, float] = field(default_factory=dict)  # model.thresholds: outlive a set_threshold
 
     @classmethod
     def resolve(cls, model: ModelSettings, metadata: BundleMetadata) -> Thresholds:
@@ -29,17 +31,36 @@ class Thresholds:
             raise ConfigError(
                 f"model.thresholds names {unknown}, which the model does not output {list(metadata.labels)}"
             )
+        configured = dict(model.thresholds)
         if model.threshold is not None:
-            return cls(model.threshold, dict(model.thresholds), "config")
+            return cls(model.threshold, configured, "config", configured)
         if metadata.recommended_threshold is not None:
-            return cls(metadata.recommended_threshold, dict(model.thresholds), "bundle")
-        return cls(FALLBACK_THRESHOLD, dict(model.thresholds), "fallback")
+            recommended = metadata.recommended_thresholds or {}
+            return cls(metadata.recommended_threshold, recommended | configured, "bundle", configured)
+        return cls(FALLBACK_THRESHOLD, configured, "fallback", configured)
+
+    def commanded(self, value: float) -> Thresholds:
+        """One threshold for every label set over MQTT: the bundle's per-label ones give way, the config's stay."""
+        return Thresholds(value, dict(self.configured), "command", self.configured)
 
     def for_label(self, label: str) -> float:
         return self.per_label.get(label, self.default)
 
     def describe(self) -> dict[str, object]:
         return {"default": self.default, "per_label": self.per_label, "source": self.source}
+
+
+def lane_label(
+    scores: np.ndarray, novelty: float | None, labels: tuple[str, ...], thresholds: Thresholds
+) -> tuple[str, float, str | None]:
+    """(label or "reject", confidence, why rejected): unlike anything trained on, or below its label's threshold."""
+    best = int(np.argmax(scores))
+    confidence, label = float(scores[best]), labels[best]
+    if novelty is not None and novelty > 1.0:
+        return REJECT, confidence, "unfamiliar"
+    if confidence < thresholds.for_label(label):
+        return REJECT, confidence, "below_threshold"
+    return label, confidence, None
 
 
 def check_lanes(labels: tuple[str, ...], lanes: LaneSettings) -> None:
@@ -63,9 +84,12 @@ class ItemVote:
     belt_speed_px_s: float | None = None  # the belt's speed when it crossed, pixels of the frame per second
     belt_speed_mm_s: float | None = None  # the same in millimetres, when the camera is calibrated
     _score_sum: np.ndarray | None = None
+    _novelty_sum: float | None = None
 
-    def add(self, scores: np.ndarray, captured_at: float, inference_ms: float) -> None:
+    def add(self, scores: np.ndarray, captured_at: float, inference_ms: float, novelty: float | None = None) -> None:
         self._score_sum = scores.copy() if self._score_sum is None else self._score_sum + scores
+        if novelty is not None:
+            self._novelty_sum = (self._novelty_sum or 0.0) + novelty
         self.frames += 1
         self.last_captured = captured_at
         self.inference_ms += inference_ms
@@ -73,21 +97,23 @@ class ItemVote:
     def mean_scores(self) -> np.ndarray | None:
         return None if self._score_sum is None else self._score_sum / self.frames
 
+    def mean_novelty(self) -> float | None:
+        """Averaged over the frames like the scores: one odd view does not reject an item, an odd item is."""
+        return None if self._novelty_sum is None else self._novelty_sum / self.frames
+
 
 def decide(
     vote: ItemVote, labels: tuple[str, ...], thresholds: Thresholds, lanes: LaneSettings, ttl_s: float
 ) -> dict[str, object]:
     """The decision message body (seq, model and device are added by the daemon)."""
-    scores = vote.mean_scores()
+    scores, novelty = vote.mean_scores(), vote.mean_novelty()
     decided_at = time.time()
     if scores is None:
         label, confidence, reason = REJECT, 0.0, vote.veto or "no_frames"
     else:
-        best = int(np.argmax(scores))
-        confidence = float(scores[best])
-        label, reason = labels[best], vote.veto
-        if reason is not None or confidence < thresholds.for_label(label):
-            label, reason = REJECT, reason or "below_threshold"
+        label, confidence, reason = lane_label(scores, novelty, labels, thresholds)
+        if vote.veto is not None:
+            label, reason = REJECT, vote.veto
     return {
         "item_id": vote.item_id,
         "label": label,
@@ -96,6 +122,7 @@ def decide(
         "reason": reason,
         "top_label": None if scores is None else labels[int(np.argmax(scores))],
         "scores": {} if scores is None else {lab: round(float(s), 4) for lab, s in zip(labels, scores, strict=True)},
+        "novelty": None if novelty is None else round(novelty, 3),
         "frames": vote.frames,
         "first_seen": round(vote.first_seen, 3),
         "decided_at": round(decided_at, 3),

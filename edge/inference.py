@@ -33,6 +33,7 @@ class Job:
 class Result:
     item_id: str
     scores: np.ndarray
+    novelty: float | None  # see `edge.classifier.Assessment`
     inference_ms: float
     captured_at: float
     crop: np.ndarray
@@ -126,14 +127,18 @@ class InferenceWorker:
                 classifier = self._classifier
             started = time.perf_counter()
             try:
-                scores = classifier.classify(job.crop)
+                assessment = classifier.assess(job.crop)
             except Exception:  # one bad crop must not stop the worker
                 log.exception("classifying a crop of item %s failed", job.item_id)
-                scores = None
+                assessment = None
             inference_ms = (time.perf_counter() - started) * 1000
             with self._cond:
                 self._running = None
-                if scores is not None and job.item_id in self._done:  # not forgotten meanwhile
+                if assessment is not None and job.item_id in self._done:  # not forgotten meanwhile
                     self._done[job.item_id] += 1
-                    self._results.append(Result(job.item_id, scores, inference_ms, job.captured_at, job.crop))
+                    self._results.append(
+                        Result(
+                            job.item_id, assessment.scores, assessment.novelty, inference_ms, job.captured_at, job.crop
+                        )
+                    )
                 self._cond.notify_all()

@@ -65,7 +65,7 @@ class ItemBook:
         results = [result for result in self.worker.results() if result.item_id in self._by_id]
         for result in results:
             item = self._by_id[result.item_id]
-            item.vote.add(result.scores, result.captured_at, result.inference_ms)
+            item.vote.add(result.scores, result.captured_at, result.inference_ms, result.novelty)
             item.crop = result.crop
         return results
 

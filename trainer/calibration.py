@@ -6,6 +6,11 @@ log-likelihood, softens (T > 1) or sharpens the scores without changing any top-
 divides the last layer by T, so the exported model's scores are the calibrated ones and the edge
 applies nothing. The recommended threshold is then read off the risk-coverage table of validation
 scores: the lowest threshold whose wrong-lane rate stays within the target (a reject is cheaper).
+
+Classes do not meet each other alike: out of domain nearly every wrong lane is trousers sent to jeans, so one
+threshold for all labels rejects good saree to stop bad jeans. `recommend_per_label` chooses one threshold per
+predicted label with the same target. Both are judged by `leave_one_source_out`: a threshold chosen on the
+photos it is then scored on says nothing about the next source.
 """
 
 from __future__ import annotations
@@ -50,12 +55,15 @@ def expected_calibration_error(scores: np.ndarray, y: np.ndarray, bins: int = 15
     return round(float(total), 4)
 
 
-def outcomes(scores: np.ndarray, y: np.ndarray, threshold: float) -> dict[str, float]:
-    """Shares of items sent to the right lane, to reject, and to a wrong lane at `threshold`."""
-    confident = scores.max(axis=1) >= threshold
+def outcomes(scores: np.ndarray, y: np.ndarray, threshold: float | np.ndarray) -> dict[str, float]:
+    """Shares of items sent to the right lane, to reject, and to a wrong lane at `threshold` (one number, or one
+    per label: the top label's applies)."""
+    per_label = np.ndim(threshold) > 0
+    applied = np.asarray(threshold)[scores.argmax(axis=1)] if per_label else threshold
+    confident = scores.max(axis=1) >= applied
     right = scores.argmax(axis=1) == y
     return {
-        "threshold": float(threshold),
+        "threshold": [float(t) for t in threshold] if per_label else float(threshold),  # type: ignore[union-attr]
         "right": round(float(np.mean(confident & right)), 4),
         "reject": round(float(np.mean(~confident)), 4),
         "wrong": round(float(np.mean(confident & ~right)), 4),
@@ -74,3 +82,43 @@ def recommend_threshold(scores: np.ndarray, y: np.ndarray, max_wrong: float) -> 
     if within:
         return within[0]["threshold"]
     return min(table, key=lambda row: (row["wrong"], -row["threshold"]))["threshold"]
+
+
+def recommend_per_label(scores: np.ndarray, y: np.ndarray, max_wrong: float) -> np.ndarray:
+    """One threshold per label (applied to items whose top label it is): the fewest rejects with at most
+    `max_wrong` wrong lane over all items; if no combination is within it, the fewest wrong (then the fewest
+    rejects). Labels do not interact (an item is judged by its top label's threshold alone), so every
+    combination of the labels' risk-coverage tables is scored at once."""
+    top, confidence, right = scores.argmax(axis=1), scores.max(axis=1), scores.argmax(axis=1) == y
+    above = confidence[None, :] >= THRESHOLDS[:, None]  # (thresholds, items)
+    wrong = np.stack([(above & ((top == k) & ~right)[None]).sum(1) for k in range(scores.shape[1])])  # (labels, thr)
+    reject = np.stack([(~above & (top == k)[None]).sum(1) for k in range(scores.shape[1])])
+    grid = np.indices((len(THRESHOLDS),) * scores.shape[1]).reshape(scores.shape[1], -1)  # every combination
+    total_wrong = sum(wrong[k, grid[k]] for k in range(scores.shape[1]))
+    total_reject = sum(reject[k, grid[k]] for k in range(scores.shape[1]))
+    within = total_wrong <= max_wrong * len(y) + 1e-9
+    # Among the allowed, fewest rejects, then lowest thresholds; otherwise fewest wrong, then fewest rejects.
+    key = np.where(within, total_reject, len(y) + total_wrong * (len(y) + 1) + total_reject)
+    best = grid[:, int(np.lexsort((grid.sum(0), key))[0])]
+    return THRESHOLDS[best]
+
+
+def leave_one_source_out(
+    scores: np.ndarray, y: np.ndarray, sources: list[str], max_wrong: float, per_label: bool
+) -> dict | None:
+    """Each source scored as a new one: the threshold(s) chosen on all the other sources, applied to it.
+
+    Returns the per-source rows and the pooled shares, or None with fewer than two sources (nothing to hold out).
+    """
+    names, held = sorted(set(sources)), np.asarray(sources)
+    if len(names) < 2:
+        return None
+    choose = recommend_per_label if per_label else recommend_threshold
+    rows, counts = {}, np.zeros(3)
+    for name in names:
+        out = held == name
+        row = outcomes(scores[out], y[out], choose(scores[~out], y[~out], max_wrong))
+        rows[name] = row | {"images": int(out.sum())}
+        counts += int(out.sum()) * np.array([row["right"], row["reject"], row["wrong"]])
+    pooled = dict(zip(("right", "reject", "wrong"), (round(float(c / len(y)), 4) for c in counts), strict=True))
+    return {"per_label": per_label, "all": pooled | {"images": len(y)}, "sources": rows}

@@ -111,14 +111,21 @@ def train(cfg: TrainConfig) -> int:
             file=sys.stderr,
         )
         return EXIT_PARITY
-    p, ood = result["parity"], result["ood_int8"]
+    p, ood, d = result["parity"], result["ood_int8"], result["decisions"]
+    loso = (d.get("leave_one_source_out") or {}).get("per_label")
     print(
         f"bundle {cfg.out}: test accuracy int8 {result['test_int8']['accuracy']:.1%}, float32"
         f" {result['test_float32']['accuracy']:.1%}"
         + (f", out-of-domain {ood['accuracy']:.1%}" if ood else "")
-        + f"; int8/float32 lane agreement {p['lane_agreement']:.1%}; recommended threshold"
-        f" {result['decisions']['recommended_threshold']:g}; report {cfg.out / 'report.md'};"
-        f" {result['timing']['total_s']:.0f} s"
+        + (
+            f" (leaving each source out: right {loso['all']['right']:.1%}, reject {loso['all']['reject']:.1%},"
+            f" wrong lane {loso['all']['wrong']:.1%})"
+            if loso
+            else ""
+        )
+        + f"; int8/float32 lane agreement {p['lane_agreement']:.1%}; thresholds "
+        + ", ".join(f"{label} {t:g}" for label, t in d["recommended_thresholds"].items())
+        + f"; report {cfg.out / 'report.md'}; {result['timing']['total_s']:.0f} s"
     )
     return 0
 
@@ -133,11 +140,16 @@ def predict(bundle_dir: Path, images: list[Path], threads: int) -> int:
         print(f"sortline-train: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     failed = 0
-    for path, scores, error in classify_files(classifier, images):
-        if scores is None:
+    for path, assessment, error in classify_files(classifier, images):
+        if assessment is None:
             print(f"{path}: error: {error}", file=sys.stderr)
             failed += 1
             continue
-        ranked = sorted(zip(classifier.labels, scores, strict=True), key=lambda pair: -pair[1])
-        print(f"{path}: {ranked[0][0]}  (" + ", ".join(f"{label} {score:.3f}" for label, score in ranked) + ")")
+        ranked = sorted(zip(classifier.labels, assessment.scores, strict=True), key=lambda pair: -pair[1])
+        unfamiliar = f"; unfamiliar (novelty {assessment.novelty:.2f})" if assessment.unfamiliar else ""
+        print(
+            f"{path}: {ranked[0][0]}  ("
+            + ", ".join(f"{label} {score:.3f}" for label, score in ranked)
+            + f"){unfamiliar}"
+        )
     return EXIT_BAD_INPUT if failed else 0

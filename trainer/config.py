@@ -50,8 +50,9 @@ class TrainConfig(BaseSettings):
 
     ood: list[Path] = Field(
         default_factory=list,
-        description="out-of-domain validation folder(s) (DATA layout, optional manifest.csv with a style column);"
-        " never trained on: they choose the epoch, the temperature and the reject threshold, and are reported",
+        description="out-of-domain validation folder(s) (DATA layout, optional manifest.csv with style and source"
+        " columns); never trained on, never choose epochs: they choose the reject threshold and are reported, each"
+        " source also as if left out (the threshold chosen on the others)",
     )
     backbone: Literal["efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2", "vgg16"] = Field(
         "efficientnet-lite0",
@@ -107,7 +108,11 @@ class TrainConfig(BaseSettings):
         99.9, gt=90, le=100, description="VGG16: cap activations at this percentile (int8 ranges; 100 = no cap)"
     )
     max_wrong_lane: float = Field(
-        0.03, gt=0, lt=1, description="recommended threshold: the lowest whose wrong-lane rate on validation is this"
+        0.01,
+        gt=0,
+        lt=1,
+        description="recommended thresholds: the fewest rejects with at most this wrong-lane share on the"
+        " out-of-domain photos (a wrong lane costs far more than a reject)",
     )
     calibration_per_class: int = Field(40, ge=1, description="training images per class to calibrate int8 ranges")
     max_accuracy_drop: float = Field(1.0, ge=0, description="parity gate: int8 may lose at most this many points")

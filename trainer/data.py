@@ -39,6 +39,7 @@ class Sample:
     group: int = -1
     split: str = ""
     style: str = ""  # out-of-domain sets: photo style from the manifest (flat-lay, worn, ...)
+    source: str = ""  # out-of-domain sets: where the photo comes from (manifest, else the folder's name)
     folder: int = 0  # which data folder it is in: 0 the main one, 1... the more_data ones
 
 
@@ -184,13 +185,20 @@ def _majority_label(group: list[Sample]) -> str:
 
 
 def load_ood(root: Path, labels: tuple[str, ...]) -> DataSet:
-    """An out-of-domain validation folder: every image in split "ood", with its style from manifest.csv."""
+    """An out-of-domain validation folder: every image in split "ood", with its style and source from
+    manifest.csv (a photo the manifest does not name comes from a source named after the folder): thresholds are
+    judged leave-one-source-out, so the source is what a photo is held out by."""
     ood_labels, samples, summary = scan(root, Path(root) / "manifest.csv")
     unknown = sorted(set(ood_labels) - set(labels))
     if unknown:
         raise DataError(f"{root}: out-of-domain class(es) {unknown} are not model labels {list(labels)}")
     styles = _manifest_column(Path(root) / "manifest.csv", "style")
-    samples = [Sample(**{**asdict(s), "split": "ood", "style": styles.get(s.file, "")}) for s in samples]
+    sources = _manifest_column(Path(root) / "manifest.csv", "source")
+    samples = [
+        Sample(**{**asdict(s), "split": "ood", "style": styles.get(s.file, ""),
+                  "source": sources.get(s.file) or Path(root).name})
+        for s in samples
+    ]  # fmt: skip
     summary.update(images=len(samples), class_counts=dict(sorted(Counter(s.label for s in samples).items())))
     return DataSet(roots=(Path(root),), labels=labels, samples=samples, summary=summary)
 

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from edge.bundle import load_bundle
+from edge import familiarity
+from edge.bundle import Familiarity, load_bundle
 from edge.classifier import Classifier
-from edge.preprocess import decode_image
+from edge.preprocess import decode_image, fit_to_input
 from trainer import calibration
 
 
@@ -20,49 +21,92 @@ class ParityError(RuntimeError):
 
 @dataclass
 class CandidateScores:
-    """The exported models' scores where they are judged, and the reject threshold read off them."""
+    """The exported models' scores where they are judged, and the operating point read off them."""
 
     test_int8: np.ndarray
     test_float32: np.ndarray
     ood_int8: np.ndarray
-    threshold: float
+    test_novelty: np.ndarray  # distance from the training images / the familiarity limit (> 1: unfamiliar)
+    ood_novelty: np.ndarray
+    threshold: float  # one for every label
+    thresholds: dict[str, float]  # one per top label, chosen the same way
     chosen_on: str
     parity: dict
+    familiar: tuple[bytes, Familiarity]  # what the bundle stores for the check
+    loso: dict[str, dict | None]  # "one" / "per_label": each out-of-domain source judged as if left out
+
+    @property
+    def ood_decided(self) -> np.ndarray:
+        return as_decided(self.ood_int8, self.ood_novelty)
+
+    @property
+    def test_decided(self) -> np.ndarray:
+        return as_decided(self.test_int8, self.test_novelty)
 
 
 Labelled = tuple[list[Path], np.ndarray]  # image files and their label indices
+FAMILIAR_PERCENTILE = 99  # of the training folders' own validation photos: 1 in 100 is as far as an item may be
+
+
+def as_decided(scores: np.ndarray, novelty: np.ndarray) -> np.ndarray:
+    """Scores as the lanes see them: an unfamiliar item's are zero, so no threshold sends it to a lane."""
+    return np.where((novelty > 1.0)[:, None], 0.0, scores)
 
 
 def score_candidate(
     int8_dir: Path,
     float_dir: Path,
+    labels: tuple[str, ...],
     *,
+    train: list[Path],
     test: Labelled,
     ood: Labelled,
+    ood_sources: list[str],
     val: Labelled,
     max_wrong_lane: float,
     threads: int,
 ) -> CandidateScores:
-    """Score the int8 candidate and its float32 twin on the test split and the out-of-domain photos, choose the
-    threshold where the line is (the out-of-domain photos when there are any, else the validation split) and
-    measure parity on test and OOD together: on 113 test images alone one flipped near-tie is a whole point."""
-    checked = test[0] + ood[0]
-    int8_all = bundle_scores(int8_dir, checked, threads, "evaluate int8 tflite")
-    float_all = bundle_scores(float_dir, checked, threads, "evaluate float32 tflite")
-    test_int8, ood_int8 = int8_all[: len(test[0])], int8_all[len(test[0]) :]
+    """Score the int8 candidate and its float32 twin on the test split and the out-of-domain photos; fit the
+    familiarity check (the training images' int8 embeddings; its limit from the validation split); choose the
+    thresholds where the line is (the out-of-domain photos when there are any, else the validation split), and
+    judge that choice leaving each out-of-domain source out in turn; measure parity on test and OOD together: on
+    113 test images alone one flipped near-tie is a whole point."""
+    checked, n_test, n_val = test[0] + ood[0], len(test[0]), len(val[0])
+    scored, embedded = bundle_outputs(int8_dir, checked + val[0] + train, threads, "evaluate int8 tflite")
+    float_all, _ = bundle_outputs(float_dir, checked, threads, "evaluate float32 tflite")
+    reference = familiarity.unit_rows(embedded[len(checked) + n_val :])
+    val_distance = familiarity.nearest_distances(reference, embedded[len(checked) : len(checked) + n_val])
+    limit = max(float(np.percentile(val_distance, FAMILIAR_PERCENTILE)), 1e-3)  # a collapsed embedding: all alike
+    limit_note = f"{FAMILIAR_PERCENTILE}th percentile of the in-domain validation split ({n_val} images)"
+    familiar = familiarity.describe(reference, limit, limit_note)
+    novelty = familiarity.nearest_distances(reference, embedded[: len(checked)]) / limit
+    int8_all = scored[: len(checked)]
+    test_int8, ood_int8 = int8_all[:n_test], int8_all[n_test:]
+    test_novelty, ood_novelty = novelty[:n_test], novelty[n_test:]
     if ood[0]:
-        chooser, chooser_y, chosen_on = ood_int8, ood[1], "out-of-domain validation"
+        chooser, chooser_y, chosen_on = as_decided(ood_int8, ood_novelty), ood[1], "out-of-domain validation"
     else:
-        chooser = bundle_scores(int8_dir, val[0], threads, "evaluate int8 validation")
-        chooser_y, chosen_on = val[1], "in-domain validation split"
+        val_scores = scored[len(checked) : len(checked) + n_val]
+        chooser, chooser_y = as_decided(val_scores, val_distance / limit), val[1]
+        chosen_on = "in-domain validation split"
     threshold = calibration.recommend_threshold(chooser, chooser_y, max_wrong_lane)
+    per_label = calibration.recommend_per_label(chooser, chooser_y, max_wrong_lane)
+    ood_decided = as_decided(ood_int8, ood_novelty)
     return CandidateScores(
         test_int8=test_int8,
-        test_float32=float_all[: len(test[0])],
+        test_float32=float_all[:n_test],
         ood_int8=ood_int8,
+        test_novelty=test_novelty,
+        ood_novelty=ood_novelty,
         threshold=threshold,
+        thresholds={label: float(t) for label, t in zip(labels, per_label, strict=True)},
         chosen_on=chosen_on,
         parity=parity(np.concatenate([test[1], ood[1]]), float_all, int8_all, threshold),
+        familiar=familiar,
+        loso={
+            name: calibration.leave_one_source_out(ood_decided, ood[1], ood_sources, max_wrong_lane, per_label=flag)
+            for name, flag in (("one", False), ("per_label", True))
+        },
     )
 
 
@@ -73,10 +117,17 @@ def ood_metrics(y_ood: np.ndarray, scores: np.ndarray, styles: list[str], labels
     return classification_metrics(y_ood, predicted, labels) | {"per_style": accuracy_by(y_ood, predicted, groups)}
 
 
-def bundle_scores(bundle_dir: Path, images: list[Path], threads: int, desc: str) -> np.ndarray:
-    """(len(images), labels) scores, each image decoded and classified exactly as the edge daemon does."""
+def bundle_outputs(bundle_dir: Path, images: list[Path], threads: int, desc: str) -> tuple[np.ndarray, np.ndarray]:
+    """(len(images), labels) scores and (len(images), width) embeddings, each image decoded and fitted exactly as
+    the edge daemon does (a single-output model's embeddings are empty)."""
     classifier = Classifier(load_bundle(bundle_dir), threads=threads)
-    return np.stack([classifier.classify(decode_image(str(p))) for p in tqdm(images, desc=desc, unit="img")])
+    scores, embeddings = [], []
+    for path in tqdm(images, desc=desc, unit="img"):
+        pixels = fit_to_input(decode_image(str(path)), classifier.bundle.metadata.input)
+        score, embedding = classifier.outputs_pixels(pixels)
+        scores.append(score)
+        embeddings.append(np.zeros(0, np.float32) if embedding is None else embedding)
+    return np.stack(scores), np.stack(embeddings)
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: tuple[str, ...]) -> dict:
@@ -113,12 +164,41 @@ def accuracy_by(y_true: np.ndarray, y_pred: np.ndarray, groups: list[str]) -> di
     }  # fmt: skip
 
 
-def reject_summary(scores: np.ndarray, y_true: np.ndarray, threshold: float) -> dict[str, float]:
-    """Right / reject / wrong-lane shares at the threshold, and how well the scores are calibrated (ECE)."""
-    return calibration.outcomes(scores, y_true, threshold) | {
+def reject_summary(
+    scores: np.ndarray, novelty: np.ndarray, y_true: np.ndarray, thresholds: float | np.ndarray
+) -> dict[str, float]:
+    """Right / reject / wrong-lane shares at the threshold(s) with the familiarity check, how many the check
+    rejected, and how well the scores are calibrated (ECE)."""
+    return calibration.outcomes(as_decided(scores, novelty), y_true, thresholds) | {
+        "unfamiliar": round(float(np.mean(novelty > 1.0)), 4),
         "ece": calibration.expected_calibration_error(scores, y_true),
         "images": len(y_true),
     }
+
+
+def by_source(decided: np.ndarray, y_true: np.ndarray, sources: list[str], thresholds: np.ndarray) -> dict[str, dict]:
+    """Right / reject / wrong and top-1 per source (an out-of-domain source, or a training data folder)."""
+    keys = np.array(sources)
+    return {
+        source: calibration.outcomes(decided[keys == source], y_true[keys == source], thresholds)
+        | {"accuracy": round(float(np.mean(decided[keys == source].argmax(1) == y_true[keys == source])), 4),
+           "images": int(np.sum(keys == source))}
+        for source in sorted(set(sources))
+    }  # fmt: skip
+
+
+def wrong_lanes(
+    decided: np.ndarray, y_true: np.ndarray, thresholds: np.ndarray, labels: tuple[str, ...], files: list[str]
+) -> dict:
+    """Which pairs of labels meet: per (true, predicted) pair, the items sent to the wrong lane at the thresholds
+    and the confidence of each, with its photo, most confident first."""
+    top, confidence = decided.argmax(1), decided.max(1)
+    to_lane = confidence >= thresholds[top]
+    pairs: dict[str, list[dict]] = {}
+    for i in np.flatnonzero(to_lane & (top != y_true)):
+        pair = f"{labels[y_true[i]]} -> {labels[top[i]]}"
+        pairs.setdefault(pair, []).append({"file": files[i], "confidence": round(float(confidence[i]), 4)})
+    return {pair: sorted(rows, key=lambda r: -r["confidence"]) for pair, rows in sorted(pairs.items())}
 
 
 def parity(y_true: np.ndarray, float_scores: np.ndarray, int8_scores: np.ndarray, threshold: float) -> dict:

@@ -9,6 +9,7 @@ but a resize.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -24,6 +25,8 @@ _RGB_TO_BGR_KERNEL = np.eye(3, dtype="float32")[::-1].reshape(1, 1, 3, 3).copy()
 HEAD_FROM = "head_dropout"
 # The last layer before the softmax: temperature scaling and ensembles work on its outputs.
 LOGITS = "logits"
+# The head's hidden layer: the embedding a bundle's familiarity check compares with the training images'.
+EMBEDDING = "head_dense"
 BACKBONES = (*efficientnet_lite.VARIANTS, "vgg16")
 
 
@@ -121,29 +124,57 @@ def scale_logits(model: keras.Model, factor: float) -> None:
             layer.set_weights([w * factor for w in layer.get_weights()])
 
 
-def join_members(members: list[keras.Model], before: str) -> tuple[keras.Model, keras.Model, keras.Model]:
+class Joined(NamedTuple):
+    """K members as one network (see `join_members`)."""
+
+    model: keras.Model  # pixels -> scores
+    frozen: keras.Model  # pixels -> the shared features up to the cut
+    top: keras.Model  # features -> scores
+    embedding: keras.Model  # features -> every member's last hidden layer, joined: what familiarity is judged on
+
+    def exportable(self) -> keras.Model:
+        """pixels -> (scores, embedding): the two outputs the bundle's model file has."""
+        pixels = keras.Input(tuple(self.model.inputs[0].shape[1:]), name="pixels")
+        features = self.frozen(pixels)
+        return keras.Model(pixels, [self.top(features), self.embedding(features)], name=f"{self.model.name}_export")
+
+
+def join_members(members: list[keras.Model], before: str) -> Joined:
     """K models that share their layers up to `before` -> one that averages their logits (a deep ensemble).
 
-    Returns (model, frozen, top): the whole network on pixels, its shared part up to `before`, and the
-    part after it (each member's own copy of the last layers, the average, the softmax) on features.
     Members are built alike, so every member's layers before `before` hold the same frozen weights and
     the first member's serve all of them. Layers are shared with the members, never copied: training
     a member trains the joined model. One member gives the member itself, its softmax on its logits.
     """
     frozen, _ = split_model(members[0], before)
     features = keras.Input(tuple(frozen.output.shape[1:]), name="features")
-    logits = [_member_logits(m, before, features.shape[1:], f"member{k + 1}")(features) for k, m in enumerate(members)]
+    shape = features.shape[1:]
+    outputs = [_member_outputs(m, before, shape, f"member{k + 1}")(features) for k, m in enumerate(members)]
+    logits, hidden = [out[0] for out in outputs], [out[1] for out in outputs]
     mean = keras.layers.Average(name="mean_logits")(logits) if len(logits) > 1 else logits[0]
     scores = keras.layers.Activation("softmax", dtype="float32", name="scores")(mean)
+    embedding = keras.layers.Concatenate(name="embedding")(hidden) if len(hidden) > 1 else hidden[0]
+    embedding = keras.layers.Activation("linear", dtype="float32", name="embedding_out")(embedding)
     top = keras.Model(features, scores, name="members")
     pixels = keras.Input(tuple(members[0].inputs[0].shape[1:]), name="pixels")
-    return keras.Model(pixels, top(frozen(pixels)), name=members[0].name), frozen, top
+    return Joined(
+        keras.Model(pixels, top(frozen(pixels)), name=members[0].name),
+        frozen,
+        top,
+        keras.Model(features, embedding, name="members_embedding"),
+    )
 
 
-def _member_logits(model: keras.Model, before: str, input_shape: tuple, name: str) -> keras.Model:
-    """The member's layers from `before` to its logits, as one nested model named `name`."""
+def _member_outputs(model: keras.Model, before: str, input_shape: tuple, name: str) -> keras.Model:
+    """The member's layers from `before` to its logits, as one nested model named `name` whose outputs are
+    (logits, its last hidden layer `EMBEDDING`)."""
     names = [layer.name for layer in model.layers]
-    return _stack(input_shape, model.layers[names.index(before) : names.index(LOGITS) + 1], name)
+    inputs = x = keras.Input(tuple(input_shape))
+    for layer in model.layers[names.index(before) : names.index(LOGITS) + 1]:
+        x = layer(x)
+        if layer.name == EMBEDDING:
+            hidden = x
+    return keras.Model(inputs, [x, hidden], name=name)
 
 
 def split_model(model: keras.Model, before: str) -> tuple[keras.Model, keras.Model]:

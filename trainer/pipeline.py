@@ -24,6 +24,7 @@ from trainer.features import FeatureCache, model_pixels, weights_identity
 from trainer.fit import History, train_two_phases
 from trainer.model import (
     HEAD_FROM,
+    Joined,
     apply_caps,
     build_model,
     cap_activations,
@@ -147,20 +148,24 @@ class Inputs:
 
 @dataclass
 class Network:
-    """The members, the model that joins them, and what a warm start must match to reuse its weights."""
+    """The members, the network that joins them, and what a warm start must match to reuse its weights."""
 
     members: list[keras.Model]
-    model: keras.Model  # pixels -> calibrated scores: what is exported
-    frozen: keras.Model  # pixels -> cached features
-    top: keras.Model  # cached features -> scores
+    joined: Joined  # pixels -> calibrated scores (and the embedding): what is exported
     caps: dict[str, float]  # VGG16's activation caps ({} otherwise)
     fingerprint: dict
     warm_from: str | None
 
+    @property
+    def model(self) -> keras.Model:
+        return self.joined.model
+
 
 @dataclass
 class Features:
-    """Cached frozen-layer outputs; validation is the in-domain split plus every out-of-domain set."""
+    """Cached frozen-layer outputs. Validation (epochs, temperature) is the training folders' own validation
+    split: the out-of-domain photos choose only the operating point, so leaving one of their sources out judges
+    the model as a new source would (`calibration.leave_one_source_out`)."""
 
     train: np.ndarray  # (images, 1 + members x (views - 1), *feature shape): see `_member_views`
     val_x: np.ndarray
@@ -251,10 +256,10 @@ def _build_network(
         "weights": weights_id,
         "members": cfg.members,
     }
-    model, frozen, top = join_members(members, cfg.finetune_from)  # type: ignore[arg-type]  # filled in by TrainConfig
+    joined = join_members(members, cfg.finetune_from)  # type: ignore[arg-type]  # filled in by TrainConfig
     held_out = {s.sha256 for s in inputs.parts["val"] + inputs.parts["test"]}
-    warm_from = warm_start.load(work, model, fingerprint, held_out) if cfg.warm_start else None
-    return Network(members, model, frozen, top, caps, fingerprint, warm_from)
+    warm_from = warm_start.load(work, joined.model, fingerprint, held_out) if cfg.warm_start else None
+    return Network(members, joined, caps, fingerprint, warm_from)
 
 
 def _member_views(cfg: TrainConfig) -> list[list[int]]:
@@ -268,12 +273,11 @@ def _extract_features(cfg: TrainConfig, inputs: Inputs, network: Network, cache:
 
     def features(data: DataSet, samples: list[Sample], views: int) -> np.ndarray:
         return cache.features(
-            data, samples, views, network.frozen, inputs.spec, cfg.augmentation, cfg.seed, cfg.batch_size
+            data, samples, views, network.joined.frozen, inputs.spec, cfg.augmentation, cfg.seed, cfg.batch_size
         )
 
     train = features(inputs.data, inputs.parts["train"], 1 + cfg.members * (cfg.views - 1))  # type: ignore[operator]
-    val = [features(inputs.data, inputs.parts["val"], 1), *(features(o, o.samples, 1) for o in inputs.ood_sets)]
-    return Features(train, np.concatenate(val), np.concatenate([inputs.y["val"], inputs.y_ood]))
+    return Features(train, features(inputs.data, inputs.parts["val"], 1), inputs.y["val"])
 
 
 def _train_members(
@@ -308,7 +312,7 @@ def _train_members(
 
 def _calibrate(network: Network, features: Features) -> float:
     """Fit the temperature on validation and divide it into the logits: the exported scores are calibrated."""
-    scores = network.top.predict(features.val_x[:, 0].astype(np.float32), verbose=0)
+    scores = network.joined.top.predict(features.val_x[:, 0].astype(np.float32), verbose=0)
     temperature = calibration.fit_temperature(scores, features.val_y)
     scale_logits(network.model, 1 / temperature)
     log.info("temperature %.3f fitted on %d validation images (the exported scores are divided by it)", temperature,
@@ -320,7 +324,9 @@ def _export(
     cfg: TrainConfig, inputs: Inputs, network: Network, calibration_index: np.ndarray, policy: str, work: Path
 ) -> Exported:
     """The float32 reference and the int8 candidate (ranges calibrated on real training images)."""
-    export_model = _float32_copy(network.model, cfg, network.caps) if policy != "float32" else network.model
+    export_model = network.joined.exportable()
+    if policy != "float32":
+        export_model = _float32_copy(export_model, cfg, network.caps)
     train_paths = inputs.paths("train")
     calibration_images = [model_pixels(train_paths[i], inputs.spec) for i in calibration_index]
     calibration_note = (
@@ -355,15 +361,18 @@ def _score(cfg: TrainConfig, inputs: Inputs, exported: Exported) -> evaluate.Can
     scored = evaluate.score_candidate(
         exported.candidate_dir,
         exported.float_dir,
+        inputs.data.labels,
+        train=inputs.paths("train"),
         test=(test_paths, inputs.y["test"]),
         ood=(inputs.ood_paths, inputs.y_ood),
+        ood_sources=[s.source for s in inputs.ood],
         val=(inputs.paths("val"), inputs.y["val"]),
         max_wrong_lane=cfg.max_wrong_lane,
         threads=cfg.threads,
     )
     # Spot-check the float32 file against the float32 Keras model, so a broken float export cannot hide.
     few = np.stack([model_pixels(p, inputs.spec) for p in test_paths[:8]]).astype(np.float32)
-    keras_scores = exported.model.predict(few, batch_size=len(few), verbose=0)
+    keras_scores = exported.model.predict(few, batch_size=len(few), verbose=0)[0]
     difference = np.abs(scored.test_float32[: len(few)] - keras_scores).max()
     scored.parity["float32_tflite_max_difference"] = round(float(difference), 5)
     log.info("parity: %s", scored.parity)
@@ -384,21 +393,37 @@ def _write_outputs(
     started: float,
 ) -> dict:
     """The bundle (metrics and training record in bundle.json), split file, plots and report; returns the report."""
-    labels, y, threshold = inputs.data.labels, inputs.y, scored.threshold
+    labels, y = inputs.data.labels, inputs.y
+    per_label = np.array([scored.thresholds[label] for label in labels])
     test_int8 = evaluate.classification_metrics(y["test"], scored.test_int8.argmax(1), labels)
     test_float = evaluate.classification_metrics(y["test"], scored.test_float32.argmax(1), labels)
     decisions = {
         "temperature": temperature,
-        "recommended_threshold": threshold,
+        "recommended_threshold": scored.threshold,
+        "recommended_thresholds": scored.thresholds,
         "threshold_chosen_on": scored.chosen_on,
         "max_wrong_lane": cfg.max_wrong_lane,
-        "test": evaluate.reject_summary(scored.test_int8, y["test"], threshold),
+        "familiarity_limit": scored.familiar[1].limit,
+        "test": evaluate.reject_summary(scored.test_int8, scored.test_novelty, y["test"], per_label),
+        "test_by_source": evaluate.by_source(
+            scored.test_decided, y["test"], [inputs.data.roots[s.folder].name for s in inputs.parts["test"]], per_label
+        ),
     }
     ood_metrics = None
     if inputs.ood:
         ood_metrics = evaluate.ood_metrics(inputs.y_ood, scored.ood_int8, [s.style for s in inputs.ood], labels)
         ood_metrics["sets"] = [str(root) for root in cfg.ood]
-        decisions["ood"] = evaluate.reject_summary(scored.ood_int8, inputs.y_ood, threshold)
+        decisions["ood"] = evaluate.reject_summary(scored.ood_int8, scored.ood_novelty, inputs.y_ood, per_label)
+        decisions["ood_one_threshold"] = evaluate.reject_summary(
+            scored.ood_int8, scored.ood_novelty, inputs.y_ood, scored.threshold
+        )
+        decisions["ood_by_source"] = evaluate.by_source(
+            scored.ood_decided, inputs.y_ood, [s.source for s in inputs.ood], per_label
+        )
+        decisions["leave_one_source_out"] = scored.loso
+        decisions["ood_wrong_lanes"] = evaluate.wrong_lanes(
+            scored.ood_decided, inputs.y_ood, per_label, labels, [str(p) for p in inputs.ood_paths]
+        )
     training = _training_record(cfg, inputs.data, network, histories)
     metrics = {
         "test_accuracy": test_int8["accuracy"],
@@ -417,8 +442,10 @@ def _write_outputs(
         metrics=metrics,
         training=training,
         quantization=Quantization(scheme="int8", calibration=exported.calibration_note),
-        recommended_threshold=threshold,
+        recommended_threshold=scored.threshold,
+        recommended_thresholds=scored.thresholds,
         temperature=temperature,
+        familiar=scored.familiar,
         **exported.common,
     )
     load_bundle(cfg.out)  # what the edge will do; fails loudly here rather than on the line
@@ -438,6 +465,15 @@ def _write_outputs(
         test_int8["confusion_matrix"], labels, cfg.out / report.PLOTS["confusion"], "Test split, int8 bundle"
     )
     worst = report.plot_worst(test_paths, y["test"], scored.test_int8, labels, cfg.out / report.PLOTS["mistakes"])
+    if inputs.ood:
+        report.plot_worst(
+            inputs.ood_paths,
+            inputs.y_ood,
+            scored.ood_int8,
+            labels,
+            cfg.out / report.PLOTS["ood_mistakes"],
+            title="Out-of-domain photos, int8 model",
+        )
     timing["total_s"] = time.perf_counter() - started
     result = {
         "bundle": {
@@ -455,8 +491,8 @@ def _write_outputs(
         "decisions": decisions
         | {
             "risk_coverage": {
-                "test": calibration.risk_coverage(scored.test_int8, y["test"]),
-                **({"ood": calibration.risk_coverage(scored.ood_int8, inputs.y_ood)} if inputs.ood else {}),
+                "test": calibration.risk_coverage(scored.test_decided, y["test"]),
+                **({"ood": calibration.risk_coverage(scored.ood_decided, inputs.y_ood)} if inputs.ood else {}),
             }
         },
         "parity": scored.parity,
@@ -502,16 +538,16 @@ def _training_record(cfg: TrainConfig, data: DataSet, network: Network, historie
 def _float32_copy(model: keras.Model, cfg: TrainConfig, caps: dict[str, float]) -> keras.Model:
     """Mixed-precision training leaves float16 compute in the graph; TFLite export wants a float32 twin."""
     keras.mixed_precision.set_global_policy("float32")
-    twin = blank_model(cfg, model.output.shape[-1], caps)
+    twin = blank_model(cfg, model.outputs[0].shape[-1], caps).exportable()
     twin.set_weights(model.get_weights())
     return twin
 
 
-def blank_model(cfg: TrainConfig, num_classes: int, caps: dict[str, float]) -> keras.Model:
+def blank_model(cfg: TrainConfig, num_classes: int, caps: dict[str, float]) -> Joined:
     """A run's network (all members joined) with untrained weights: to copy or load its trained ones into."""
     members = []
     for _ in range(cfg.members):  # type: ignore[arg-type]  # filled in by TrainConfig
         member = build_model(num_classes, cfg.image_size, "none", cfg.dense_units, cfg.dropout, backbone=cfg.backbone)
         cap_activations(member, caps)  # trained weights are already rescaled for the caps
         members.append(member)
-    return join_members(members, cfg.finetune_from)[0]  # type: ignore[arg-type]  # filled in by TrainConfig
+    return join_members(members, cfg.finetune_from)  # type: ignore[arg-type]  # filled in by TrainConfig

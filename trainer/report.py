@@ -14,7 +14,12 @@ import numpy as np
 from edge.preprocess import decode_image
 from trainer.fit import History
 
-PLOTS = {"history": "training_curves.png", "confusion": "confusion_matrix.png", "mistakes": "worst_mistakes.png"}
+PLOTS = {
+    "history": "training_curves.png",
+    "confusion": "confusion_matrix.png",
+    "mistakes": "worst_mistakes.png",
+    "ood_mistakes": "worst_ood_mistakes.png",
+}
 
 
 def plot_history(histories: list[History], path: Path) -> None:
@@ -55,15 +60,21 @@ def plot_confusion(confusion: list[list[int]], labels: tuple[str, ...], path: Pa
 
 
 def plot_worst(
-    images: list[Path], y_true: np.ndarray, scores: np.ndarray, labels: tuple[str, ...], path: Path, count: int = 12
+    images: list[Path],
+    y_true: np.ndarray,
+    scores: np.ndarray,
+    labels: tuple[str, ...],
+    path: Path,
+    count: int = 12,
+    title: str = "Test split, int8 model",
 ) -> list[dict]:
     """Grid of the most confident mistakes (or, with none, the least confident right answers)."""
     pred = scores.argmax(1)
     wrong = np.flatnonzero(pred != y_true)
     if len(wrong):
-        order, title = wrong[np.argsort(-scores[wrong, pred[wrong]])], "most confident mistakes"
+        order, what = wrong[np.argsort(-scores[wrong, pred[wrong]])], "most confident mistakes"
     else:
-        order, title = np.argsort(scores[np.arange(len(pred)), pred]), "no mistakes: least confident answers"
+        order, what = np.argsort(scores[np.arange(len(pred)), pred]), "no mistakes: least confident answers"
     order = order[:count]
     cols = 4
     rows = max(1, -(-len(order) // cols))
@@ -82,7 +93,7 @@ def plot_worst(
                 "score": round(float(scores[i, pred[i]]), 4),
             }
         )
-    fig.suptitle(f"Test split, int8 model: {title}")
+    fig.suptitle(f"{title}: {what}")
     fig.tight_layout()
     fig.savefig(path, dpi=72)
     plt.close(fig)
@@ -99,7 +110,8 @@ def summary_markdown(r: dict) -> str:
     lines = [
         f"# {r['bundle']['name']} {r['bundle']['version']}",
         "",
-        f"Trained on `{d['root']}`: {d['images']} images after removing {len(d['broken'])} unreadable and "
+        f"Trained on {', '.join(f'`{root}`' for root in [d['root'], *d['more_data']])}: {d['images']} images after"
+        f" removing {len(d['broken'])} unreadable and "
         f"{len(d['exact_duplicates_removed'])} exact-duplicate files; {d['near_duplicate_groups']} near-duplicate "
         f"groups ({d['images_in_near_duplicate_groups']} images) kept whole within one split.",
         "",
@@ -150,19 +162,30 @@ def _decisions_section(r: dict) -> list[str]:
             *(f"| {k} | {v['accuracy']:.1%} | {v['images']} |" for k, v in ood["per_style"].items()),
             "",
         ]
+    per_label = ", ".join(f"{k} {v:g}" for k, v in d["recommended_thresholds"].items())
     lines += [
-        f"Scores calibrated with temperature {d['temperature']:g}; recommended reject threshold "
-        f"**{d['recommended_threshold']:g}** (the lowest with at most {d['max_wrong_lane']:.0%} wrong lane on the "
-        f"{d['threshold_chosen_on']}).",
+        f"Scores calibrated with temperature {d['temperature']:g}. Reject thresholds per top label: **{per_label}**"
+        f" (the fewest rejects with at most {d['max_wrong_lane']:.0%} wrong lane on the {d['threshold_chosen_on']};"
+        f" one threshold for all labels would be {d['recommended_threshold']:g}). An item whose embedding lies"
+        f" further from every training image than {d['familiarity_limit']:g} (cosine distance) is rejected as"
+        " unfamiliar whatever its scores.",
         "",
-        "| set | right lane | reject | wrong lane | ECE |",
-        "|---|---:|---:|---:|---:|",
+        "| set | right lane | reject | wrong lane | of which unfamiliar | ECE |",
+        "|---|---:|---:|---:|---:|---:|",
         *(
-            f"| {name} | {d[key]['right']:.1%} | {d[key]['reject']:.1%} | {d[key]['wrong']:.1%} | {d[key]['ece']:.3f} |"
-            for key, name in (("test", "in-domain test"), ("ood", "out-of-domain"))
+            f"| {name} | {d[key]['right']:.1%} | {d[key]['reject']:.1%} | {d[key]['wrong']:.1%} |"
+            f" {d[key]['unfamiliar']:.1%} | {d[key]['ece']:.3f} |"
+            for key, name in (
+                ("test", "in-domain test"),
+                ("ood", "out-of-domain (in-sample: thresholds chosen on it)"),
+                ("ood_one_threshold", "out-of-domain, one threshold for all labels"),
+            )
             if key in d
         ),
         "",
+        *_outcome_table("In-domain test split by data folder", d["test_by_source"]),
+        *_loso_section(d),
+        *_wrong_lane_section(d),
         "| threshold | " + " | ".join(f"{name} right / reject / wrong" for name in d["risk_coverage"]) + " |",
         "|---:|" + "---|" * len(d["risk_coverage"]),
         *(
@@ -179,6 +202,73 @@ def _decisions_section(r: dict) -> list[str]:
         "",
     ]
     return lines
+
+
+def _outcome_table(title: str, rows: dict[str, dict]) -> list[str]:
+    return [
+        f"{title}:",
+        "",
+        "| source | images | top-1 | right lane | reject | wrong lane |",
+        "|---|---:|---:|---:|---:|---:|",
+        *(
+            f"| {name} | {row['images']} | {row['accuracy']:.1%} | {row['right']:.1%} | {row['reject']:.1%} |"
+            f" {row['wrong']:.1%} |"
+            for name, row in rows.items()
+        ),
+        "",
+    ]
+
+
+def _loso_section(d: dict) -> list[str]:
+    """The honest estimate: each out-of-domain source scored at thresholds chosen on all the others."""
+    loso = d.get("leave_one_source_out") or {}
+    done = [k for k, v in loso.items() if v]
+    if not done:
+        return []
+    lines = [
+        "**Leave one source out** (what a new source can expect): each out-of-domain source is scored at the"
+        " thresholds chosen, as above, on all the other sources; the model never trained or chose its epochs on"
+        " any of them.",
+        "",
+        "| source | images | " + " | ".join(f"{_LOSO_NAMES[k]}: right / reject / wrong" for k in done) + " |",
+        "|---|---:|" + "---|" * len(done),
+    ]
+    first = next(v for v in loso.values() if v)
+    for source in [*first["sources"], "all"]:
+        cells = []
+        for result in (v for v in loso.values() if v):
+            row = result["all"] if source == "all" else result["sources"][source]
+            cells.append(" / ".join(f"{row[k]:.1%}" for k in ("right", "reject", "wrong")))
+        images = first["all"]["images"] if source == "all" else first["sources"][source]["images"]
+        name = "**all (pooled)**" if source == "all" else source
+        lines.append(f"| {name} | {images} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _pair_row(pair: str, rows: list[dict]) -> str:
+    confidences = ", ".join(f"{row['confidence']:.2f}" for row in rows)
+    photos = ", ".join(f"`{Path(row['file']).name}`" for row in rows[:3]) + (" …" if len(rows) > 3 else "")
+    return f"| {pair} | {len(rows)} | {confidences} | {photos} |"
+
+
+_LOSO_NAMES = {"one": "one threshold", "per_label": "per-label thresholds"}
+
+
+def _wrong_lane_section(d: dict) -> list[str]:
+    """Which pairs of labels meet out of domain, at which confidence (photos: worst_ood_mistakes.png)."""
+    pairs = d.get("ood_wrong_lanes")
+    if pairs is None:
+        return []
+    if not pairs:
+        return ["No out-of-domain photo goes to a wrong lane at these thresholds.", ""]
+    return [
+        "Wrong lanes out of domain at these thresholds, by pair (most confident first):",
+        "",
+        "| true -> sent to | items | confidences | photos |",
+        "|---|---:|---|---|",
+        *(_pair_row(pair, rows) for pair, rows in pairs.items()),
+        "",
+    ]
 
 
 def _start_note(training: dict) -> str:

@@ -77,7 +77,7 @@ def test_invalid_metadata_lists_fields(color_bundle: Path) -> None:
 
 def test_labels_that_do_not_match_outputs(color_bundle: Path) -> None:
     edit_metadata(color_bundle, labels=["a", "b", "c", "d"])
-    with pytest.raises(BundleError, match=r"3 outputs but 4 labels"):
+    with pytest.raises(BundleError, match=r"model outputs have sizes \[3\], expected 4 scores"):
         Classifier(load_bundle(color_bundle))
 
 

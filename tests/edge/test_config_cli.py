@@ -150,7 +150,7 @@ def test_check_config_refuses_labels_that_do_not_fit_the_outputs(config_file: Pa
     meta = json.loads(meta_path.read_text())
     meta_path.write_text(json.dumps({**meta, "labels": ["red", "green"]}))
     result = run_cli("--config", str(config_file), "check-config")
-    assert result.returncode == 2 and "model has 3 outputs but 2 labels" in result.stderr
+    assert result.returncode == 2 and "model outputs have sizes [3], expected 2 scores" in result.stderr
 
 
 def test_classify_command(tmp_path: Path, config_file: Path) -> None:

@@ -14,7 +14,7 @@ import pytest
 from demo.conveyor import write_conveyor_clip
 from edge.bundle import load_bundle
 from edge.camera import Frame
-from edge.classifier import Classifier
+from edge.classifier import Assessment, Classifier
 from edge.config import LaneSettings, PresenceSettings
 from edge.decision import Thresholds, decide
 from edge.inference import InferenceWorker, Job
@@ -37,10 +37,10 @@ class GatedClassifier:
         for _ in range(n):
             self._gate.release()
 
-    def classify(self, crop: np.ndarray) -> np.ndarray:
+    def assess(self, crop: np.ndarray) -> Assessment:
         assert self._gate.acquire(timeout=10)
         self.seen.append(float(crop[0, 0, 0]))
-        return np.array([0.9, 0.05, 0.05], np.float32)
+        return Assessment(np.array([0.9, 0.05, 0.05], np.float32))
 
 
 def crop(tag: int) -> np.ndarray:
@@ -139,9 +139,9 @@ class SlowClassifier:
         self.inner, self.seconds = inner, seconds
         self.labels, self.bundle = inner.labels, inner.bundle
 
-    def classify(self, image: np.ndarray) -> np.ndarray:
+    def assess(self, image: np.ndarray) -> Assessment:
         time.sleep(self.seconds)
-        return self.inner.classify(image)
+        return self.inner.assess(image)
 
 
 def belt_decisions(tmp_path: Path, bundle: Path, order: list[str], seconds: float, gap_frames: int) -> list[dict]:

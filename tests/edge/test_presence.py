@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw
 
 from demo.line import Line, LineItem, write_line_clip
 from edge.camera import Frame
+from edge.classifier import Assessment
 from edge.config import LaneSettings, PresenceSettings
 from edge.decision import Thresholds, decide
 from edge.inference import InferenceWorker
@@ -34,8 +35,8 @@ class SureClassifier:
 
     labels = LABELS
 
-    def classify(self, crop: np.ndarray) -> np.ndarray:
-        return np.array([0.9, 0.05, 0.05], np.float32)
+    def assess(self, crop: np.ndarray) -> Assessment:
+        return Assessment(np.array([0.9, 0.05, 0.05], np.float32))
 
 
 def garment_photos(folder: Path, colours: list[tuple[int, int, int]]) -> list[Path]:

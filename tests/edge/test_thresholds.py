@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from test_config_cli import run_cli
 
-from edge.bundle import load_bundle
+from edge.bundle import BundleError, load_bundle
 from edge.config import ConfigError, LaneSettings, ModelSettings
-from edge.decision import FALLBACK_THRESHOLD, ItemVote, Thresholds, decide
+from edge.decision import FALLBACK_THRESHOLD, ItemVote, Thresholds, decide, lane_label
 
 LANES = LaneSettings(map={"red": 1, "green": 2, "blue": 3}, reject=9)
 
@@ -41,6 +41,44 @@ def test_a_per_label_threshold_applies_to_items_whose_top_label_it_names(color_b
     blue.add(np.array([0.05, 0.05, 0.9], np.float32), 0.0, 1.0)
     assert decide(red, meta.labels, thresholds, LANES, 10)["lane"] == 9  # 0.9 < red's 0.95
     assert decide(blue, meta.labels, thresholds, LANES, 10)["label"] == "blue"  # 0.9 >= the default 0.7
+
+
+def test_the_bundles_per_label_thresholds_apply_until_one_threshold_is_set(color_bundle):
+    meta = json.loads((color_bundle / "bundle.json").read_text())
+    meta |= {"recommended_threshold": 0.7, "recommended_thresholds": {"red": 0.95, "green": 0.5, "blue": 0.6}}
+    (color_bundle / "bundle.json").write_text(json.dumps(meta))
+    bundle = load_bundle(color_bundle).metadata
+    from_bundle = Thresholds.resolve(ModelSettings(thresholds={"blue": 0.8}), bundle)
+    assert from_bundle.source == "bundle"
+    assert [from_bundle.for_label(label) for label in ("red", "green", "blue")] == [0.95, 0.5, 0.8]  # config wins
+    commanded = from_bundle.commanded(0.66)  # set_threshold over MQTT: one number, except what the config pins
+    assert [commanded.for_label(label) for label in ("red", "green", "blue")] == [0.66, 0.66, 0.8]
+    configured = Thresholds.resolve(ModelSettings(threshold=0.4), bundle)
+    assert [configured.for_label(label) for label in ("red", "green", "blue")] == [0.4, 0.4, 0.4]
+
+
+def test_per_label_thresholds_that_miss_a_label_are_refused_with_the_file_named(color_bundle):
+    meta = json.loads((color_bundle / "bundle.json").read_text())
+    meta["recommended_thresholds"] = {"red": 0.9}
+    (color_bundle / "bundle.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match=r"bundle.json: invalid bundle metadata: .*must name every label"):
+        load_bundle(color_bundle)
+
+
+def test_an_unfamiliar_item_is_rejected_whatever_its_scores():
+    labels, thresholds = ("red", "green", "blue"), Thresholds(0.5)
+    sure = np.array([0.99, 0.005, 0.005], np.float32)
+    assert lane_label(sure, 0.4, labels, thresholds) == ("red", pytest.approx(0.99), None)
+    assert lane_label(sure, None, labels, thresholds)[0] == "red"  # a bundle without the check
+    assert lane_label(sure, 1.3, labels, thresholds) == ("reject", pytest.approx(0.99), "unfamiliar")
+    odd = ItemVote("odd")  # novelty is averaged over frames like the scores: one odd view does not reject it
+    odd.add(sure, 0.0, 1.0, novelty=1.6)
+    odd.add(sure, 0.1, 1.0, novelty=0.2)
+    decision = decide(odd, labels, thresholds, LANES, 10)
+    assert (decision["label"], decision["novelty"], decision["reason"]) == ("red", 0.9, None)
+    odd.add(sure, 0.2, 1.0, novelty=2.0)
+    decision = decide(odd, labels, thresholds, LANES, 10)
+    assert (decision["lane"], decision["novelty"], decision["reason"]) == (9, 1.267, "unfamiliar")
 
 
 def test_a_per_label_threshold_for_a_label_the_model_lacks_is_refused(color_bundle):

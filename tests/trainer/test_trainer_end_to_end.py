@@ -129,11 +129,11 @@ def test_float32_tflite_takes_rgb_pixels_and_matches_keras(trained):
     from trainer.pipeline import blank_model
 
     cfg, _ = trained
-    model = blank_model(cfg, 3, load_bundle(cfg.out).metadata.training["activation_caps"])
+    model = blank_model(cfg, 3, load_bundle(cfg.out).metadata.training["activation_caps"]).model
     model.load_weights(cfg.work_dir / "model.weights.h5")
     classifier = Classifier(load_bundle(cfg.work_dir / "float32"), threads=1)
     pixels = np.random.default_rng(5).integers(0, 256, (4, 32, 32, 3)).astype(np.uint8)
-    tflite = np.stack([classifier.classify_pixels(p) for p in pixels])
+    tflite = np.stack([classifier.assess_pixels(p).scores for p in pixels])
     keras_scores = keras.ops.convert_to_numpy(model(pixels.astype(np.float32)))
     temperature = load_bundle(cfg.out).metadata.temperature
     np.testing.assert_allclose(tflite, with_temperature(keras_scores, temperature), atol=1e-4)
@@ -147,12 +147,12 @@ def test_parity_gate_refuses_an_int8_model_with_broken_calibration(trained, tmp_
 
     cfg, _ = trained
     bundle = load_bundle(cfg.out)
-    model = blank_model(cfg, 3, bundle.metadata.training["activation_caps"])
-    model.load_weights(cfg.work_dir / "model.weights.h5")
+    joined = blank_model(cfg, 3, bundle.metadata.training["activation_caps"])
+    joined.model.load_weights(cfg.work_dir / "model.weights.h5")
     broken = tmp_path / "broken-int8"
     write_bundle(
         broken,
-        to_tflite(model, [np.zeros((32, 32, 3), np.uint8)] * 4),
+        to_tflite(joined.exportable(), [np.zeros((32, 32, 3), np.uint8)] * 4),
         name="broken",
         version="1",
         labels=bundle.labels,
@@ -161,11 +161,15 @@ def test_parity_gate_refuses_an_int8_model_with_broken_calibration(trained, tmp_
     )
     split = json.loads((cfg.out / "split.json").read_text())["samples"]
     test = [(cfg.data / item["file"], bundle.labels.index(item["label"])) for item in split if item["split"] == "test"]
+    train = [cfg.data / item["file"] for item in split if item["split"] == "train"]
     scored = score_candidate(
         broken,
         cfg.work_dir / "float32",
+        bundle.labels,
+        train=train,
         test=([path for path, _ in test], np.array([y for _, y in test])),
         ood=([], np.array([], dtype=int)),
+        ood_sources=[],
         val=([path for path, _ in test], np.array([y for _, y in test])),
         max_wrong_lane=0.03,
         threads=1,

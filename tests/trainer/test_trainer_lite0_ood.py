@@ -24,10 +24,12 @@ from trainer.config import TrainConfig
 pytestmark = pytest.mark.slow
 
 STYLES = ("flat-lay", "worn")
+SOURCES = ("shop-a", "shop-b")
 
 
 def _write_ood(root: Path, rng: np.random.Generator) -> None:
-    """Other-looking photos of the same classes (darker, larger), with a manifest naming each one's style."""
+    """Other-looking photos of the same classes (darker, larger), with a manifest naming each one's style and
+    source (two sources: 6 and 12 photos)."""
     rows = []
     for label in CLASSES:
         (root / label).mkdir(parents=True)
@@ -35,9 +37,9 @@ def _write_ood(root: Path, rng: np.random.Generator) -> None:
             image = (draw_item(label, rng, height=180, width=180).astype(np.float32) * 0.8).astype(np.uint8)
             name = f"{label}/{i}.jpg"
             cv2.imwrite(str(root / name), image)
-            rows.append({"file": name, "label": label, "style": STYLES[i % 2]})
+            rows.append({"file": name, "label": label, "style": STYLES[i % 2], "source": SOURCES[i % 3 > 0]})
     with (root / "manifest.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, ["file", "label", "style"])
+        writer = csv.DictWriter(handle, ["file", "label", "style", "source"])
         writer.writeheader()
         writer.writerows(rows)
 
@@ -122,12 +124,12 @@ def test_exported_scores_are_divided_by_the_fitted_temperature(lite0_run):
     cfg, _ = lite0_run
     meta = load_bundle(cfg.out).metadata
     assert meta.temperature and meta.temperature != 1.0
-    model = blank_model(cfg, 3, {})
+    model = blank_model(cfg, 3, {}).model
     model.load_weights(cfg.work_dir / "model.weights.h5")
     pixels = np.random.default_rng(5).integers(0, 256, (4, 64, 64, 3)).astype(np.uint8)
     uncalibrated = model.predict(pixels.astype(np.float32), verbose=0)
     exported = Classifier(load_bundle(cfg.work_dir / "float32"), threads=1)
-    scores = np.stack([exported.classify_pixels(p) for p in pixels])
+    scores = np.stack([exported.assess_pixels(p).scores for p in pixels])
     np.testing.assert_allclose(scores, calibration.with_temperature(uncalibrated, meta.temperature), atol=1e-4)
 
 
@@ -141,3 +143,59 @@ def test_ood_flag_repeats_and_the_backbone_is_a_flag(tmp_path):
     assert cfg.finetune_from == "block5_conv1" and cfg.max_wrong_lane == 0.05
     assert TrainConfig(data="d", out="o").finetune_from == "block15"  # Lite0 by default, its last block
     assert json.loads(cfg.model_dump_json())["ood"] == ["a", "b"]
+
+
+def test_each_ood_source_is_judged_at_thresholds_chosen_on_the_others(lite0_run):
+    cfg, result = lite0_run
+    loso = result["decisions"]["leave_one_source_out"]
+    for kind in ("one", "per_label"):
+        assert set(loso[kind]["sources"]) == set(SOURCES)
+        assert [loso[kind]["sources"][s]["images"] for s in SOURCES] == [6, 12]
+        shares = loso[kind]["all"]
+        assert shares["images"] == 18 and shares["right"] + shares["reject"] + shares["wrong"] == pytest.approx(
+            1, abs=2e-4
+        )
+    # the pooled shares are the sources' weighted by their photos, each at the threshold chosen without it
+    one = loso["one"]["sources"]
+    assert loso["one"]["all"]["wrong"] == pytest.approx(
+        (6 * one["shop-a"]["wrong"] + 12 * one["shop-b"]["wrong"]) / 18, abs=1e-4
+    )
+    report = (cfg.out / "report.md").read_text()
+    assert "Leave one source out" in report and "| shop-a | 6 |" in report and "| shop-b | 12 |" in report
+
+
+def test_the_bundle_carries_per_label_thresholds_and_the_edge_applies_them(lite0_run):
+    cfg, result = lite0_run
+    meta = load_bundle(cfg.out).metadata
+    assert meta.recommended_thresholds == result["decisions"]["recommended_thresholds"]
+    assert sorted(meta.recommended_thresholds) == sorted(CLASSES)
+    thresholds = Thresholds.resolve(ModelSettings(bundle=cfg.out), meta)
+    assert {label: thresholds.for_label(label) for label in CLASSES} == meta.recommended_thresholds
+
+
+def test_the_familiarity_check_rejects_what_is_unlike_the_training_images(lite0_run):
+    cfg, _ = lite0_run
+    bundle = load_bundle(cfg.out)
+    assert bundle.metadata.familiarity is not None and bundle.familiar_path.is_file()
+    classifier = Classifier(bundle, threads=1)
+    trained_on = [cfg.data / s["file"] for s in json.loads((cfg.out / "split.json").read_text())["samples"]
+                  if s["split"] == "train"]  # fmt: skip
+    ordinary = classifier.assess(cv2.imread(str(trained_on[0])))
+    assert ordinary.novelty is not None and ordinary.novelty < 0.05 and not ordinary.unfamiliar  # its own embedding
+    rng = np.random.default_rng(5)
+    crafted = [rng.integers(0, 256, (120, 120, 3), dtype=np.uint8), np.full((120, 120, 3), (30, 160, 230), np.uint8)]
+    for image in crafted:  # noise, a flat orange card: no bar of any colour
+        assessment = classifier.assess(image)
+        assert assessment.unfamiliar, f"novelty {assessment.novelty}"
+
+
+def test_a_bundle_whose_training_embeddings_were_replaced_is_refused(lite0_run, tmp_path):
+    import shutil
+
+    from edge.bundle import BundleError
+
+    cfg, _ = lite0_run
+    copy = shutil.copytree(cfg.out, tmp_path / "bundle")
+    (copy / "familiar.npy").write_bytes(b"not an array")
+    with pytest.raises(BundleError, match=r"familiar.npy: sha256 does not match"):
+        load_bundle(copy)

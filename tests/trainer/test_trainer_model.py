@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from trainer.model import (
+    EMBEDDING,
     HEAD_FROM,
     LOGITS,
     VggPreprocess,
@@ -117,7 +118,8 @@ def test_joined_members_average_their_logits_and_share_their_layers():
     for member in members[1:]:  # as in training: every member starts from the same backbone weights
         for layer in member.layers[: member.layers.index(member.get_layer("block5_conv1"))]:
             layer.set_weights(members[0].get_layer(layer.name).get_weights())
-    model, frozen, top = join_members(members, "block5_conv1")
+    joined = join_members(members, "block5_conv1")
+    model, frozen, top = joined.model, joined.frozen, joined.top
     rgb = np.random.default_rng(3).integers(0, 256, (4, 32, 32, 3)).astype(np.float32)
 
     logits = [_logits(m, rgb) for m in members]
@@ -125,6 +127,12 @@ def test_joined_members_average_their_logits_and_share_their_layers():
     mean = np.mean(logits, axis=0)
     np.testing.assert_allclose(model.predict(rgb, verbose=0), _softmax(mean), rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(top.predict(frozen.predict(rgb, verbose=0), verbose=0), _softmax(mean), atol=1e-6)
+
+    # the exported model's second output: every member's hidden layer, side by side (what familiarity compares)
+    scores, embedding = joined.exportable().predict(rgb, verbose=0)
+    hidden = [keras.Model(m.inputs, m.get_layer(EMBEDDING).output).predict(rgb, verbose=0) for m in members]
+    np.testing.assert_allclose(scores, _softmax(mean), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(embedding, np.concatenate(hidden, axis=1), rtol=1e-4, atol=1e-5)
 
     # shared, not copied: changing one member's head changes the joined model
     head = members[1].get_layer(LOGITS)
@@ -140,7 +148,7 @@ def test_joined_members_average_their_logits_and_share_their_layers():
 def test_one_member_joined_is_the_member_itself():
     keras.utils.set_random_seed(0)
     member = build_model(3, 32, "none", dense_units=8, dropout=0.0)
-    model, _, _ = join_members([member], "block5_conv1")
+    model = join_members([member], "block5_conv1").model
     rgb = np.random.default_rng(4).integers(0, 256, (2, 32, 32, 3)).astype(np.float32)
     np.testing.assert_allclose(model.predict(rgb, verbose=0), member.predict(rgb, verbose=0), atol=1e-6)
     assert len(model.weights) == len(member.weights)
@@ -154,7 +162,7 @@ def test_a_blank_copy_of_a_run_keeps_the_relu6_caps_of_its_convs():
     from trainer.pipeline import blank_model
 
     cfg = TrainConfig(data="d", out="o", backbone="vgg16", weights="none", image_size=32, members=2)
-    twin = blank_model(cfg, 3, {"block1_conv1": 2.0, "block5_conv2": 3.0})
+    twin = blank_model(cfg, 3, {"block1_conv1": 2.0, "block5_conv2": 3.0}).model
 
     activations = {}
     for layer in leaf_layers(twin):
