@@ -9,7 +9,9 @@ in-sample); the same shares **leaving one source out** (the manifest's `source` 
 thresholds chosen, at most 1 % wrong lane, on all the other sources, pooled over the sources, with one threshold
 for all labels and with one per label; the in-domain test accuracy recorded by the trainer on the shop's own test
 split (`apparel`, where the bundle records it per data folder); interpreter milliseconds per frame (p50 of 100
-invocations, 1 and 2 threads) on this CPU; and the model file's size. Prints a Markdown table headed by the CPU.
+invocations, 1 and 2 threads) on this CPU; the model file's size; and how many of 14 crafted inputs that are not
+garments (empty belts, screenshots, noise, a flat card) the daemon's rule rejects. Prints a Markdown table headed
+by the CPU.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import argparse
 import csv
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +33,7 @@ from bench.machine import cpu_description, cpu_line  # noqa: E402
 from edge.bundle import load_bundle  # noqa: E402
 from edge.classifier import Classifier, classify_files  # noqa: E402
 from edge.config import ModelSettings  # noqa: E402
-from edge.decision import Thresholds  # noqa: E402
+from edge.decision import REJECT, Thresholds, lane_label  # noqa: E402
 from edge.preprocess import IMAGE_SUFFIXES  # noqa: E402
 from trainer.calibration import leave_one_source_out, outcomes  # noqa: E402
 
@@ -52,7 +55,7 @@ def interpreter_ms(bundle_dir: Path, threads: int) -> float:
     return round(interpreter_only(bundle_dir, image, threads, runs=100)["p50_ms"], 1)
 
 
-def measure(bundle_dir: Path, ood: Path | None) -> dict:
+def measure(bundle_dir: Path, ood: Path | None, crafted: dict[str, np.ndarray]) -> dict:
     bundle = load_bundle(bundle_dir)
     meta = bundle.metadata
     thresholds = Thresholds.resolve(ModelSettings(bundle=bundle_dir), meta)
@@ -71,8 +74,9 @@ def measure(bundle_dir: Path, ood: Path | None) -> dict:
         "ms_1_thread": interpreter_ms(bundle_dir, 1),
         "ms_2_threads": interpreter_ms(bundle_dir, 2),
     }
+    classifier = Classifier(bundle, threads=2)
+    row["crafted"] = crafted_rejected(classifier, thresholds, crafted)
     if ood is not None:
-        classifier = Classifier(bundle, threads=2)
         images = labelled_images(ood, bundle.labels)
         assessed = [(path, a, y) for (path, a, _), (_, y) in zip(
             classify_files(classifier, [p for p, _ in images]), images, strict=True) if a is not None]  # fmt: skip
@@ -92,6 +96,46 @@ def measure(bundle_dir: Path, ood: Path | None) -> dict:
             },
         }
     return row
+
+
+def crafted_inputs(work: Path) -> dict[str, np.ndarray]:
+    """Things that are not garments, as a camera could send them: the simulator's five empty belts (the first
+    frame of each line, before an item arrives), the commissioning page's screenshots, noise, a flat orange card
+    and a colour gradient."""
+    import cv2
+
+    from demo.line import BELTS, LINES, write_line_clip
+
+    images: dict[str, np.ndarray] = {}
+    photo = sorted((ROOT / "demo" / "images").glob("*/*.*"))[0]
+    for belt in BELTS:
+        line = next(line for line in LINES.values() if line.belt == belt)
+        clip = work / f"empty-{belt}.avi"
+        write_line_clip(clip, [photo], ["jeans"], line, seed=1)
+        capture = cv2.VideoCapture(str(clip))
+        ok, frame = capture.read()
+        capture.release()
+        if ok:
+            images[f"empty belt ({belt})"] = frame[:, frame.shape[1] // 4 : 3 * frame.shape[1] // 4]
+    for shot in sorted((ROOT / "docs" / "screenshots").glob("*.png")):
+        images[f"screenshot {shot.stem}"] = cv2.imread(str(shot))
+    rng = np.random.default_rng(0)
+    ramp = np.tile(np.linspace(0, 255, 300, dtype=np.uint8), (300, 1))
+    images["noise"] = rng.integers(0, 256, (300, 300, 3), dtype=np.uint8)
+    images["orange card"] = np.full((300, 300, 3), (40, 120, 200), np.uint8)
+    images["gradient"] = cv2.merge([ramp, ramp.T, ramp])
+    return images
+
+
+def crafted_rejected(classifier: Classifier, thresholds: Thresholds, crafted: dict[str, np.ndarray]) -> dict:
+    """How many crafted non-garment inputs the daemon's rule rejects, and the lanes the others would get."""
+    let_through = {}
+    for name, image in crafted.items():
+        assessment = classifier.assess(image)
+        label, confidence, _ = lane_label(assessment.scores, assessment.novelty, classifier.labels, thresholds)
+        if label != REJECT:
+            let_through[name] = f"{label} {confidence:.2f}"
+    return {"inputs": len(crafted), "rejected": len(crafted) - len(let_through), "sent_to_a_lane": let_through}
 
 
 def manifest_sources(root: Path, paths: list[Path]) -> list[str]:
@@ -114,8 +158,8 @@ def markdown(result: dict) -> str:
         "",
         "| bundle | out-of-domain top-1 | at the daemon's thresholds (in-sample): right / reject / wrong lane |"
         " leave one source out, one threshold | leave one source out, per-label thresholds | in-domain test"
-        " | ms/frame (1 / 2 threads) | MB |",
-        "|---|---:|---|---|---|---:|---:|---:|",
+        " | not garments: rejected | ms/frame (1 / 2 threads) | MB |",
+        "|---|---:|---|---|---|---:|---:|---:|---:|",
     ]
     for row in result["bundles"]:
         ood = row.get("ood")
@@ -125,6 +169,7 @@ def markdown(result: dict) -> str:
             f"{_shares(ood['at_daemon_thresholds'])} at {row['threshold']}" if ood else "-",
             *(_shares(loso[k]["all"]) if loso.get(k) else "-" for k in ("one", "per_label")),
             f"{row['shop_test_accuracy']:.1%}",
+            f"{row['crafted']['rejected']} of {row['crafted']['inputs']}",
             f"{row['ms_1_thread']} / {row['ms_2_threads']}",
             str(row["model_mb"]),
         ]
@@ -142,7 +187,10 @@ def main() -> int:
     ood = args.ood if args.ood.is_dir() else None
     if ood is None:
         print(f"{args.ood}: not found; out-of-domain columns left empty", file=sys.stderr)
-    result = {"cpu": cpu_description(), "ood": str(ood) if ood else None, "bundles": [measure(b, ood) for b in bundles]}
+    with tempfile.TemporaryDirectory() as work:
+        crafted = crafted_inputs(Path(work))
+    rows = [measure(b, ood, crafted) for b in bundles]
+    result = {"cpu": cpu_description(), "ood": str(ood) if ood else None, "bundles": rows}
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     print(markdown(result))

@@ -66,5 +66,9 @@ class FamiliarityCheck:
         self.limit = spec.limit
 
     def novelty(self, embedding: np.ndarray) -> float:
-        """Distance to the nearest training image as a multiple of the limit: above 1, unlike anything trained on."""
-        return float(nearest_distances(self._reference, embedding.reshape(1, -1))[0]) / self.limit
+        """Distance to the nearest training image as a multiple of the limit: above 1, unlike anything trained on.
+
+        One einsum (0.14 ms for 1073 x 768), not a BLAS product (0.03 ms alone): OpenBLAS's worker threads keep
+        spinning after it and took the interpreter's second thread, 7.2 -> 14.7 ms a frame for Lite2 on 2 cores."""
+        similarity = np.einsum("ij,j->i", self._reference, unit_rows(embedding.ravel()))
+        return float(1.0 - similarity.max()) / self.limit
