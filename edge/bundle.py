@@ -16,9 +16,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 BUNDLE_FILE = "bundle.json"
 FORMAT = "sortline-bundle"
@@ -31,6 +31,15 @@ class BundleError(Exception):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _plain_file_name(value: str) -> str:
+    if not value or Path(value).name != value or value in {".", ".."}:
+        raise ValueError("must be a plain file name inside the bundle directory")
+    return value
+
+
+PlainFileName = Annotated[str, AfterValidator(_plain_file_name)]
 
 
 class InputSpec(_Strict):
@@ -83,18 +92,11 @@ class Familiarity(_Strict):
     classes it knows (`chosen_on`): an item further away than that is unlike anything trained on.
     """
 
-    file: str = "familiar.npy"
+    file: PlainFileName = "familiar.npy"
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     embedding_size: int = Field(gt=0)
     limit: float = Field(gt=0.0, le=2.0)
     chosen_on: str = ""
-
-    @field_validator("file")
-    @classmethod
-    def _plain_file_name(cls, value: str) -> str:
-        if not value or Path(value).name != value or value in {".", ".."}:
-            raise ValueError("must be a plain file name inside the bundle directory")
-        return value
 
 
 class BundleMetadata(_Strict):
@@ -103,7 +105,7 @@ class BundleMetadata(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
     version: str = Field(min_length=1)
     created_at: datetime
-    model_file: str = "model.tflite"
+    model_file: PlainFileName = "model.tflite"
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     labels: tuple[str, ...] = Field(min_length=2)
     input: InputSpec
@@ -124,13 +126,6 @@ class BundleMetadata(_Strict):
     temperature: float | None = Field(default=None, gt=0.0)
     # Optional: the feature-space check (older bundles and single-output models have none).
     familiarity: Familiarity | None = None
-
-    @field_validator("model_file")
-    @classmethod
-    def _plain_file_name(cls, value: str) -> str:
-        if not value or Path(value).name != value or value in {".", ".."}:
-            raise ValueError("must be a plain file name inside the bundle directory")
-        return value
 
     @model_validator(mode="after")
     def _unique_labels(self) -> BundleMetadata:
@@ -323,7 +318,7 @@ def write_bundle(
     metrics: dict[str, Any] | None = None,
     training: dict[str, Any] | None = None,
     trainer_version: str | None = None,
-    model_file: str = "model.tflite",
+    model_file: PlainFileName = "model.tflite",
     recommended_threshold: float | None = None,
     recommended_thresholds: dict[str, float] | None = None,
     temperature: float | None = None,

@@ -95,6 +95,10 @@ class ModelSettings(_Section):
     # the trainer on validation photos), else 0.6. `thresholds` overrides it per top label.
     threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     thresholds: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]] = {}
+    # An item whose novelty (its distance from the training images in the model's feature space, over the
+    # bundle's limit) is above this is an "unfamiliar" reject whatever its scores. Raise it where good items
+    # come out unfamiliar (crops unlike the training photos: bench/belt.py's top-to-bottom line); 1e9: no check.
+    max_novelty: float = Field(default=1.0, gt=0)
 
 
 class PresenceSettings(_Section):

@@ -23,6 +23,7 @@ class Thresholds:
     per_label: dict[str, float] = field(default_factory=dict)  # what applies, label by label
     source: str = "config"  # where `default` came from: config, bundle, fallback or command
     configured: dict[str, float] = field(default_factory=dict)  # model.thresholds: outlive a set_threshold
+    max_novelty: float = 1.0  # model.max_novelty: above it an item is unfamiliar
 
     @classmethod
     def resolve(cls, model: ModelSettings, metadata: BundleMetadata) -> Thresholds:
@@ -31,17 +32,17 @@ class Thresholds:
             raise ConfigError(
                 f"model.thresholds names {unknown}, which the model does not output {list(metadata.labels)}"
             )
-        configured = dict(model.thresholds)
+        configured, novelty = dict(model.thresholds), model.max_novelty
         if model.threshold is not None:
-            return cls(model.threshold, configured, "config", configured)
+            return cls(model.threshold, configured, "config", configured, novelty)
         if metadata.recommended_threshold is not None:
             recommended = metadata.recommended_thresholds or {}
-            return cls(metadata.recommended_threshold, recommended | configured, "bundle", configured)
-        return cls(FALLBACK_THRESHOLD, configured, "fallback", configured)
+            return cls(metadata.recommended_threshold, recommended | configured, "bundle", configured, novelty)
+        return cls(FALLBACK_THRESHOLD, configured, "fallback", configured, novelty)
 
     def commanded(self, value: float) -> Thresholds:
         """One threshold for every label set over MQTT: the bundle's per-label ones give way, the config's stay."""
-        return Thresholds(value, dict(self.configured), "command", self.configured)
+        return Thresholds(value, dict(self.configured), "command", self.configured, self.max_novelty)
 
     def for_label(self, label: str) -> float:
         return self.per_label.get(label, self.default)
@@ -56,7 +57,7 @@ def lane_label(
     """(label or "reject", confidence, why rejected): unlike anything trained on, or below its label's threshold."""
     best = int(np.argmax(scores))
     confidence, label = float(scores[best]), labels[best]
-    if novelty is not None and novelty > 1.0:
+    if novelty is not None and novelty > thresholds.max_novelty:
         return REJECT, confidence, "unfamiliar"
     if confidence < thresholds.for_label(label):
         return REJECT, confidence, "below_threshold"

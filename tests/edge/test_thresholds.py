@@ -65,7 +65,7 @@ def test_per_label_thresholds_that_miss_a_label_are_refused_with_the_file_named(
         load_bundle(color_bundle)
 
 
-def test_an_unfamiliar_item_is_rejected_whatever_its_scores():
+def test_an_unfamiliar_item_is_rejected_whatever_its_scores(color_bundle):
     labels, thresholds = ("red", "green", "blue"), Thresholds(0.5)
     sure = np.array([0.99, 0.005, 0.005], np.float32)
     assert lane_label(sure, 0.4, labels, thresholds) == ("red", pytest.approx(0.99), None)
@@ -79,6 +79,9 @@ def test_an_unfamiliar_item_is_rejected_whatever_its_scores():
     odd.add(sure, 0.2, 1.0, novelty=2.0)
     decision = decide(odd, labels, thresholds, LANES, 10)
     assert (decision["lane"], decision["novelty"], decision["reason"]) == (9, 1.267, "unfamiliar")
+    lenient = Thresholds.resolve(ModelSettings(threshold=0.5, max_novelty=1.5), load_bundle(color_bundle).metadata)
+    assert decide(odd, labels, lenient, LANES, 10)["label"] == "red"  # model.max_novelty raised for this line
+    assert lenient.commanded(0.6).max_novelty == 1.5
 
 
 def test_a_per_label_threshold_for_a_label_the_model_lacks_is_refused(color_bundle):
