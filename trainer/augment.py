@@ -1,6 +1,6 @@
 """Random variations of a model-sized image, the kind a conveyor camera produces.
 
-Geometry (flip, upside down, small rotation/zoom/shift), light (brightness, contrast) and, against the colour
+Geometry (flip, small rotation/zoom/shift), light (brightness, contrast) and, against the colour
 shortcut in shop photos (blue jeans, dark trousers), hue rotation and grayscale, so fabric and cut
 decide rather than colour. Against the studio-background shortcut, the plain background of a shop
 photo is replaced by a random floor-, belt- or cloth-like texture: on the line and in other people's
@@ -33,9 +33,6 @@ class Augmentation(BaseModel):
     saturation: float = 0.4
     blur_p: float = 0.2  # motion/defocus blur on a moving belt
     background_p: float = 0.7  # chance to put the item on a random texture instead of its plain background
-    # Chance to turn the item upside down: on a belt a garment lies waist first or waist last, and the edge's
-    # upright crop cannot tell which (on the simulator's top-to-bottom line half the crops came out turned).
-    turn_p: float = 0.5
 
 
 def view_seed(seed: int, image_sha256: str, view: int) -> int:
@@ -57,8 +54,6 @@ def augment(rgb: np.ndarray, aug: Augmentation, rng: np.random.Generator, pad_va
         out = replace_background(out, random_texture(h, w, rng), pad_value)
     if rng.random() < 0.5:
         out = out[:, ::-1]
-    if rng.random() < aug.turn_p:
-        out = out[::-1, ::-1]
     hsv = cv2.cvtColor(np.ascontiguousarray(out), cv2.COLOR_RGB2HSV).astype(np.float32)
     if rng.random() < aug.hue_p:
         hsv[..., 0] = (hsv[..., 0] + rng.uniform(0, 180)) % 180  # OpenCV hue runs 0..180

@@ -74,9 +74,7 @@ def score_candidate(
     checked, n_test, n_val = test[0] + ood[0], len(test[0]), len(val[0])
     scored, embedded = bundle_outputs(int8_dir, checked + val[0] + train, threads, "evaluate int8 tflite")
     float_all, _ = bundle_outputs(float_dir, checked, threads, "evaluate float32 tflite")
-    # The training images as they are and upside down: on a belt a garment lies either way round.
-    turned = bundle_outputs(int8_dir, train, threads, "training images turned", turn=True)[1]
-    reference = familiarity.unit_rows(np.concatenate([embedded[len(checked) + n_val :], turned]))
+    reference = familiarity.unit_rows(embedded[len(checked) + n_val :])
     val_distance = familiarity.nearest_distances(reference, embedded[len(checked) : len(checked) + n_val])
     limit = max(float(np.percentile(val_distance, FAMILIAR_PERCENTILE)), 1e-3)  # a collapsed embedding: all alike
     limit_note = f"{FAMILIAR_PERCENTILE}th percentile of the in-domain validation split ({n_val} images)"
@@ -119,16 +117,13 @@ def ood_metrics(y_ood: np.ndarray, scores: np.ndarray, styles: list[str], labels
     return classification_metrics(y_ood, predicted, labels) | {"per_style": accuracy_by(y_ood, predicted, groups)}
 
 
-def bundle_outputs(
-    bundle_dir: Path, images: list[Path], threads: int, desc: str, *, turn: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
+def bundle_outputs(bundle_dir: Path, images: list[Path], threads: int, desc: str) -> tuple[np.ndarray, np.ndarray]:
     """(len(images), labels) scores and (len(images), width) embeddings, each image decoded and fitted exactly as
-    the edge daemon does, `turn`ed upside down if asked (a single-output model's embeddings are empty)."""
+    the edge daemon does (a single-output model's embeddings are empty)."""
     classifier = Classifier(load_bundle(bundle_dir), threads=threads)
     scores, embeddings = [], []
     for path in tqdm(images, desc=desc, unit="img"):
-        image = decode_image(str(path))
-        pixels = fit_to_input(image[::-1, ::-1] if turn else image, classifier.bundle.metadata.input)
+        pixels = fit_to_input(decode_image(str(path)), classifier.bundle.metadata.input)
         score, embedding = classifier.outputs_pixels(pixels)
         scores.append(score)
         embeddings.append(np.zeros(0, np.float32) if embedding is None else embedding)
