@@ -128,14 +128,16 @@ class LiveView:
 
     def what_if(self, threshold: float) -> dict[str, Any]:
         """The kept decisions decided again at `threshold`: per top label, how many keep their lane, how
-        many would go to reject, how many rejects would get their label's lane."""
+        many would go to reject, how many rejects would get their label's lane. A reject for another reason than
+        its score (unfamiliar, touching, too long) stays one at any threshold."""
         with self._lock:
             decided = [d.message for d in self._decisions if d.message.get("scores")]
         per_label: dict[str, dict[str, int]] = {}
         for message in decided:
             top, confidence = max(message["scores"].items(), key=lambda pair: pair[1])
             counts = per_label.setdefault(top, {"unchanged": 0, "to_reject": 0, "from_reject": 0})
-            was_reject, now_reject = message["label"] == "reject", confidence < threshold
+            was_reject = message["label"] == "reject"
+            now_reject = confidence < threshold or message.get("reason") not in (None, "below_threshold")
             counts["unchanged" if was_reject == now_reject else "to_reject" if now_reject else "from_reject"] += 1
         return {"threshold": threshold, "decisions": len(decided), "per_label": dict(sorted(per_label.items()))}
 

@@ -30,6 +30,9 @@ def test_the_what_if_decides_the_kept_decisions_again_at_another_threshold() -> 
     looser = view.what_if(0.5)
     assert looser["per_label"]["jeans"] == {"unchanged": 2, "to_reject": 0, "from_reject": 1}  # c gets its lane
     assert looser["per_label"]["saree"] == {"unchanged": 0, "to_reject": 0, "from_reject": 1}
+    unfamiliar = decision("f", "reject", {"saree": 0.97, "jeans": 0.03}) | {"reason": "unfamiliar"}
+    view.decision(unfamiliar, None)  # unlike anything trained on: no threshold gives it a lane
+    assert view.what_if(0.5)["per_label"]["saree"] == {"unchanged": 1, "to_reject": 0, "from_reject": 1}
 
 
 def test_the_snapshot_draws_the_boxes_and_is_encoded_at_most_five_times_a_second() -> None:
