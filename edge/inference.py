@@ -4,7 +4,8 @@ Detection runs on every frame; a classification can take 5 ms or 3 s depending o
 model. The worker holds at most one waiting crop per item, the best one offered since it last took one
 (most centred), and picks the next job from the item with the fewest classified crops, the oldest first:
 with a fast model every item gets many frames, with a slow one each item still gets its best frame
-before any item gets a second.
+before any item gets a second. An item's first crop is classified both ways up and the more familiar way kept
+for the item (`_assess`): a garment on a belt lies waist first or waist last.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.classifier import Classifier
+from edge.classifier import Assessment, Classifier
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class InferenceWorker:
         self._cond = threading.Condition()
         self._waiting: dict[str, Job] = {}  # item -> its best crop not yet classified; insertion order = age
         self._done: dict[str, int] = {}  # item -> crops classified so far
+        self._turned: dict[str, bool] = {}  # item -> its crops are classified upside down (see `_assess`)
         self._running: str | None = None  # the item whose crop is being classified now
         self._results: list[Result] = []
         self._stopped = False
@@ -99,6 +101,7 @@ class InferenceWorker:
         with self._cond:
             self._waiting.pop(item_id, None)
             self._done.pop(item_id, None)
+            self._turned.pop(item_id, None)
 
     def results(self) -> list[Result]:
         """Results finished since the last call, in the order they finished."""
@@ -124,10 +127,10 @@ class InferenceWorker:
                     self._classifier, self._next_classifier = self._next_classifier, None
                 job = self._waiting.pop(min(self._waiting, key=self._done.__getitem__))  # fewest done, oldest
                 self._running = job.item_id
-                classifier = self._classifier
+                classifier, turned = self._classifier, self._turned.get(job.item_id)
             started = time.perf_counter()
             try:
-                assessment = classifier.assess(job.crop)
+                assessment, turned = _assess(classifier, job.crop, turned)
             except Exception:  # one bad crop must not stop the worker
                 log.exception("classifying a crop of item %s failed", job.item_id)
                 assessment = None
@@ -136,9 +139,25 @@ class InferenceWorker:
                 self._running = None
                 if assessment is not None and job.item_id in self._done:  # not forgotten meanwhile
                     self._done[job.item_id] += 1
+                    self._turned[job.item_id] = bool(turned)
+                    crop = job.crop[::-1, ::-1] if turned else job.crop  # as the model saw it, for review
                     self._results.append(
-                        Result(
-                            job.item_id, assessment.scores, assessment.novelty, inference_ms, job.captured_at, job.crop
-                        )
+                        Result(job.item_id, assessment.scores, assessment.novelty, inference_ms, job.captured_at, crop)
                     )
                 self._cond.notify_all()
+
+
+def _assess(classifier: Classifier, crop: np.ndarray, turned: bool | None) -> tuple[Assessment, bool]:
+    """An item's first crop both ways up, keeping the more familiar way for the rest of the item (`turned`: the
+    way chosen, None for its first crop). On a belt a garment lies waist first or waist last, and a crop turned
+    upright by its long axis cannot tell which: on the simulator's top-to-bottom line half the crops came out
+    upside down and 44 % unfamiliar, 14 % taking the nearer way. Without a familiarity check there is nothing to
+    choose by: crops are classified as cut."""
+    if turned is not None:
+        return classifier.assess(crop[::-1, ::-1] if turned else crop), turned
+    as_cut = classifier.assess(crop)
+    if as_cut.novelty is None:
+        return as_cut, False
+    upside_down = classifier.assess(crop[::-1, ::-1])
+    assert upside_down.novelty is not None
+    return (upside_down, True) if upside_down.novelty < as_cut.novelty else (as_cut, False)

@@ -213,3 +213,65 @@ def test_at_shutdown_every_open_item_is_decided_even_with_a_classification_still
     assert book.decided() == []
     assert [item.item_id for item in book.decided(all_open=True)] == ["hung", "never-closed"]
     assert len(book) == 0 and never_closed.vote.frames == 0
+
+
+class WaistUpClassifier:
+    """Familiar with garments whose bright waist band is at the top; counts what it was shown."""
+
+    labels = ("jeans", "saree", "trousers")
+
+    def __init__(self, novelty: bool = True) -> None:
+        self.shown: list[str] = []
+        self.novelty = novelty
+
+    def assess(self, crop: np.ndarray) -> Assessment:
+        waist_up = crop[: len(crop) // 4].mean() > crop[-len(crop) // 4 :].mean()
+        self.shown.append("waist up" if waist_up else "waist down")
+        novelty = (0.3 if waist_up else 1.8) if self.novelty else None
+        return Assessment(np.array([0.9, 0.05, 0.05], np.float32), novelty)
+
+
+def _next_results(worker: InferenceWorker) -> list:
+    """Wait for the worker's next finished classification(s)."""
+    results: list = []
+
+    def arrived() -> bool:
+        results.extend(worker.results())
+        return bool(results)
+
+    wait_for(arrived)
+    return results
+
+
+def _garment(waist_up: bool) -> np.ndarray:
+    crop = np.zeros((40, 20, 3), np.uint8)
+    crop[:8] = 250  # the waist band
+    return crop if waist_up else crop[::-1]
+
+
+def test_an_item_lying_waist_last_is_classified_the_more_familiar_way_up():
+    classifier = WaistUpClassifier()
+    worker = InferenceWorker(classifier)  # type: ignore[arg-type]
+    worker.start()
+    try:
+        results = []
+        for crop in [_garment(waist_up=False)] * 3:  # every crop of this item lies upside down
+            worker.offer(Job("a", crop, 0.0, 1.0))
+            results += _next_results(worker)
+    finally:
+        worker.stop()
+    assert [r.novelty for r in results] == [0.3, 0.3, 0.3]  # the turned way is familiar: never "unfamiliar"
+    assert classifier.shown == ["waist down", "waist up", "waist up", "waist up"]  # both ways once, then turned
+    assert results[0].crop[:8].mean() > 200  # the crop kept for review is the way the model saw it
+
+
+def test_without_a_familiarity_check_crops_are_classified_as_cut():
+    classifier = WaistUpClassifier(novelty=False)
+    worker = InferenceWorker(classifier)  # type: ignore[arg-type]
+    worker.start()
+    try:
+        worker.offer(Job("b", _garment(waist_up=False), 0.0, 1.0))
+        results = _next_results(worker)
+    finally:
+        worker.stop()
+    assert classifier.shown == ["waist down"] and results[0].novelty is None
