@@ -35,7 +35,7 @@ from edge.classifier import Classifier, classify_files  # noqa: E402
 from edge.config import ModelSettings  # noqa: E402
 from edge.decision import REJECT, Thresholds, lane_label  # noqa: E402
 from edge.preprocess import IMAGE_SUFFIXES  # noqa: E402
-from trainer.calibration import leave_one_source_out, outcomes  # noqa: E402
+from trainer.calibration import as_decided, leave_one_source_out, outcomes  # noqa: E402
 
 LOSO_MAX_WRONG = 0.01  # the target every bundle is judged at, whatever it was trained with
 
@@ -82,7 +82,7 @@ def measure(bundle_dir: Path, ood: Path | None, crafted: dict[str, np.ndarray]) 
             classify_files(classifier, [p for p, _ in images]), images, strict=True) if a is not None]  # fmt: skip
         scores, y = np.stack([a.scores for _, a, _ in assessed]), np.array([y for _, _, y in assessed])
         novelty = np.array([np.nan if a.novelty is None else a.novelty for _, a, _ in assessed])
-        decided = np.where((novelty > 1.0)[:, None], 0.0, scores)
+        decided = as_decided(scores, novelty)
         sources = manifest_sources(ood, [path for path, _, _ in assessed])
         at_daemon = np.array([thresholds.for_label(label) for label in bundle.labels])
         row["ood"] = {

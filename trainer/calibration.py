@@ -23,6 +23,12 @@ THRESHOLDS = np.round(np.arange(0.34, 1.0, 0.01), 2)  # below 1/3 a 3-class top 
 _EPS = 1e-7
 
 
+def as_decided(scores: np.ndarray, novelty: np.ndarray) -> np.ndarray:
+    """Scores as the lanes see them: an unfamiliar item's (novelty above 1) are zero, so no threshold sends it to
+    a lane. A NaN novelty (a bundle without the check) leaves the scores as they are."""
+    return np.where((novelty > 1.0)[:, None], 0.0, scores)
+
+
 def with_temperature(scores: np.ndarray, temperature: float) -> np.ndarray:
     """softmax(logits / T) from softmax outputs: p^(1/T), renormalised (logits are log p up to a constant)."""
     logits = np.log(np.clip(scores, _EPS, 1.0)) / temperature

@@ -37,20 +37,15 @@ class CandidateScores:
 
     @property
     def ood_decided(self) -> np.ndarray:
-        return as_decided(self.ood_int8, self.ood_novelty)
+        return calibration.as_decided(self.ood_int8, self.ood_novelty)
 
     @property
     def test_decided(self) -> np.ndarray:
-        return as_decided(self.test_int8, self.test_novelty)
+        return calibration.as_decided(self.test_int8, self.test_novelty)
 
 
 Labelled = tuple[list[Path], np.ndarray]  # image files and their label indices
 FAMILIAR_PERCENTILE = 99  # of the training folders' own validation photos: 1 in 100 is as far as an item may be
-
-
-def as_decided(scores: np.ndarray, novelty: np.ndarray) -> np.ndarray:
-    """Scores as the lanes see them: an unfamiliar item's are zero, so no threshold sends it to a lane."""
-    return np.where((novelty > 1.0)[:, None], 0.0, scores)
 
 
 def score_candidate(
@@ -83,15 +78,15 @@ def score_candidate(
     int8_all = scored[: len(checked)]
     test_int8, ood_int8 = int8_all[:n_test], int8_all[n_test:]
     test_novelty, ood_novelty = novelty[:n_test], novelty[n_test:]
+    ood_decided = calibration.as_decided(ood_int8, ood_novelty)
     if ood[0]:
-        chooser, chooser_y, chosen_on = as_decided(ood_int8, ood_novelty), ood[1], "out-of-domain validation"
+        chooser, chooser_y, chosen_on = ood_decided, ood[1], "out-of-domain validation"
     else:
         val_scores = scored[len(checked) : len(checked) + n_val]
-        chooser, chooser_y = as_decided(val_scores, val_distance / limit), val[1]
+        chooser, chooser_y = calibration.as_decided(val_scores, val_distance / limit), val[1]
         chosen_on = "in-domain validation split"
     threshold = calibration.recommend_threshold(chooser, chooser_y, max_wrong_lane)
     per_label = calibration.recommend_per_label(chooser, chooser_y, max_wrong_lane)
-    ood_decided = as_decided(ood_int8, ood_novelty)
     return CandidateScores(
         test_int8=test_int8,
         test_float32=float_all[:n_test],
@@ -169,19 +164,23 @@ def reject_summary(
 ) -> dict[str, float]:
     """Right / reject / wrong-lane shares at the threshold(s) with the familiarity check, how many the check
     rejected, and how well the scores are calibrated (ECE)."""
-    return calibration.outcomes(as_decided(scores, novelty), y_true, thresholds) | {
+    return calibration.outcomes(calibration.as_decided(scores, novelty), y_true, thresholds) | {
         "unfamiliar": round(float(np.mean(novelty > 1.0)), 4),
         "ece": calibration.expected_calibration_error(scores, y_true),
         "images": len(y_true),
     }
 
 
-def by_source(decided: np.ndarray, y_true: np.ndarray, sources: list[str], thresholds: np.ndarray) -> dict[str, dict]:
-    """Right / reject / wrong and top-1 per source (an out-of-domain source, or a training data folder)."""
+def by_source(
+    scores: np.ndarray, novelty: np.ndarray, y_true: np.ndarray, sources: list[str], thresholds: np.ndarray
+) -> dict[str, dict]:
+    """Right / reject / wrong (with the familiarity check) and top-1 (of the scores alone) per source: an
+    out-of-domain source, or a training data folder."""
     keys = np.array(sources)
+    decided = calibration.as_decided(scores, novelty)
     return {
         source: calibration.outcomes(decided[keys == source], y_true[keys == source], thresholds)
-        | {"accuracy": round(float(np.mean(decided[keys == source].argmax(1) == y_true[keys == source])), 4),
+        | {"accuracy": round(float(np.mean(scores[keys == source].argmax(1) == y_true[keys == source])), 4),
            "images": int(np.sum(keys == source))}
         for source in sorted(set(sources))
     }  # fmt: skip

@@ -406,7 +406,11 @@ def _write_outputs(
         "familiarity_limit": scored.familiar[1].limit,
         "test": evaluate.reject_summary(scored.test_int8, scored.test_novelty, y["test"], per_label),
         "test_by_source": evaluate.by_source(
-            scored.test_decided, y["test"], [inputs.data.roots[s.folder].name for s in inputs.parts["test"]], per_label
+            scored.test_int8,
+            scored.test_novelty,
+            y["test"],
+            [inputs.data.roots[s.folder].name for s in inputs.parts["test"]],
+            per_label,
         ),
     }
     ood_metrics = None
@@ -418,7 +422,7 @@ def _write_outputs(
             scored.ood_int8, scored.ood_novelty, inputs.y_ood, scored.threshold
         )
         decisions["ood_by_source"] = evaluate.by_source(
-            scored.ood_decided, inputs.y_ood, [s.source for s in inputs.ood], per_label
+            scored.ood_int8, scored.ood_novelty, inputs.y_ood, [s.source for s in inputs.ood], per_label
         )
         decisions["leave_one_source_out"] = scored.loso
         decisions["ood_wrong_lanes"] = evaluate.wrong_lanes(
