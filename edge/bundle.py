@@ -245,21 +245,21 @@ def load_bundle(path: str | os.PathLike[str], *, verify_hash: bool = True, check
 
 def _check_self_test_files(bundle: ModelBundle, verify_hash: bool) -> None:
     for image in bundle.metadata.self_test:
-        path = bundle.directory / image.file
-        if not path.is_file():
-            raise BundleError(f"{path}: self-test image named in {bundle.metadata_path} is missing")
-        if verify_hash and sha256_file(path) != image.sha256:
-            raise BundleError(f"{path}: sha256 does not match {bundle.metadata_path} (corrupt or replaced image)")
+        _check_listed_file(bundle, bundle.directory / image.file, image.sha256, "self-test image", verify_hash)
 
 
 def _check_familiar_file(bundle: ModelBundle, verify_hash: bool) -> None:
     path, familiarity = bundle.familiar_path, bundle.metadata.familiarity
-    if path is None or familiarity is None:
-        return
+    if path is not None and familiarity is not None:
+        _check_listed_file(bundle, path, familiarity.sha256, "training embeddings file", verify_hash)
+
+
+def _check_listed_file(bundle: ModelBundle, path: Path, sha256: str, what: str, verify_hash: bool) -> None:
+    """A file bundle.json names beside the model: it must be there and, when hashes are checked, unchanged."""
     if not path.is_file():
-        raise BundleError(f"{path}: training embeddings named in {bundle.metadata_path} are missing")
-    if verify_hash and sha256_file(path) != familiarity.sha256:
-        raise BundleError(f"{path}: sha256 does not match {bundle.metadata_path} (corrupt or replaced file)")
+        raise BundleError(f"{path}: {what} named in {bundle.metadata_path} is missing")
+    if verify_hash and sha256_file(path) != sha256:
+        raise BundleError(f"{path}: sha256 does not match {bundle.metadata_path} (corrupt or replaced {what})")
 
 
 def add_self_test_images(
