@@ -291,7 +291,7 @@ class Camera:
                     )
                 else:
                     log.info("camera %s: streaming %dx%d", self._name(), *self._frame_size)
-                self._logged_error = None
+                self._logged_error = self._last_error = None  # what was wrong is over
                 self._state = "streaming"
             self._cond.notify_all()
         return True

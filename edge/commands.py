@@ -6,6 +6,7 @@ the bad field and never reaches the daemon.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -15,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 MAX_PAYLOAD_BYTES = 16 * 1024
 MAX_DEPTH = 8  # JSON nesting; ~1000 levels would otherwise raise RecursionError in the parser
 MAX_ECHO_CHARS = 80  # a bad value quoted back in a reply or a log line
+MAX_PATH_CHARS = 1024  # a bundle path on the device; longer is a mistake or an attack, and would be echoed
 
 
 class CommandError(Exception):
@@ -62,6 +64,8 @@ class Reload(_Command):
             return value
         if not isinstance(value, str) or not value.strip():
             raise ValueError("must be a non-empty path string")
+        if len(value) > MAX_PATH_CHARS:
+            raise ValueError(f"is {len(value)} characters long; at most {MAX_PATH_CHARS}")
         return value
 
     @model_validator(mode="after")
@@ -106,7 +110,7 @@ def parse_command(payload: bytes) -> Command:
     if name is None:
         raise CommandError(f"missing field 'command' (one of {', '.join(COMMAND_NAMES)})")
     if name not in COMMAND_NAMES:
-        raise CommandError(f"unknown command {name!r} (expected one of {', '.join(COMMAND_NAMES)})")
+        raise CommandError(f"unknown command {echo(name)} (expected one of {', '.join(COMMAND_NAMES)})")
     try:
         return _COMMAND_ADAPTER.validate_python(document)
     except ValidationError as exc:
@@ -138,7 +142,8 @@ def _json_object(payload: bytes, what: str) -> dict[str, Any]:
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise CommandError(f"{what} is {len(payload)} bytes; at most {MAX_PAYLOAD_BYTES} are accepted")
     try:
-        document = json.loads(payload.decode("utf-8"))  # decode first: json.loads would guess UTF-16/32
+        # decode first: json.loads would guess UTF-16/32
+        document = json.loads(payload.decode("utf-8"), parse_float=_exact_float)
     except UnicodeDecodeError:
         raise CommandError(f"{what} is not UTF-8 text") from None
     except RecursionError:
@@ -150,6 +155,15 @@ def _json_object(payload: bytes, what: str) -> dict[str, Any]:
     if _depth(document) > MAX_DEPTH:
         raise CommandError(f"{what} is nested deeper than {MAX_DEPTH} levels")
     return document
+
+
+def _exact_float(text: str) -> float:
+    """A JSON number as a float, refusing one a float cannot hold: 1e-400 would be read as 0 and 1e400 as
+    infinity, and a threshold of 0 lets every item through."""
+    value = float(text)
+    if math.isinf(value) or (value == 0.0 and any(digit in "123456789" for digit in text.lower().partition("e")[0])):
+        raise ValueError(f"the number {echo(text)} is out of range")
+    return value
 
 
 def _depth(value: Any) -> int:
@@ -164,7 +178,7 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def _echo(value: Any) -> str:
+def echo(value: Any) -> str:
     """repr of a bad value, cut short: a sender must not be able to fill replies and logs."""
     text = repr(value)
     return text if len(text) <= MAX_ECHO_CHARS else f"{text[:MAX_ECHO_CHARS]}… ({len(text)} characters)"
@@ -178,6 +192,6 @@ def _describe(exc: ValidationError, skip_tag: bool = False) -> str:
         if skip_tag and loc:
             loc = loc[1:]  # drop the union tag pydantic puts first
         field = ".".join(loc) or "<root>"
-        got = "" if err["type"] == "missing" else f" (got {_echo(err['input'])})"
+        got = "" if err["type"] == "missing" else f" (got {echo(err['input'])})"
         parts.append(f"{field}: {err['msg']}{got}")
     return "; ".join(parts)

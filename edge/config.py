@@ -224,7 +224,7 @@ class RolloutSettings(_Section):
     watch: bool = False  # roll out when model.bundle (or the symlink it is) changes on disk
     watch_interval_s: float = Field(default=2.0, gt=0)  # how often the watch looks (stat only, cheap)
     max_download_mb: float = Field(default=500.0, gt=0)  # a bundle archive bigger than this is refused
-    download_timeout_s: float = Field(default=60.0, gt=0)  # per network read, not the whole transfer
+    download_timeout_s: float = Field(default=600.0, gt=0)  # the whole transfer; a silent server fails sooner
     require_self_test: bool = False  # refuse bundles that carry no reference images
     self_test_min_accuracy: float = Field(default=1.0, ge=0, le=1)  # share of reference images to get right
     state_file: Path | None = None  # live model and last rollout result as JSON, for local health checks
@@ -245,6 +245,9 @@ class UiSettings(_Section):
     host: str = "127.0.0.1"  # loopback: only this device; anything else needs a password
     port: int = Field(default=8080, ge=0, le=65535)  # 0: any free port (tests)
     password: SecretStr | None = None  # from $CREDENTIALS_DIRECTORY/sortline_ui__password, never the TOML
+    # DNS names the page is opened by, besides IP addresses, localhost and this machine's own names; any other
+    # Host is refused (DNS rebinding: a hostile site pointing its own name at the device)
+    allowed_hosts: list[str] = []
 
     @model_validator(mode="after")
     def _password_beyond_loopback(self) -> UiSettings:
@@ -364,7 +367,18 @@ class SettingSources:
             credential = f"{(self.env_prefix or '').lower()}{name}"
             if self.credentials_dir and (self.credentials_dir / credential).is_file():
                 return f"credential {credential}"
-        return str(self.config_file) if self.config_file is not None else "defaults"
+        return ", ".join([*self._inside(keys), str(self.config_file) if self.config_file is not None else "defaults"])
+
+    def _inside(self, keys: list[str]) -> list[str]:
+        """Environment variables and credentials that set keys inside the section at ``keys`` (a check of the
+        whole section, such as "a password when the host is not loopback", may fail because of them)."""
+        if not keys or not self.env_prefix:
+            return []
+        head = f"{self.env_prefix}{'__'.join(keys)}__"
+        found = [f"environment {name}" for name in sorted(os.environ) if name.upper().startswith(head.upper())]
+        if self.credentials_dir and self.credentials_dir.is_dir():
+            found += [f"credential {p.name}" for p in sorted(self.credentials_dir.glob(f"{head.lower()}*"))]
+        return found
 
 
 def _has_path(values: Mapping[str, Any], keys: list[str]) -> bool:

@@ -5,6 +5,12 @@ The frame loop never waits for the classifier: detection keeps up with the camer
 is, so items are never merged because a classification spanned the gap between them. `Daemon` holds the
 lifecycle (start, stop, commands, model swaps) and the wiring; the trigger modes (`edge.modes`), the item
 book (`edge.items`) and the worker (`edge.inference`) do the work.
+
+The frame loop owns the daemon's state: items, thresholds, pause, the live model and its swap, status and
+figures. Commands (MQTT thread), finished reloads (their own thread) and the bundle watch reach it through
+`edge.inbox` and get their replies from it; slow work (downloads, self-tests) runs beside it and hands its
+result in. Page actions (ROI, belt calibration) wait in their own objects until the loop takes them between
+items.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ import signal
 import threading
 import time
 import uuid
+from concurrent.futures import Future
+from pathlib import Path
 from typing import Any
 
 from edge import __version__
@@ -21,10 +29,11 @@ from edge.belt_calibration import BeltCalibration
 from edge.bundle import BundleError, load_bundle
 from edge.camera import Camera, Frame
 from edge.classifier import Classifier
-from edge.commands import Command, CommandError, Trigger
+from edge.commands import Command, CommandError, Reload, Trigger
 from edge.config import ConfigError, EdgeSettings
 from edge.crops import CropStore
-from edge.decision import ItemVote, Thresholds, check_lanes, decide
+from edge.decision import ItemVote, Thresholds, as_late, check_lanes, decide
+from edge.inbox import Inbox, InboxClosed
 from edge.inference import InferenceWorker
 from edge.items import Item, ItemBook
 from edge.modes import build_mode
@@ -32,13 +41,15 @@ from edge.modes.external import ExternalMode
 from edge.modes.presence import PresenceMode
 from edge.mqtt import MqttLink
 from edge.roi_override import RoiOverride
-from edge.rollout import BundleWatch, Candidate, Rollout, RolloutError
+from edge.rollout import BundleWatch, Candidate, Rollout, RolloutBusy, RolloutError
 from edge.stats import RunStats
 from edge.systemd import notify, watchdog_interval_s
 
 log = logging.getLogger(__name__)
 
 SHOW_EVERY_S = 0.1  # the page shows at most 5 frames a second; handing it every frame costs a fast loop 1-2 %
+FIGURES_EVERY_S = 1.0  # how fresh /metrics' figures are
+COMMAND_TIMEOUT_S = 10.0  # a command the frame loop has not carried out by then is refused (the loop is stuck)
 
 
 class Daemon:
@@ -67,9 +78,11 @@ class Daemon:
         self._seq = 0
         self._next_classifier: Candidate | None = None
         self._watch: BundleWatch | None = None
+        self.inbox = Inbox()  # how the other threads change what the frame loop owns (all of the above)
+        self.figures: dict[str, object] = {}  # the latest `_figures()`, for /metrics (read on its thread)
+        self._figures_at = float("-inf")
         self.metrics = self._metrics_server() if settings.metrics.enabled else None
         self.live, self.ui = self._ui_server() if settings.ui.enabled else (None, None)
-        self._swap_lock = threading.Lock()
         self._camera_in_status: tuple[str, str | None] | None = None  # what the retained status last said
         self._shown_at = float("-inf")  # when the page was last handed a frame
 
@@ -90,12 +103,14 @@ class Daemon:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: self.stop())
         self._publish_status()  # remembered by the link: its birth message then already names the model
+        self.figures = self._figures()
         self.link.start(on_command=self._on_command, on_trigger=self._on_trigger)
         if self.metrics is not None:
             self.metrics.start()
         if self.ui is not None:
             self.ui.start()
         self.worker.start()
+        self.crops.start()
         self.camera.start()
         if self.settings.rollout.watch:
             rollout = self.settings.rollout
@@ -117,10 +132,12 @@ class Daemon:
     def _shutdown(self) -> int:
         """Decide the item in view, flush the queue, say offline; returns the decisions left undelivered."""
         notify("STOPPING=1")
+        self.inbox.close()  # commands from now on are refused: the loop that would carry them out has ended
         if self._watch is not None:
             self._watch.stop()
         self._decide_open_items()
         self.worker.stop()
+        self.crops.stop()
         self.camera.stop()
         undelivered = self.link.close(flush_timeout=self.settings.mqtt.flush_timeout_s)
         if self.metrics is not None:
@@ -154,6 +171,7 @@ class Daemon:
             elif self.camera.ended:
                 log.info("video source ended")
                 break
+            self.inbox.run_pending()
             self.mode.on_tick(now, self.items)
             self._publish_decided(now)
             if watchdog_every and now - last_ping >= watchdog_every and self._healthy(now - last_frame_at):
@@ -161,8 +179,10 @@ class Daemon:
                 last_ping = now
             if (self.camera.state, self.camera.last_error) != self._camera_in_status:
                 self._publish_status()  # a camera that fails or comes back is news for the line's monitoring
+            if now - self._figures_at >= FIGURES_EVERY_S:
+                self.figures, self._figures_at = self._figures(), now
             if now - last_stats >= self.settings.mqtt.stats_interval_s:
-                stats = self._stats_message()
+                stats = {**self.stats.snapshot(), **self._figures()}
                 self.link.publish_stats(stats)
                 if self.live is not None:
                     self.live.stats(stats)
@@ -234,7 +254,7 @@ class Daemon:
         }
         if self.live is not None:
             self.live.decision(message, item.crop)
-        if not self.link.publish_decision(message, ttl_s=ttl):
+        if not self.link.publish_decision(message, ttl_s=ttl, late=as_late(message, self.settings.lanes.reject)):
             log.error("decision queue full (%d): decision %s dropped", self.settings.mqtt.queue_size, self._seq)
         self.stats.decisions[body["label"]] += 1
         if body["reason"] is not None:
@@ -270,18 +290,26 @@ class Daemon:
         if self.live is not None:
             self.live.status({**status, "device": self.settings.device_id})
 
-    def _stats_message(self) -> dict[str, object]:
+    def _figures(self) -> dict[str, object]:
+        """Every count and state the stats topic and /metrics report, built in this one place."""
         return {
-            **self.stats.snapshot(),
+            "frames": self.stats.frames,
+            "decisions": dict(self.stats.decisions),
+            "rejects": self.stats.decisions.get("reject", 0),
+            "reject_reasons": dict(self.stats.reasons),
             "line": self.mode.counts(),
             "camera": self.camera.state,
             "camera_error": self.camera.last_error,
-            "broker_error": self.link.last_error,
             "camera_reconnects": self.camera.reconnects,
             "dropped_frames": self.camera.dropped_frames,
+            "broker_error": self.link.last_error,
+            "broker_reconnects": self.link.reconnects,
             "queue_depth": self.link.queue_depth,
             "queue_dropped": self.link.dropped,
-            "broker_reconnects": self.link.reconnects,
+            "sent_late": self.link.late,
+            "crops_saved": self.crops.saved,
+            "crops_failed": self.crops.failed,
+            "crops_error": self.crops.last_error,
             "paused": self.paused,
             "model": self.classifier.bundle.metadata.model_id,
         }
@@ -312,31 +340,24 @@ class Daemon:
     def _metrics_server(self) -> Any:
         from edge.metrics import MetricsServer  # prometheus-client is only needed when metrics are on
 
-        def read() -> dict[str, object]:
-            return {
-                "frames": self.stats.frames,
-                "decisions": dict(self.stats.decisions),
-                "rejects": self.stats.decisions.get("reject", 0),
-                "reject_reasons": dict(self.stats.reasons),
-                "line": self.mode.counts(),
-                "queue_depth": self.link.queue_depth,
-                "queue_dropped": self.link.dropped,
-                "camera_reconnects": self.camera.reconnects,
-                "broker_reconnects": self.link.reconnects,
-                "camera_state": self.camera.state,
-                "paused": self.paused,
-                "model": self.classifier.bundle.metadata.model_id,
-            }
-
-        return MetricsServer(self.settings.metrics, read)
+        return MetricsServer(self.settings.metrics, lambda: self.figures)
 
     def _on_trigger(self, trigger: Trigger) -> None:
         if not isinstance(self.mode, ExternalMode):
             raise CommandError(f"trigger.mode is {self.settings.trigger.mode}: triggers are used in external mode only")
         self.mode.trigger(trigger)
 
-    def _on_command(self, command: Command) -> dict[str, object]:
-        """Runs on the MQTT thread; the frame loop picks up the change on its next frame."""
+    def _on_command(self, command: Command) -> dict[str, object] | Future[dict[str, object]]:
+        """On the MQTT command thread: the frame loop carries the command out; a reload is prepared beside it."""
+        if isinstance(command, Reload):
+            return self._reload_beside(command)
+        try:
+            return self.inbox.ask(lambda: self._carry_out(command), timeout=COMMAND_TIMEOUT_S)
+        except InboxClosed as exc:
+            raise CommandError(f"{command.command} not carried out: {exc}") from None
+
+    def _carry_out(self, command: Command) -> dict[str, object]:
+        """On the frame loop: pause, resume, set_threshold."""
         name = command.command
         if name == "pause":
             self.paused = True
@@ -344,19 +365,35 @@ class Daemon:
             self.paused = False
         elif name == "set_threshold":
             self.thresholds = self.thresholds.commanded(command.value)
-        elif name == "reload":
-            return self._prepare_reload(command.bundle, command.url, command.sha256, origin="command")
         self._publish_status()
         return {"paused": self.paused, "threshold": self.thresholds.default}
 
-    def _on_watch(self, bundle: Any) -> None:
-        """model.bundle changed on disk (the watch thread); the live bundle itself is no news."""
+    def _reload_beside(self, command: Reload) -> Future[dict[str, object]]:
+        """Download, verify and self-test on a thread of its own, so commands go on meanwhile (a download can
+        take minutes); the reply goes out when it is done."""
+        reply: Future[dict[str, object]] = Future()
+
+        def prepare() -> None:
+            try:
+                reply.set_result(self._prepare_reload(command.bundle, command.url, command.sha256, origin="command"))
+            except Exception as exc:
+                reply.set_exception(exc)
+
+        threading.Thread(target=prepare, name="reload", daemon=True).start()
+        return reply
+
+    def _on_watch(self, bundle: Path) -> bool:
+        """model.bundle changed on disk (the watch thread); the live bundle itself is no news. False while
+        another rollout is busy: the watch offers the bundle again on its next poll."""
         if bundle == self.rollout.live_directory and self._bundle_id(bundle) == self.rollout.live_model:
-            return
+            return True
         try:
             self._prepare_reload(bundle, None, None, origin="watch")
+        except RolloutBusy:
+            return False
         except CommandError as exc:
             log.error("%s", exc)
+        return True
 
     @staticmethod
     def _bundle_id(directory: Any) -> str | None:
@@ -366,24 +403,35 @@ class Daemon:
             return None
 
     def _prepare_reload(self, bundle: Any, url: str | None, sha256: str | None, origin: str) -> dict[str, object]:
-        """Verify, load and self-test beside the live model; the frame loop swaps it in (edge.rollout)."""
+        """Beside the frame loop: verify, load and self-test next to the live model (edge.rollout); the loop
+        swaps the candidate in between items."""
         try:
             candidate = self.rollout.prepare(bundle=bundle, url=url, sha256=sha256, origin=origin)
+        except RolloutBusy:
+            raise
         except RolloutError as exc:
-            self._publish_status()
-            live = self.classifier.bundle.metadata.model_id
-            raise CommandError(f"reload refused, still running {live}: {exc}") from exc
-        with self._swap_lock:
-            self._next_classifier = candidate
-        self._publish_status()
+            self._tell_loop(self._publish_status)  # the status says what became of the rollout
+            raise CommandError(f"reload refused, still running {self.rollout.live_model}: {exc}") from exc
+        self._tell_loop(lambda: self._take_candidate(candidate))
         return {"model": candidate.model_id, "self_test": candidate.self_test}
+
+    def _tell_loop(self, action: Any) -> None:
+        """Have the loop take the reload's outcome, and wait for it: the status says so before the reply does."""
+        try:
+            self.inbox.ask(action, timeout=COMMAND_TIMEOUT_S)
+        except InboxClosed as exc:
+            raise CommandError(f"reload not carried out: {exc}") from None
+
+    def _take_candidate(self, candidate: Candidate) -> None:
+        """On the frame loop: the next model, swapped in at the next gap between items."""
+        self._next_classifier = candidate
+        self._publish_status()
 
     def _swap_model_between_items(self) -> None:
         """Swap a reloaded model in only between items, so one item is never voted on by two models."""
         if self._next_classifier is None or len(self.items):
             return
-        with self._swap_lock:
-            candidate, self._next_classifier = self._next_classifier, None
+        candidate, self._next_classifier = self._next_classifier, None
         self.worker.use(candidate.classifier)
         self._apply_item_margin(candidate.classifier)
         if self.thresholds.source != "command":  # a threshold set over MQTT outlives a model swap

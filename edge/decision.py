@@ -11,6 +11,7 @@ from edge.bundle import BundleMetadata
 from edge.config import ConfigError, LaneSettings, ModelSettings
 
 REJECT = "reject"
+LATE = "late"  # the reject reason of a decision past its deadline: the item has gone by
 FALLBACK_THRESHOLD = 0.6  # for bundles that recommend none
 
 
@@ -77,6 +78,7 @@ class ItemVote:
 
     item_id: str
     first_seen: float = field(default_factory=time.time)  # wall clock, for the PLC
+    there_at: float | None = None  # wall clock, when it was last known in front of the camera; None: first_seen
     frames: int = 0
     last_captured: float = 0.0  # monotonic capture time of the newest frame voted
     inference_ms: float = 0.0
@@ -106,15 +108,19 @@ class ItemVote:
 def decide(
     vote: ItemVote, labels: tuple[str, ...], thresholds: Thresholds, lanes: LaneSettings, ttl_s: float
 ) -> dict[str, object]:
-    """The decision message body (seq, model and device are added by the daemon)."""
+    """The decision message body (seq, model and device are added by the daemon). Its deadline counts from when
+    the item was there, not from when it was decided: a decision made after it is a ``late`` reject."""
     scores, novelty = vote.mean_scores(), vote.mean_novelty()
     decided_at = time.time()
+    deadline = (vote.first_seen if vote.there_at is None else vote.there_at) + ttl_s
     if scores is None:
         label, confidence, reason = REJECT, 0.0, vote.veto or "no_frames"
     else:
         label, confidence, reason = lane_label(scores, novelty, labels, thresholds)
         if vote.veto is not None:
             label, reason = REJECT, vote.veto
+    if decided_at > deadline:
+        label, reason = REJECT, LATE
     return {
         "item_id": vote.item_id,
         "label": label,
@@ -127,11 +133,17 @@ def decide(
         "frames": vote.frames,
         "first_seen": round(vote.first_seen, 3),
         "decided_at": round(decided_at, 3),
-        "deadline": round(decided_at + ttl_s, 3),
+        "deadline": round(deadline, 3),
         "inference_ms": round(vote.inference_ms / vote.frames, 2) if vote.frames else None,
         "latency_ms": round((time.monotonic() - vote.last_captured) * 1000, 2) if vote.frames else None,
         **belt_timing(vote, decided_at),
     }
+
+
+def as_late(decision: dict[str, object], reject_lane: int) -> dict[str, object]:
+    """The decision as it must go out once past its deadline (a broker outage held it back): a reject the PLC
+    can tell from one made in time, with everything else kept for the record."""
+    return {**decision, "label": REJECT, "lane": reject_lane, "reason": LATE}
 
 
 def belt_timing(vote: ItemVote, decided_at: float) -> dict[str, object]:

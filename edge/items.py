@@ -48,6 +48,10 @@ class ItemBook:
         self._by_id[item_id] = item
         return item
 
+    def open_ids(self) -> set[str]:
+        """Ids of the items not decided yet."""
+        return set(self._by_id)
+
     def offer(self, item: Item, crop: np.ndarray, captured_at: float, quality: float = 0.0) -> None:
         if item.closed_at is None:
             self.worker.offer(Job(item.item_id, crop.copy(), captured_at, quality))

@@ -40,6 +40,8 @@ class _DaemonCollector(Collector):
 
     def collect(self) -> Iterator[Any]:
         figures = self._read()
+        if not figures:
+            return  # the daemon has not counted yet
         # No fps gauge: rate(sortline_frames_total[1m]) is right for any number of scrapers and intervals.
         yield CounterMetricFamily("sortline_frames", "Frames taken by the frame loop", value=figures["frames"])
         decisions = CounterMetricFamily("sortline_decisions", "Decisions published, by label", labels=["label"])
@@ -73,7 +75,7 @@ class _DaemonCollector(Collector):
         yield CounterMetricFamily("sortline_camera_reconnects", "Camera reconnects", value=figures["camera_reconnects"])
         yield CounterMetricFamily("sortline_broker_reconnects", "Broker reconnects", value=figures["broker_reconnects"])
         camera = GaugeMetricFamily("sortline_camera_state", "1 for the camera's current state", labels=["state"])
-        camera.add_metric([figures["camera_state"]], 1)
+        camera.add_metric([figures["camera"]], 1)
         yield camera
         yield GaugeMetricFamily("sortline_paused", "1 while paused by command", value=int(figures["paused"]))
         yield InfoMetricFamily("sortline_model", "The live model", value={"model": figures["model"]})
@@ -90,7 +92,7 @@ class MetricsServer:
         )
         self.latency_seconds = Histogram(
             "sortline_decision_latency_seconds",
-            "First frame of an item to its decision",
+            "Capture of the newest frame voted for an item to its decision",
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )

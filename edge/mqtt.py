@@ -19,8 +19,9 @@ Topics, under ``<topic_prefix>/<device_id>``:
   decision        QoS 1, never retained; MQTT 5 Message Expiry = what is left of the decision's ttl
                   when it is sent (at least 1 s). Over 3.1.1 only the payload's deadline tells.
   stats           QoS 0, not retained, skipped while disconnected
-  command         in: JSON commands (edge.commands); replies on command/reply, or on the MQTT 5
-                  response topic with its correlation data when the command carries one
+  command         in: JSON commands (edge.commands); replies on command/reply, with the MQTT 5
+                  correlation data when the command carries one, on its response topic when that lies
+                  under command/reply/
   trigger         in: ``{"item_id": "..."}``; refused triggers are explained on trigger/error
 The link keeps no broker session (clean start): commands sent while the daemon was away are stale.
 Subscribers that must not miss decisions while *they* are away need a persistent session on a
@@ -40,6 +41,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,7 +51,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge.commands import Command, CommandError, Trigger, parse_command, parse_trigger, request_id_of
+from edge.commands import Command, CommandError, Trigger, echo, parse_command, parse_trigger, request_id_of
 from edge.config import MqttSettings
 
 log = logging.getLogger(__name__)
@@ -94,7 +96,8 @@ class Topics:
 class _Decision:
     order: int
     payload: bytes
-    created: float  # time.monotonic() when queued
+    late: bytes  # sent instead once past the deadline
+    deadline: float  # wall clock, from the decision
     ttl_s: float
 
 
@@ -109,7 +112,8 @@ class MqttLink:
         self._protocol = "3.1.1" if settings.protocol == "3.1.1" else "5"
 
         self._lock = threading.Condition()  # guards the state below; never held while calling paho
-        self._send_lock = threading.Lock()  # held by the sender from "ready?" to handing a decision over
+        # held by the sender from "ready?" to handing a decision over, and while the client is replaced
+        self._send_lock = threading.Lock()
         self._client: mqtt.Client | None = None
         self._backlog: deque[_Decision] = deque()  # not yet handed to paho, in order
         self._in_flight: dict[int, _Decision] = {}  # mid -> handed to paho, not yet acknowledged
@@ -121,6 +125,7 @@ class MqttLink:
         self._subscribe_mid: int | None = None
         self._status: dict[str, Any] = {"state": "online"}
         self._dropped = 0
+        self._late = 0  # decisions sent as late rejects: their deadline passed while they waited for the broker
         self._connects = 0
         self._last_error: str | None = None
         self._socket_error: str | None = None  # paho's last socket-level error, for the next failure report
@@ -129,19 +134,22 @@ class MqttLink:
         self._closing = False  # close() called: no new decisions
         self._stopped = False  # close() done: worker threads exit
 
-        self._on_command: Callable[[Command], dict] | None = None
+        self._on_command: Callable[[Command], dict | Future[dict]] | None = None
         self._on_trigger: Callable[[Trigger], None] | None = None
         self._commands: queue.Queue[mqtt.MQTTMessage | None] = queue.Queue()
         self._threads: list[threading.Thread] = []
 
     # ----------------------------------------------------------------- public API
 
-    def start(self, on_command: Callable[[Command], dict], on_trigger: Callable[[Trigger], None]) -> None:
+    def start(
+        self, on_command: Callable[[Command], dict | Future[dict]], on_trigger: Callable[[Trigger], None]
+    ) -> None:
         """Connect in the background; reconnects for ever with backoff until close().
 
-        ``on_command`` runs on a worker thread, one command at a time, so a slow reload never stalls
-        the connection. ``on_trigger`` runs on the network thread and must only hand the trigger on, or
-        raise CommandError to refuse it (the reason goes to the trigger error topic).
+        ``on_command`` runs on a worker thread, one command at a time, so a command never stalls the
+        connection; work that takes long returns a Future, and the reply goes out when it is done.
+        ``on_trigger`` runs on the network thread and must only hand the trigger on, or raise CommandError
+        to refuse it (the reason goes to the trigger error topic).
         """
         if self._started:
             raise MqttLinkError("MqttLink.start() called twice")
@@ -165,9 +173,11 @@ class MqttLink:
         if client is not None and self.connected:
             self._publish_status(client)
 
-    def publish_decision(self, decision: dict, ttl_s: float) -> bool:
-        """Queue a decision for in-order delivery; False (and counted) when the queue is full."""
+    def publish_decision(self, decision: dict, ttl_s: float, late: dict) -> bool:
+        """Queue a decision for in-order delivery; False (and counted) when the queue is full. ``late`` is what
+        goes out instead once the decision's ``deadline`` has passed (a reject: the item has gone by)."""
         payload = json.dumps(decision, separators=(",", ":")).encode()
+        late_payload = json.dumps(late, separators=(",", ":")).encode()
         with self._lock:
             if self._closing:
                 raise MqttLinkError("publish_decision() after close()")
@@ -181,7 +191,8 @@ class MqttLink:
                     )
                 return False
             self._next_order += 1
-            self._backlog.append(_Decision(self._next_order, payload, time.monotonic(), ttl_s))
+            deadline = float(decision["deadline"])
+            self._backlog.append(_Decision(self._next_order, payload, late_payload, deadline, ttl_s))
             self._lock.notify_all()
         return True
 
@@ -199,7 +210,8 @@ class MqttLink:
             left = len(self._backlog) + len(self._in_flight)
             self._status = {"state": "offline", "reason": "shutdown"}
             self._lock.notify_all()
-        client = self._client
+        with self._send_lock:  # a 3.1.1 fallback has swapped its client in, or sees _closing and starts none
+            client = self._client
         if client is not None:
             if self.connected:
                 info = client.publish(self.topics.status, self._stamped(self._status), qos=1, retain=True)
@@ -236,6 +248,12 @@ class MqttLink:
         """Decisions refused because the queue was full, or rejected by the broker (MQTT 5 PUBACK)."""
         with self._lock:
             return self._dropped
+
+    @property
+    def late(self) -> int:
+        """Decisions whose deadline passed while they waited for the broker: sent as ``late`` rejects."""
+        with self._lock:
+            return self._late
 
     @property
     def reconnects(self) -> int:
@@ -368,14 +386,11 @@ class MqttLink:
     def _on_disconnect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any) -> None:
         if client is not self._client:
             return
-        # Wait for a hand-over in progress, so nothing is published between this and the reconnect.
-        acquired = self._send_lock.acquire(timeout=5)
-        try:
-            with self._lock:
-                self._ready = False
-        finally:
-            if acquired:
-                self._send_lock.release()
+        # Only hand over: waiting here for the sender (inside client.publish, which takes paho's callback lock
+        # this runs under) could deadlock. A decision handed over meanwhile waits in paho's queue and goes
+        # out, in order, with its resends after the reconnect.
+        with self._lock:
+            self._ready = False
         was_connected = self._connected.is_set()
         self._connected.clear()
         if not was_connected:  # an attempt that failed after the TCP connect (TLS alert, broker closed)
@@ -422,16 +437,19 @@ class MqttLink:
     def _fall_back_to_311(self, old: mqtt.Client) -> None:
         old.disconnect()
         old.loop_stop()
-        with self._send_lock, self._lock:
-            # The new client starts with an empty session: everything the old one held goes again.
-            requeue = sorted(self._in_flight.values(), key=lambda item: item.order)
-            self._backlog.extendleft(reversed(requeue))
-            self._in_flight.clear()
-            self._ready = False
-            self._protocol = "3.1.1"
-            self._client = self._new_client()
-            client = self._client
-        self._connect(client)
+        with self._send_lock:
+            with self._lock:
+                if self._closing:
+                    return
+                # The new client starts with an empty session: everything the old one held goes again.
+                requeue = sorted(self._in_flight.values(), key=lambda item: item.order)
+                self._backlog.extendleft(reversed(requeue))
+                self._in_flight.clear()
+                self._ready = False
+                self._protocol = "3.1.1"
+                self._client = self._new_client()
+                client = self._client
+            self._connect(client)
 
     def _where(self) -> str:
         return f"{self._settings.host}:{self._settings.port}"
@@ -452,10 +470,14 @@ class MqttLink:
                         continue
                     item = self._backlog.popleft()
                     client = self._client
-                    properties = self._expiry(item)
+                    remaining = item.deadline - time.time()
+                    if remaining <= 0:
+                        self._late += 1
+                    payload = item.payload if remaining > 0 else item.late
+                    properties = self._expiry(remaining if remaining > 0 else item.ttl_s)
                 assert client is not None
                 # Outside self._lock: paho calls on_publish holding its own lock, which takes ours.
-                info = client.publish(self.topics.decision, item.payload, qos=1, properties=properties)
+                info = client.publish(self.topics.decision, payload, qos=1, properties=properties)
                 with self._lock:
                     self._in_flight[info.mid] = item  # an early PUBACK waits in _acks until this is done
 
@@ -476,13 +498,13 @@ class MqttLink:
         self._acks.clear()
         self._lock.notify_all()  # close() may be waiting for the queue to drain
 
-    def _expiry(self, item: _Decision) -> Properties | None:
-        """MQTT 5 Message Expiry: what is left of the decision's time to live, at least 1 s."""
+    def _expiry(self, seconds: float) -> Properties | None:
+        """MQTT 5 Message Expiry: what is left before the decision's deadline (a late reject: its ttl), at
+        least 1 s."""
         if self._protocol != "5":
             return None
         properties = Properties(PacketTypes.PUBLISH)
-        remaining = item.ttl_s - (time.monotonic() - item.created)
-        properties.MessageExpiryInterval = max(1, math.ceil(remaining))
+        properties.MessageExpiryInterval = max(1, math.ceil(seconds))
         return properties
 
     # ----------------------------------------------------------------- commands and triggers
@@ -536,46 +558,58 @@ class MqttLink:
                 log.exception("handling a command failed")
 
     def _handle_command(self, message: mqtt.MQTTMessage) -> None:
-        reply: dict[str, Any]
         try:
             command = parse_command(message.payload)
         except CommandError as exc:
             log.warning("refused a command on %s: %s", message.topic, exc)
-            reply = {"ok": False, "request_id": request_id_of(message.payload), "error": str(exc)}
+            self._reply(message, {"ok": False, "request_id": request_id_of(message.payload), "error": str(exc)})
+            return
+        log.info("command %s (request %s)", command.command, command.request_id)
+        assert self._on_command is not None
+        try:
+            result = self._on_command(command)
+        except Exception as exc:
+            self._reply(message, self._outcome(command, exc))
+            return
+        if isinstance(result, Future):  # slow work (a reload) replies when it is done; later commands go on
+            result.add_done_callback(lambda done: self._reply(message, self._outcome(command, done)))
         else:
-            log.info("command %s (request %s)", command.command, command.request_id)
-            assert self._on_command is not None
-            try:
-                result = self._on_command(command)
-            except CommandError as exc:
-                log.warning("command %s failed: %s", command.command, exc)
-                reply = {"ok": False, "request_id": command.request_id, "command": command.command, "error": str(exc)}
-            except Exception as exc:
-                log.exception("command %s raised", command.command)
-                reply = {
-                    "ok": False,
-                    "request_id": command.request_id,
-                    "command": command.command,
-                    "error": f"internal error: {type(exc).__name__}: {exc}",
-                }
-            else:
-                reply = {**(result or {}), "ok": True, "request_id": command.request_id, "command": command.command}
-        self._reply(message, reply)
+            self._reply(message, self._outcome(command, result))
+
+    @staticmethod
+    def _outcome(command: Command, result: dict | Future | Exception) -> dict[str, Any]:
+        """The reply to ``command``: its handler's result, or the reason it failed."""
+        if isinstance(result, Future):
+            result = result.exception() or result.result()
+        head = {"request_id": command.request_id, "command": command.command}
+        if isinstance(result, CommandError):
+            log.warning("command %s failed: %s", command.command, result)
+            return {"ok": False, **head, "error": str(result)}
+        if isinstance(result, Exception):
+            log.error("command %s raised", command.command, exc_info=result)
+            return {"ok": False, **head, "error": f"internal error: {type(result).__name__}: {result}"}
+        return {**(result or {}), "ok": True, **head}
 
     def _reply(self, message: mqtt.MQTTMessage, reply: dict[str, Any]) -> None:
-        """To the MQTT 5 response topic with its correlation data when given, else /command/reply."""
+        """To the MQTT 5 response topic with its correlation data when it lies under the device's reply topic,
+        else to /command/reply: a sender must not make the daemon publish on its decision or status topic."""
         topic, properties = self.topics.command_reply, None
         request = getattr(message, "properties", None)
         response_topic = getattr(request, "ResponseTopic", None)
         if self._protocol == "5" and response_topic:
-            if any(char in response_topic for char in "#+"):
-                log.warning("ignored response topic %r (wildcards); replying on %s", response_topic, topic)
+            if not response_topic.startswith(f"{self.topics.command_reply}/") or any(c in response_topic for c in "#+"):
+                log.warning(
+                    "ignored response topic %s (replies go under %s/, without wildcards); replying on %s",
+                    echo(response_topic),
+                    self.topics.command_reply,
+                    topic,
+                )
             else:
                 topic = response_topic
-                properties = Properties(PacketTypes.PUBLISH)
-                correlation = getattr(request, "CorrelationData", None)
-                if correlation is not None:
-                    properties.CorrelationData = correlation
+            properties = Properties(PacketTypes.PUBLISH)
+            correlation = getattr(request, "CorrelationData", None)
+            if correlation is not None:
+                properties.CorrelationData = correlation
         client = self._client
         if client is not None:
             client.publish(topic, self._stamped(reply), qos=1, properties=properties)

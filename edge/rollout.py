@@ -47,6 +47,13 @@ class RolloutError(Exception):
         self.stage = stage
 
 
+class RolloutBusy(RolloutError):
+    """Another rollout is being prepared; this one was not started."""
+
+    def __init__(self) -> None:
+        super().__init__("busy", "another rollout is in progress")
+
+
 @dataclass(frozen=True)
 class Candidate:
     """A verified, loaded and self-tested model waiting for the gap between two items."""
@@ -106,18 +113,31 @@ def fetch_bundle(url: str, models_dir: Path, sha256: str, max_bytes: int, timeou
     return target
 
 
+STALL_S = 30.0  # a server that sends nothing for this long has failed, whatever time the download has left
+
+
 def _download(url: str, destination: Path, max_bytes: int, timeout_s: float) -> None:
+    """Within ``timeout_s`` for the whole transfer (a server sending a byte every few seconds never trips a
+    per-read timeout), ``max_bytes`` at most."""
     request = urllib.request.Request(url, headers={"User-Agent": "sortline-edge"})
+    give_up = time.monotonic() + timeout_s
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response, destination.open("wb") as out:
+        with (
+            urllib.request.urlopen(request, timeout=min(timeout_s, STALL_S)) as response,
+            destination.open("wb") as out,
+        ):
             declared = response.headers.get("Content-Length")
             if declared and int(declared) > max_bytes:
                 raise RolloutError("download", f"{url}: {int(declared)} bytes, more than rollout.max_download_mb")
             received = 0
-            while block := response.read(1 << 20):
+            while block := response.read1(1 << 20):  # what has come, not a full megabyte: the clock is checked
                 received += len(block)
                 if received > max_bytes:
                     raise RolloutError("download", f"{url}: more than {max_bytes} bytes, rollout.max_download_mb")
+                if time.monotonic() > give_up:
+                    raise RolloutError(
+                        "download", f"{url}: not complete after {timeout_s:g} s (rollout.download_timeout_s)"
+                    )
                 out.write(block)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise RolloutError("download", f"{url}: download failed: {exc}") from exc
@@ -163,7 +183,8 @@ class Rollout:
 
     def __init__(self, settings: EdgeSettings, live: Classifier) -> None:
         self._settings = settings
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one rollout prepared at a time
+        self._state_lock = threading.Lock()  # `last` and the state file, written from two threads
         self.link = settings.model.bundle if settings.model.bundle.is_symlink() else None
         self.models_dir = settings.rollout.models_dir or settings.model.bundle.absolute().parent
         self.live_directory = live.bundle.directory.resolve()
@@ -176,7 +197,7 @@ class Rollout:
     ) -> Candidate:
         source = url or str(bundle)
         if not self._lock.acquire(blocking=False):
-            raise RolloutError("busy", "another rollout is in progress")
+            raise RolloutBusy
         try:
             candidate = self._prepare(source, bundle, url, sha256, origin)
         except RolloutError as exc:
@@ -227,9 +248,11 @@ class Rollout:
         return self.last
 
     def _record(self, result: str, **fields: Any) -> None:
-        self.last = {"result": result, "model": None, "stage": None, "error": None, "at": round(time.time(), 3)}
-        self.last.update(fields)
-        self._write_state()
+        """Called from the reload thread (prepared, failed) and the frame loop (swapped)."""
+        with self._state_lock:
+            self.last = {"result": result, "model": None, "stage": None, "error": None, "at": round(time.time(), 3)}
+            self.last.update(fields)
+            self._write_state()
 
     def _point_link(self, directory: Path) -> None:
         """Repoint the ``model.bundle`` symlink (atomically) so a restart loads ``directory``."""
@@ -237,7 +260,7 @@ class Rollout:
             return
         beside = directory.parent == self.link.parent.resolve()
         target = Path(os.path.relpath(directory, self.link.parent)) if beside else directory
-        staging = self.link.with_name(f".{self.link.name}.{os.getpid()}")
+        staging = self.link.with_name(f".{self.link.name}.{os.getpid()}.{threading.get_ident()}")  # two threads
         try:
             staging.unlink(missing_ok=True)
             staging.symlink_to(target)
@@ -261,9 +284,10 @@ class Rollout:
 
 class BundleWatch:
     """Polls ``model.bundle`` (where a symlink points, and bundle.json's mtime); calls back once a
-    change has held still for two polls, so a bundle still being copied is not picked up half-written."""
+    change has held still for two polls, so a bundle still being copied is not picked up half-written.
+    A callback that returns False has not taken the bundle: it is offered again at the next poll."""
 
-    def __init__(self, path: Path, interval_s: float, on_change: Callable[[Path], None]) -> None:
+    def __init__(self, path: Path, interval_s: float, on_change: Callable[[Path], bool]) -> None:
         self._path, self._interval, self._on_change = path, interval_s, on_change
         self._stop = threading.Event()
         self._seen = self._signature()
@@ -293,7 +317,8 @@ class BundleWatch:
                 pending = current  # changed: wait one more poll for it to settle
                 continue
             try:
-                self._on_change(Path(current[0]))
+                if not self._on_change(Path(current[0])):
+                    continue  # not taken now (another rollout is busy): offered again at the next poll
             except Exception:  # the watch must outlive any one bad bundle
                 log.exception("rollout from the watch on %s failed", self._path)
             self._seen, pending = self._signature(), None

@@ -73,7 +73,7 @@ class PresenceMode:
             self._items[id(track)] = items.open(self._next_item_id(), first_seen=track.first_seen + clock)
         for track in left:
             item = self._items.pop(id(track))
-            self._finish(item, track, clock)
+            self._finish(item, track, clock, frame.wall_time)
             items.close(item)
         for track in tracker.tracks:
             item = self._items.get(id(track))
@@ -82,7 +82,7 @@ class PresenceMode:
             if track.in_full_view and not track.touching and item.vote.frames < self._settings.max_frames:
                 items.offer(item, self._item_view(roi, track), frame.captured_at, quality=self._centred(track))
             if track.crossed_at is not None and item.vote.frames >= self._settings.max_frames:
-                self._finish(item, track, clock)
+                self._finish(item, track, clock, frame.wall_time)
                 items.close(item)  # decided now; the item is still followed until it leaves
 
     def on_tick(self, now: float, items: ItemBook) -> None:
@@ -165,15 +165,17 @@ class PresenceMode:
             return UNLEARNED_MAX_LENGTH * along * configured_share
         return times_median * statistics.median(self._lengths)
 
-    def _finish(self, item: Item, track: Track, clock: float) -> None:
-        """What the item's decision needs from its track: when it crossed, how fast, whether it is one item."""
+    def _finish(self, item: Item, track: Track, clock: float, now: float) -> None:
+        """What the item's decision needs from its track: when it crossed (else ``now``, when it was last there:
+        the decision's deadline counts from it), how fast, whether it is one item."""
         if item.closed_at is not None:
             return
         tracker = self._tracker
         assert tracker is not None
         vote = item.vote
+        vote.there_at = now
         if track.crossed_at is not None:
-            vote.crossed_at = track.crossed_at + clock
+            vote.crossed_at = vote.there_at = track.crossed_at + clock
             speed = tracker.speed_px_s or track.speed_px_s
             vote.belt_speed_px_s = speed
             if speed is not None and self.mm_per_px is not None:

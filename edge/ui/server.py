@@ -8,17 +8,14 @@ the model saw), ``/api/roi`` (GET; POST a new one as fractions of the frame; DEL
 apart; DELETE: back to ``trigger.presence``'s); for labelling the unsure crops ``/api/crops``,
 ``/review/<crop id>`` (the image),
 ``POST /api/crops/<item id>`` (a recent decision's crop joins them), ``POST /api/labels`` and
-``/api/labelled.tar.gz``. With ``ui.password`` set, every request needs it (HTTP
-Basic; any user name); requests that change something must come from the page's own origin.
+``/api/labelled.tar.gz``. Every request passes `edge.ui.guard` first (host name, password, origin, body
+size, security headers).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import re
-import secrets
 import threading
 from pathlib import Path
 from typing import Any
@@ -26,17 +23,17 @@ from typing import Any
 import uvicorn
 from pydantic import ValidationError
 from starlette.applications import Starlette
-from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from edge.belt_calibration import BeltCalibration
 from edge.config import ConfigError, Roi, UiSettings, validation_problems
 from edge.roi_override import RoiOverride
+from edge.ui.guard import Guard
 from edge.ui.review import Review, ReviewError
 from edge.ui.state import LiveView
 
@@ -48,7 +45,12 @@ _NO_STORE = {"Cache-Control": "no-store"}
 
 
 def build_app(
-    view: LiveView, password: str | None, review: Review | None, roi: RoiOverride, belt: BeltCalibration
+    view: LiveView,
+    password: str | None,
+    review: Review | None,
+    roi: RoiOverride,
+    belt: BeltCalibration,
+    allowed_hosts: list[str],
 ) -> ASGIApp:
     async def page(_request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers=_NO_STORE)
@@ -185,40 +187,7 @@ def build_app(
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ]
     )
-    return _Guard(app, password)
-
-
-class _Guard:
-    """Password (HTTP Basic) when one is set, and same-origin for anything but GET/HEAD (cross-site requests)."""
-
-    def __init__(self, app: ASGIApp, password: str | None) -> None:
-        self._app, self._password = app, password
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            headers = Headers(scope=scope)
-            refusal: Response | None = None
-            if self._password is not None and not self._authorised(headers.get("authorization", "")):
-                refusal = PlainTextResponse(
-                    "password required", status_code=401, headers={"WWW-Authenticate": 'Basic realm="sortline"'}
-                )
-            elif scope["method"] not in ("GET", "HEAD") and not _same_origin(headers):
-                refusal = PlainTextResponse("cross-site request refused", status_code=403)
-            if refusal is not None:
-                await refusal(scope, receive, send)
-                return
-        await self._app(scope, receive, send)
-
-    def _authorised(self, header: str) -> bool:
-        scheme, _, encoded = header.partition(" ")
-        if scheme.lower() != "basic":
-            return False
-        try:
-            _user, _, given = base64.b64decode(encoded, validate=True).decode("utf-8").partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return False
-        assert self._password is not None
-        return secrets.compare_digest(given.encode(), self._password.encode())
+    return Guard(app, password, allowed_hosts)
 
 
 def _drawn_roi(body: Any, frame: dict[str, Any]) -> Roi:
@@ -283,14 +252,6 @@ def _point(value: Any, name: str) -> tuple[float, float]:
     return float(value["x"]), float(value["y"])
 
 
-def _same_origin(headers: Headers) -> bool:
-    origin = headers.get("origin") or headers.get("referer")
-    if not origin:
-        return False
-    host = re.sub(r"^[a-z]+://", "", origin).split("/", 1)[0]
-    return host == headers.get("host")
-
-
 class UiServer:
     """uvicorn on a daemon thread; start() returns once it listens."""
 
@@ -298,7 +259,7 @@ class UiServer:
         self, settings: UiSettings, view: LiveView, review: Review | None, roi: RoiOverride, belt: BeltCalibration
     ) -> None:
         password = settings.password.get_secret_value() if settings.password else None
-        app = build_app(view, password, review, roi, belt)
+        app = build_app(view, password, review, roi, belt, settings.allowed_hosts)
         config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="ui", daemon=True)

@@ -44,16 +44,11 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge.config import MqttSettings, TlsSettings
+from tests.edge.daemon_helpers import STARTED, free_port
 
 MOSQUITTO = Path("/usr/sbin/mosquitto")
 MOSQUITTO_PASSWD = Path("/usr/bin/mosquitto_passwd")
 HOST = "127.0.0.1"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
 
 
 def _poll(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
@@ -148,7 +143,7 @@ class Mosquitto:
         extra_config: str = "",
     ) -> None:
         self.directory = directory
-        self.port = _free_port()
+        self.port = free_port()
         self.tls = tls
         self.users = dict(users or {})
         self.config_file = directory / "mosquitto.conf"
@@ -575,6 +570,7 @@ def browser() -> Iterator[Any]:
     for flag in (*CHROMIUM_FLAGS, *LOOPBACK_ONLY):
         options.add_argument(flag)
     options.binary_location = "/usr/bin/chromium"
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the console: what the page's CSP blocked
     os.environ.setdefault("SE_OFFLINE", "true")
     driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
     yield driver
@@ -585,10 +581,8 @@ def browser() -> Iterator[Any]:
 def no_daemon_outlives_its_test() -> Iterator[None]:
     """A test that fails halfway must not leave its daemon running (and using the CPU) for the next ones."""
     yield
-    from tests.edge import test_daemon
-
-    while test_daemon.STARTED:
-        daemon = test_daemon.STARTED.pop()
+    while STARTED:
+        daemon = STARTED.pop()
         if daemon.poll() is None:
             daemon.kill()
             daemon.communicate()

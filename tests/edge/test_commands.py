@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
@@ -145,18 +146,73 @@ def test_a_command_the_handler_refuses_gets_its_reason(mosquitto, subscriber, ma
     assert reply["error"] == f"{missing}: no such bundle directory"
 
 
-def test_mqtt5_response_topic_and_correlation_data_are_honoured(mosquitto, subscriber, make_link):
+def test_mqtt5_response_topic_under_the_reply_topic_and_correlation_data_are_honoured(mosquitto, subscriber, make_link):
     link, calls = _command_link(make_link, mosquitto)
-    replies = subscriber(mosquitto, ["hmi/replies/7", link.topics.command_reply])
+    asked = f"{link.topics.command_reply}/hmi-7"
+    replies = subscriber(mosquitto, [asked, link.topics.command_reply])
     request = Properties(PacketTypes.PUBLISH)
-    request.ResponseTopic = "hmi/replies/7"
+    request.ResponseTopic = asked
     request.CorrelationData = b"\x00corr-42"
     replies.client.publish(link.topics.command, b'{"command": "resume"}', qos=1, properties=request)
     (reply,) = replies.wait_for(1)
-    assert reply.topic == "hmi/replies/7"
+    assert reply.topic == asked
     assert reply.properties.CorrelationData == b"\x00corr-42"
     assert reply.json()["ok"] is True and reply.json()["command"] == "resume"
     assert [command.command for command in calls] == ["resume"]
+
+
+def test_a_response_topic_outside_the_reply_topic_is_not_published_on(mosquitto, subscriber, make_link):
+    link, _calls = _command_link(make_link, mosquitto)
+    replies = subscriber(mosquitto, ["#"])
+    for topic in (link.topics.decision, link.topics.status, "hmi/replies/7"):
+        request = Properties(PacketTypes.PUBLISH)
+        request.ResponseTopic = topic
+        request.CorrelationData = topic.encode()
+        replies.client.publish(link.topics.command, b'{"command": "pause"}', qos=1, properties=request)
+    got = replies.wait_for(lambda received: sum(m.topic == link.topics.command_reply for m in received) == 3)
+    answered = [m for m in got if m.topic != link.topics.command and "ok" in m.json()]  # replies, wherever sent
+    assert [m.topic for m in answered] == [link.topics.command_reply] * 3
+    assert [m.properties.CorrelationData for m in answered] == [b"sortline/line-1/decision", b"sortline/line-1/status",
+                                                              b"hmi/replies/7"]  # fmt: skip
+
+
+def test_a_slow_command_replies_when_done_and_later_commands_go_on_meanwhile(mosquitto, subscriber, make_link):
+    slow: Future = Future()
+
+    def on_command(command):
+        return slow if isinstance(command, Reload) else {"ok_now": command.command}
+
+    link = make_link(mosquitto.settings(), on_command=on_command)
+    assert link.wait_connected(5)
+    replies = subscriber(mosquitto, link.topics.command_reply)
+    replies.client.publish(link.topics.command, b'{"command": "reload", "bundle": "/srv/b", "request_id": "r"}', qos=1)
+    replies.client.publish(link.topics.command, b'{"command": "pause", "request_id": "p"}', qos=1)
+    (first,) = [m.json() for m in replies.wait_for(1)]
+    assert (first["request_id"], first["ok_now"]) == ("p", "pause")  # not held up by the reload
+    slow.set_result({"model": "m-2"})
+    last = replies.wait_for(2)[-1].json()
+    assert (last["request_id"], last["ok"], last["model"]) == ("r", True, "m-2")
+
+
+def test_long_names_and_paths_are_not_echoed_whole(mosquitto, subscriber, make_link, caplog):
+    link, calls = _command_link(make_link, mosquitto)
+    replies = subscriber(mosquitto, link.topics.command_reply)
+    replies.client.publish(link.topics.command, json.dumps({"command": "x" * 10_000}), qos=1)
+    replies.client.publish(link.topics.command, json.dumps({"command": "reload", "bundle": "/" + "p" * 12_000}), qos=1)
+    got = [m for m in replies.wait_for(2)]
+    assert calls == []
+    assert all(len(m.payload) < 600 for m in got), [len(m.payload) for m in got]
+    assert "unknown command 'xxx" in got[0].json()["error"]
+    assert "bundle: Value error, is 12001 characters long; at most 1024" in got[1].json()["error"]
+    assert max(len(record.getMessage()) for record in caplog.records) < 600
+
+
+def test_a_number_a_float_cannot_hold_is_refused_not_rounded_to_zero():
+    with pytest.raises(CommandError, match="out of range"):
+        parse_command(b'{"command": "set_threshold", "value": 1e-400}')
+    with pytest.raises(CommandError, match="out of range"):
+        parse_command(b'{"command": "set_threshold", "value": 1E400}')
+    assert parse_command(b'{"command": "set_threshold", "value": 0.0e-3}').value == 0.0
 
 
 def test_triggers_reach_the_handler_and_malformed_ones_are_reported(mosquitto, subscriber, make_link):

@@ -20,7 +20,7 @@ from edge.decision import Thresholds, decide
 from edge.inference import InferenceWorker, Job
 from edge.items import ItemBook
 from edge.modes.presence import PresenceMode
-from tests.edge.test_daemon import garments
+from tests.edge.daemon_helpers import garments
 
 LABELS = ("red", "green", "blue")
 LANES = LaneSettings(map={"red": 1, "green": 2, "blue": 3}, reject=0)

@@ -16,13 +16,17 @@ from pathlib import Path
 import pytest
 
 from edge.config import TlsSettings
+from edge.decision import as_late
 from edge.mqtt import MqttLink, MqttLinkError
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _decision(seq: int) -> dict:
-    return {"seq": seq, "item_id": f"item-{seq}", "label": "jeans", "lane": 1, "confidence": 0.93}
+def publish(link: MqttLink, seq: int, ttl_s: float, made_ago_s: float = 0.0) -> bool:
+    """Queue decision ``seq`` as the daemon does: with its deadline, and the late reject it turns into after it."""
+    decision = {"seq": seq, "item_id": f"item-{seq}", "label": "jeans", "lane": 1, "confidence": 0.93,
+                "deadline": time.time() - made_ago_s + ttl_s}  # fmt: skip
+    return link.publish_decision(decision, ttl_s=ttl_s, late=as_late(decision, reject_lane=0))
 
 
 def _first_seen_seqs(payloads: list[dict]) -> list[int]:
@@ -42,9 +46,9 @@ def test_decisions_arrive_in_order_as_qos1_never_retained(mosquitto, subscriber,
     assert link.wait_connected(5)
     assert link.protocol == "5"
     for seq in range(200):
-        assert link.publish_decision(_decision(seq), ttl_s=10)
+        assert publish(link, seq, 10)
     got = sub.wait_for(200)
-    assert [m.json() for m in got] == [_decision(seq) for seq in range(200)]
+    assert [(m.json()["seq"], m.json()["label"]) for m in got] == [(seq, "jeans") for seq in range(200)]
     assert {(m.qos, m.retain) for m in got} == {(1, False)}
     wait_until(lambda: link.queue_depth == 0, what="the last PUBACKs")
     assert link.dropped == 0
@@ -54,7 +58,7 @@ def test_mqtt5_message_expiry_is_the_decision_ttl(mosquitto, subscriber, make_li
     link = make_link(mosquitto.settings())
     sub = subscriber(mosquitto, link.topics.decision)
     assert link.wait_connected(5)
-    link.publish_decision(_decision(0), ttl_s=7.5)
+    publish(link, 0, 7.5)
     (message,) = sub.wait_for(1)
     # the broker forwards what is left of the interval: ceil(7.5) = 8 s, minus the time in transit
     assert 6 <= message.properties.MessageExpiryInterval <= 8
@@ -65,9 +69,9 @@ def test_forced_mqtt_311_publishes_without_v5_properties(mosquitto, subscriber, 
     sub = subscriber(mosquitto, link.topics.decision)
     assert link.wait_connected(5)
     assert link.protocol == "3.1.1"
-    link.publish_decision(_decision(0), ttl_s=5)
+    publish(link, 0, 5)
     (message,) = sub.wait_for(1)
-    assert message.json() == _decision(0) and message.qos == 1
+    assert message.json()["seq"] == 0 and message.json()["label"] == "jeans" and message.qos == 1
     assert not hasattr(message.properties, "MessageExpiryInterval")
 
 
@@ -76,13 +80,13 @@ def test_auto_falls_back_to_311_on_a_broker_without_mqtt5(mosquitto, subscriber,
     old_broker = tcp_proxy(mosquitto, reject_mqtt5=True)
     sub = subscriber(mosquitto, "sortline/line-1/decision")
     link = MqttLink(mosquitto.settings(port=old_broker.port), "line-1")
-    link.publish_decision(_decision(0), ttl_s=5)  # queued before the first connection: must survive the switch
+    publish(link, 0, 5)  # queued before the first connection: must survive the switch
     link.start(lambda command: {}, lambda trigger: None)
     try:
         assert link.wait_connected(5), link.last_error
         assert link.protocol == "3.1.1"
         assert old_broker.refused_mqtt5 >= 1
-        link.publish_decision(_decision(1), ttl_s=5)
+        publish(link, 1, 5)
         assert [m.json()["seq"] for m in sub.wait_for(2)] == [0, 1]
         assert "does not speak MQTT 5; falling back to MQTT 3.1.1" in caplog.text
     finally:
@@ -148,7 +152,7 @@ def test_every_decision_arrives_in_order_when_the_broker_restarts_mid_stream(
 
     def stream() -> None:  # 200 decisions a second, like a fast line, for 3 s
         for seq in range(total):
-            assert link.publish_decision(_decision(seq), ttl_s=30)
+            assert publish(link, seq, 30)
             time.sleep(0.005)
         published.set()
 
@@ -177,11 +181,11 @@ def test_decisions_in_flight_when_the_broker_dies_are_sent_again(
     sub = subscriber(mosquitto, "sortline/line-1/decision")
     link = make_link(mosquitto.settings(port=proxy.port))
     assert link.wait_connected(5)
-    link.publish_decision(_decision(0), ttl_s=30)
+    publish(link, 0, 30)
     sub.wait_for(1)
     proxy.pause()  # the next decisions leave the daemon but never reach the broker: no PUBACK
     for seq in range(1, 41):
-        link.publish_decision(_decision(seq), ttl_s=30)
+        publish(link, seq, 30)
     time.sleep(0.2)  # let the sender put a window of them on the wire
     assert link.queue_depth == 40
     mosquitto.kill()  # the broker dies with them unacknowledged, and with every session (nothing saved)
@@ -200,7 +204,7 @@ def test_a_full_queue_refuses_and_counts_then_delivers_the_rest_in_order(mosquit
     assert link.wait_connected(5)
     mosquitto.stop()
     wait_until(lambda: not link.connected, what="the link to notice the broker is gone")
-    accepted = [link.publish_decision(_decision(seq), ttl_s=30) for seq in range(8)]
+    accepted = [publish(link, seq, 30) for seq in range(8)]
     assert accepted == [True] * 5 + [False] * 3
     assert link.dropped == 3 and link.queue_depth == 5
     mosquitto.start()
@@ -209,26 +213,44 @@ def test_a_full_queue_refuses_and_counts_then_delivers_the_rest_in_order(mosquit
     assert link.dropped == 3
 
 
+def test_decisions_that_waited_past_their_deadline_for_the_broker_go_out_as_late_rejects(
+    mosquitto, subscriber, make_link, wait_until
+):
+    link = make_link(mosquitto.settings())
+    sub = subscriber(mosquitto, link.topics.decision)
+    assert link.wait_connected(5)
+    mosquitto.stop()
+    wait_until(lambda: not link.connected, what="the link to notice the broker is gone")
+    publish(link, 0, 30, made_ago_s=31)  # its item went by a second ago
+    publish(link, 1, 60)
+    mosquitto.start()
+    got = [m.json() for m in sub.wait_for(2)]
+    assert [(d["seq"], d["label"], d["lane"], d.get("reason")) for d in got] == [(0, "reject", 0, "late"),
+                                                                             (1, "jeans", 1, None)]  # fmt: skip
+    assert got[0]["confidence"] == 0.93  # what the model said stays on the record
+    assert link.late == 1
+
+
 def test_close_flushes_says_offline_and_reports_what_was_left(mosquitto, subscriber, wait_until):
     sub = subscriber(mosquitto, ["sortline/line-1/decision", "sortline/line-1/status"])
     link = MqttLink(mosquitto.settings(), "line-1")
     link.start(lambda command: {}, lambda trigger: None)
     assert link.wait_connected(5)
     for seq in range(50):
-        link.publish_decision(_decision(seq), ttl_s=30)
+        publish(link, seq, 30)
     assert link.close(flush_timeout=5) == 0  # all 50 acknowledged by the broker before close() returned ...
     sub.wait_for(lambda got: len([m for m in got if m.topic.endswith("/decision")]) >= 50)  # ... and delivered
     assert [p["seq"] for p in sub.payloads("sortline/line-1/decision")] == list(range(50))
     status = sub.wait_for(lambda got: any(m.json().get("reason") == "shutdown" for m in got))
     assert status[-1].retain and status[-1].json()["state"] == "offline"
     with pytest.raises(MqttLinkError):
-        link.publish_decision(_decision(99), ttl_s=30)
+        publish(link, 99, 30)
 
     mosquitto.stop()  # with the broker away, close() gives up after flush_timeout and counts
     stranded = MqttLink(mosquitto.settings(), "line-2")
     stranded.start(lambda command: {}, lambda trigger: None)
     for seq in range(3):
-        stranded.publish_decision(_decision(seq), ttl_s=30)
+        publish(stranded, seq, 30)
     started = time.monotonic()
     assert stranded.close(flush_timeout=0.3) == 3
     assert time.monotonic() - started < 3
@@ -239,8 +261,8 @@ def test_tls_with_the_test_ca_and_a_password(mosquitto_tls, subscriber, make_lin
     link = make_link(mosquitto_tls.settings())
     sub = subscriber(mosquitto_tls, link.topics.decision)
     assert link.wait_connected(5), link.last_error
-    link.publish_decision(_decision(0), ttl_s=5)
-    assert sub.wait_for(1)[0].json() == _decision(0)
+    publish(link, 0, 5)
+    assert sub.wait_for(1)[0].json()["seq"] == 0
     link.close(flush_timeout=1)
     assert f"{mosquitto_tls.host}:{mosquitto_tls.port}" in caplog.text and "user sortline" in caplog.text
     assert mosquitto_tls.password not in caplog.text

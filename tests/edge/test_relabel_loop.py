@@ -19,7 +19,7 @@ import pytest
 
 from demo.conveyor import write_conveyor_clip
 from edge.bundle import load_bundle
-from tests.edge.test_daemon import command, free_port, start_daemon, terminate, write_config
+from tests.edge.daemon_helpers import command, free_port, start_daemon, terminate, write_config
 from tests.edge.test_ui import get, page_status
 
 pytest.importorskip("starlette", reason="the page needs the ui extra")

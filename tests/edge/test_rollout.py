@@ -25,7 +25,7 @@ import pytest
 
 from edge.bundle import BundleError, add_self_test_images, load_bundle
 from edge.rollout import RolloutError, fetch_bundle
-from tests.edge.test_daemon import start_daemon, static_clip, terminate, write_config
+from tests.edge.daemon_helpers import start_daemon, static_clip, terminate, write_config
 
 COLOURS_BGR = {"red": (20, 20, 220), "green": (40, 200, 20), "blue": (220, 40, 30)}
 DEVICE = "sortline/line-1"

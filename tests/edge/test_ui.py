@@ -17,8 +17,8 @@ import cv2
 import pytest
 
 from demo.conveyor import write_conveyor_clip
+from tests.edge.daemon_helpers import free_port, garments, start_daemon, static_clip, terminate, write_config
 from tests.edge.test_config_cli import run_cli
-from tests.edge.test_daemon import free_port, garments, start_daemon, static_clip, terminate, write_config
 
 pytest.importorskip("starlette", reason="the page needs the ui extra")
 pytest.importorskip("selenium.webdriver", reason="the page is tested in Chromium through Selenium")
@@ -94,6 +94,15 @@ def test_the_live_page_shows_the_belt_the_boxes_and_each_decision_with_its_crop(
     if os.environ.get("SORTLINE_SCREENSHOTS"):
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         browser.save_screenshot(str(SCREENSHOTS / "ui-live.png"))
+    assert_nothing_blocked(browser)
+
+
+def assert_nothing_blocked(browser) -> None:
+    """The page works under its own Content-Security-Policy: the console shows nothing it refused."""
+    blocked = [
+        entry["message"] for entry in browser.get_log("browser") if "Content Security Policy" in entry["message"]
+    ]
+    assert blocked == []
 
 
 def test_the_stats_plot_the_last_hour_and_the_decisions_filter_by_label(page_daemon: str, browser) -> None:
@@ -119,6 +128,7 @@ def test_the_stats_plot_the_last_hour_and_the_decisions_filter_by_label(page_dae
     if os.environ.get("SORTLINE_SCREENSHOTS"):
         browser.execute_script("document.getElementById('stats-section').scrollIntoView()")
         browser.save_screenshot(str(SCREENSHOTS / "ui-stats.png"))
+    assert_nothing_blocked(browser)  # the plots draw under the page's Content-Security-Policy
 
 
 def test_the_page_fits_a_phone_screen(page_daemon: str, browser) -> None:
@@ -327,6 +337,10 @@ def test_beyond_loopback_the_page_needs_a_password_and_refuses_cross_site_posts(
     refused = run_cli("--config", str(config), "check-config")
     assert refused.returncode == 2
     assert "ui: Value error, the page is served on 0.0.0.0, beyond this device: set a password" in refused.stderr
+    (tmp_path / "env").mkdir()  # the host from the environment instead: the error must say so
+    loopback = write_config(tmp_path / "env", mosquitto, color_bundle, clip, ui={"enabled": True, "port": port})
+    refused = run_cli("--config", str(loopback), "check-config", env={"SORTLINE_UI__HOST": "0.0.0.0"})
+    assert "set a password" in refused.stderr and "[from environment SORTLINE_UI__HOST" in refused.stderr
 
     password = "line-7-secret"
     daemon = start_daemon(config, {"SORTLINE_UI__PASSWORD": password})
@@ -345,8 +359,48 @@ def test_beyond_loopback_the_page_needs_a_password_and_refuses_cross_site_posts(
         )
         assert connection.getresponse().status == 403  # authorised, but sent from another site's page
         connection.close()
+        assert_the_guard_holds(port, auth)
     finally:
         terminate(daemon)
+
+
+def assert_the_guard_holds(port: int, auth: str) -> None:
+    """Security headers on every answer; no other site's name (DNS rebinding), no huge body, and no guessing."""
+
+    def ask(method: str, path: str, headers: dict[str, str], body: bytes | None = None) -> http.client.HTTPResponse:
+        connection = http.client.HTTPConnection(f"127.0.0.1:{port}", timeout=10)
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        response.read()
+        connection.close()
+        return response
+
+    for answer in (ask("GET", "/", {"Authorization": auth}), ask("GET", "/", {})):
+        assert answer.status in (200, 401)
+        assert "script-src 'self'" in answer.headers["Content-Security-Policy"]
+        assert "frame-ancestors 'none'" in answer.headers["Content-Security-Policy"]
+        assert (answer.headers["X-Frame-Options"], answer.headers["X-Content-Type-Options"]) == ("DENY", "nosniff")
+
+    rebound = {"Host": "evil.example", "Origin": "http://evil.example", "Authorization": auth}
+    assert ask("POST", "/api/roi", rebound, b'{"x": 0, "y": 0, "width": 0.5, "height": 0.5}').status == 421
+    assert ask("GET", "/api/status", {**rebound, "Host": f"localhost:{port}"}).status == 200
+
+    huge = http.client.HTTPConnection(f"127.0.0.1:{port}", timeout=10)
+    huge.putrequest("POST", "/api/roi")
+    for name, value in {
+        "Authorization": auth,
+        "Origin": f"http://127.0.0.1:{port}",
+        "Content-Length": "52428800",
+    }.items():
+        huge.putheader(name, value)
+    huge.endheaders(b"{" * 65536)  # 64 KB of the 50 MB said: the answer comes without the rest
+    assert huge.getresponse().status == 413
+    huge.close()
+
+    wrong = "Basic " + base64.b64encode(b"plc:guess").decode()
+    assert [ask("GET", "/api/status", {"Authorization": wrong}).status for _ in range(10)] == [401] * 10
+    locked = ask("GET", "/api/status", {"Authorization": auth})  # the right password, too late
+    assert locked.status == 429 and 250 <= int(locked.headers["Retry-After"]) <= 300
 
 
 def page_status(base: str, password: str | None) -> bytes | None:
