@@ -6,9 +6,13 @@ item is known: a red item must be decided "red" and sent to lane 1.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -395,3 +399,104 @@ def test_corrupt_bundle_stops_the_daemon_with_a_clear_error(tmp_path, mosquitto,
     _, stderr = daemon.communicate(timeout=60)
     assert daemon.returncode == 2
     assert "model.tflite: sha256" in stderr and "Traceback" not in stderr
+
+
+def test_a_repeated_trigger_id_is_refused_and_the_daemon_goes_on(tmp_path, mosquitto, subscriber, color_bundle):
+    clip = static_clip(tmp_path / "green.avi", (20, 200, 40))
+    config = write_config(
+        tmp_path, mosquitto, color_bundle, clip, camera={"realtime": True, "loop": True},
+        trigger={"mode": "external", "external_frames": 3},
+    )  # fmt: skip
+    sub = subscriber(mosquitto, ["sortline/line-1/decision", "sortline/line-1/trigger/error", "sortline/line-1/status"])
+    daemon = start_daemon(config)
+    sub.wait_for(lambda got: any(m.topic.endswith("status") for m in got), timeout=30)
+    for item_id in ("PLC-7", "PLC-7", "PLC-8"):  # a PLC retry: the same id twice within milliseconds
+        sub.client.publish("sortline/line-1/trigger", json.dumps({"item_id": item_id}), qos=1)
+    sub.wait_for(lambda got: len([m for m in got if m.topic.endswith("/decision")]) >= 2, timeout=20)
+    terminate(daemon)  # exit status 0: nothing lost, nothing crashed
+    assert [d["item_id"] for d in sub.payloads("sortline/line-1/decision")] == ["PLC-7", "PLC-8"]
+    (error,) = sub.payloads("sortline/line-1/trigger/error")
+    assert "already triggered and not decided yet" in error["error"] and error["item_id"] == "PLC-7"
+
+
+def test_a_flood_of_triggers_is_refused_beyond_what_can_wait_and_no_decision_looks_fresher_than_its_item(
+    tmp_path, mosquitto, subscriber, color_bundle
+):
+    clip = static_clip(tmp_path / "green.avi", (20, 200, 40))
+    config = write_config(
+        tmp_path, mosquitto, color_bundle, clip, camera={"realtime": True, "loop": True},
+        trigger={"mode": "external", "external_frames": 3, "external_timeout_s": 1.0},
+    )  # fmt: skip
+    topics = ["sortline/line-1/decision", "sortline/line-1/trigger/error", "sortline/line-1/status"]
+    sub = subscriber(mosquitto, topics)
+    daemon = start_daemon(config)
+    sub.wait_for(lambda got: any(m.topic.endswith("status") for m in got), timeout=30)
+    sent_at = time.time()
+    for number in range(300):  # a PLC gone mad: 300 items in a moment, 15 frames a second to see them in
+        sub.client.publish("sortline/line-1/trigger", json.dumps({"item_id": f"PLC-{number}"}), qos=1)
+    sub.wait_for(lambda got: len([m for m in got if not m.topic.endswith("status")]) >= 300, timeout=60)
+    terminate(daemon)
+    decisions, refused = sub.payloads(topics[0]), sub.payloads(topics[1])
+    assert len(decisions) + len(refused) == 300 and len(refused) >= 300 - 2 * 32
+    assert all("triggers are already waiting for frames" in error["error"] for error in refused)
+    for decision in decisions:  # the deadline counts from the trigger; what missed it is a reject
+        assert sent_at - 1 <= decision["first_seen"] and abs(decision["deadline"] - decision["first_seen"] - 10) < 0.01
+        assert decision["decided_at"] <= decision["deadline"] or decision["label"] == "reject"
+    assert {d["reason"] for d in decisions} <= {None, "no_frames", "late"}
+
+
+def test_a_slow_reload_download_holds_up_no_other_command_and_gives_up_at_its_deadline(
+    tmp_path, mosquitto, subscriber, color_bundle
+):
+    clip = static_clip(tmp_path / "blue.avi", (30, 40, 220))
+    config = write_config(
+        tmp_path, mosquitto, color_bundle, clip, camera={"realtime": True, "loop": True},
+        trigger={"mode": "continuous", "min_interval_s": 0.2}, rollout={"download_timeout_s": 4},
+    )  # fmt: skip
+    sub = subscriber(mosquitto, ["sortline/line-1/command/reply", "sortline/line-1/status"])
+    with trickling_server() as url:
+        daemon = start_daemon(config)
+        try:
+            sub.wait_for(lambda got: any(m.topic.endswith("status") for m in got), timeout=30)
+            sub.client.publish("sortline/line-1/command", json.dumps(
+                {"command": "reload", "url": url, "sha256": "ab" * 32, "request_id": "reload"}), qos=1)  # fmt: skip
+            paused = command(sub, {"command": "pause", "request_id": "pause"})
+            assert paused["request_id"] == "pause" and paused["ok"] and paused["paused"] is True
+            replies = sub.wait_for(lambda got: len([m for m in got if m.topic.endswith("/reply")]) >= 2, timeout=30)
+        finally:
+            terminate(daemon)
+    reload = [m.json() for m in replies if m.topic.endswith("/reply")][1]
+    assert reload["request_id"] == "reload" and not reload["ok"]
+    assert "not complete after 4 s (rollout.download_timeout_s)" in reload["error"]
+
+
+@contextlib.contextmanager
+def trickling_server() -> Iterator[str]:
+    """An HTTP server that announces a 1 MB bundle and sends it a byte every half second; yields its URL."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with connection:
+                connection.recv(65536)
+                connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n")
+                while not stop.wait(0.5):
+                    try:
+                        connection.sendall(b"x")
+                    except OSError:
+                        break
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/bundle.tar.gz"
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
