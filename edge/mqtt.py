@@ -1,10 +1,11 @@
 """The daemon's one MQTT connection: decisions out, status and stats, commands and triggers in.
 
 Delivery contract for decisions: QoS 1, in the order they were made, at least once. While the broker
-is away decisions wait in a bounded queue (``mqtt.queue_size``; when it is full new ones are refused
-and counted in ``dropped``) and go out in order once it is back. A decision the broker had not
-acknowledged when the connection died is sent again, so a subscriber may see it twice: subscribers
-dedupe by the decision's ``seq``.
+is away decisions wait in the outbox (`edge.outbox`: ``mqtt.queue_size`` at most; when it is full new ones
+are refused and counted in ``dropped``) and go out in order once it is back; one whose deadline passed
+meanwhile goes out as a ``late`` reject. A decision the broker had not acknowledged when the connection
+died is sent again, so a subscriber may see it twice: subscribers dedupe by the decision's ``seq``.
+Commands and triggers are routed by `edge.command_router`; paho's callbacks here only hand over.
 
 Why the queue is ours and not paho's: paho keeps unacknowledged QoS 1 messages and resends them on
 reconnect, but a message published while it is reconnecting (CONNECT sent, CONNACK not yet in) goes
@@ -16,8 +17,8 @@ its resends by then) and the next disconnect.
 Topics, under ``<topic_prefix>/<device_id>``:
   status          retained JSON ``{"state": "online"|"offline", ..., "device", "ts"}``; the last will
                   (retained ``offline``) covers a crash or a pulled cable
-  decision        QoS 1, never retained; MQTT 5 Message Expiry = what is left of the decision's ttl
-                  when it is sent (at least 1 s). Over 3.1.1 only the payload's deadline tells.
+  decision        QoS 1, never retained; MQTT 5 Message Expiry = what is left before the decision's
+                  deadline when it is sent (at least 1 s). Over 3.1.1 only the payload's deadline tells.
   stats           QoS 0, not retained, skipped while disconnected
   command         in: JSON commands (edge.commands); replies on command/reply, with the MQTT 5
                   correlation data when the command carries one, on its response topic when that lies
@@ -32,16 +33,12 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import queue
 import socket
 import ssl
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,8 +48,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge.commands import Command, CommandError, Trigger, echo, parse_command, parse_trigger, request_id_of
+from edge.command_router import CommandHandler, CommandRouter
+from edge.commands import Trigger
 from edge.config import MqttSettings
+from edge.outbox import Outbox
 
 log = logging.getLogger(__name__)
 paho_log = logging.getLogger(f"{__name__}.paho")
@@ -92,15 +91,6 @@ class Topics:
         )
 
 
-@dataclass
-class _Decision:
-    order: int
-    payload: bytes
-    late: bytes  # sent instead once past the deadline
-    deadline: float  # wall clock, from the decision
-    ttl_s: float
-
-
 class MqttLink:
     """Owns the paho client; safe to call from any thread."""
 
@@ -115,17 +105,13 @@ class MqttLink:
         # held by the sender from "ready?" to handing a decision over, and while the client is replaced
         self._send_lock = threading.Lock()
         self._client: mqtt.Client | None = None
-        self._backlog: deque[_Decision] = deque()  # not yet handed to paho, in order
-        self._in_flight: dict[int, _Decision] = {}  # mid -> handed to paho, not yet acknowledged
+        self._outbox = Outbox(settings.queue_size)  # decisions, in order, until the broker has them
         self._acks: list[tuple[mqtt.Client, int, ReasonCode]] = []  # settled by the sender thread only
-        self._next_order = 0
         self._ready = False  # connected and subscribed: decisions may be handed over
         self._window = _WINDOW
         self._connected = threading.Event()
         self._subscribe_mid: int | None = None
         self._status: dict[str, Any] = {"state": "online"}
-        self._dropped = 0
-        self._late = 0  # decisions sent as late rejects: their deadline passed while they waited for the broker
         self._connects = 0
         self._last_error: str | None = None
         self._socket_error: str | None = None  # paho's last socket-level error, for the next failure report
@@ -134,32 +120,25 @@ class MqttLink:
         self._closing = False  # close() called: no new decisions
         self._stopped = False  # close() done: worker threads exit
 
-        self._on_command: Callable[[Command], dict | Future[dict]] | None = None
-        self._on_trigger: Callable[[Trigger], None] | None = None
-        self._commands: queue.Queue[mqtt.MQTTMessage | None] = queue.Queue()
-        self._threads: list[threading.Thread] = []
+        self._router: CommandRouter | None = None
+        self._sender = threading.Thread(target=self._send_loop, name="mqtt-sender", daemon=True)
 
     # ----------------------------------------------------------------- public API
 
-    def start(
-        self, on_command: Callable[[Command], dict | Future[dict]], on_trigger: Callable[[Trigger], None]
-    ) -> None:
+    def start(self, on_command: CommandHandler, on_trigger: Callable[[Trigger], None]) -> None:
         """Connect in the background; reconnects for ever with backoff until close().
 
-        ``on_command`` runs on a worker thread, one command at a time, so a command never stalls the
-        connection; work that takes long returns a Future, and the reply goes out when it is done.
+        ``on_command`` runs on the command thread, one command at a time (`edge.command_router`);
         ``on_trigger`` runs on the network thread and must only hand the trigger on, or raise CommandError
         to refuse it (the reason goes to the trigger error topic).
         """
         if self._started:
             raise MqttLinkError("MqttLink.start() called twice")
         self._started = True
-        self._on_command, self._on_trigger = on_command, on_trigger
+        self._router = CommandRouter(self.topics, self._publish_json, on_command, on_trigger)
+        self._router.start()
+        self._sender.start()
         self._client = self._new_client()
-        for name, target in (("mqtt-sender", self._send_loop), ("mqtt-commands", self._command_loop)):
-            thread = threading.Thread(target=target, name=name, daemon=True)
-            thread.start()
-            self._threads.append(thread)
         self._connect(self._client)
 
     def wait_connected(self, timeout: float) -> bool:
@@ -181,18 +160,13 @@ class MqttLink:
         with self._lock:
             if self._closing:
                 raise MqttLinkError("publish_decision() after close()")
-            if len(self._backlog) + len(self._in_flight) >= self._settings.queue_size:
-                self._dropped += 1
-                if self._dropped == 1 or self._dropped % 100 == 0:
+            if not self._outbox.put(payload, late_payload, float(decision["deadline"]), ttl_s):
+                dropped = self._outbox.dropped
+                if dropped == 1 or dropped % 100 == 0:
                     log.warning(
-                        "decision queue full (%d waiting for the broker): dropped %d so far",
-                        self._settings.queue_size,
-                        self._dropped,
+                        "decision queue full (%d waiting for the broker): dropped %d so far", self._outbox.size, dropped
                     )
                 return False
-            self._next_order += 1
-            deadline = float(decision["deadline"])
-            self._backlog.append(_Decision(self._next_order, payload, late_payload, deadline, ttl_s))
             self._lock.notify_all()
         return True
 
@@ -206,8 +180,8 @@ class MqttLink:
         """Flush, say offline, disconnect; returns the number of decisions left undelivered."""
         with self._lock:
             self._closing = True
-            self._lock.wait_for(lambda: not self._backlog and not self._in_flight, timeout=flush_timeout)
-            left = len(self._backlog) + len(self._in_flight)
+            self._lock.wait_for(lambda: not self._outbox, timeout=flush_timeout)
+            left = len(self._outbox)
             self._status = {"state": "offline", "reason": "shutdown"}
             self._lock.notify_all()
         with self._send_lock:  # a 3.1.1 fallback has swapped its client in, or sees _closing and starts none
@@ -224,10 +198,10 @@ class MqttLink:
         with self._lock:
             self._stopped = True
             self._lock.notify_all()
-        self._commands.put(None)
-        for thread in self._threads:
-            if thread is not threading.current_thread():  # close() from a command handler
-                thread.join(timeout=5)
+        if self._router is not None:
+            self._router.stop()
+        if self._sender.is_alive():
+            self._sender.join(timeout=5)
         if left:
             log.warning("%d decision(s) not delivered at shutdown", left)
         log.info("MQTT link closed")
@@ -241,19 +215,19 @@ class MqttLink:
     def queue_depth(self) -> int:
         """Decisions not yet acknowledged by the broker (queued or in flight)."""
         with self._lock:
-            return len(self._backlog) + len(self._in_flight)
+            return len(self._outbox)
 
     @property
     def dropped(self) -> int:
         """Decisions refused because the queue was full, or rejected by the broker (MQTT 5 PUBACK)."""
         with self._lock:
-            return self._dropped
+            return self._outbox.dropped
 
     @property
     def late(self) -> int:
         """Decisions whose deadline passed while they waited for the broker: sent as ``late`` rejects."""
         with self._lock:
-            return self._late
+            return self._outbox.late
 
     @property
     def reconnects(self) -> int:
@@ -441,10 +415,7 @@ class MqttLink:
             with self._lock:
                 if self._closing:
                     return
-                # The new client starts with an empty session: everything the old one held goes again.
-                requeue = sorted(self._in_flight.values(), key=lambda item: item.order)
-                self._backlog.extendleft(reversed(requeue))
-                self._in_flight.clear()
+                self._outbox.send_again()  # the new client starts with an empty session
                 self._ready = False
                 self._protocol = "3.1.1"
                 self._client = self._new_client()
@@ -468,21 +439,17 @@ class MqttLink:
                 with self._lock:
                     if not self._can_send():
                         continue
-                    item = self._backlog.popleft()
+                    item, payload, expiry = self._outbox.take()
                     client = self._client
-                    remaining = item.deadline - time.time()
-                    if remaining <= 0:
-                        self._late += 1
-                    payload = item.payload if remaining > 0 else item.late
-                    properties = self._expiry(remaining if remaining > 0 else item.ttl_s)
+                    properties = self._expiry(expiry)
                 assert client is not None
                 # Outside self._lock: paho calls on_publish holding its own lock, which takes ours.
                 info = client.publish(self.topics.decision, payload, qos=1, properties=properties)
                 with self._lock:
-                    self._in_flight[info.mid] = item  # an early PUBACK waits in _acks until this is done
+                    self._outbox.sent(info.mid, item)  # an early PUBACK waits in _acks until this is done
 
     def _can_send(self) -> bool:
-        return self._ready and bool(self._backlog) and len(self._in_flight) < self._window
+        return self._ready and self._outbox.can_send(self._window)
 
     def _on_publish(self, client: mqtt.Client, _userdata: Any, mid: int, reason: ReasonCode, _props: Any) -> None:
         with self._lock:
@@ -491,130 +458,33 @@ class MqttLink:
 
     def _settle_acks(self) -> None:
         for client, mid, reason in self._acks:
-            item = self._in_flight.pop(mid, None) if client is self._client else None
-            if item is not None and reason.is_failure:
-                self._dropped += 1
+            if client is not self._client:
+                continue  # an acknowledgement from a client replaced since (3.1.1 fallback)
+            item = self._outbox.acknowledged(mid, refused=reason.is_failure)
+            if item is not None:
                 log.error("broker refused a decision (%s): %s", reason, item.payload[:200].decode(errors="replace"))
         self._acks.clear()
         self._lock.notify_all()  # close() may be waiting for the queue to drain
 
-    def _expiry(self, seconds: float) -> Properties | None:
-        """MQTT 5 Message Expiry: what is left before the decision's deadline (a late reject: its ttl), at
-        least 1 s."""
+    def _expiry(self, seconds: int) -> Properties | None:
+        """MQTT 5 Message Expiry (`edge.outbox.Outgoing.now`); 3.1.1 has none."""
         if self._protocol != "5":
             return None
         properties = Properties(PacketTypes.PUBLISH)
-        properties.MessageExpiryInterval = max(1, math.ceil(seconds))
+        properties.MessageExpiryInterval = seconds
         return properties
 
-    # ----------------------------------------------------------------- commands and triggers
+    # ----------------------------------------------------------------- helpers
 
     def _on_message(self, client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
-        if message.retain:
-            self._refuse_retained(client, message)
-        elif message.topic == self.topics.command:
-            self._commands.put(message)
-        elif message.topic == self.topics.trigger:
-            self._handle_trigger(client, message)
+        if client is self._client and self._router is not None:
+            self._router.route(message)
 
-    def _refuse_retained(self, client: mqtt.Client, message: mqtt.MQTTMessage) -> None:
-        """A retained command or trigger would be carried out again at every reconnect (a retained pause
-        pauses the line each time, a retained trigger makes a phantom decision): never act on one."""
-        if not message.payload:
-            return  # an empty retained message is how a retained one is cleared
-        error = (
-            f"ignored a retained message on {message.topic}: commands and triggers act once, so send them with "
-            "retain=false (clear this one by publishing an empty retained message to the topic)"
-        )
-        log.warning("%s", error)
-        if message.topic == self.topics.command:
-            self._reply(message, {"ok": False, "request_id": request_id_of(message.payload), "error": error})
-        else:
-            client.publish(self.topics.trigger_error, self._stamped({"error": error}), qos=1)
-
-    def _handle_trigger(self, client: mqtt.Client, message: mqtt.MQTTMessage) -> None:
-        try:
-            trigger = parse_trigger(message.payload)
-        except CommandError as exc:
-            log.warning("ignored a malformed trigger on %s: %s", message.topic, exc)
-            preview = message.payload[:200].decode(errors="replace")
-            client.publish(self.topics.trigger_error, self._stamped({"error": str(exc), "payload": preview}), qos=1)
-            return
-        assert self._on_trigger is not None
-        try:
-            self._on_trigger(trigger)
-        except CommandError as exc:  # a valid trigger the daemon cannot use, e.g. outside external mode
-            log.warning("ignored trigger %s: %s", trigger.item_id, exc)
-            reply = {"error": str(exc), "item_id": trigger.item_id}
-            client.publish(self.topics.trigger_error, self._stamped(reply), qos=1)
-        except Exception:
-            log.exception("trigger handler failed for item %r", trigger.item_id)
-
-    def _command_loop(self) -> None:
-        while (message := self._commands.get()) is not None:
-            try:
-                self._handle_command(message)
-            except Exception:  # a failed reply must not stop later commands
-                log.exception("handling a command failed")
-
-    def _handle_command(self, message: mqtt.MQTTMessage) -> None:
-        try:
-            command = parse_command(message.payload)
-        except CommandError as exc:
-            log.warning("refused a command on %s: %s", message.topic, exc)
-            self._reply(message, {"ok": False, "request_id": request_id_of(message.payload), "error": str(exc)})
-            return
-        log.info("command %s (request %s)", command.command, command.request_id)
-        assert self._on_command is not None
-        try:
-            result = self._on_command(command)
-        except Exception as exc:
-            self._reply(message, self._outcome(command, exc))
-            return
-        if isinstance(result, Future):  # slow work (a reload) replies when it is done; later commands go on
-            result.add_done_callback(lambda done: self._reply(message, self._outcome(command, done)))
-        else:
-            self._reply(message, self._outcome(command, result))
-
-    @staticmethod
-    def _outcome(command: Command, result: dict | Future | Exception) -> dict[str, Any]:
-        """The reply to ``command``: its handler's result, or the reason it failed."""
-        if isinstance(result, Future):
-            result = result.exception() or result.result()
-        head = {"request_id": command.request_id, "command": command.command}
-        if isinstance(result, CommandError):
-            log.warning("command %s failed: %s", command.command, result)
-            return {"ok": False, **head, "error": str(result)}
-        if isinstance(result, Exception):
-            log.error("command %s raised", command.command, exc_info=result)
-            return {"ok": False, **head, "error": f"internal error: {type(result).__name__}: {result}"}
-        return {**(result or {}), "ok": True, **head}
-
-    def _reply(self, message: mqtt.MQTTMessage, reply: dict[str, Any]) -> None:
-        """To the MQTT 5 response topic with its correlation data when it lies under the device's reply topic,
-        else to /command/reply: a sender must not make the daemon publish on its decision or status topic."""
-        topic, properties = self.topics.command_reply, None
-        request = getattr(message, "properties", None)
-        response_topic = getattr(request, "ResponseTopic", None)
-        if self._protocol == "5" and response_topic:
-            if not response_topic.startswith(f"{self.topics.command_reply}/") or any(c in response_topic for c in "#+"):
-                log.warning(
-                    "ignored response topic %s (replies go under %s/, without wildcards); replying on %s",
-                    echo(response_topic),
-                    self.topics.command_reply,
-                    topic,
-                )
-            else:
-                topic = response_topic
-            properties = Properties(PacketTypes.PUBLISH)
-            correlation = getattr(request, "CorrelationData", None)
-            if correlation is not None:
-                properties.CorrelationData = correlation
+    def _publish_json(self, topic: str, body: dict[str, Any], properties: Properties | None) -> None:
+        """A reply or trigger error, stamped, QoS 1, on whichever client is current."""
         client = self._client
         if client is not None:
-            client.publish(topic, self._stamped(reply), qos=1, properties=properties)
-
-    # ----------------------------------------------------------------- helpers
+            client.publish(topic, self._stamped(body), qos=1, properties=properties)
 
     def _stamped(self, payload: dict) -> str:
         return json.dumps({**payload, "device": self._device_id, "ts": round(time.time(), 3)}, separators=(",", ":"))

@@ -116,6 +116,7 @@ def test_missing_file_is_retried_until_it_appears(tmp_path, running, caplog):
     assert [frame_index(f.image) for f in frames] == list(range(5))
     assert camera.state in ("streaming", "ended")
     assert camera.reconnects >= 3
+    assert camera.last_error is None  # what was wrong is over: status and stats must not still say it
 
 
 def test_corrupted_file_reconnects_and_streams_again_once_restored(tmp_path, running):

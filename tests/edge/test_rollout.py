@@ -16,6 +16,7 @@ import os
 import shutil
 import tarfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +25,7 @@ import numpy as np
 import pytest
 
 from edge.bundle import BundleError, add_self_test_images, load_bundle
-from edge.rollout import RolloutError, fetch_bundle
+from edge.rollout import BundleWatch, RolloutError, fetch_bundle
 from tests.edge.daemon_helpers import start_daemon, static_clip, terminate, write_config
 
 COLOURS_BGR = {"red": (20, 20, 220), "green": (40, 200, 20), "blue": (220, 40, 30)}
@@ -291,3 +292,29 @@ def test_watch_follows_the_current_symlink_and_points_it_back_after_a_failed_sel
     finally:
         terminate(daemon)
     assert not decisions_by(sub, "5")
+
+
+def test_a_watched_bundle_that_comes_while_another_rollout_is_busy_is_offered_again(tmp_path, color_bundle):
+    current = tmp_path / "current"
+    current.symlink_to(color_bundle)
+    offered: list[Path] = []
+    taken = threading.Event()
+
+    def on_change(bundle: Path) -> bool:
+        offered.append(bundle)
+        if len(offered) < 3:
+            return False  # a reload from MQTT is still being prepared
+        taken.set()
+        return True
+
+    watch = BundleWatch(current, 0.05, on_change)
+    watch.start()
+    try:
+        newer = bundle_version(color_bundle, tmp_path / "color-v2", "2")
+        current.unlink()
+        current.symlink_to(newer)
+        assert taken.wait(10)
+        time.sleep(0.3)  # taken: not offered again
+    finally:
+        watch.stop()
+    assert offered == [newer.resolve()] * 3
