@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -46,7 +47,10 @@ def main(argv: list[str] | None = None) -> int:
             return _classify(settings, args.bundle or settings.model.bundle, args.images)
         from edge.daemon import Daemon  # the daemon's imports (OpenCV, paho) are not needed above
 
-        return Daemon(settings).run()
+        daemon = Daemon(settings)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: daemon.stop())
+        return daemon.run()
     except (ConfigError, BundleError) as exc:
         print(f"sortline-edge: {exc}", file=sys.stderr)
         return 2

@@ -16,7 +16,6 @@ items.
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 import uuid
@@ -40,6 +39,7 @@ from edge.modes import build_mode
 from edge.modes.external import ExternalMode
 from edge.modes.presence import PresenceMode
 from edge.mqtt import MqttLink
+from edge.parts import DecisionLink, FrameSource
 from edge.roi_override import RoiOverride
 from edge.rollout import BundleWatch, Candidate, Rollout, RolloutBusy, RolloutError
 from edge.stats import RunStats
@@ -53,13 +53,16 @@ COMMAND_TIMEOUT_S = 10.0  # a command the frame loop has not carried out by then
 
 
 class Daemon:
-    def __init__(self, settings: EdgeSettings) -> None:
+    def __init__(
+        self, settings: EdgeSettings, camera: FrameSource | None = None, link: DecisionLink | None = None
+    ) -> None:
+        """``camera`` and ``link``: other ends than the configured camera and broker (tests)."""
         self.settings = settings
         classifier = self._load_classifier(settings.model.bundle)
         self.rollout = Rollout(settings, classifier)
         self.thresholds = Thresholds.resolve(settings.model, classifier.bundle.metadata)
-        self.camera = Camera(settings.camera)
-        self.link = MqttLink(settings.mqtt, settings.device_id)
+        self.camera: FrameSource = camera or Camera(settings.camera)
+        self.link: DecisionLink = link or MqttLink(settings.mqtt, settings.device_id)
         self.crops = CropStore(settings.crops)
         self.stats = RunStats()
         self.run_id = uuid.uuid4().hex[:8]
@@ -99,9 +102,8 @@ class Daemon:
 
     # ---- lifecycle -------------------------------------------------------------------------
     def run(self) -> int:
-        """Run until SIGTERM/SIGINT or the end of a video file; returns the process exit status."""
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: self.stop())
+        """Run until `stop` (SIGTERM/SIGINT, see edge.cli) or the end of a video file; returns the process exit
+        status."""
         self._publish_status()  # remembered by the link: its birth message then already names the model
         self.figures = self._figures()
         self.link.start(on_command=self._on_command, on_trigger=self._on_trigger)

@@ -28,6 +28,10 @@ class Inbox:
         self._queue: queue.Queue[tuple[Callable[[], object], Future]] = queue.Queue(maxsize=size)
         self._closed = False
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def post(self, action: Callable[[], T]) -> Future[T]:
         """Have the loop run ``action``; the future holds its result. InboxClosed when the loop has stopped
         or has ``size`` messages waiting (it is stuck; the sender is told rather than queued for ever)."""
