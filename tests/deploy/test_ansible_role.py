@@ -109,7 +109,8 @@ def test_role_installs_into_a_temporary_root_and_rolls_out_a_model(tmp_path, col
     assert effective["camera"]["roi"] == {"x": 0.1, "y": 0.2, "width": 0.5, "height": 0.6, "unit": "fraction"}
     assert effective["lanes"] == {"map": {"red": 4, "green": 5, "blue": 6}, "reject": 9}
     assert effective["rollout"]["watch"] is True and effective["model"]["bundle"] == str(models / "current")
-    assert effective["ui"] == {"enabled": True, "host": "0.0.0.0", "port": 8080, "password": "**********"}
+    assert effective["ui"] == {"enabled": True, "host": "0.0.0.0", "port": 8080, "password": "**********",
+                              "allowed_hosts": []}  # fmt: skip
     assert effective["state_directory"] == str(prefix / "var/lib/sortline")  # where the page's ROI is kept
 
     second = tmp_path / "v2"
