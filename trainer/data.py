@@ -18,6 +18,8 @@ import cv2
 import imagehash
 import numpy as np
 from PIL import Image
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from tqdm import tqdm
 
 from edge.preprocess import IMAGE_SUFFIXES, decode_image
@@ -127,22 +129,18 @@ def _sources(manifest: Path | None, samples: list[Sample], roots: tuple[Path, ..
 
 
 def group_near_duplicates(samples: list[Sample], max_distance: int) -> list[Sample]:
-    """Assign a group id: images whose perceptual hashes differ in <= max_distance bits share a group."""
+    """Assign a group id: images whose perceptual hashes differ in <= max_distance bits share a group (and so
+    do images linked through others: the connected components of the near-duplicate graph)."""
     bits = np.array([np.unpackbits(np.frombuffer(bytes.fromhex(s.phash), np.uint8)) for s in samples], bool)
-    parent = list(range(len(samples)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    near = []
     for i in range(len(samples)):
         distances = (bits[i + 1 :] != bits[i]).sum(axis=1)
-        for j in np.nonzero(distances <= max_distance)[0] + i + 1:
-            parent[find(int(j))] = find(i)
-    roots = {r: n for n, r in enumerate(dict.fromkeys(find(i) for i in range(len(samples))))}
-    return [Sample(**{**asdict(s), "group": roots[find(i)]}) for i, s in enumerate(samples)]
+        near += [(i, int(j)) for j in np.nonzero(distances <= max_distance)[0] + i + 1]
+    rows, cols = zip(*near, strict=True) if near else ((), ())
+    graph = coo_matrix((np.ones(len(near), bool), (rows, cols)), shape=(len(samples), len(samples)))
+    _, component = connected_components(graph, directed=False)
+    numbered = {c: n for n, c in enumerate(dict.fromkeys(component.tolist()))}  # in order of first appearance
+    return [Sample(**{**asdict(s), "group": numbered[component[i]]}) for i, s in enumerate(samples)]
 
 
 def assign_splits(

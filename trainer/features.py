@@ -1,9 +1,9 @@
 """Outputs of the frozen layers, computed once per image and view and kept on disk.
 
-The frozen part of VGG16 is ~90 % of its compute. Training runs on its stored outputs, so an epoch
-costs only the trainable layers, and a rerun after adding images computes just the new ones. An entry
-is keyed by everything that changes it: image bytes, weights, input size, padding, cut point,
-augmentation settings, seed and view number.
+The frozen part of the backbone is most of its compute (~90 % for VGG16). Training runs on its stored
+outputs, so an epoch costs only the trainable layers, and a rerun after adding images computes just the
+new ones. An entry is keyed by everything that changes it: image bytes, weights, input size, padding, cut
+point, augmentation settings, seed and view number.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from edge.bundle import InputSpec
+from edge.bundle import InputSpec, sha256_file
 from edge.preprocess import decode_image, fit_to_input
 from trainer.augment import Augmentation, augment, view_seed
 from trainer.data import DataSet, Sample
@@ -28,11 +28,7 @@ def weights_identity(weights: str, seed: int) -> str:
     """What the frozen layers' numbers depend on: the weights file's hash, 'imagenet', or the init seed."""
     path = Path(weights).expanduser()
     if path.is_file():
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        return f"file:{digest.hexdigest()}"
+        return f"file:{sha256_file(path)}"
     return f"{weights}:seed={seed}" if weights == "none" else f"{weights}:keras={keras.__version__}"
 
 

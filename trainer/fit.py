@@ -7,12 +7,14 @@ cached view per training image. The best weights by validation loss, across both
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
 import numpy as np
 from tqdm import tqdm
+from tqdm.keras import TqdmCallback
 
 from trainer.model import split_model
 
@@ -27,19 +29,9 @@ class History:
     best_val_loss: float = float("inf")
 
 
-class TqdmEpochs(keras.callbacks.Callback):
-    """One progress bar per phase, one tick per epoch, latest metrics alongside."""
-
-    def __init__(self, epochs: int, desc: str) -> None:
-        super().__init__()
-        self.bar = tqdm(total=epochs, desc=desc, unit="epoch")
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self.bar.set_postfix({k: f"{v:.3f}" for k, v in (logs or {}).items() if "loss" in k or "acc" in k})
-        self.bar.update()
-
-    def on_train_end(self, logs: dict | None = None) -> None:
-        self.bar.close()
+def epoch_bar(epochs: int, desc: str) -> TqdmCallback:
+    """One progress bar per phase, one tick per epoch, the latest metrics alongside (tqdm's own Keras callback)."""
+    return TqdmCallback(epochs=epochs, verbose=0, tqdm_class=functools.partial(tqdm, desc=desc))
 
 
 class RandomViews(keras.utils.PyDataset):
@@ -163,7 +155,7 @@ def train_two_phases(
                 save_weights_only=True,
                 initial_value_threshold=history.best_val_loss,
             ),
-            TqdmEpochs(finetune_epochs, f"{progress}phase 2 (fine-tune)"),
+            epoch_bar(finetune_epochs, f"{progress}phase 2 (fine-tune)"),
         ],
     )
     history.phase2 = fitted.history
@@ -207,7 +199,7 @@ def _train_head(
         verbose=0,
         callbacks=[
             keras.callbacks.EarlyStopping(patience=patience + 2, restore_best_weights=True),
-            TqdmEpochs(epochs, f"{progress}phase 1 (head)"),
+            epoch_bar(epochs, f"{progress}phase 1 (head)"),
         ],
     )
     return fitted.history
