@@ -45,31 +45,17 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge.config import MqttSettings, TlsSettings
 from tests.edge.daemon_helpers import STARTED, free_port
+from tests.edge.daemon_helpers import wait_until as poll_until
 
 MOSQUITTO = Path("/usr/sbin/mosquitto")
 MOSQUITTO_PASSWD = Path("/usr/bin/mosquitto_passwd")
 HOST = "127.0.0.1"
 
 
-def _poll(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.1f} s waiting for {what}")
-        time.sleep(interval)
-
-
 @pytest.fixture
 def wait_until() -> Callable[..., Any]:
     """``wait_until(predicate, timeout=10, what="...")``: the predicate's first truthy result."""
-
-    def wait(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-        return _poll(predicate, timeout, what)
-
-    return wait
+    return poll_until
 
 
 # --------------------------------------------------------------------------- TLS material
@@ -208,7 +194,7 @@ class Mosquitto:
                 return False
             return True
 
-        _poll(accepting, timeout, f"mosquitto to accept connections on port {self.port}")
+        poll_until(accepting, timeout, f"mosquitto to accept connections on port {self.port}")
 
     def stop(self, timeout: float = 5.0) -> None:
         """SIGTERM by PID: a clean stop that saves the persistence file."""
@@ -328,7 +314,9 @@ class Subscriber:
 
     def wait_subscribed(self, times: int, timeout: float = 10.0) -> None:
         """Wait for the `times`-th subscription, e.g. 2: subscribed again after a broker restart."""
-        _poll(lambda: self.subscriptions >= times, timeout, f"subscriber on {self.topics} to be subscribed x{times}")
+        poll_until(
+            lambda: self.subscriptions >= times, timeout, f"subscriber on {self.topics} to be subscribed x{times}"
+        )
 
     def _on_subscribe(self, *_args: Any) -> None:
         with self._lock:
@@ -358,7 +346,7 @@ class Subscriber:
     def wait_for(self, condition: int | Callable[[list[Received]], bool], timeout: float = 10.0) -> list[Received]:
         """Wait until ``condition`` messages arrived (or the predicate on the list holds)."""
         check = (lambda got: len(got) >= condition) if isinstance(condition, int) else condition
-        _poll(lambda: check(self.received()), timeout, f"messages on {self.topics} (have {len(self.received())})")
+        poll_until(lambda: check(self.received()), timeout, f"messages on {self.topics} (have {len(self.received())})")
         return self.received()
 
     def close(self) -> None:

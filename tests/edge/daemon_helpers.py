@@ -10,8 +10,11 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -117,6 +120,16 @@ def finish(daemon: subprocess.Popen, timeout: float = 60) -> str:
 def terminate(daemon: subprocess.Popen) -> str:
     daemon.send_signal(signal.SIGTERM)
     return finish(daemon, timeout=30)
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    """The predicate's first truthy result, polled every 10 ms; AssertionError naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not (result := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.1f} s waiting for {what}")
+        time.sleep(0.01)
+    return result
 
 
 def free_port() -> int:

@@ -18,6 +18,7 @@ from frames_helpers import frame_index, numbered_clip
 
 from edge.camera import Camera, crop_roi, source_kind
 from edge.config import CameraSettings, ConfigError, Roi
+from tests.edge.daemon_helpers import wait_until
 
 
 def settings(source: str | Path, **overrides) -> CameraSettings:
@@ -39,14 +40,6 @@ def running() -> Iterator[Callable[[CameraSettings], Camera]]:
     yield start
     for camera in cameras:
         camera.stop()
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met within the deadline")
-        time.sleep(0.01)
 
 
 def test_file_source_delivers_every_frame_in_order_then_ends(tmp_path, running):
@@ -102,7 +95,7 @@ def test_missing_file_is_retried_until_it_appears(tmp_path, running, caplog):
     late = tmp_path / "late.avi"
     camera = running(settings(late, realtime=False))
 
-    wait_for(lambda: camera.reconnects >= 3)
+    wait_until(lambda: camera.reconnects >= 3)
     assert camera.state == "reconnecting"
     assert str(late) in camera.last_error and "file not found" in camera.last_error
     assert camera.next_frame(timeout=0.05) is None
@@ -199,7 +192,7 @@ def test_unopenable_source_reports_why_without_raising(tmp_path, running, source
         pytest.skip("picamera2 is installed here: the failure would be a different one")
     camera = running(settings(source))
 
-    wait_for(lambda: camera.reconnects >= 1)
+    wait_until(lambda: camera.reconnects >= 1)
     assert camera.state == "reconnecting"
     assert str(source) in camera.last_error and reason in camera.last_error
     assert camera.next_frame(timeout=0.05) is None and not camera.ended

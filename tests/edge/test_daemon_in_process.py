@@ -18,7 +18,7 @@ from edge.command_router import CommandHandler
 from edge.commands import CommandError, Trigger, parse_command
 from edge.config import load_settings
 from edge.daemon import Daemon
-from tests.edge.daemon_helpers import static_clip, write_config
+from tests.edge.daemon_helpers import static_clip, wait_until, write_config
 
 NO_BROKER = SimpleNamespace(host="127.0.0.1", port=1)  # the link below stands in for it
 
@@ -80,14 +80,6 @@ def running(tmp_path: Path, color_bundle: Path) -> Iterator[Callable[..., tuple[
     for daemon, thread in started:
         daemon.stop()
         thread.join(30)
-
-
-def wait_until(condition: Callable[[], Any], timeout: float = 20.0) -> Any:
-    give_up = time.monotonic() + timeout
-    while not (result := condition()):
-        assert time.monotonic() < give_up, "timed out"
-        time.sleep(0.01)
-    return result
 
 
 def test_commands_are_carried_out_by_the_frame_loop_which_alone_publishes_status(running):

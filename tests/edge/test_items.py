@@ -20,7 +20,7 @@ from edge.decision import Thresholds, decide
 from edge.inference import InferenceWorker, Job
 from edge.items import ItemBook
 from edge.modes.presence import PresenceMode
-from tests.edge.daemon_helpers import garments
+from tests.edge.daemon_helpers import garments, wait_until
 
 LABELS = ("red", "green", "blue")
 LANES = LaneSettings(map={"red": 1, "green": 2, "blue": 3}, reject=0)
@@ -57,19 +57,11 @@ def gated():
     worker.stop()
 
 
-def wait_for(condition, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        assert time.monotonic() < deadline, "condition not met"
-        time.sleep(0.005)
-    return result
-
-
 def open_running(book: ItemBook, worker: InferenceWorker, item_id: str):
     """An item whose first crop the (gated) worker is classifying now."""
     item = book.open(item_id)
     book.offer(item, crop(1), 0.0)
-    wait_for(lambda: worker.pending(item_id) == "running")
+    wait_until(lambda: worker.pending(item_id) == "running")
     return item
 
 
@@ -121,13 +113,13 @@ def test_an_item_whose_crop_waits_too_long_is_decided_without_it(gated):
 def test_the_worker_keeps_each_items_best_crop_and_serves_the_least_classified_item_first(gated):
     classifier, worker = gated
     worker.offer(Job("a", crop(10), 0.0, quality=0.1))
-    wait_for(lambda: worker.pending("a") == "running")  # a's first crop is being classified
+    wait_until(lambda: worker.pending("a") == "running")  # a's first crop is being classified
     worker.offer(Job("a", crop(11), 0.0, quality=0.2))
     worker.offer(Job("a", crop(12), 0.0, quality=0.9))  # the best view of a
     worker.offer(Job("a", crop(13), 0.0, quality=0.5))
     worker.offer(Job("b", crop(20), 0.0, quality=0.3))
     classifier.release(3)
-    wait_for(lambda: len(classifier.seen) == 3)
+    wait_until(lambda: len(classifier.seen) == 3)
     assert classifier.seen == [10, 20, 12]  # b (none classified yet) before a's second; a's best view
     assert len(worker.results()) == 3
 
@@ -239,7 +231,7 @@ def _next_results(worker: InferenceWorker) -> list:
         results.extend(worker.results())
         return bool(results)
 
-    wait_for(arrived)
+    wait_until(arrived)
     return results
 
 
