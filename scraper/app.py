@@ -12,8 +12,9 @@ from selenium.common.exceptions import WebDriverException
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from scraper.config import SettingsError, load_settings
-from scraper.engine import scrape
+from scraper.engine import ClassResult, scrape
 from scraper.errors import ScrapeError
+from scraper.profile import load_profile
 
 log = logging.getLogger("scraper")
 
@@ -21,6 +22,7 @@ log = logging.getLogger("scraper")
 def run(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(sys.argv[1:] if argv is None else argv)
+        profile = load_profile(settings.site)
     except SettingsError as error:
         print(f"sortline-scrape: {error}", file=sys.stderr)
         return 2
@@ -30,7 +32,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         with logging_redirect_tqdm():
-            results = scrape(settings)
+            results = scrape(settings, profile)
     except KeyboardInterrupt:
         log.warning("interrupted; nothing is half-written, run the same command again to resume")
         return 130
@@ -40,8 +42,17 @@ def run(argv: Sequence[str] | None = None) -> int:
     except WebDriverException as error:  # the browser crashed or the Grid dropped the session
         log.error("the browser failed: %s; rerun to resume", error.msg)
         return 1
-    for result in results:
-        log.info("%-12s %4d / %d  %s", result.label, result.saved, result.target, result.outcome)
+    _log_summary(results)
     if not settings.dry_run:
         log.info("images and manifest.csv in %s", settings.out)
     return 1 if any(result.stopped for result in results) else 0
+
+
+def _log_summary(results: list[ClassResult]) -> None:
+    """One row per class; failed downloads get a column of their own, as the warnings about them have
+    long scrolled away when the run ends."""
+    row = "%-12s %11s  %6s  %s"
+    log.info(row, "class", "saved", "failed", "outcome")
+    for result in results:
+        saved = f"{result.saved} / {result.target}"
+        log.info(row, result.label, saved, result.failed_downloads, result.outcome)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
@@ -44,8 +45,9 @@ def chromium_options(settings: BrowserSettings, user_agent: str) -> webdriver.Ch
 
 @contextlib.contextmanager
 def browser_session(settings: BrowserSettings, user_agent: str) -> Iterator[WebDriver]:
-    """A started browser, quit on exit. A local one runs in its own process group with its own profile
-    folder, watched by `scraper.reaper`, so even a SIGKILLed scraper leaves no browser behind."""
+    """A started browser, quit on exit. A local one runs in its own process group, with its profile and its
+    temp files in one folder of its own, watched by `scraper.reaper`, so even a SIGKILLed scraper leaves no
+    browser and no files behind."""
     if settings.remote_url:
         with _start(settings, chromium_options(settings, user_agent)) as driver:
             yield driver
@@ -53,14 +55,17 @@ def browser_session(settings: BrowserSettings, user_agent: str) -> Iterator[WebD
     for what, path in (("browser.binary", settings.binary), ("browser.driver", settings.driver)):
         if not path.is_file():
             raise ScrapeError(f"{what} {path} does not exist: install chromium and chromium-driver, or set {what}")
-    profile_dir = tempfile.mkdtemp(prefix="sortline-chromium-")
+    browser_dir = Path(tempfile.mkdtemp(prefix="sortline-chromium-"))
     reaper = subprocess.Popen(
-        [sys.executable, "-m", "scraper.reaper", profile_dir], stdin=subprocess.PIPE, start_new_session=True
+        [sys.executable, "-m", "scraper.reaper", str(browser_dir)], stdin=subprocess.PIPE, start_new_session=True
     )
     try:
         options = chromium_options(settings, user_agent)
-        options.add_argument(f"--user-data-dir={profile_dir}")
-        with _start(settings, options) as driver:
+        options.add_argument(f"--user-data-dir={browser_dir / 'profile'}")
+        # Chromium also writes to TMPDIR (org.chromium.Chromium.* folders, shared memory files) and clears it
+        # only when it quits normally; inside the browser folder, the reaper removes it after a SIGKILL too.
+        (browser_dir / "tmp").mkdir()
+        with _start(settings, options, {**os.environ, "TMPDIR": str(browser_dir / "tmp")}) as driver:
             assert reaper.stdin is not None
             reaper.stdin.write(f"{driver.service.process.pid}\n".encode())  # chromedriver leads the group
             reaper.stdin.flush()
@@ -70,7 +75,10 @@ def browser_session(settings: BrowserSettings, user_agent: str) -> Iterator[WebD
         reaper.wait()
 
 
-def _start(settings: BrowserSettings, options: webdriver.ChromeOptions) -> WebDriver:
+def _start(
+    settings: BrowserSettings, options: webdriver.ChromeOptions, environment: dict[str, str] | None = None
+) -> WebDriver:
+    """``environment``: chromedriver's and so the local browser's; by default the scraper's own."""
     try:
         if settings.remote_url:
             driver = webdriver.Remote(command_executor=settings.remote_url, options=options)
@@ -78,7 +86,9 @@ def _start(settings: BrowserSettings, options: webdriver.ChromeOptions) -> WebDr
             # With the driver path given, Selenium Manager is not needed; SE_OFFLINE keeps it off the network anyway.
             os.environ.setdefault("SE_OFFLINE", "true")
             options.binary_location = str(settings.binary)
-            service = Service(executable_path=str(settings.driver), popen_kw={"start_new_session": True})
+            service = Service(
+                executable_path=str(settings.driver), env=environment, popen_kw={"start_new_session": True}
+            )
             driver = webdriver.Chrome(service=service, options=options)
     except WebDriverException as error:
         where = settings.remote_url or f"{settings.driver} with {settings.binary}"

@@ -12,7 +12,9 @@ from argparse import ArgumentParser
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import pydantic_settings
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, CliSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
@@ -23,6 +25,8 @@ USER_AGENT = "Mozilla/5.0 (compatible; sortline-scraper/0.1; labelled product ph
 ROBOTS_AGENT = "sortline-scraper"
 _LABEL = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _NO_DEFAULT_SHOWN = re.compile(r"\s*\((?:default: None|default factory: (?:dict|list))\)")
+# How pydantic-settings reports a command-line value it cannot parse (broken JSON): the key, then why.
+_UNPARSABLE_OPTION = re.compile(r"^Parsing error encountered for (?P<key>[\w.]+): (?P<why>.*)$", re.DOTALL)
 
 
 class _Group(BaseModel):
@@ -117,17 +121,39 @@ class ScrapeSettings(BaseSettings):
                 raise ValueError(f"label {label!r} needs at least one non-empty search query")
         return value
 
+    @field_validator("base_url")
+    @classmethod
+    def _base_url_is_a_web_address(cls, value: str | None) -> str | None:
+        """A missing scheme or host would otherwise surface much later, as an unreadable robots.txt."""
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("must be an http:// or https:// URL with a host, e.g. https://www.amazon.de")
+            if parts.port == 0:  # reading .port raises ValueError itself for one that is not a number or too big
+                raise ValueError("port 0 cannot be connected to")
+        return value
+
 
 class SettingsError(Exception):
     """Settings that cannot be used; the message names each bad key, its value and the source that set it."""
+
+    @classmethod
+    def listing(cls, heading: str, error: ValidationError, sources: SettingSources | None = None) -> SettingsError:
+        """One indented 'key: reason (got value)' line per problem under ``heading``: the form every Sortline
+        program reports bad settings in, instead of pydantic's own multi-line text."""
+        problems = validation_problems(error, sources)
+        return cls("\n".join([heading, *(f"  {problem}" for problem in problems)]))
 
 
 def load_settings(argv: Sequence[str]) -> ScrapeSettings:
     """Command line over TOML over defaults. Raises SystemExit on --help or bad arguments, like argparse,
     and SettingsError for values that parse but are not valid."""
-    cli_values = CliSettingsSource(
-        ScrapeSettings, cli_parse_args=list(argv), add_argument_method=_add_argument_named_for_users
-    )()
+    try:
+        cli_values = CliSettingsSource(
+            ScrapeSettings, cli_parse_args=list(argv), add_argument_method=_add_argument_named_for_users
+        )()
+    except pydantic_settings.SettingsError as error:
+        raise SettingsError(_unparsable_option(error)) from None
     config = Path(cli_values["config"]) if cli_values.get("config") else None
     toml_values: dict[str, Any] = {}
     if config is not None:
@@ -140,11 +166,20 @@ def load_settings(argv: Sequence[str]) -> ScrapeSettings:
     try:
         settings = ScrapeSettings(**_deep_merge(toml_values, cli_values))
     except ValidationError as error:
-        problems = validation_problems(error, SettingSources(config_file=config, flags=cli_values))
-        raise SettingsError("bad settings:\n" + "\n".join(f"  {problem}" for problem in problems)) from None
+        sources = SettingSources(config_file=config, flags=cli_values)
+        raise SettingsError.listing("bad settings:", error, sources) from None
     if not settings.classes:
         raise SettingsError('no classes to scrape: give [classes] in --config or --classes \'{"label": ["query"]}\'')
     return settings
+
+
+def _unparsable_option(error: pydantic_settings.SettingsError) -> str:
+    """Names the option as it was typed (`--browser.extra-args`), where pydantic-settings names the field."""
+    match = _UNPARSABLE_OPTION.match(str(error))
+    if match is None:
+        return str(error)
+    option = "--" + match["key"].replace("_", "-")
+    return f"{option}: cannot be read ({match['why']}); it takes JSON, see `sortline-scrape --help`"
 
 
 def _add_argument_named_for_users(parser: ArgumentParser, *names: str, **kwargs: Any) -> Any:

@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from urllib.parse import urlsplit
 
 import requests
 from tqdm import tqdm
 
 from scraper.browser import browser_session
 from scraper.config import ROBOTS_AGENT, ScrapeSettings
-from scraper.errors import ClassStopped, HostUnreachable
+from scraper.errors import ClassStopped, HostUnreachable, ScrapeError
 from scraper.fetch import FetchFailed, PreparedImage, Rejected, download, make_session, prepare
 from scraper.manifest import ManifestRow
 from scraper.politeness import RobotsRules, Throttle, host_of
-from scraper.profile import SiteProfile, load_profile
+from scraper.profile import SiteProfile
 from scraper.search import SearchPages, Tile
 from scraper.store import OutputFolder, file_name
 
@@ -30,6 +32,7 @@ class ClassResult:
     saved: int
     target: int
     stopped: str | None  # why the class stopped early, None when it ran normally
+    failed_downloads: int  # images the server answered with an error, or not at all (after the retries)
 
     @property
     def outcome(self) -> str:
@@ -38,9 +41,9 @@ class ClassResult:
         return "complete" if self.saved >= self.target else "ran out of search results"
 
 
-def scrape(settings: ScrapeSettings, emit: Callable[[str], None] = print) -> list[ClassResult]:
+def scrape(settings: ScrapeSettings, profile: SiteProfile, emit: Callable[[str], None] = print) -> list[ClassResult]:
     """Runs every class; ``emit`` receives the dry-run listing."""
-    profile = load_profile(settings.site)
+    _check_connectable(settings.base_url or profile.base_url, settings.download.timeout_s)
     throttle = Throttle()
     with (
         closing(OutputFolder(settings.out, settings.download.near_duplicate_distance, settings.dry_run)) as folder,
@@ -56,6 +59,24 @@ def scrape(settings: ScrapeSettings, emit: Callable[[str], None] = print) -> lis
         return [run.scrape_class(label, queries) for label, queries in settings.classes.items()]
 
 
+def _check_connectable(base_url: str, timeout_s: float) -> None:
+    """Raises ScrapeError when the shop's host takes no connection. A wrong port or a host that is down would
+    otherwise read as an unreadable robots.txt, or as a changed layout once the browser shows its error page.
+    Behind a proxy only the proxy connects to the shop, so there is nothing to check here."""
+    if requests.utils.get_environ_proxies(base_url):
+        return
+    parts = urlsplit(base_url)
+    host = parts.netloc.rpartition("@")[2]
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)  # ValueError: a profile's port is no number
+        socket.create_connection((parts.hostname, port), timeout=timeout_s).close()
+    except (OSError, ValueError) as error:
+        why = getattr(error, "strerror", None) or str(error) or type(error).__name__
+        raise ScrapeError(
+            f"cannot connect to {host} ({why}): check base_url (or the site profile's) and that the shop is up"
+        ) from None
+
+
 @dataclass
 class _Run:
     settings: ScrapeSettings
@@ -67,6 +88,7 @@ class _Run:
     robots: RobotsRules | None
     emit: Callable[[str], None]
     failures_in_a_row: int = 0
+    failed_downloads: int = 0  # in the current class
     listed: set[str] = field(default_factory=set)  # dry run: image URLs listed so far
 
     def scrape_class(self, label: str, queries: list[str]) -> ClassResult:
@@ -74,6 +96,7 @@ class _Run:
         progress = tqdm(total=target, initial=min(self.folder.saved(label), target), desc=label, unit="img")
         self.listed.clear()
         self.failures_in_a_row = 0
+        self.failed_downloads = 0
         stopped = None
         try:
             for query in queries:
@@ -97,7 +120,7 @@ class _Run:
             stopped = error.summary
         finally:
             progress.close()
-        return ClassResult(label, self.folder.saved(label) + len(self.listed), target, stopped)
+        return ClassResult(label, self.folder.saved(label) + len(self.listed), target, stopped, self.failed_downloads)
 
     def _reached(self, label: str, target: int) -> bool:
         return self.folder.saved(label) + len(self.listed) >= target
@@ -115,11 +138,14 @@ class _Run:
             self.throttle.wait(host_of(url), self.settings.politeness.host_interval_s)
             image = prepare(download(self.session, url, self.settings.download), self.settings.download)
         except Rejected as rejected:
+            if rejected.reason.startswith("http-"):  # an error answer (404, 410 ...), not a refused image
+                self.failed_downloads += 1
             log.info("skipped %s: %s", url, rejected)
             self._skip(label, query, tile, rejected.reason, rejected.detail)
             return False
         except FetchFailed as error:
             self.failures_in_a_row += 1
+            self.failed_downloads += 1
             log.warning("could not fetch %s (%s); a rerun will try again", url, error)
             if self.failures_in_a_row >= self.settings.download.max_consecutive_failures:
                 raise HostUnreachable(self.failures_in_a_row, str(error)) from None

@@ -13,7 +13,7 @@ from urllib.parse import quote_plus
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from scraper.errors import ScrapeError
+from scraper.config import SettingsError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -68,12 +68,15 @@ def available_profiles() -> list[str]:
 
 
 def load_profile(site: str) -> SiteProfile:
-    """``site`` is a built-in profile name or the path of a profile TOML file."""
+    """``site`` is a built-in profile name or the path of a profile TOML file. A profile that cannot be used
+    is a settings error (exit 2), found before the browser starts."""
     path = Path(site) if site.endswith(".toml") else PROFILE_DIR / f"{site}.toml"
     if not path.is_file():
         known = ", ".join(available_profiles())
-        raise ScrapeError(f"unknown site profile {site!r}: built-in: {known}; or give a profile's .toml path")
+        raise SettingsError(f"unknown site profile {site!r}: built-in: {known}; or give a profile's .toml path")
     try:
         return SiteProfile(**tomllib.loads(path.read_text(encoding="utf-8")))
-    except (tomllib.TOMLDecodeError, ValidationError) as error:
-        raise ScrapeError(f"site profile {path} is invalid: {error}") from error
+    except tomllib.TOMLDecodeError as error:
+        raise SettingsError(f"site profile {path} is not valid TOML: {error}") from None
+    except ValidationError as error:
+        raise SettingsError.listing(f"site profile {path} is invalid:", error) from None

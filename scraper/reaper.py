@@ -1,9 +1,10 @@
-"""``python -m scraper.reaper PROFILE_DIR``: ends the browser when the scraper that started it dies.
+"""``python -m scraper.reaper BROWSER_DIR``: ends the browser when the scraper that started it dies.
 
-Chromium outlives a SIGKILLed (or OOM-killed) scraper: a dozen processes and a profile folder stay
-behind. The scraper starts this small process first, in a session of its own, with a pipe on its
-stdin, and writes the browser's process group id to it once chromedriver runs. However the scraper
-ends, the pipe closes; the reaper then kills whatever is left of that group and removes the profile.
+Chromium outlives a SIGKILLed (or OOM-killed) scraper: a dozen processes, a profile folder and its
+temp folders stay behind. The scraper starts this small process first, in a session of its own, with
+a pipe on its stdin, and writes the browser's process group id to it once chromedriver runs. However
+the scraper ends, the pipe closes; the reaper then kills whatever is left of that group and removes
+BROWSER_DIR, where the browser keeps its profile and its temp files.
 """
 
 from __future__ import annotations
@@ -18,21 +19,21 @@ from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
-    profile_dir = argv[0]
+    browser_dir = argv[0]
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)  # Ctrl-C or a stop of the scraper's group must not end the reaper first
     groups = [int(line) for line in sys.stdin if line.strip().isdigit()]  # returns when the scraper is gone
     for group in groups:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(group, signal.SIGKILL)
-    # SIGKILL is delivered asynchronously: a browser process still dying could write into the profile
+    # SIGKILL is delivered asynchronously: a browser process still dying could write into the folder
     # while it is being removed, so wait until the group is gone (zombies do not count), then remove.
     deadline = time.monotonic() + 10
     while any(_running_in(group) for group in groups) and time.monotonic() < deadline:
         time.sleep(0.05)
     for _ in range(5):
-        shutil.rmtree(profile_dir, ignore_errors=True)
-        if not os.path.exists(profile_dir):
+        shutil.rmtree(browser_dir, ignore_errors=True)
+        if not os.path.exists(browser_dir):
             break
         time.sleep(0.2)
     return 0

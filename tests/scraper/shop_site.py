@@ -100,6 +100,14 @@ CATALOGUE: dict[str, list[list[Product] | str]] = {
     "saree": [[Product("B0SAREE001", "/img/s1.jpg"), Product("B0SAREE002", "/img/s2.jpg")], "captcha"],
     "new layout": ["changed-layout"],
     "busy": [[Product(f"B0BUSY{n:04d}", f"/img/busy-{n}.jpg") for n in range(6)]],  # the image host answers 503
+    # one image there, one the shop no longer has (404), one whose host stays busy (503 after the retries)
+    "sold out": [
+        [
+            Product("B0GONE0001", "/img/t2.jpg"),
+            Product("B0GONE0002", "/img/gone.jpg"),
+            Product("B0GONE0003", "/img/busy-9.jpg"),
+        ]
+    ],
     "nothing": ["no-results"],
 }
 

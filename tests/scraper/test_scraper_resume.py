@@ -20,22 +20,29 @@ from scraper.cli import main
 from tests.scraper.shop_site import APPAREL, EXPECTED, ShopSite, image_files, outcome, read_rows
 
 REPO = Path(__file__).resolve().parents[2]
+# `python -m scraper` with Ctrl-C's SIGINT raising KeyboardInterrupt, as in a terminal's foreground job. A job
+# that a non-interactive shell starts in the background (`make test &`, some CI runners) inherits SIGINT
+# ignored, and so would the scraper: Python installs no handler then, and the run would go on to exit 0.
+_SCRAPER_AS_IN_A_TERMINAL = (
+    "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "runpy.run_module('scraper', run_name='__main__', alter_sys=True)"
+)
 
 
 @pytest.fixture
 def scraper_tmp() -> Iterator[Path]:
     """A short TMPDIR of the scraper's own (Chromium's sockets there must fit in 108 bytes), so `_browser_pids`
-    finds this run's browser by its profile folder."""
+    finds this run's browser by its profile folder, and `_left_in` sees what this run alone leaves there."""
     path = Path(tempfile.mkdtemp(prefix="sl-"))
     yield path
     shutil.rmtree(path, ignore_errors=True)
 
 
 def _start_scrape(argv: list[str], log: Path, tmpdir: Path) -> subprocess.Popen:
-    """`python -m scraper` in its own process group, as a terminal starts it."""
+    """`python -m scraper` as a terminal starts it: in its own process group, Ctrl-C raising KeyboardInterrupt."""
     with log.open("wb") as output:
         return subprocess.Popen(
-            [sys.executable, "-m", "scraper", *argv],
+            [sys.executable, "-c", _SCRAPER_AS_IN_A_TERMINAL, *argv],
             cwd=REPO,
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -61,14 +68,12 @@ def _browser_pids(profile_root: Path) -> set[int]:
     return found
 
 
-def _gone(folder: Path, pattern: str, settle_s: float) -> bool:
-    """No file or folder matching pattern in folder, within settle_s (the reaper removes it once all is dead)."""
+def _left_in(folder: Path, settle_s: float) -> list[str]:
+    """What is still in folder, dot files too, after up to settle_s (the reaper empties it once all is dead)."""
     deadline = time.monotonic() + settle_s
-    while list(folder.glob(pattern)):
-        if time.monotonic() > deadline:
-            return False
+    while (left := sorted(path.name for path in folder.iterdir())) and time.monotonic() < deadline:
         time.sleep(0.1)
-    return True
+    return left
 
 
 def _alive(pids: set[int], settle_s: float) -> set[int]:
@@ -118,7 +123,7 @@ def test_sigkill_midway_then_rerun_finishes_without_refetching(shop: ShopSite, s
     shop.release.set()
     assert len(browser) > 2  # chromedriver and Chromium's processes ran ...
     assert _alive(browser, settle_s=10) == set()  # ... and died with the scraper
-    assert _gone(scraper_tmp, "sortline-chromium-*", settle_s=10), "the browser profile folder was left behind"
+    assert _left_in(scraper_tmp, settle_s=10) == []  # no profile, no org.chromium.Chromium.* temp folders
 
     _assert_complete_jpegs(out)
     first = read_rows(out)
@@ -157,7 +162,7 @@ def test_ctrl_c_exits_cleanly_with_the_browser_gone(shop: ShopSite, scrape_args,
         _stop_group(process, signal.SIGKILL)
     assert "interrupted; nothing is half-written" in log.read_text()
     assert browser and _alive(browser, settle_s=10) == set()
-    assert _gone(scraper_tmp, "sortline-chromium-*", settle_s=10)
+    assert _left_in(scraper_tmp, settle_s=10) == []
     _assert_complete_jpegs(out)
     assert [row["image_url"].removeprefix(shop.base_url) for row in read_rows(out) if row["status"] == "saved"] == [
         "/img/j1.jpg",

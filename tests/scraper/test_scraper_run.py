@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 
 from PIL import Image
 
@@ -124,9 +125,17 @@ def test_an_image_host_that_keeps_failing_stops_the_class_and_nothing_is_recorde
     shop: ShopSite, scrape_args, tmp_path, caplog
 ):
     assert main(scrape_args('{"jeans": ["busy"]}')) == 1
-    assert "5 image downloads in a row failed" in caplog.text and "stopped: image host down" in caplog.text
+    assert "5 image downloads in a row failed" in caplog.text
+    assert re.search(r"jeans +0 / 200 +5  stopped: image host down", caplog.text)
     assert len(shop.paths("/img/busy-")) == 10  # five images, one retry each, then no more
     assert read_rows(tmp_path / "out") == []  # temporary failures: a rerun tries them again
+
+
+def test_failed_downloads_are_counted_in_the_final_table(shop: ShopSite, scrape_args, tmp_path, caplog):
+    assert main(scrape_args('{"dresses": ["sold out"]}', "--per-class", "5")) == 0
+    assert re.search(r"class +saved +failed  outcome\n", caplog.text)
+    assert re.search(r"dresses +1 / 5 +2  ran out of search results\n", caplog.text)  # the 404 and the 503
+    assert [row["reason"] for row in read_rows(tmp_path / "out")] == ["", "http-404"]  # a rerun retries the 503
 
 
 def test_robots_txt_is_obeyed_and_can_be_switched_off(shop: ShopSite, scrape_args, tmp_path, caplog):
