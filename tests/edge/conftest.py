@@ -545,7 +545,7 @@ def make_link() -> Iterator[Callable[..., Any]]:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     if not (Path("/usr/bin/chromium").exists() and Path("/usr/bin/chromedriver").exists()):
         pytest.skip("chromium and chromium-driver are not installed")
     webdriver = pytest.importorskip("selenium.webdriver", reason="pages are tested in Chromium through Selenium")
@@ -560,7 +560,9 @@ def browser() -> Iterator[Any]:
     options.binary_location = "/usr/bin/chromium"
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the console: what the page's CSP blocked
     os.environ.setdefault("SE_OFFLINE", "true")
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    scratch = tmp_path_factory.mktemp("chromium-tmp")  # Chromium's org.chromium.Chromium.* folders, not /tmp's
+    service = Service("/usr/bin/chromedriver", env={**os.environ, "TMPDIR": str(scratch)})
+    driver = webdriver.Chrome(service=service, options=options)
     yield driver
     driver.quit()
 
