@@ -2,10 +2,10 @@
 # Install or upgrade the Sortline edge daemon on one device: Raspberry Pi OS Bookworm (arm64),
 # Ubuntu 22.04/24.04 on Jetson, Debian 12 (x86-64). Idempotent: run it again to upgrade.
 #
-#   sudo deploy/install.sh [--bundle DIR] [--credential mqtt__password=FILE] [--with-picamera2] [--with-ui]
+#   sudo deploy/install.sh [--bundle DIR] [--credential mqtt__password=FILE] [--with-picamera2] [--with-ui] [--with-opcua]
 #
 # Layout (the unit in systemd/ assumes it):
-#   /opt/sortline/venv                     virtual environment with sortline[edge] only (+ [ui] with --with-ui)
+#   /opt/sortline/venv                     virtual environment with sortline[edge] only (+ [ui], [opcua] when asked)
 #   /etc/sortline/edge.toml                configuration, from deploy/edge.toml.example; never overwritten
 #   /etc/sortline/credentials/<sec>__<key> secrets (root-only); the unit's LoadCredential=sortline:... turns
 #                                          each into $CREDENTIALS_DIRECTORY/sortline_<sec>__<key>
@@ -25,6 +25,7 @@ usage: install.sh [options]
   --credential KEY=FILE   store FILE's content as the secret KEY (e.g. mqtt__password); repeatable
   --with-picamera2        Raspberry Pi CSI camera: apt python3-picamera2, venv sees system packages
   --with-ui               also the commissioning page's extra (Starlette, uvicorn); turn it on in edge.toml [ui]
+  --with-opcua            also the OPC UA server's extra (asyncua); turn it on in edge.toml [opcua]
   --no-apt                do not install OS packages
   --no-start              install and enable, but do not (re)start the service
   -h, --help              this text
@@ -49,7 +50,8 @@ while (($#)); do
     --bundle) bundle="${2:?--bundle needs a directory}"; shift ;;
     --credential) credentials+=("${2:?--credential needs KEY=FILE}"); shift ;;
     --with-picamera2) picamera2=1 ;;
-    --with-ui) extras="edge,ui" ;;
+    --with-ui) extras="$extras,ui" ;;
+    --with-opcua) extras="$extras,opcua" ;;
     --no-apt) use_apt=0 ;;
     --no-start) start=0 ;;
     -h|--help) usage; exit 0 ;;

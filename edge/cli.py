@@ -85,7 +85,29 @@ def _check_config(settings: EdgeSettings) -> int:
     )
     if settings.trigger.mode == "presence":
         print(_belt_text(settings), file=sys.stderr)
+    if settings.opcua.enabled:
+        print(_opcua_text(settings))
     return 0
+
+
+def _opcua_text(settings: EdgeSettings) -> str:
+    """The OPC UA endpoint and, beyond loopback, the server certificate's thumbprint (made on first use), which
+    an integrator compares with what their client shows before trusting it."""
+    endpoint = f"opc.tcp://{settings.opcua.host}:{settings.opcua.port}/sortline/"
+    directory = settings.opcua_certificate_directory()
+    if directory is None:
+        return f"OPC UA server {endpoint}: loopback, anonymous clients, no message security"
+    try:
+        from edge.opcua_certificate import ServerCertificate
+
+        certificate = ServerCertificate.in_directory(directory).ensure(f"urn:sortline:{settings.device_id}")
+    except ModuleNotFoundError as exc:
+        missing = f"opcua.enabled needs the opcua extra (missing {exc.name}): pip install 'sortline[opcua]'"
+        raise ConfigError(missing) from None
+    return (
+        f"OPC UA server {endpoint}: user {settings.opcua.username}, Basic256Sha256 Sign / SignAndEncrypt; "
+        f"OPC UA server certificate thumbprint {certificate.thumbprint()} ({certificate.cert_file})"
+    )
 
 
 def _belt_text(settings: EdgeSettings) -> str:

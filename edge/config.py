@@ -251,10 +251,32 @@ class UiSettings(_Section):
 
     @model_validator(mode="after")
     def _password_beyond_loopback(self) -> UiSettings:
-        if self.enabled and self.password is None and not _is_loopback(self.host):
+        if self.enabled and self.password is None and not is_loopback(self.host):
             raise ValueError(
                 f"the page is served on {self.host}, beyond this device: set a password "
                 "(credential file sortline_ui__password, or SORTLINE_UI__PASSWORD)"
+            )
+        return self
+
+
+class OpcUaSettings(_Section):
+    """The sorter as an OPC UA server (the `opcua` extra), beside MQTT; off unless enabled."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"  # loopback: anonymous clients, no message security; anything else needs a user
+    port: int = Field(default=4840, ge=0, le=65535)
+    username: str | None = Field(default=None, min_length=1, max_length=64)
+    password: SecretStr | None = None  # from $CREDENTIALS_DIRECTORY/sortline_opcua__password, never the TOML
+    # Beyond loopback: a folder of client certificates (DER or PEM); set, only clients whose certificate is in it
+    # connect. Unset, any client with the user's password does (its certificate still signs the messages).
+    trusted_clients: Path | None = None
+
+    @model_validator(mode="after")
+    def _user_beyond_loopback(self) -> OpcUaSettings:
+        if self.enabled and not is_loopback(self.host) and (self.username is None or self.password is None):
+            raise ValueError(
+                f"the OPC UA server listens on {self.host}, beyond this device: set username and a password "
+                "(credential file sortline_opcua__password, or SORTLINE_OPCUA__PASSWORD)"
             )
         return self
 
@@ -264,7 +286,7 @@ def _systemd_state_directory() -> Path | None:
     return Path(value.split(":")[0]) if value else None
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -289,6 +311,7 @@ class EdgeSettings(BaseSettings):
     rollout: RolloutSettings = RolloutSettings()
     metrics: MetricsSettings = MetricsSettings()
     ui: UiSettings = UiSettings()
+    opcua: OpcUaSettings = OpcUaSettings()
     watchdog_stall_s: float = Field(default=10.0, gt=0)  # no processed frame for this long: stop pinging systemd
     # What the daemon changes while it runs (the ROI set on the page) is kept here, so /etc stays read-only.
     # Unset: systemd's $STATE_DIRECTORY (the unit's StateDirectory=), else nothing is kept across restarts.
@@ -318,6 +341,21 @@ class EdgeSettings(BaseSettings):
         if config_file is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
         return tuple(sources)
+
+    @model_validator(mode="after")
+    def _opcua_certificate_kept(self) -> EdgeSettings:
+        if self.opcua.enabled and not is_loopback(self.opcua.host) and self.state_directory is None:
+            raise ValueError(
+                "opcua beyond loopback needs state_directory: the server's certificate is kept there, so clients "
+                "that trust it keep trusting it after a restart"
+            )
+        return self
+
+    def opcua_certificate_directory(self) -> Path | None:
+        """Where the OPC UA server's certificate lives; None on loopback, where it serves without security."""
+        if is_loopback(self.opcua.host) or self.state_directory is None:
+            return None
+        return self.state_directory / "opcua"
 
     def masked_json(self) -> str:
         """Effective configuration as JSON, secrets shown as ********** (safe for logs)."""

@@ -82,10 +82,12 @@ class Daemon:
         self._next_classifier: Candidate | None = None
         self._watch: BundleWatch | None = None
         self.inbox = Inbox()  # how the other threads change what the frame loop owns (all of the above)
+        self._status: dict[str, object] = {}  # the latest status published
         self.figures: dict[str, object] = {}  # the latest `_figures()`, for /metrics (read on its thread)
         self._figures_at = float("-inf")
         self.metrics = self._metrics_server() if settings.metrics.enabled else None
         self.live, self.ui = self._ui_server() if settings.ui.enabled else (None, None)
+        self.opcua = self._opcua_server() if settings.opcua.enabled else None
         self._camera_in_status: tuple[str, str | None] | None = None  # what the retained status last said
         self._shown_at = float("-inf")  # when the page was last handed a frame
 
@@ -106,6 +108,8 @@ class Daemon:
         status."""
         self._publish_status()  # remembered by the link: its birth message then already names the model
         self.figures = self._figures()
+        if self.opcua is not None:
+            self.opcua.start()  # first: a port in use stops the daemon before anything else has started
         self.link.start(on_command=self._on_command, on_trigger=self._on_trigger)
         if self.metrics is not None:
             self.metrics.start()
@@ -142,6 +146,8 @@ class Daemon:
         self.crops.stop()
         self.camera.stop()
         undelivered = self.link.close(flush_timeout=self.settings.mqtt.flush_timeout_s)
+        if self.opcua is not None:
+            self.opcua.stop()
         if self.metrics is not None:
             self.metrics.stop()
         if self.ui is not None:
@@ -183,6 +189,8 @@ class Daemon:
                 self._publish_status()  # a camera that fails or comes back is news for the line's monitoring
             if now - self._figures_at >= FIGURES_EVERY_S:
                 self.figures, self._figures_at = self._figures(), now
+                if self.opcua is not None:
+                    self.opcua.status(self._status, self.figures)
             if now - last_stats >= self.settings.mqtt.stats_interval_s:
                 stats = {**self.stats.snapshot(), **self._figures()}
                 self.link.publish_stats(stats)
@@ -256,6 +264,8 @@ class Daemon:
         }
         if self.live is not None:
             self.live.decision(message, item.crop)
+        if self.opcua is not None:
+            self.opcua.decision(message)
         if not self.link.publish_decision(message, ttl_s=ttl, late=as_late(message, self.settings.lanes.reject)):
             log.error("decision queue full (%d): decision %s dropped", self.settings.mqtt.queue_size, self._seq)
         self.stats.decisions[body["label"]] += 1
@@ -288,9 +298,12 @@ class Daemon:
             "version": __version__,
             "rollout": self.rollout.status(),
         }
+        self._status = status
         self.link.set_status(status)
         if self.live is not None:
             self.live.status({**status, "device": self.settings.device_id})
+        if self.opcua is not None:
+            self.opcua.status(status, self.figures)
 
     def _figures(self) -> dict[str, object]:
         """Every count and state the stats topic and /metrics report, built in this one place."""
@@ -338,6 +351,22 @@ class Daemon:
         if crops.directory is not None and crops.labelled is not None:
             review = Review(self.crops, crops.labelled, lambda: self.classifier.labels)
         return live, UiServer(self.settings.ui, live, review, self.roi, self.belt)
+
+    def _opcua_server(self) -> Any:
+        try:
+            from edge.opcua import OpcUaServer  # asyncua: the opcua extra
+            from edge.opcua_certificate import ServerCertificate
+        except ModuleNotFoundError as exc:
+            raise ConfigError(
+                f"opcua.enabled needs the opcua extra (missing {exc.name}): pip install 'sortline[opcua]'"
+            ) from None
+        directory = self.settings.opcua_certificate_directory()
+        certificate = None
+        if directory is not None:
+            certificate = ServerCertificate.in_directory(directory).ensure(f"urn:sortline:{self.settings.device_id}")
+        return OpcUaServer(
+            self.settings.opcua, self.settings.device_id, certificate, self._on_command, self._on_trigger
+        )
 
     def _metrics_server(self) -> Any:
         from edge.metrics import MetricsServer  # prometheus-client is only needed when metrics are on

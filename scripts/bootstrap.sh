@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up a fresh Debian / Ubuntu / Raspberry Pi OS machine for Sortline. Idempotent.
 #   scripts/bootstrap.sh demo   OS packages + .venv with the `edge` extra (what the demo needs)
-#   scripts/bootstrap.sh test   everything the test suite needs (broker, Chromium, trainer, scraper)
+#   scripts/bootstrap.sh test   everything the test suite needs (broker, Chromium, OPC UA, trainer, scraper)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,7 +9,7 @@ profile=${1:-demo}
 case "$profile" in
   demo) apt_packages=(mosquitto mosquitto-clients); extras="edge" ;;
   test) apt_packages=(mosquitto mosquitto-clients chromium chromium-driver openssl systemd)
-        extras="edge,ui,trainer-cpu,scraper,dev" ;;
+        extras="edge,ui,opcua,trainer-cpu,scraper,dev" ;;
   *) echo "usage: $0 demo|test" >&2; exit 2 ;;
 esac
 PYTHON=${PYTHON:-python3}

@@ -1,0 +1,225 @@
+"""The OPC UA server against a real asyncua client: the real daemon on a real clip and model, browsed, read,
+subscribed to and commanded as a PLC or SCADA would."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.edge.daemon_helpers import command, free_port, start_daemon, static_clip, terminate, write_config
+from tests.edge.test_config_cli import run_cli
+
+asyncua = pytest.importorskip("asyncua", reason="the OPC UA server needs the opcua extra")
+ua = asyncua.ua
+
+DEVICE = "line-1"
+
+
+def opcua_config(tmp_path: Path, mosquitto, color_bundle: Path, **opcua: object) -> tuple[Path, str]:
+    port = free_port()
+    clip = static_clip(tmp_path / "blue.avi", (30, 40, 220))
+    config = write_config(
+        tmp_path, mosquitto, color_bundle, clip, camera={"realtime": True, "loop": True},
+        trigger={"mode": "continuous", "min_interval_s": 0.2}, opcua={"enabled": True, "port": port, **opcua},
+    )  # fmt: skip
+    host = opcua.get("host", "127.0.0.1")
+    return config, f"opc.tcp://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}/sortline/"
+
+
+class Events:
+    """SortDecisionEventType notifications, in the order they came."""
+
+    def __init__(self) -> None:
+        self.received: list[Any] = []
+
+    def event_notification(self, event: Any) -> None:
+        self.received.append(event)
+
+
+async def connect(url: str, **options: Any) -> Any:
+    """A connected client, retried while the daemon is still starting."""
+    for _ in range(150):
+        client = asyncua.Client(url, timeout=10)
+        for name, value in options.items():
+            getattr(client, name)(value)
+        try:
+            await client.connect()
+            return client
+        except (OSError, asyncio.TimeoutError):
+            await asyncio.sleep(0.2)
+    raise AssertionError(f"no OPC UA server at {url}")
+
+
+async def device_node(client: Any) -> tuple[Any, int]:
+    index = await client.get_namespace_index("urn:sortline")
+    return await client.nodes.objects.get_child([f"{index}:Sortline", f"{index}:{DEVICE}"]), index
+
+
+async def read(node: Any, index: int, group: str, names: list[str]) -> dict[str, Any]:
+    folder = await node.get_child(f"{index}:{group}")
+    return {name: await (await folder.get_child(f"{index}:{name}")).read_value() for name in names}
+
+
+def test_decisions_status_events_and_methods_over_opcua(tmp_path, mosquitto, subscriber, color_bundle):
+    config, url = opcua_config(tmp_path, mosquitto, color_bundle)
+    sub = subscriber(mosquitto, [f"sortline/{DEVICE}/decision", f"sortline/{DEVICE}/command/reply"])
+    daemon = start_daemon(config)
+
+    async def session() -> tuple[list[Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
+        client = await connect(url)
+        try:
+            device, index = await device_node(client)
+            events = Events()
+            subscription = await client.create_subscription(20, events)
+            event_type = await client.nodes.base_event_type.get_child(f"{index}:SortDecisionEventType")
+            await subscription.subscribe_events(device, event_type)
+            while len(events.received) < 5:
+                await asyncio.sleep(0.05)
+            last = await read(device, index, "LastDecision", ["ItemId", "Label", "Lane", "Seq", "Reason", "DecidedAt"])
+            await device.call_method(f"{index}:SetThreshold", ua.Variant(0.999, ua.VariantType.Double))
+            refusals = {}
+            for name, arguments in (
+                ("SetThreshold", [ua.Variant(1.5, ua.VariantType.Double)]),
+                ("SetThreshold", [ua.Variant("high", ua.VariantType.String)]),
+                ("Trigger", [ua.Variant("PLC-1", ua.VariantType.String)]),  # continuous mode takes none
+            ):
+                with pytest.raises(ua.UaStatusCodeError) as refused:
+                    await device.call_method(f"{index}:{name}", *arguments)
+                refusals[f"{name}({arguments[0].Value})"] = refused.value.code
+            await device.call_method(f"{index}:Pause")
+            status = {}
+            for _ in range(100):
+                status = await read(device, index, "Status", ["State", "Threshold", "Model", "Frames", "Decisions"])
+                if status["State"] == "Paused":
+                    break
+                await asyncio.sleep(0.05)
+            await device.call_method(f"{index}:Resume")
+            return events.received, last, status, refusals
+        finally:
+            await client.disconnect()
+
+    try:
+        received, last, status, refusals = asyncio.run(session())
+        decisions = sub.wait_for(lambda got: len(got) >= 5)
+        reply = command(sub, {"command": "resume"})
+    finally:
+        terminate(daemon)
+    by_seq = {d["seq"]: d for d in (m.json() for m in decisions if m.topic.endswith("/decision"))}
+    seqs = [event.Seq for event in received]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # one event per decision, none missed, in order
+    for event in received[:5]:
+        sent = by_seq[event.Seq]  # the same decision as over MQTT
+        assert (event.ItemId, event.Label, event.Lane) == (sent["item_id"], sent["label"], sent["lane"])
+    assert last["Label"] == "blue" and last["Lane"] == 3 and last["Reason"] == "" and last["Seq"] >= 5
+    assert last["DecidedAt"].year >= 2026
+    assert status["State"] == "Paused" and status["Threshold"] == pytest.approx(0.999)
+    assert status["Model"].startswith("color-test") and status["Decisions"] >= 5 and status["Frames"] > 0
+    assert refusals == {
+        "SetThreshold(1.5)": ua.StatusCodes.BadOutOfRange,
+        "SetThreshold(high)": ua.StatusCodes.BadTypeMismatch,
+        "Trigger(PLC-1)": ua.StatusCodes.BadInvalidState,
+    }
+    assert reply["threshold"] == pytest.approx(0.999)  # one daemon state, whichever way the command came in
+
+
+def test_beyond_loopback_only_the_configured_user_over_signed_messages(tmp_path, mosquitto, color_bundle):
+    state, trusted = tmp_path / "state", tmp_path / "trusted"
+    trusted.mkdir()
+    client_certificate(tmp_path, "client")
+    client_certificate(tmp_path, "stranger")
+    (trusted / "client-cert.der").write_bytes((tmp_path / "client-cert.der").read_bytes())
+    config, url = opcua_config(
+        tmp_path, mosquitto, color_bundle, host="0.0.0.0", username="plc", trusted_clients=str(trusted)
+    )
+    refused = run_cli("--config", str(config), "check-config", env={"STATE_DIRECTORY": str(state)})
+    assert refused.returncode == 2 and "set username and a password" in refused.stderr
+
+    env = {"STATE_DIRECTORY": str(state), "SORTLINE_OPCUA__PASSWORD": "opc-secret-7"}
+    checked = run_cli("--config", str(config), "check-config", env=env)
+    assert checked.returncode == 0, checked.stderr
+    assert "opc-secret-7" not in checked.stdout + checked.stderr
+    certificate = state / "opcua" / "server-cert.der"
+    assert certificate.is_file() and oct((state / "opcua" / "server-key.pem").stat().st_mode & 0o777) == "0o600"
+    thumbprint = checked.stdout.split("OPC UA server certificate thumbprint ")[1].split()[0]
+
+    daemon = start_daemon(config, env)
+
+    async def attempts() -> dict[str, Any]:
+        outcomes: dict[str, Any] = {}
+        for name, options in {
+            "anonymous, no security": {},
+            "user, no security": {"set_user": "plc", "set_password": "opc-secret-7"},
+            "wrong password, signed": {"set_user": "plc", "set_password": "guess"},
+            "user, signed and encrypted": {"set_user": "plc", "set_password": "opc-secret-7"},
+            "user, signed by a certificate not trusted": {"set_user": "plc", "set_password": "opc-secret-7"},
+        }.items():
+            try:
+                client = asyncua.Client(url, timeout=10)
+                for option, value in options.items():
+                    getattr(client, option)(value)
+                if "signed" in name:
+                    who = "stranger" if "not trusted" in name else "client"
+                    await client.set_security_string(f"Basic256Sha256,SignAndEncrypt,{tmp_path / f'{who}-cert.der'},"
+                                                     f"{tmp_path / f'{who}-key.pem'}")  # fmt: skip
+                await client.connect()
+            except Exception as exc:  # what a client sees when it is refused
+                outcomes[name] = type(exc).__name__
+                continue
+            device, index = await device_node(client)
+            outcomes[name] = await (
+                await (await device.get_child(f"{index}:Status")).get_child(f"{index}:State")
+            ).read_value()
+            await client.disconnect()
+        return outcomes
+
+    try:
+        asyncio.run(connect_any(url))
+        outcomes = asyncio.run(attempts())
+    finally:
+        stderr = terminate(daemon)
+    assert outcomes == {
+        "anonymous, no security": "UaError",  # no endpoint without security is offered
+        "user, no security": "UaError",
+        "wrong password, signed": "BadUserAccessDenied",
+        "user, signed and encrypted": "Ready",
+        "user, signed by a certificate not trusted": "BadCertificateUntrusted",
+    }
+    assert "opc-secret-7" not in stderr
+
+    again = run_cli("--config", str(config), "check-config", env=env)  # the certificate survives a restart
+    assert f"OPC UA server certificate thumbprint {thumbprint}" in again.stdout
+
+
+def client_certificate(directory: Path, name: str) -> None:
+    """A client's own key and certificate, as an integrator's OPC UA client makes on first use."""
+    from edge.opcua_certificate import ServerCertificate
+
+    made = ServerCertificate(directory / f"{name}-cert.der", directory / f"{name}-key.pem").ensure(f"urn:test:{name}")
+    assert made.exists
+
+
+async def connect_any(url: str) -> None:
+    """Wait until the server answers at all (an endpoint listing needs no session)."""
+    for _ in range(150):
+        try:
+            await asyncua.Client(url, timeout=5).connect_and_get_server_endpoints()
+            return
+        except (OSError, asyncio.TimeoutError):
+            await asyncio.sleep(0.2)
+    raise AssertionError(f"no OPC UA server at {url}")
+
+
+def test_a_port_in_use_is_a_clear_error_and_check_config_names_the_endpoint(tmp_path, mosquitto, color_bundle):
+    config, url = opcua_config(tmp_path, mosquitto, color_bundle)
+    port = int(url.split(":")[2].split("/")[0])
+    with socket.create_server(("127.0.0.1", port)):
+        daemon = start_daemon(config)
+        _, stderr = daemon.communicate(timeout=60)
+    assert daemon.returncode == 2 and "Traceback" not in stderr
+    assert f"the OPC UA server could not start on opc.tcp://127.0.0.1:{port}/sortline/" in stderr
+    checked = run_cli("--config", str(config), "check-config")
+    assert f"OPC UA server opc.tcp://127.0.0.1:{port}/sortline/: loopback, anonymous clients" in checked.stdout
