@@ -4,7 +4,13 @@ subscribed to and commanded as a PLC or SCADA would."""
 from __future__ import annotations
 
 import asyncio
+import os
+import shlex
+import shutil
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +23,7 @@ asyncua = pytest.importorskip("asyncua", reason="the OPC UA server needs the opc
 ua = asyncua.ua
 
 DEVICE = "line-1"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
 def opcua_config(tmp_path: Path, mosquitto, color_bundle: Path, **opcua: object) -> tuple[Path, str]:
@@ -38,6 +45,16 @@ class Events:
 
     def event_notification(self, event: Any) -> None:
         self.received.append(event)
+
+
+class Changes:
+    """Data-change notifications of a subscription."""
+
+    def __init__(self) -> None:
+        self.received: list[Any] = []
+
+    def datachange_notification(self, node: Any, value: Any, data: Any) -> None:
+        self.received.append(value)
 
 
 async def connect(url: str, **options: Any) -> Any:
@@ -223,3 +240,120 @@ def test_a_port_in_use_is_a_clear_error_and_check_config_names_the_endpoint(tmp_
     assert f"the OPC UA server could not start on opc.tcp://127.0.0.1:{port}/sortline/" in stderr
     checked = run_cli("--config", str(config), "check-config")
     assert f"OPC UA server opc.tcp://127.0.0.1:{port}/sortline/: loopback, anonymous clients" in checked.stdout
+
+
+def test_fifty_clients_at_once_and_a_greedy_subscription_do_not_stop_the_line(
+    tmp_path, mosquitto, subscriber, color_bundle
+):
+    config, url = opcua_config(tmp_path, mosquitto, color_bundle)
+    sub = subscriber(mosquitto, f"sortline/{DEVICE}/decision")
+    daemon = start_daemon(config)
+
+    async def crowd() -> tuple[int, int, int]:
+        greedy = await connect(url)
+        try:
+            device, index = await device_node(greedy)
+            changes = Changes()
+            subscription = await greedy.create_subscription(0, changes)  # 0 ms: as fast as the server allows
+            variables = []
+            for group in ("LastDecision", "Status"):
+                variables += await (await device.get_child(f"{index}:{group}")).get_children()
+            await subscription.subscribe_data_change(variables, sampling_interval=0)
+
+            async def one_more() -> bool:
+                client = asyncua.Client(url, timeout=20)
+                try:
+                    await client.connect()
+                except Exception:  # a server that refuses some of fifty may do so with a status; it must not die
+                    return False
+                await client.disconnect()
+                return True
+
+            connected = sum(await asyncio.gather(*(one_more() for _ in range(50))))
+            with pytest.raises(ua.UaStatusCodeError) as unknown:
+                await greedy.get_node(f"ns={index};s=NoSuchNode").read_value()
+            await asyncio.sleep(1.0)
+            return connected, unknown.value.code, len(changes.received)
+        finally:
+            await greedy.disconnect()
+
+    try:
+        sub.wait_for(1, timeout=30)
+        connected, unknown, changes = asyncio.run(crowd())
+        before = len(sub.received())
+        sub.wait_for(before + 5, timeout=20)  # still deciding
+    finally:
+        terminate(daemon)
+    assert connected == 50 and changes > 0
+    assert unknown == ua.StatusCodes.BadNodeIdUnknown
+
+
+def test_a_generic_opcua_client_browses_the_sorter_in_a_terminal(tmp_path, mosquitto, subscriber, color_bundle):
+    """asyncua's own `uals`, run as an integrator would in a terminal (under tmux: what the terminal shows)."""
+    config, url = opcua_config(tmp_path, mosquitto, color_bundle)
+    sub = subscriber(mosquitto, f"sortline/{DEVICE}/decision")
+    daemon = start_daemon(config)
+    try:
+        sub.wait_for(2, timeout=30)
+
+        async def namespace() -> int:
+            client = await connect(url)
+            try:
+                return await client.get_namespace_index("urn:sortline")
+            finally:
+                await client.disconnect()
+
+        index = asyncio.run(namespace())
+        uals = Path(sys.executable).with_name("uals")
+        listing = [str(uals), "-u", url, "-p", f"0:Objects,{index}:Sortline,{index}:{DEVICE}", "-l", "-d", "2"]
+        screen = terminal(listing, "LastDecision") if shutil.which("tmux") else subprocess.run(
+            listing, capture_output=True, text=True, timeout=60).stdout  # fmt: skip
+    finally:
+        terminate(daemon)
+    for name in (
+        "LastDecision",
+        "Status",
+        "ItemId",
+        "Label",
+        "Lane",
+        "Seq",
+        "State",
+        "Pause",
+        "SetThreshold",
+        "Trigger",
+    ):
+        assert f"{index}:{name}" in screen, screen
+    if os.environ.get("SORTLINE_SCREENSHOTS"):
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        render_terminal(f"$ uals -u {url} -p 0:Objects,{index}:Sortline,{index}:{DEVICE} -l -d 2\n" + screen,
+                        SCREENSHOTS / "opcua-uals.png")  # fmt: skip
+
+
+def terminal(command: list[str], until: str) -> str:
+    """Run ``command`` in a 150x45 tmux window and return what the window shows once ``until`` appears."""
+    session = f"sortline-{os.getpid()}"
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "150", "-y", "45",
+                    f"{shlex.join(command)}; sleep 60"], check=True)  # fmt: skip
+    try:
+        for _ in range(300):
+            shown = subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
+            if until in shown and "Trigger" in shown:
+                return shown
+            time.sleep(0.1)
+        raise AssertionError(f"the terminal never showed {until!r}:\n{shown}")
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], check=False)
+
+
+def render_terminal(text: str, path: Path) -> None:
+    """The terminal's text as a picture for the docs (DejaVu Sans Mono, light on dark)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    lines = text.rstrip().splitlines()
+    font = ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf", 14)
+    width = max(int(font.getlength(line)) for line in lines) + 24
+    image = Image.new("RGB", (width, 18 * len(lines) + 24), (30, 30, 30))
+    draw = ImageDraw.Draw(image)
+    for number, line in enumerate(lines):
+        draw.text((12, 12 + 18 * number), line, font=font, fill=(220, 220, 220))
+    image.save(path)
