@@ -43,3 +43,16 @@ def test_the_page_without_the_ui_extra_names_it(monkeypatch, tmp_path, capsys, c
     assert main(["--config", str(config), "run"]) == 2
     err = capsys.readouterr().err
     assert "ui.enabled needs the ui extra (missing starlette" in err and "pip install 'sortline[ui]'" in err
+
+
+def test_the_opcua_server_without_its_extra_names_it(monkeypatch, tmp_path, capsys, color_bundle):
+    pytest.importorskip("cv2", reason="the daemon needs the edge extra")
+    from edge.cli import main
+
+    _without(monkeypatch, "asyncua", "edge.opcua")
+    config = tmp_path / "edge.toml"
+    config.write_text(f'[model]\nbundle = "{color_bundle}"\nthreshold = 0.5\n'
+                      '[lanes]\nmap = { red = 1, green = 2, blue = 3 }\n[opcua]\nenabled = true\n')  # fmt: skip
+    assert main(["--config", str(config), "run"]) == 2
+    err = capsys.readouterr().err
+    assert "opcua.enabled needs the opcua extra (missing asyncua" in err and "pip install 'sortline[opcua]'" in err

@@ -172,6 +172,7 @@ def test_beyond_loopback_only_the_configured_user_over_signed_messages(tmp_path,
             "user, no security": {"set_user": "plc", "set_password": "opc-secret-7"},
             "wrong password, signed": {"set_user": "plc", "set_password": "guess"},
             "user, signed and encrypted": {"set_user": "plc", "set_password": "opc-secret-7"},
+            "user, signed": {"set_user": "plc", "set_password": "opc-secret-7"},
             "user, signed by a certificate not trusted": {"set_user": "plc", "set_password": "opc-secret-7"},
         }.items():
             try:
@@ -180,7 +181,8 @@ def test_beyond_loopback_only_the_configured_user_over_signed_messages(tmp_path,
                     getattr(client, option)(value)
                 if "signed" in name:
                     who = "stranger" if "not trusted" in name else "client"
-                    await client.set_security_string(f"Basic256Sha256,SignAndEncrypt,{tmp_path / f'{who}-cert.der'},"
+                    mode = "SignAndEncrypt" if "encrypted" in name or "not trusted" in name else "Sign"
+                    await client.set_security_string(f"Basic256Sha256,{mode},{tmp_path / f'{who}-cert.der'},"
                                                      f"{tmp_path / f'{who}-key.pem'}")  # fmt: skip
                 await client.connect()
             except Exception as exc:  # what a client sees when it is refused
@@ -203,6 +205,7 @@ def test_beyond_loopback_only_the_configured_user_over_signed_messages(tmp_path,
         "user, no security": "UaError",
         "wrong password, signed": "BadUserAccessDenied",
         "user, signed and encrypted": "Ready",
+        "user, signed": "Ready",
         "user, signed by a certificate not trusted": "BadCertificateUntrusted",
     }
     assert "opc-secret-7" not in stderr
