@@ -32,12 +32,13 @@ import numpy as np
 
 from bench.machine import cpu_description, cpu_line
 from edge.bundle import InputSpec
+from trainer.accelerator import compute_policy
 from trainer.config import TrainConfig
 from trainer.evaluate import ParityError
 from trainer.features import FeatureCache, view_pixels, weights_identity
 from trainer.fit import class_weights
 from trainer.model import BACKBONES, build_model, split_model
-from trainer.pipeline import compute_policy, load_data, run
+from trainer.pipeline import load_data, run
 
 
 def link_dataset(source: Path, target: Path, leave_out: set[str]) -> None:

@@ -56,3 +56,12 @@ def test_the_opcua_server_without_its_extra_names_it(monkeypatch, tmp_path, caps
     assert main(["--config", str(config), "run"]) == 2
     err = capsys.readouterr().err
     assert "opcua.enabled needs the opcua extra (missing asyncua" in err and "pip install 'sortline[opcua]'" in err
+
+
+def test_sortline_train_on_a_keras_backend_that_is_not_installed_says_so(monkeypatch, tmp_path, capsys):
+    from trainer.cli import EXIT_BAD_INPUT, main
+
+    _without(monkeypatch, "torch")
+    monkeypatch.setenv("KERAS_BACKEND", "torch")
+    assert main(["train", str(tmp_path), "--out", str(tmp_path / "o")]) == EXIT_BAD_INPUT
+    assert "the torch backend is not installed (missing module 'torch'): pip install 'torch'" in capsys.readouterr().err

@@ -86,7 +86,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def train(cfg: TrainConfig) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:  # TensorFlow, imagehash, matplotlib: the trainer extras, which a daemon-only install lacks
+    from trainer.accelerator import BackendError, choose_backend
+
+    try:
+        choose_backend(None)  # $KERAS_BACKEND, else TensorFlow; set before Keras is imported
+    except BackendError as exc:
+        print(f"sortline-train: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:  # Keras, imagehash, matplotlib: the trainer extras, which a daemon-only install lacks
         from trainer.data import DataError
         from trainer.evaluate import ParityError
         from trainer.model import WeightsError

@@ -279,3 +279,10 @@ def load_dataset(
             "classes or lower --val-fraction/--test-fraction"
         )
     return DataSet(roots=(Path(root), *map(Path, more)), labels=labels, samples=samples, summary=summary)
+
+
+def balanced_sample(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    """Indices of up to `per_class` items of every class, seeded, in a mixed order."""
+    rng = np.random.default_rng(seed)
+    chosen = [rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in np.unique(labels)]
+    return rng.permutation(np.concatenate(chosen))

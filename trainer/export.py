@@ -1,4 +1,6 @@
 """Keras model -> TFLite bytes: float32, and full-integer int8 with uint8 input calibrated on real images.
+The trainer's one TensorFlow-only module (the TFLite converter): imported when a bundle is exported, so
+training itself runs on any Keras 3 backend.
 
 Calibration decides whether int8 is usable: activation ranges measured on synthetic or unbalanced
 images clip real ones (the issue measured 61-92 % top-1 agreement that way), so the sample is
@@ -34,10 +36,3 @@ def to_tflite(model: keras.Model, calibration: Sequence[np.ndarray] | None = Non
         converter.inference_output_type = tf.uint8
     with contextlib.redirect_stdout(io.StringIO()):  # the converter prints every traced tensor
         return converter.convert()
-
-
-def balanced_sample(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
-    """Indices of up to `per_class` items of every class, seeded, in a mixed order."""
-    rng = np.random.default_rng(seed)
-    chosen = [rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in np.unique(labels)]
-    return rng.permutation(np.concatenate(chosen))

@@ -3,23 +3,20 @@ TFLite export -> parity gate -> bundle and report."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 import trainer
 from edge.bundle import InputSpec, Quantization, load_bundle, write_bundle
 from trainer import calibration, evaluate, report, warm_start
+from trainer.accelerator import accelerator_scope, compute_policy
 from trainer.config import TrainConfig
-from trainer.data import SPLITS, DataSet, Sample, load_dataset, load_ood, write_split_file
-from trainer.export import balanced_sample, to_tflite
+from trainer.data import SPLITS, DataSet, Sample, balanced_sample, load_dataset, load_ood, write_split_file
 from trainer.features import FeatureCache, model_pixels, weights_identity
 from trainer.fit import History, train_two_phases
 from trainer.model import (
@@ -35,30 +32,6 @@ from trainer.model import (
 )
 
 log = logging.getLogger("sortline.train")
-
-
-def compute_policy(precision: str) -> str:
-    """'auto': float16 on GPUs, bfloat16 on CPUs with native bf16 (AVX512-BF16/AMX: ~2x faster), else float32."""
-    if precision != "auto":
-        return precision
-    if tf.config.list_physical_devices("GPU"):
-        return "mixed_float16"
-    return "mixed_bfloat16" if cpu_has_bf16() else "float32"
-
-
-def cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
-
-
-def accelerator_scope(policy: str) -> contextlib.AbstractContextManager:
-    """The compute precision, and one model replica per GPU when there are several."""
-    keras.mixed_precision.set_global_policy(policy)
-    gpus = tf.config.list_physical_devices("GPU")
-    return tf.distribute.MirroredStrategy().scope() if len(gpus) > 1 else contextlib.nullcontext()
 
 
 def load_data(cfg: TrainConfig, split_file: Path | None = None) -> DataSet:
@@ -324,6 +297,8 @@ def _export(
     cfg: TrainConfig, inputs: Inputs, network: Network, calibration_index: np.ndarray, policy: str, work: Path
 ) -> Exported:
     """The float32 reference and the int8 candidate (ranges calibrated on real training images)."""
+    from trainer.export import to_tflite  # TensorFlow's converter: the one stage that needs TensorFlow
+
     export_model = network.joined.exportable()
     if policy != "float32":
         export_model = _float32_copy(export_model, cfg, network.caps)

@@ -121,16 +121,16 @@ def test_predict_refuses_a_missing_bundle(tmp_path, capsys):
 
 
 def test_precision_auto_picks_bfloat16_only_where_the_cpu_has_it(monkeypatch):
-    from trainer import pipeline
+    from trainer import accelerator
 
-    monkeypatch.setattr(pipeline.tf.config, "list_physical_devices", lambda kind: [])
-    monkeypatch.setattr(pipeline, "cpu_has_bf16", lambda: True)
-    assert pipeline.compute_policy("auto") == "mixed_bfloat16"
-    monkeypatch.setattr(pipeline, "cpu_has_bf16", lambda: False)
-    assert pipeline.compute_policy("auto") == "float32"
-    assert pipeline.compute_policy("mixed_float16") == "mixed_float16"  # an explicit choice is kept
-    monkeypatch.setattr(pipeline.tf.config, "list_physical_devices", lambda kind: ["GPU:0"])
-    assert pipeline.compute_policy("auto") == "mixed_float16"
+    monkeypatch.setattr(accelerator, "gpu_count", lambda: 0)
+    monkeypatch.setattr(accelerator, "cpu_has_bf16", lambda: True)
+    assert accelerator.compute_policy("auto") == "mixed_bfloat16"
+    monkeypatch.setattr(accelerator, "cpu_has_bf16", lambda: False)
+    assert accelerator.compute_policy("auto") == "float32"
+    assert accelerator.compute_policy("mixed_float16") == "mixed_float16"  # an explicit choice is kept
+    monkeypatch.setattr(accelerator, "gpu_count", lambda: 1)
+    assert accelerator.compute_policy("auto") == "mixed_float16"
 
 
 def test_warm_start_flag_parses_as_a_boolean():
