@@ -32,30 +32,21 @@ def test_sortline_scrape_without_selenium_names_the_extra(monkeypatch, capsys):
     assert "missing module 'selenium" in err and "pip install 'sortline[scraper]'" in err
 
 
-def test_the_page_without_the_ui_extra_names_it(monkeypatch, tmp_path, capsys, color_bundle):
+@pytest.mark.parametrize(
+    ("section", "module", "fresh"), [("ui", "starlette", "edge.ui.server"), ("opcua", "asyncua", "edge.opcua")]
+)
+def test_a_daemon_part_without_its_extra_names_it(monkeypatch, tmp_path, capsys, color_bundle, section, module, fresh):
     pytest.importorskip("cv2", reason="the daemon needs the edge extra")
     from edge.cli import main
 
-    _without(monkeypatch, "starlette", "edge.ui.server")
+    _without(monkeypatch, module, fresh)
     config = tmp_path / "edge.toml"
     config.write_text(f'[model]\nbundle = "{color_bundle}"\nthreshold = 0.5\n'
-                      '[lanes]\nmap = { red = 1, green = 2, blue = 3 }\n[ui]\nenabled = true\n')  # fmt: skip
+                      f'[lanes]\nmap = {{ red = 1, green = 2, blue = 3 }}\n[{section}]\nenabled = true\n')  # fmt: skip
     assert main(["--config", str(config), "run"]) == 2
     err = capsys.readouterr().err
-    assert "ui.enabled needs the ui extra (missing starlette" in err and "pip install 'sortline[ui]'" in err
-
-
-def test_the_opcua_server_without_its_extra_names_it(monkeypatch, tmp_path, capsys, color_bundle):
-    pytest.importorskip("cv2", reason="the daemon needs the edge extra")
-    from edge.cli import main
-
-    _without(monkeypatch, "asyncua", "edge.opcua")
-    config = tmp_path / "edge.toml"
-    config.write_text(f'[model]\nbundle = "{color_bundle}"\nthreshold = 0.5\n'
-                      '[lanes]\nmap = { red = 1, green = 2, blue = 3 }\n[opcua]\nenabled = true\n')  # fmt: skip
-    assert main(["--config", str(config), "run"]) == 2
-    err = capsys.readouterr().err
-    assert "opcua.enabled needs the opcua extra (missing asyncua" in err and "pip install 'sortline[opcua]'" in err
+    assert f"{section}.enabled needs the {section} extra (missing {module}" in err
+    assert f"pip install 'sortline[{section}]'" in err
 
 
 def test_sortline_train_on_a_keras_backend_that_is_not_installed_says_so(monkeypatch, tmp_path, capsys):
