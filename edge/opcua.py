@@ -26,6 +26,7 @@ certificate created on first start in ``<state_directory>/opcua`` (see `edge.opc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from datetime import datetime, timezone
@@ -136,13 +137,18 @@ class OpcUaServer:
 
     def decision(self, message: dict) -> None:
         """From the frame loop: written to LastDecision and sent as an event, in order; never blocks."""
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._enqueue, dict(message))
+        try:
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self._enqueue, dict(message))
+        except RuntimeError:  # the server's loop has ended (logged when it did): the line goes on without it
+            self.dropped += 1
 
     def status(self, status: dict, figures: dict) -> None:
         """From the frame loop: the Status node's values (only the newest matter)."""
-        if self._loop is not None:
-            values = _status_values(status, figures)
+        if self._loop is None or self._loop.is_closed():
+            return
+        values = _status_values(status, figures)
+        with contextlib.suppress(RuntimeError):  # closed meanwhile
             asyncio.run_coroutine_threadsafe(self._write(self._nodes["Status"], values), self._loop)
 
     # ---- on the server's own loop ------------------------------------------------------------
