@@ -1,4 +1,5 @@
-"""`sortline-train train DATA --out DIR [...]` and `sortline-train predict --bundle DIR IMAGE...`.
+"""`sortline-train train DATA --out DIR [...]`, `sortline-train export WORK_DIR [--out DIR]` and
+`sortline-train predict --bundle DIR IMAGE...`.
 
 The train flags are generated from `TrainConfig`, so a setting has one name, one default and one
 help text whether it comes from a flag, a TOML file or a SORTLINE_TRAIN_* variable.
@@ -10,7 +11,9 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -54,6 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
             **repeatable,
         )
 
+    export = commands.add_parser(
+        "export",
+        help="turn a finished training run into the bundle (int8 export, parity gate, report): needs TensorFlow",
+        description="A run trained on JAX or PyTorch (KERAS_BACKEND) stops before the export; export it here.",
+    )
+    export.add_argument("work_dir", type=Path, help="the run's --work-dir")
+    export.add_argument("--out", type=Path, help="the bundle directory (default: the run's --out)")
+
     predict = commands.add_parser("predict", help="classify images with a bundle, as the edge would")
     predict.add_argument("--bundle", type=Path, required=True, help="bundle directory")
     predict.add_argument("--threads", type=int, default=2)
@@ -66,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "predict":
         return predict(args.bundle, args.images, args.threads)
+    if args.command == "export":
+        return export(args.work_dir, args.out)
     overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config", "data")}
     overrides["data"], overrides["more_data"] = args.data[0], args.data[1:]
     try:
@@ -85,6 +98,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def train(cfg: TrainConfig) -> int:
+    return _pipeline_stage(lambda pipeline: pipeline.run(cfg), cfg.out, cfg.work_dir)
+
+
+def export(work_dir: Path, out: Path | None) -> int:
+    from trainer.trained_run import TrainedRunError
+
+    try:
+        return _pipeline_stage(lambda pipeline: pipeline.export(work_dir, out), out, work_dir)
+    except TrainedRunError as exc:
+        print(f"sortline-train: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def _pipeline_stage(stage: Callable[[Any], dict], out: Path | None, work_dir: Path | None) -> int:
+    """Run a pipeline stage with the backend chosen and the extras checked; errors as exit codes."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from trainer.accelerator import BackendError, choose_backend
 
@@ -94,10 +122,10 @@ def train(cfg: TrainConfig) -> int:
         print(f"sortline-train: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:  # Keras, imagehash, matplotlib: the trainer extras, which a daemon-only install lacks
+        from trainer import pipeline
         from trainer.data import DataError
         from trainer.evaluate import ParityError
         from trainer.model import WeightsError
-        from trainer.pipeline import run
     except ModuleNotFoundError as exc:
         print(
             f"sortline-train: training needs the trainer extra (missing module {exc.name!r}):"
@@ -107,21 +135,33 @@ def train(cfg: TrainConfig) -> int:
         return EXIT_BAD_INPUT
 
     try:
-        result = run(cfg)
+        result = stage(pipeline)
     except (DataError, WeightsError) as exc:
         print(f"sortline-train: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except ParityError as exc:
         print(
-            f"sortline-train: {exc}\nNo bundle written to {cfg.out}; the rejected candidate is in "
-            f"{cfg.work_dir}/int8-candidate.",
+            f"sortline-train: {exc}\nNo bundle written to {out}; the rejected candidate is in "
+            f"{work_dir}/int8-candidate.",
             file=sys.stderr,
         )
         return EXIT_PARITY
+    if "trained" in result:
+        print(
+            f"trained in {result['trained']}; export it where TensorFlow is: sortline-train export {result['trained']}"
+        )
+        return 0
+    print(_summary(result))
+    return 0
+
+
+def _summary(result: dict) -> str:
+    """The run's last line: accuracy, leave-one-source-out decisions, parity, thresholds, report, time."""
+    out = Path(result["bundle_dir"])
     p, ood, d = result["parity"], result["ood_int8"], result["decisions"]
     loso = (d.get("leave_one_source_out") or {}).get("per_label")
-    print(
-        f"bundle {cfg.out}: test accuracy int8 {result['test_int8']['accuracy']:.1%}, float32"
+    return (
+        f"bundle {out}: test accuracy int8 {result['test_int8']['accuracy']:.1%}, float32"
         f" {result['test_float32']['accuracy']:.1%}"
         + (f", out-of-domain {ood['accuracy']:.1%}" if ood else "")
         + (
@@ -132,9 +172,8 @@ def train(cfg: TrainConfig) -> int:
         )
         + f"; int8/float32 lane agreement {p['lane_agreement']:.1%}; thresholds "
         + ", ".join(f"{label} {t:g}" for label, t in d["recommended_thresholds"].items())
-        + f"; report {cfg.out / 'report.md'}; {result['timing']['total_s']:.0f} s"
+        + f"; report {out / 'report.md'}; {result['timing']['total_s']:.0f} s"
     )
-    return 0
 
 
 def predict(bundle_dir: Path, images: list[Path], threads: int) -> int:

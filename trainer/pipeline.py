@@ -30,6 +30,7 @@ from trainer.model import (
     scale_logits,
     split_model,
 )
+from trainer.trained_run import SPLIT, WEIGHTS, TrainedRun
 
 log = logging.getLogger("sortline.train")
 
@@ -49,11 +50,31 @@ def load_data(cfg: TrainConfig, split_file: Path | None = None) -> DataSet:
 
 
 def run(cfg: TrainConfig) -> dict:
-    """Train and export; raises `evaluate.ParityError` (nothing written to cfg.out) if int8 is not faithful."""
+    """Train and export; raises `evaluate.ParityError` (nothing written to cfg.out) if int8 is not faithful. On a
+    backend other than TensorFlow only the training runs: ``{"trained": work_dir}``, for `export` elsewhere."""
     previous_policy = keras.mixed_precision.global_policy()
     try:
         return _run(cfg)
     finally:  # the compute precision is process-wide in Keras; leave it as found
+        keras.mixed_precision.set_global_policy(previous_policy)
+
+
+def export(work: Path, out: Path | None = None) -> dict:
+    """Export a run trained here or elsewhere (`trainer.trained_run`): rebuild its network under TensorFlow, load
+    its weights, then the int8 export, parity gate, bundle and report, as `run` would have."""
+    started = time.perf_counter()
+    trained = TrainedRun.read(work)
+    cfg = trained.cfg.model_copy(update={"split_file": work / SPLIT, **({"out": out} if out else {})})
+    previous_policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")  # the export's own precision
+    try:
+        inputs = _load_inputs(cfg)
+        joined = blank_model(cfg, len(inputs.data.labels), trained.caps)
+        joined.model.load_weights(work / WEIGHTS)
+        network = Network([], joined, trained.caps, trained.fingerprint, trained.warm_from)
+        log.info("exporting the run in %s (trained on %s)", work, trained.backend)
+        return _export_and_report(cfg, inputs, network, trained, "float32", started - trained.timing["train_s"])
+    finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
 
@@ -85,15 +106,35 @@ def _run(cfg: TrainConfig) -> dict:
     warm_start.save(work, network.model, network.fingerprint, [s.sha256 for s in inputs.parts["train"]])
     temperature = _calibrate(network, features)
     del features
+    timing["train_s"] = time.perf_counter() - started
+    trained = TrainedRun(
+        cfg, keras.backend.backend(), policy, network.caps, network.fingerprint, network.warm_from, histories,
+        temperature, timing, {"directory": str(cache.directory), "computed": cache.computed, "reused": cache.reused},
+    )  # fmt: skip
+    network.model.save_weights(work / WEIGHTS)
+    write_split_file(work / SPLIT, inputs.data, _split_settings(cfg))
+    trained.write(work)
+    if keras.backend.backend() != "tensorflow":
+        log.info("trained on %s; export the run in %s where TensorFlow is: sortline-train export %s",
+                 keras.backend.backend(), work, work)  # fmt: skip
+        return {"trained": str(work), "timing": timing}
+    return _export_and_report(cfg, inputs, network, trained, policy, started)
 
+
+def _export_and_report(
+    cfg: TrainConfig, inputs: Inputs, network: Network, trained: TrainedRun, policy: str, started: float
+) -> dict:
+    """The TensorFlow stages: int8 export, scoring (parity gate, thresholds), bundle and report."""
+    timing = dict(trained.timing)
+    calibration_index = balanced_sample(inputs.y["train"], cfg.calibration_per_class, cfg.seed)
     t = time.perf_counter()
-    exported = _export(cfg, inputs, network, calibration_index, policy, work)
+    exported = _export(cfg, inputs, network, calibration_index, policy)
     timing["export_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
     scored = _score(cfg, inputs, exported)
     timing["evaluate_s"] = time.perf_counter() - t
-    return _write_outputs(cfg, inputs, network, histories, temperature, exported, scored, cache, timing, started)
+    return _write_outputs(cfg, inputs, network, trained, exported, scored, timing, started)
 
 
 @dataclass
@@ -293,9 +334,7 @@ def _calibrate(network: Network, features: Features) -> float:
     return temperature
 
 
-def _export(
-    cfg: TrainConfig, inputs: Inputs, network: Network, calibration_index: np.ndarray, policy: str, work: Path
-) -> Exported:
+def _export(cfg: TrainConfig, inputs: Inputs, network: Network, calibration_index: np.ndarray, policy: str) -> Exported:
     """The float32 reference and the int8 candidate (ranges calibrated on real training images)."""
     from trainer.export import to_tflite  # TensorFlow's converter: the one stage that needs TensorFlow
 
@@ -315,6 +354,7 @@ def _export(
         "input_spec": inputs.spec,
         "trainer_version": trainer.__version__,
     }
+    work: Path = cfg.work_dir  # type: ignore[assignment]  # filled in by TrainConfig
     float_dir, candidate_dir = work / "float32", work / "int8-candidate"
     float_spec = inputs.spec.model_copy(update={"dtype": "float32"})
     write_bundle(
@@ -359,16 +399,15 @@ def _write_outputs(
     cfg: TrainConfig,
     inputs: Inputs,
     network: Network,
-    histories: list[History],
-    temperature: float,
+    trained: TrainedRun,
     exported: Exported,
     scored: evaluate.CandidateScores,
-    cache: FeatureCache,
     timing: dict[str, float],
     started: float,
 ) -> dict:
     """The bundle (metrics and training record in bundle.json), split file, plots and report; returns the report."""
     labels, y = inputs.data.labels, inputs.y
+    histories, temperature = trained.histories, trained.temperature
     per_label = np.array([scored.thresholds[label] for label in labels])
     test_int8 = evaluate.classification_metrics(y["test"], scored.test_int8.argmax(1), labels)
     test_float = evaluate.classification_metrics(y["test"], scored.test_float32.argmax(1), labels)
@@ -428,12 +467,7 @@ def _write_outputs(
         **exported.common,
     )
     load_bundle(cfg.out)  # what the edge will do; fails loudly here rather than on the line
-    split_settings = {
-        "seed": cfg.seed,
-        "val_fraction": cfg.val_fraction,
-        "test_fraction": cfg.test_fraction,
-        "near_duplicate_distance": cfg.near_duplicate_distance,
-    }
+    split_settings = _split_settings(cfg)
     write_split_file(cfg.out / "split.json", inputs.data, split_settings)
     if cfg.split_file and not cfg.split_file.is_file():
         write_split_file(cfg.split_file, inputs.data, split_settings)
@@ -455,6 +489,7 @@ def _write_outputs(
         )
     timing["total_s"] = time.perf_counter() - started
     result = {
+        "bundle_dir": str(cfg.out),
         "bundle": {
             "name": cfg.name,
             "version": cfg.version,
@@ -479,12 +514,21 @@ def _write_outputs(
         "training": training
         | {
             "history": [{"phase1": history.phase1, "phase2": history.phase2} for history in histories],
-            "cache": {"directory": str(cache.directory), "computed": cache.computed, "reused": cache.reused},
+            "cache": trained.cache,
         },
         "timing": {k: round(v, 1) for k, v in timing.items()},
     }
     report.write_report(cfg.out, result)
     return result
+
+
+def _split_settings(cfg: TrainConfig) -> dict:
+    return {
+        "seed": cfg.seed,
+        "val_fraction": cfg.val_fraction,
+        "test_fraction": cfg.test_fraction,
+        "near_duplicate_distance": cfg.near_duplicate_distance,
+    }
 
 
 def _training_record(cfg: TrainConfig, data: DataSet, network: Network, histories: list[History]) -> dict:

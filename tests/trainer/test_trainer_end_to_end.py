@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -246,3 +248,29 @@ def test_warm_start_rerun_continues_from_the_previous_weights(trained, tmp_path)
     assert result["data"]["reused_split_assignments"] == 46  # the earlier split kept, the new images added
     assert "Warm start from" in (grown.out / "report.md").read_text()
     assert keras.mixed_precision.global_policy().name == "float32"  # the run's compute precision did not leak
+
+
+def test_a_finished_run_is_exported_again_in_another_process_to_the_same_model(trained, tmp_path):
+    """What a run trained on JAX or PyTorch gets: `sortline-train export WORK_DIR` where TensorFlow is."""
+    cfg, result = trained
+    again = tmp_path / "exported"
+    done = subprocess.run(
+        [sys.executable, "-m", "trainer", "export", str(cfg.work_dir), "--out", str(again)],
+        capture_output=True, text=True, timeout=600, cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"bundle {again}:" in done.stdout
+    first, second = load_bundle(cfg.out), load_bundle(again)
+    assert second.labels == first.labels and second.metadata.temperature == first.metadata.temperature
+    assert second.metadata.recommended_thresholds == first.metadata.recommended_thresholds
+    rng = np.random.default_rng(321)
+    fresh = [draw_item(label, rng) for label in CLASSES for _ in range(4)]
+    scores = [(Classifier(b, threads=1).classify(image) for image in fresh) for b in (first, second)]
+    assert [s.argmax() for s in scores[0]] == [s.argmax() for s in scores[1]]
+    report = json.loads((again / "report.json").read_text())
+    assert report["training"]["members"] == result["training"]["members"]  # the training record carried over
+
+
+def test_export_of_a_directory_without_a_finished_run_says_so(tmp_path, capsys):
+    assert main(["export", str(tmp_path)]) == EXIT_BAD_INPUT
+    assert "no finished training run here (missing run.json, trained.weights.h5, split.json)" in capsys.readouterr().err
