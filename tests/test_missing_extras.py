@@ -49,10 +49,13 @@ def test_a_daemon_part_without_its_extra_names_it(monkeypatch, tmp_path, capsys,
     assert f"pip install 'sortline[{section}]'" in err
 
 
-def test_sortline_train_on_a_keras_backend_that_is_not_installed_says_so(monkeypatch, tmp_path, capsys):
+@pytest.mark.parametrize("how", ["flag", "environment"])
+def test_sortline_train_on_a_keras_backend_that_is_not_installed_says_so(monkeypatch, tmp_path, capsys, how):
     from trainer.cli import EXIT_BAD_INPUT, main
 
     _without(monkeypatch, "torch")
-    monkeypatch.setenv("KERAS_BACKEND", "torch")
-    assert main(["train", str(tmp_path), "--out", str(tmp_path / "o")]) == EXIT_BAD_INPUT
+    flag = ["--backend", "torch"] if how == "flag" else []
+    if how == "environment":
+        monkeypatch.setenv("KERAS_BACKEND", "torch")
+    assert main(["train", str(tmp_path), "--out", str(tmp_path / "o"), *flag]) == EXIT_BAD_INPUT
     assert "the torch backend is not installed (missing module 'torch'): pip install 'torch'" in capsys.readouterr().err

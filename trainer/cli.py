@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def train(cfg: TrainConfig) -> int:
-    return _pipeline_stage(lambda pipeline: pipeline.run(cfg), cfg.out, cfg.work_dir)
+    return _pipeline_stage(lambda pipeline: pipeline.run(cfg), cfg.out, cfg.work_dir, cfg.backend)
 
 
 def export(work_dir: Path, out: Path | None) -> int:
@@ -111,13 +111,16 @@ def export(work_dir: Path, out: Path | None) -> int:
         return EXIT_BAD_INPUT
 
 
-def _pipeline_stage(stage: Callable[[Any], dict], out: Path | None, work_dir: Path | None) -> int:
-    """Run a pipeline stage with the backend chosen and the extras checked; errors as exit codes."""
+def _pipeline_stage(
+    stage: Callable[[Any], dict], out: Path | None, work_dir: Path | None, backend: str | None = None
+) -> int:
+    """Run a pipeline stage with the backend chosen (``backend``, else $KERAS_BACKEND, else TensorFlow) and the
+    extras checked; errors as exit codes."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from trainer.accelerator import BackendError, choose_backend
 
     try:
-        choose_backend(None)  # $KERAS_BACKEND, else TensorFlow; set before Keras is imported
+        choose_backend(backend)  # set before Keras is imported
     except BackendError as exc:
         print(f"sortline-train: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -126,6 +126,11 @@ class TrainConfig(BaseSettings):
         "auto", description="training compute: auto = float16 on GPUs, bfloat16 on CPUs that have it, else float32"
     )
     threads: int = Field(2, ge=1, description="TFLite interpreter threads for evaluation")
+    backend: Literal["tensorflow", "jax", "torch"] | None = Field(
+        None,
+        description="Keras backend to train on (default: $KERAS_BACKEND, else tensorflow); the int8 export needs"
+        " TensorFlow, so on jax or torch the run stops after training: then sortline-train export WORK_DIR",
+    )
     seed: int = 1
 
     @model_validator(mode="after")
