@@ -438,9 +438,9 @@ class Daemon:
         swaps the candidate in between items."""
         try:
             candidate = self.rollout.prepare(bundle=bundle, url=url, sha256=sha256, origin=origin)
-        except RolloutBusy:
-            raise
         except RolloutError as exc:
+            if isinstance(exc, RolloutBusy) and origin == "watch":
+                raise  # the watch offers the bundle again at its next poll; a command is told why, below
             self._tell_loop(self._publish_status)  # the status says what became of the rollout
             raise CommandError(f"reload refused, still running {self.rollout.live_model}: {exc}") from exc
         self._tell_loop(lambda: self._take_candidate(candidate))

@@ -462,10 +462,14 @@ def test_a_slow_reload_download_holds_up_no_other_command_and_gives_up_at_its_de
                 {"command": "reload", "url": url, "sha256": "ab" * 32, "request_id": "reload"}), qos=1)  # fmt: skip
             paused = command(sub, {"command": "pause", "request_id": "pause"})
             assert paused["request_id"] == "pause" and paused["ok"] and paused["paused"] is True
-            replies = sub.wait_for(lambda got: len([m for m in got if m.topic.endswith("/reply")]) >= 2, timeout=30)
+            second = command(sub, {"command": "reload", "bundle": str(color_bundle), "request_id": "second"})
+            assert second["request_id"] == "second" and not second["ok"]
+            assert "reload refused, still running color-test" in second["error"]
+            assert "another rollout is in progress" in second["error"]
+            replies = sub.wait_for(lambda got: len([m for m in got if m.topic.endswith("/reply")]) >= 3, timeout=30)
         finally:
             terminate(daemon)
-    reload = [m.json() for m in replies if m.topic.endswith("/reply")][1]
+    reload = [m.json() for m in replies if m.topic.endswith("/reply")][2]
     assert reload["request_id"] == "reload" and not reload["ok"]
     assert "not complete after 4 s (rollout.download_timeout_s)" in reload["error"]
 
