@@ -102,13 +102,8 @@ def train(cfg: TrainConfig) -> int:
 
 
 def export(work_dir: Path, out: Path | None) -> int:
-    from trainer.trained_run import TrainedRunError
-
-    try:
-        return _pipeline_stage(lambda pipeline: pipeline.export(work_dir, out), out, work_dir)
-    except TrainedRunError as exc:
-        print(f"sortline-train: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    # the converter needs TensorFlow whatever $KERAS_BACKEND says (it trained the run, maybe elsewhere)
+    return _pipeline_stage(lambda pipeline: pipeline.export(work_dir, out), out, work_dir, "tensorflow")
 
 
 def _pipeline_stage(
@@ -129,6 +124,7 @@ def _pipeline_stage(
         from trainer.data import DataError
         from trainer.evaluate import ParityError
         from trainer.model import WeightsError
+        from trainer.trained_run import TrainedRunError
     except ModuleNotFoundError as exc:
         print(
             f"sortline-train: training needs the trainer extra (missing module {exc.name!r}):"
@@ -139,7 +135,7 @@ def _pipeline_stage(
 
     try:
         result = stage(pipeline)
-    except (DataError, WeightsError) as exc:
+    except (DataError, WeightsError, TrainedRunError) as exc:
         print(f"sortline-train: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except ParityError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -254,9 +255,10 @@ def test_a_finished_run_is_exported_again_in_another_process_to_the_same_model(t
     """What a run trained on JAX or PyTorch gets: `sortline-train export WORK_DIR` where TensorFlow is."""
     cfg, result = trained
     again = tmp_path / "exported"
-    done = subprocess.run(
+    done = subprocess.run(  # as on the machine the run came from: KERAS_BACKEND names another backend
         [sys.executable, "-m", "trainer", "export", str(cfg.work_dir), "--out", str(again)],
         capture_output=True, text=True, timeout=600, cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, "KERAS_BACKEND": "jax"},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"bundle {again}:" in done.stdout
