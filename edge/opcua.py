@@ -28,7 +28,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import threading
+from collections.abc import Callable
+from concurrent.futures import Future
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -68,6 +71,7 @@ STATUS_FIELDS = (
     ("Decisions", ua.VariantType.UInt64),
     ("Rejects", ua.VariantType.UInt64),
 )
+KINDS = dict(DECISION_FIELDS + STATUS_FIELDS)  # each variable's OPC UA type, by browse name
 
 
 NULL_TIME = datetime(1601, 1, 1, tzinfo=timezone.utc)  # how OPC UA says "no time"
@@ -94,7 +98,12 @@ class OneUser(UserManager):
     def get_user(self, iserver: Any, username: str | None = None, password: str | None = None, certificate: Any = None):
         if username is None:
             return User(role=UserRole.User) if self._anonymous else None
-        if self._username is not None and username == self._username and password == self._password:
+        if (
+            self._username is not None
+            and self._password is not None
+            and secrets.compare_digest(username.encode(), self._username.encode())
+            and secrets.compare_digest((password or "").encode(), self._password.encode())
+        ):
             return User(role=UserRole.User, name=username)
         return None
 
@@ -106,7 +115,7 @@ class OpcUaServer:
         device_id: str,
         certificate: ServerCertificate | None,
         on_command: CommandHandler,
-        on_trigger: Any,
+        on_trigger: Callable[[Trigger], None],
     ) -> None:
         self._settings, self._device_id, self._certificate = settings, device_id, certificate
         self._on_command, self._on_trigger = on_command, on_trigger
@@ -249,9 +258,8 @@ class OpcUaServer:
 
     @staticmethod
     async def _write(nodes: dict[str, Any], values: dict[str, Any]) -> None:
-        kinds = dict(DECISION_FIELDS + STATUS_FIELDS)
         for name, value in values.items():
-            await nodes[name].write_value(ua.DataValue(ua.Variant(value, kinds[name])))
+            await nodes[name].write_value(ua.DataValue(ua.Variant(value, KINDS[name])))
 
     async def _command(self, command: Any) -> list | ua.StatusCode:
         """Through the daemon's command handler, off this loop (the frame loop may take a moment): no output
@@ -259,7 +267,7 @@ class OpcUaServer:
         loop = asyncio.get_running_loop()
         try:
             result = await loop.run_in_executor(None, self._on_command, command)
-            if hasattr(result, "result"):
+            if isinstance(result, Future):
                 await asyncio.wrap_future(result)
         except CommandError as exc:
             log.warning("OPC UA %s refused: %s", command.command, exc)

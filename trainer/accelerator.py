@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 BACKENDS = ("tensorflow", "jax", "torch")
+TRAINER_EXTRA = "pip install 'sortline[trainer-cpu]' (or 'sortline[trainer]' with an NVIDIA GPU)"
 
 
 class BackendError(Exception):
@@ -27,9 +28,9 @@ def choose_backend(wanted: str | None) -> str:
     if backend not in BACKENDS:
         raise BackendError(f"unknown Keras backend {backend!r}: one of {', '.join(BACKENDS)}")
     if not _installed(backend):
-        extra = {"tensorflow": "sortline[trainer-cpu]' (or 'sortline[trainer]' with an NVIDIA GPU)",
-                 "jax": "jax[cpu]' (or 'jax[cuda12]')", "torch": "torch'"}[backend]  # fmt: skip
-        raise BackendError(f"the {backend} backend is not installed (missing module '{backend}'): pip install '{extra}")
+        install = {"tensorflow": TRAINER_EXTRA, "jax": "pip install 'jax[cpu]' (or 'jax[cuda12]')",
+                   "torch": "pip install 'torch'"}[backend]  # fmt: skip
+        raise BackendError(f"the {backend} backend is not installed (missing module '{backend}'): {install}")
     if "keras" in sys.modules:
         import keras
 

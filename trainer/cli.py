@@ -112,7 +112,7 @@ def _pipeline_stage(
     """Run a pipeline stage with the backend chosen (``backend``, else $KERAS_BACKEND, else TensorFlow) and the
     extras checked; errors as exit codes."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from trainer.accelerator import BackendError, choose_backend
+    from trainer.accelerator import TRAINER_EXTRA, BackendError, choose_backend
 
     try:
         choose_backend(backend)  # set before Keras is imported
@@ -126,11 +126,8 @@ def _pipeline_stage(
         from trainer.model import WeightsError
         from trainer.trained_run import TrainedRunError
     except ModuleNotFoundError as exc:
-        print(
-            f"sortline-train: training needs the trainer extra (missing module {exc.name!r}):"
-            " pip install 'sortline[trainer-cpu]' (or 'sortline[trainer]' with an NVIDIA GPU)",
-            file=sys.stderr,
-        )
+        print(f"sortline-train: training needs the trainer extra (missing module {exc.name!r}): {TRAINER_EXTRA}",
+              file=sys.stderr)  # fmt: skip
         return EXIT_BAD_INPUT
 
     try:

@@ -3,8 +3,10 @@ TFLite export -> parity gate -> bundle and report."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,11 +54,8 @@ def load_data(cfg: TrainConfig, split_file: Path | None = None) -> DataSet:
 def run(cfg: TrainConfig) -> dict:
     """Train and export; raises `evaluate.ParityError` (nothing written to cfg.out) if int8 is not faithful. On a
     backend other than TensorFlow only the training runs: ``{"trained": work_dir}``, for `export` elsewhere."""
-    previous_policy = keras.mixed_precision.global_policy()
-    try:
+    with _policy_kept():
         return _run(cfg)
-    finally:  # the compute precision is process-wide in Keras; leave it as found
-        keras.mixed_precision.set_global_policy(previous_policy)
 
 
 def export(work: Path, out: Path | None = None) -> dict:
@@ -65,17 +64,24 @@ def export(work: Path, out: Path | None = None) -> dict:
     started = time.perf_counter()
     trained = TrainedRun.read(work)
     cfg = trained.cfg.model_copy(update={"split_file": work / SPLIT, **({"out": out} if out else {})})
-    previous_policy = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("float32")  # the export's own precision
-    try:
+    with _policy_kept():
+        keras.mixed_precision.set_global_policy("float32")  # the export's own precision
         inputs = _load_inputs(cfg)
         joined = blank_model(cfg, len(inputs.data.labels), trained.caps)
         joined.model.load_weights(work / WEIGHTS)
         network = Network([], joined, trained.caps, trained.fingerprint, trained.warm_from)
         log.info("exporting the run in %s (trained on %s)", work, trained.backend)
         return _export_and_report(cfg, inputs, network, trained, "float32", started - trained.timing["train_s"])
+
+
+@contextlib.contextmanager
+def _policy_kept() -> Iterator[None]:
+    """The compute precision is process-wide in Keras: leave it as found."""
+    previous = keras.mixed_precision.global_policy()
+    try:
+        yield
     finally:
-        keras.mixed_precision.set_global_policy(previous_policy)
+        keras.mixed_precision.set_global_policy(previous)
 
 
 def _run(cfg: TrainConfig) -> dict:
