@@ -11,7 +11,7 @@ from pathlib import Path
 
 from edge.belt_calibration import BeltCalibration
 from edge.bundle import BundleError, load_bundle
-from edge.config import ConfigError, EdgeSettings, Roi, load_settings
+from edge.config import ConfigError, EdgeSettings, Roi, load_settings, missing_extra
 from edge.decision import Thresholds, check_lanes, lane_label
 from edge.preprocess import IMAGE_SUFFIXES
 from edge.roi_override import RoiOverride
@@ -93,17 +93,15 @@ def _check_config(settings: EdgeSettings) -> int:
 def _opcua_text(settings: EdgeSettings) -> str:
     """The OPC UA endpoint and, beyond loopback, the server certificate's thumbprint (made on first use), which
     an integrator compares with what their client shows before trusting it."""
-    endpoint = f"opc.tcp://{settings.opcua.host}:{settings.opcua.port}/sortline/"
-    directory = settings.opcua_certificate_directory()
-    if directory is None:
-        return f"OPC UA server {endpoint}: loopback, anonymous clients, no message security"
-    try:
-        from edge.opcua_certificate import ServerCertificate
+    from edge.opcua_certificate import server_certificate
 
-        certificate = ServerCertificate.in_directory(directory).ensure(f"urn:sortline:{settings.device_id}")
+    try:
+        certificate = server_certificate(settings)
     except ModuleNotFoundError as exc:
-        missing = f"opcua.enabled needs the opcua extra (missing {exc.name}): pip install 'sortline[opcua]'"
-        raise ConfigError(missing) from None
+        raise missing_extra("opcua", exc) from None
+    endpoint = settings.opcua.endpoint
+    if certificate is None:
+        return f"OPC UA server {endpoint}: loopback, anonymous clients, no message security"
     return (
         f"OPC UA server {endpoint}: user {settings.opcua.username}, Basic256Sha256 Sign / SignAndEncrypt; "
         f"OPC UA server certificate thumbprint {certificate.thumbprint()} ({certificate.cert_file})"

@@ -271,6 +271,10 @@ class OpcUaSettings(_Section):
     # connect. Unset, any client with the user's password does (its certificate still signs the messages).
     trusted_clients: Path | None = None
 
+    @property
+    def endpoint(self) -> str:
+        return f"opc.tcp://{self.host}:{self.port}/sortline/"
+
     @model_validator(mode="after")
     def _user_beyond_loopback(self) -> OpcUaSettings:
         if self.enabled and not is_loopback(self.host) and (self.username is None or self.password is None):
@@ -284,6 +288,13 @@ class OpcUaSettings(_Section):
 def _systemd_state_directory() -> Path | None:
     value = os.environ.get("STATE_DIRECTORY", "")
     return Path(value.split(":")[0]) if value else None
+
+
+def missing_extra(section: str, exc: ModuleNotFoundError) -> ConfigError:
+    """The error for ``[section] enabled = true`` on an install without that section's extra."""
+    return ConfigError(
+        f"{section}.enabled needs the {section} extra (missing {exc.name}): pip install 'sortline[{section}]'"
+    )
 
 
 def is_loopback(host: str) -> bool:

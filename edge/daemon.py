@@ -29,7 +29,7 @@ from edge.bundle import BundleError, load_bundle
 from edge.camera import Camera, Frame
 from edge.classifier import Classifier
 from edge.commands import Command, CommandError, Reload, Trigger
-from edge.config import ConfigError, EdgeSettings
+from edge.config import EdgeSettings, missing_extra
 from edge.crops import CropStore
 from edge.decision import ItemVote, Thresholds, as_late, check_lanes, decide
 from edge.inbox import Inbox, InboxClosed
@@ -342,9 +342,7 @@ class Daemon:
             from edge.ui.server import UiServer  # starlette and uvicorn: the ui extra
             from edge.ui.state import LiveView
         except ModuleNotFoundError as exc:
-            raise ConfigError(
-                f"ui.enabled needs the ui extra (missing {exc.name}): pip install 'sortline[ui]'"
-            ) from None
+            raise missing_extra("ui", exc) from None
         live = LiveView()
         crops = self.settings.crops
         review = None
@@ -355,15 +353,11 @@ class Daemon:
     def _opcua_server(self) -> Any:
         try:
             from edge.opcua import OpcUaServer  # asyncua: the opcua extra
-            from edge.opcua_certificate import ServerCertificate
+            from edge.opcua_certificate import server_certificate
+
+            certificate = server_certificate(self.settings)
         except ModuleNotFoundError as exc:
-            raise ConfigError(
-                f"opcua.enabled needs the opcua extra (missing {exc.name}): pip install 'sortline[opcua]'"
-            ) from None
-        directory = self.settings.opcua_certificate_directory()
-        certificate = None
-        if directory is not None:
-            certificate = ServerCertificate.in_directory(directory).ensure(f"urn:sortline:{self.settings.device_id}")
+            raise missing_extra("opcua", exc) from None
         return OpcUaServer(
             self.settings.opcua, self.settings.device_id, certificate, self._on_command, self._on_trigger
         )

@@ -46,7 +46,7 @@ from pydantic import ValidationError
 from edge.command_router import CommandHandler
 from edge.commands import CommandError, Pause, Resume, SetThreshold, Trigger, echo
 from edge.config import ConfigError, OpcUaSettings, is_loopback
-from edge.opcua_certificate import ServerCertificate
+from edge.opcua_certificate import ServerCertificate, application_uri
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ class OpcUaServer:
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="opcua", daemon=True)
         self._nodes: dict[str, Any] = {}
-        self.endpoint = f"opc.tcp://{settings.host}:{settings.port}/sortline/"
+        self.endpoint = settings.endpoint
 
     # ---- called from the daemon's threads ----------------------------------------------------
     def start(self) -> None:
@@ -182,7 +182,7 @@ class OpcUaServer:
         await server.init()
         server.set_endpoint(self.endpoint)
         server.set_server_name(f"Sortline {self._device_id}")
-        await server.set_application_uri(f"urn:sortline:{self._device_id}")
+        await server.set_application_uri(application_uri(self._device_id))
         if self._certificate is None:
             server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
             server.set_identity_tokens([ua.AnonymousIdentityToken, ua.UserNameIdentityToken])

@@ -12,7 +12,22 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge.config import EdgeSettings
+
 VALID_DAYS = 3650  # a certificate a PLC was told to trust must not expire under a running line next year
+
+
+def application_uri(device_id: str) -> str:
+    return f"urn:sortline:{device_id}"
+
+
+def server_certificate(settings: EdgeSettings) -> ServerCertificate | None:
+    """The server's certificate, made on first use; None on loopback, where the server runs without message
+    security. ModuleNotFoundError without the opcua extra (it makes the certificate)."""
+    directory = settings.opcua_certificate_directory()
+    if directory is None:
+        return None
+    return ServerCertificate.in_directory(directory).ensure(application_uri(settings.device_id))
 
 
 @dataclass(frozen=True)
