@@ -187,12 +187,13 @@ class Daemon:
                 last_ping = now
             if (self.camera.state, self.camera.last_error) != self._camera_in_status:
                 self._publish_status()  # a camera that fails or comes back is news for the line's monitoring
-            if now - self._figures_at >= FIGURES_EVERY_S:
+            stats_due = now - last_stats >= self.settings.mqtt.stats_interval_s
+            if stats_due or now - self._figures_at >= FIGURES_EVERY_S:
                 self.figures, self._figures_at = self._figures(), now
                 if self.opcua is not None:
                     self.opcua.status(self._status, self.figures)
-            if now - last_stats >= self.settings.mqtt.stats_interval_s:
-                stats = {**self.stats.snapshot(), **self._figures()}
+            if stats_due:
+                stats = {**self.stats.snapshot(), **self.figures}
                 self.link.publish_stats(stats)
                 if self.live is not None:
                     self.live.stats(stats)

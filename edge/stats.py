@@ -38,7 +38,8 @@ def _percentiles(samples: deque[float]) -> dict[str, float | None]:
 
 
 class RunStats:
-    """Counters the frame loop updates; `snapshot()` turns them into the stats message."""
+    """Counters the frame loop updates; `snapshot()` gives their rates and latency percentiles for the stats
+    message (the counts themselves are in the daemon's figures, with the camera's and the broker's)."""
 
     def __init__(self) -> None:
         self.started = time.monotonic()
@@ -59,11 +60,7 @@ class RunStats:
         return {
             "uptime_s": round(now - self.started, 1),
             "fps": round(fps, 2),
-            "frames": self.frames,
             "classified": self.classified,
-            "decisions": dict(self.decisions),
-            "rejects": self.decisions.get("reject", 0),
-            "reject_reasons": dict(self.reasons),
             "inference_ms": self.inference_ms.percentiles(),
             "latency_ms": self.latency_ms.percentiles(),
             "last_interval": {

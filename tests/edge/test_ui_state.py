@@ -78,7 +78,8 @@ def test_the_plots_get_per_interval_percentiles_and_keep_a_bounded_history() -> 
         for value in latencies:
             stats.latency_ms.add(value)
         stats.decisions["red"] += len(latencies)
-        message = {**stats.snapshot(), "camera": "streaming", "camera_error": None, "broker_error": None}
+        message = {**stats.snapshot(), "decisions": dict(stats.decisions), "camera": "streaming", "camera_error": None,
+                   "broker_error": None}  # fmt: skip
         view.stats({**message, "queue_depth": interval})
     points = view.history()
     assert len(points) == 3 and [p["queue_depth"] for p in points] == [1, 2, 3]  # the oldest point is gone
