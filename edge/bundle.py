@@ -99,6 +99,22 @@ class Familiarity(_Strict):
     chosen_on: str = ""
 
 
+class HeldBackCrop(_Strict):
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")  # of the crop's file: found among the labelled crops by content
+    label: str
+
+
+class LineCheck(_Strict):
+    """The line's own labelled crops this model was trained without, kept to judge it against the live model.
+
+    Before a rollout the daemon classifies those of them it holds (the crops labelled on its page) with the live
+    model and with this one (`edge.line_check`): a candidate worse on its own line is refused unless forced.
+    """
+
+    held_back: tuple[HeldBackCrop, ...] = ()
+    line: str = ""  # which line the crops came from (the export's line.json), for the record
+
+
 class BundleMetadata(_Strict):
     format: Literal["sortline-bundle"] = FORMAT
     format_version: Literal[1] = FORMAT_VERSION
@@ -126,6 +142,8 @@ class BundleMetadata(_Strict):
     temperature: float | None = Field(default=None, gt=0.0)
     # Optional: the feature-space check (older bundles and single-output models have none).
     familiarity: Familiarity | None = None
+    # Optional: bundles trained with a line's own crops (trainer --line) say which they held back.
+    line_check: LineCheck | None = None
 
     @model_validator(mode="after")
     def _unique_labels(self) -> BundleMetadata:
@@ -139,6 +157,10 @@ class BundleMetadata(_Strict):
             raise ValueError(f"recommended_thresholds must name every label {list(self.labels)}: {list(thresholds)}")
         if any(not 0.0 <= t <= 1.0 for t in thresholds.values()):
             raise ValueError(f"recommended_thresholds must lie in [0, 1], got {thresholds}")
+        crops = self.line_check.held_back if self.line_check else ()
+        held_back = sorted({crop.label for crop in crops} - set(self.labels))
+        if held_back:
+            raise ValueError(f"line_check crops labelled {held_back}, which are not model labels {list(self.labels)}")
         return self
 
     @property
@@ -323,6 +345,7 @@ def write_bundle(
     recommended_thresholds: dict[str, float] | None = None,
     temperature: float | None = None,
     familiar: tuple[bytes, Familiarity] | None = None,
+    line_check: LineCheck | None = None,
 ) -> ModelBundle:
     """Write model and metadata; the metadata goes last, so a half-written bundle never validates. `familiar`:
     the training embeddings' .npy bytes and their description (`edge.familiarity.describe` makes both)."""
@@ -344,6 +367,7 @@ def write_bundle(
         recommended_thresholds=recommended_thresholds,
         temperature=temperature,
         familiarity=None if familiar is None else familiar[1],
+        line_check=line_check,
     )
     _atomic_write(directory / model_file, model_bytes)
     if familiar is not None:

@@ -43,12 +43,14 @@ class Resume(_Command):
 class Reload(_Command):
     """Roll out the model bundle in ``bundle`` (a directory on the device) or at ``url`` (an http(s)
     tar archive of a bundle directory, downloaded into the models directory); ``sha256`` pins the
-    model file expected there and is required for a URL."""
+    model file expected there and is required for a URL. ``force`` rolls out a model that is worse than the
+    live one on the line's own held-back crops (`edge.line_check`), which is otherwise refused."""
 
     command: Literal["reload"]
     bundle: Annotated[Path | None, Field(strict=False)]  # a JSON string; strict mode would demand a Path object
     url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://[^\s/]+[^\s]*$")
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    force: bool = False  # roll out even a model worse than the live one on the line's held-back crops
 
     @model_validator(mode="before")
     @classmethod

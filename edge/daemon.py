@@ -348,7 +348,7 @@ class Daemon:
         crops = self.settings.crops
         review = None
         if crops.directory is not None and crops.labelled is not None:
-            review = Review(self.crops, crops.labelled, lambda: self.classifier.labels)
+            review = Review(self.crops, crops.labelled, lambda: self.classifier.labels, self.settings.device_id)
         return live, UiServer(self.settings.ui, live, review, self.roi, self.belt)
 
     def _opcua_server(self) -> Any:
@@ -401,7 +401,9 @@ class Daemon:
 
         def prepare() -> None:
             try:
-                reply.set_result(self._prepare_reload(command.bundle, command.url, command.sha256, origin="command"))
+                reply.set_result(
+                    self._prepare_reload(command.bundle, command.url, command.sha256, "command", command.force)
+                )
             except Exception as exc:
                 reply.set_exception(exc)
 
@@ -428,18 +430,20 @@ class Daemon:
         except BundleError:
             return None
 
-    def _prepare_reload(self, bundle: Any, url: str | None, sha256: str | None, origin: str) -> dict[str, object]:
-        """Beside the frame loop: verify, load and self-test next to the live model (edge.rollout); the loop
-        swaps the candidate in between items."""
+    def _prepare_reload(
+        self, bundle: Any, url: str | None, sha256: str | None, origin: str, force: bool = False
+    ) -> dict[str, object]:
+        """Beside the frame loop: verify, load, self-test and judge on the line's crops next to the live model
+        (edge.rollout); the loop swaps the candidate in between items."""
         try:
-            candidate = self.rollout.prepare(bundle=bundle, url=url, sha256=sha256, origin=origin)
+            candidate = self.rollout.prepare(bundle=bundle, url=url, sha256=sha256, origin=origin, force=force)
         except RolloutError as exc:
             if isinstance(exc, RolloutBusy) and origin == "watch":
                 raise  # the watch offers the bundle again at its next poll; a command is told why, below
             self._tell_loop(self._publish_status)  # the status says what became of the rollout
             raise CommandError(f"reload refused, still running {self.rollout.live_model}: {exc}") from exc
         self._tell_loop(lambda: self._take_candidate(candidate))
-        return {"model": candidate.model_id, "self_test": candidate.self_test}
+        return {"model": candidate.model_id, "self_test": candidate.self_test, "line_check": candidate.line_check}
 
     def _tell_loop(self, action: Any) -> None:
         """Have the loop take the reload's outcome, and wait for it: the status says so before the reply does."""

@@ -6,8 +6,9 @@ tar archive, with the expected sha256) or from the watch on ``model.bundle`` (ty
 
   fetched (URL: size-limited download, safe unpack into the models directory) -> verified (bundle
   metadata, sha256 of every file, lanes for every label) -> loaded beside the live model in its own
-  interpreter -> self-tested on the bundle's reference images -> handed to the frame loop, which
-  swaps it in between two items.
+  interpreter -> self-tested on the bundle's reference images -> judged against the live model on the
+  line's own held-back crops (`edge.line_check`; a candidate worse on its line is refused unless forced)
+  -> handed to the frame loop, which swaps it in between two items.
 
 Any failure leaves the live model running (and, for the watch, points the symlink back at it), so
 the line never stops and a restart never picks up a model that failed. The last result goes to the
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge import line_check
 from edge.bundle import BundleError, ModelBundle, load_bundle
 from edge.classifier import Classifier
 from edge.config import ConfigError, EdgeSettings
@@ -62,6 +64,7 @@ class Candidate:
     source: str
     origin: str  # "command" or "watch"
     self_test: dict[str, int]
+    line_check: dict[str, Any]  # the candidate and the live model on the line's held-back crops (edge.line_check)
 
     @property
     def model_id(self) -> str:
@@ -193,13 +196,20 @@ class Rollout:
         self._write_state()
 
     def prepare(
-        self, *, bundle: Path | None = None, url: str | None = None, sha256: str | None = None, origin: str = "command"
+        self,
+        *,
+        bundle: Path | None = None,
+        url: str | None = None,
+        sha256: str | None = None,
+        origin: str = "command",
+        force: bool = False,
     ) -> Candidate:
+        """`force`: roll out even a candidate worse than the live model on the line's held-back crops."""
         source = url or str(bundle)
         if not self._lock.acquire(blocking=False):
             raise RolloutBusy
         try:
-            candidate = self._prepare(source, bundle, url, sha256, origin)
+            candidate = self._prepare(source, bundle, url, sha256, origin, force)
         except RolloutError as exc:
             log.error("rollout of %s refused (%s), keeping %s: %s", source, exc.stage, self.live_model, exc)
             self._record("failed", source=source, origin=origin, stage=exc.stage, error=str(exc))
@@ -208,11 +218,15 @@ class Rollout:
             raise
         finally:
             self._lock.release()
-        log.info("rollout: %s passed its self-test %s, swapping between items", candidate.model_id, candidate.self_test)
-        self._record("pending", model=candidate.model_id, source=source, origin=origin, self_test=candidate.self_test)
+        log.info("rollout: %s passed its self-test %s and the line check %s, swapping between items",
+                 candidate.model_id, candidate.self_test, candidate.line_check)  # fmt: skip
+        self._record("pending", model=candidate.model_id, source=source, origin=origin, self_test=candidate.self_test,
+                     line_check=candidate.line_check)  # fmt: skip
         return candidate
 
-    def _prepare(self, source: str, bundle: Path | None, url: str | None, sha256: str | None, origin: str) -> Candidate:
+    def _prepare(
+        self, source: str, bundle: Path | None, url: str | None, sha256: str | None, origin: str, force: bool
+    ) -> Candidate:
         rollout = self._settings.rollout
         if url is not None:
             max_bytes = int(rollout.max_download_mb * 1024 * 1024)
@@ -229,7 +243,23 @@ class Rollout:
         except BundleError as exc:
             raise RolloutError("load", str(exc)) from exc
         tested = self_test(classifier, loaded, rollout.self_test_min_accuracy, rollout.require_self_test)
-        return Candidate(classifier, source, origin, tested)
+        return Candidate(classifier, source, origin, tested, self._judged_on_line(classifier, force))
+
+    def _judged_on_line(self, candidate: Classifier, force: bool) -> dict[str, Any]:
+        """The candidate against the live model on the line's held-back crops; RolloutError if worse, unforced."""
+        try:
+            live = load_bundle(self.live_directory)
+            judged = line_check.compare(candidate, live, self._settings.model, self._settings.crops.labelled)
+        except (BundleError, ValueError, OSError) as exc:
+            raise RolloutError("line_check", f"cannot judge the candidate on the line's crops: {exc}") from exc
+        if judged.get("worse") and not force:
+            before, after = line_check.Outcome(**judged["live"]), line_check.Outcome(**judged["candidate"])
+            raise RolloutError(
+                "line_check",
+                f"worse than the live model on the line's {judged['crops']} held-back crops: {after} (live: {before});"
+                ' send the reload with "force": true to roll it out anyway',
+            )
+        return judged | {"forced": bool(judged.get("worse"))}
 
     def swapped(self, candidate: Candidate) -> None:
         """The frame loop runs the candidate now; make it what a restart loads, too."""
@@ -242,6 +272,7 @@ class Rollout:
             source=candidate.source,
             origin=candidate.origin,
             self_test=candidate.self_test,
+            line_check=candidate.line_check,
         )
 
     def status(self) -> dict[str, Any] | None:

@@ -61,50 +61,59 @@ def expected_calibration_error(scores: np.ndarray, y: np.ndarray, bins: int = 15
     return round(float(total), 4)
 
 
-def outcomes(scores: np.ndarray, y: np.ndarray, threshold: float | np.ndarray) -> dict[str, float]:
+def outcomes(
+    scores: np.ndarray, y: np.ndarray, threshold: float | np.ndarray, weights: np.ndarray | None = None
+) -> dict[str, float]:
     """Shares of items sent to the right lane, to reject, and to a wrong lane at `threshold` (one number, or one
-    per label: the top label's applies)."""
+    per label: the top label's applies); `weights`: how much each item counts (default: alike)."""
     per_label = np.ndim(threshold) > 0
     applied = np.asarray(threshold)[scores.argmax(axis=1)] if per_label else threshold
     confident = scores.max(axis=1) >= applied
     right = scores.argmax(axis=1) == y
     return {
         "threshold": [float(t) for t in threshold] if per_label else float(threshold),  # type: ignore[union-attr]
-        "right": round(float(np.mean(confident & right)), 4),
-        "reject": round(float(np.mean(~confident)), 4),
-        "wrong": round(float(np.mean(confident & ~right)), 4),
+        "right": round(float(np.average(confident & right, weights=weights)), 4),
+        "reject": round(float(np.average(~confident, weights=weights)), 4),
+        "wrong": round(float(np.average(confident & ~right, weights=weights)), 4),
     }
 
 
-def risk_coverage(scores: np.ndarray, y: np.ndarray, thresholds: np.ndarray = THRESHOLDS) -> list[dict[str, float]]:
-    return [outcomes(scores, y, t) for t in thresholds]
+def risk_coverage(
+    scores: np.ndarray, y: np.ndarray, thresholds: np.ndarray = THRESHOLDS, weights: np.ndarray | None = None
+) -> list[dict[str, float]]:
+    return [outcomes(scores, y, t, weights) for t in thresholds]
 
 
-def recommend_threshold(scores: np.ndarray, y: np.ndarray, max_wrong: float) -> float:
+def recommend_threshold(
+    scores: np.ndarray, y: np.ndarray, max_wrong: float, weights: np.ndarray | None = None
+) -> float:
     """The lowest threshold whose wrong-lane share is at most `max_wrong`; if none is, the one with fewest
     wrong (on a tie the highest: a reject is cheaper than a wrong lane)."""
-    table = risk_coverage(scores, y)
+    table = risk_coverage(scores, y, weights=weights)
     within = [row for row in table if row["wrong"] <= max_wrong]
     if within:
         return within[0]["threshold"]
     return min(table, key=lambda row: (row["wrong"], -row["threshold"]))["threshold"]
 
 
-def recommend_per_label(scores: np.ndarray, y: np.ndarray, max_wrong: float) -> np.ndarray:
+def recommend_per_label(
+    scores: np.ndarray, y: np.ndarray, max_wrong: float, weights: np.ndarray | None = None
+) -> np.ndarray:
     """One threshold per label (applied to items whose top label it is): the fewest rejects with at most
-    `max_wrong` wrong lane over all items; if no combination is within it, the fewest wrong (then the fewest
-    rejects). Labels do not interact (an item is judged by its top label's threshold alone), so every
-    combination of the labels' risk-coverage tables is scored at once."""
+    `max_wrong` wrong lane over all items (each counting its `weight`, default 1); if no combination is within
+    it, the fewest wrong (then the fewest rejects). Labels do not interact (an item is judged by its top label's
+    threshold alone), so every combination of the labels' risk-coverage tables is scored at once."""
     top, confidence, right = scores.argmax(axis=1), scores.max(axis=1), scores.argmax(axis=1) == y
+    w = np.ones(len(y)) if weights is None else np.asarray(weights, float)
     above = confidence[None, :] >= THRESHOLDS[:, None]  # (thresholds, items)
-    wrong = np.stack([(above & ((top == k) & ~right)[None]).sum(1) for k in range(scores.shape[1])])  # (labels, thr)
-    reject = np.stack([(~above & (top == k)[None]).sum(1) for k in range(scores.shape[1])])
+    wrong = np.stack([(above & ((top == k) & ~right)[None]) @ w for k in range(scores.shape[1])])  # (labels, thr)
+    reject = np.stack([(~above & (top == k)[None]) @ w for k in range(scores.shape[1])])
     grid = np.indices((len(THRESHOLDS),) * scores.shape[1]).reshape(scores.shape[1], -1)  # every combination
     total_wrong = sum(wrong[k, grid[k]] for k in range(scores.shape[1]))
     total_reject = sum(reject[k, grid[k]] for k in range(scores.shape[1]))
-    within = total_wrong <= max_wrong * len(y) + 1e-9
+    within = total_wrong <= max_wrong * w.sum() + 1e-9
     # Among the allowed, fewest rejects, then lowest thresholds; otherwise fewest wrong, then fewest rejects.
-    key = np.where(within, total_reject, len(y) + total_wrong * (len(y) + 1) + total_reject)
+    key = np.where(within, total_reject, w.sum() + total_wrong * (w.sum() + 1) + total_reject)
     best = grid[:, int(np.lexsort((grid.sum(0), key))[0])]
     return THRESHOLDS[best]
 

@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         default = None if info.is_required() else info.get_default(call_default_factory=True)
         shown = " (required)" if info.is_required() else "" if default in (None, []) else f" (default: {default})"
-        repeatable = {"action": "append", "type": Path} if name == "ood" else {}
+        repeatable = {"action": "append", "type": Path} if name in ("ood", "line") else {}
         train.add_argument(
             f"--{name.replace('_', '-')}",
             dest=name,

@@ -40,6 +40,12 @@ class TrainConfig(BaseSettings):
         description="more data folders whose images join the same classes, e.g. the line's own crops labelled "
         "on the commissioning page (its labelled folder, or the .tar.gz export unpacked)",
     )
+    line: list[Path] = Field(
+        default_factory=list,
+        description="the line's own labelled crops (a data folder holding line.json, as the page's export does, is"
+        " one without this flag): the domain the model must serve. They weigh `line_weight` of training, a share"
+        " of them chooses epochs and thresholds, another share judges the candidate against --compare-with",
+    )
     out: Path = Field(description="bundle directory to write (model.tflite, bundle.json, report)")
     work_dir: Path | None = Field(None, description="checkpoints and the float32 model (default: runs/<out name>)")
     cache_dir: Path = Field(Path("~/.cache/sortline/features"), description="frozen-layer feature cache")
@@ -69,6 +75,22 @@ class TrainConfig(BaseSettings):
     near_duplicate_distance: int = Field(6, ge=0, le=64, description="max perceptual-hash bit distance of a group")
     val_fraction: float = Field(0.15, gt=0, lt=0.5)
     test_fraction: float = Field(0.15, gt=0, lt=0.5)
+    line_val_fraction: float = Field(0.2, gt=0, lt=0.5, description="the line's crops that choose epochs, thresholds")
+    line_test_fraction: float = Field(
+        0.2, gt=0, lt=0.5, description="the line's crops held back to judge the candidate against the live model"
+    )
+    line_weight: float = Field(
+        0.3,
+        ge=0,
+        lt=1,
+        description="share of the training loss the line's crops carry (and of validation: half), however few they"
+        " are; the out-of-domain photos then only guard the threshold against forgetting",
+    )
+    compare_with: Path | None = Field(
+        None,
+        description="the bundle live on the line, judged beside the candidate on the line's held-back crops, the"
+        " test split and the out-of-domain photos (default: the bundle the warm start's run wrote, if any)",
+    )
 
     views: int = Field(5, ge=1, description="cached views per training image: 1 original + views-1 augmented")
     augmentation: Augmentation = Augmentation()
@@ -137,6 +159,8 @@ class TrainConfig(BaseSettings):
     def _defaults_from_out(self) -> TrainConfig:
         if self.val_fraction + self.test_fraction >= 0.8:
             raise ValueError("val_fraction + test_fraction must leave at least 20 % for training")
+        if self.line_val_fraction + self.line_test_fraction >= 0.8:
+            raise ValueError("line_val_fraction + line_test_fraction must leave at least 20 % for training")
         if self.name is None:
             self.name = self.out.name
         if self.version is None:

@@ -2,6 +2,7 @@
 
 Near-duplicates (the same product photo resized or re-encoded) are grouped by perceptual hash and a
 group always lands in one split; otherwise validation and test accuracy measure memory, not skill.
+A photo's split follows from its content hash, so adding photos anywhere never reshuffles the others.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import random
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,6 +23,7 @@ from scipy.sparse.csgraph import connected_components
 from tqdm import tqdm
 
 from edge.preprocess import IMAGE_SUFFIXES, decode_image
+from edge.ui.review import LINE_MARKER  # a data folder holding it is a line's own crops (the page's labelled ones)
 
 SPLITS = ("train", "val", "test")
 SPLIT_FILE_FORMAT = "sortline-split-v1"
@@ -43,6 +44,7 @@ class Sample:
     style: str = ""  # out-of-domain sets: photo style from the manifest (flat-lay, worn, ...)
     source: str = ""  # out-of-domain sets: where the photo comes from (manifest, else the folder's name)
     folder: int = 0  # which data folder it is in: 0 the main one, 1... the more_data ones
+    line: bool = False  # one of the line's own crops: the domain the model must serve (`LINE_MARKER`)
 
 
 @dataclass
@@ -143,38 +145,49 @@ def group_near_duplicates(samples: list[Sample], max_distance: int) -> list[Samp
     return [Sample(**{**asdict(s), "group": numbered[component[i]]}) for i, s in enumerate(samples)]
 
 
+def split_position(sha256: str) -> float:
+    """Where an image falls in [0, 1): a property of its bytes alone, so its split never depends on what else is
+    in the data set, in which order, or on the seed."""
+    return int(hashlib.sha256(f"sortline-split:{sha256}".encode()).hexdigest()[:15], 16) / 16**15
+
+
 def assign_splits(
-    samples: list[Sample], val_fraction: float, test_fraction: float, seed: int, previous: dict[str, str] | None = None
+    samples: list[Sample],
+    val_fraction: float,
+    test_fraction: float,
+    previous: dict[str, str] | None = None,
+    line_fractions: tuple[float, float] | None = None,
 ) -> list[Sample]:
-    """Stratified, seeded split of whole groups; images in `previous` (sha256 -> split) keep their split."""
+    """Split whole near-duplicate groups by content: a group's place is that of its first member by sha256, below
+    `test_fraction` test, then `val_fraction` validation, else train (a line's crops: `line_fractions`). Images in
+    `previous` (sha256 -> split) keep their split.
+
+    Adding images never moves an image already there (unless a new near-duplicate joins two groups), so another
+    source's split and a warm start's training set stay put. A class left without validation or test images (a
+    tiny class) gets its train group placed nearest to that split's range.
+    """
     previous = previous or {}
     members: dict[int, list[Sample]] = defaultdict(list)
     for s in samples:
         members[s.group].append(s)
     group_split: dict[int, str] = {}
+    position = {gid: split_position(min(s.sha256 for s in group)) for gid, group in members.items()}
     for gid, group in members.items():
         kept = [previous[s.sha256] for s in group if s.sha256 in previous]
         if kept:  # a new image joining an old group follows it; a group bridged across splits goes to train
             group_split[gid] = kept[0] if len(set(kept)) == 1 else "train"
-    rng = random.Random(seed)
-    by_label: dict[str, list[int]] = defaultdict(list)
-    for gid in sorted(members):
-        if gid not in group_split:
-            by_label[_majority_label(members[gid])].append(gid)
-    for label, gids in sorted(by_label.items()):
-        rng.shuffle(gids)
-        total = sum(len(members[g]) for g in members if _majority_label(members[g]) == label)
-        wanted = {"test": test_fraction * total, "val": val_fraction * total}
-        have = Counter()
-        for g in members:
-            if g in group_split and _majority_label(members[g]) == label:
-                have[group_split[g]] += len(members[g])
-        for gid in gids:
-            target = next(
-                (n for n in ("test", "val") if not have[n] or have[n] + len(members[gid]) / 2 <= wanted[n]), "train"
-            )
-            group_split[gid] = target
-            have[target] += len(members[gid])
+            continue
+        val, test = line_fractions if line_fractions and all(s.line for s in group) else (val_fraction, test_fraction)
+        u = position[gid]
+        group_split[gid] = "test" if u < test else "val" if u < test + val else "train"
+    pinned = {gid for gid, group in members.items() if any(s.sha256 in previous for s in group)}
+    shop = [gid for gid, group in members.items() if not all(s.line for s in group)]
+    for label in sorted({_majority_label(members[gid]) for gid in shop}):
+        own = [gid for gid in shop if _majority_label(members[gid]) == label]
+        for split, middle in (("test", test_fraction / 2), ("val", test_fraction + val_fraction / 2)):
+            spare = [gid for gid in own if group_split[gid] == "train" and gid not in pinned]
+            if spare and not any(group_split[gid] == split for gid in own):
+                group_split[min(spare, key=lambda gid: abs(position[gid] - middle))] = split
     return [Sample(**{**asdict(s), "split": group_split[s.group]}) for s in samples]
 
 
@@ -239,22 +252,33 @@ def write_split_file(path: Path, data: DataSet, settings: dict) -> None:
     path.write_text(json.dumps(body, indent=1) + "\n", encoding="utf-8")
 
 
+def line_folders(more: tuple[Path, ...], line: tuple[Path, ...]) -> tuple[Path, ...]:
+    """The folders that are a line's own crops: those given as such, and any data folder holding `LINE_MARKER`."""
+    return tuple(dict.fromkeys([*map(Path, line), *(Path(f) for f in more if (Path(f) / LINE_MARKER).is_file())]))
+
+
 def load_dataset(
     root: Path,
     *,
     more: tuple[Path, ...] = (),
+    line: tuple[Path, ...] = (),
     max_distance: int,
     val_fraction: float,
     test_fraction: float,
-    seed: int,
+    line_fractions: tuple[float, float] = (0.2, 0.2),
     split_file: Path | None = None,
     manifest: Path | None = None,
 ) -> DataSet:
-    """Scan, de-duplicate, group and split; reuse `split_file` when it exists."""
-    labels, samples, summary = scan(root, manifest if manifest else Path(root) / "manifest.csv", more)
+    """Scan, de-duplicate, group and split; reuse `split_file` when it exists. `line` folders (and any of `more`
+    holding `LINE_MARKER`) are the line's own crops, split by `line_fractions` (validation, test)."""
+    lines = line_folders(more, line)
+    folders = tuple(dict.fromkeys([*map(Path, more), *lines]))
+    labels, samples, summary = scan(root, manifest if manifest else Path(root) / "manifest.csv", folders)
+    line_index = {i + 1 for i, folder in enumerate(folders) if folder in lines}
+    samples = [Sample(**{**asdict(s), "line": s.folder in line_index}) for s in samples]
     samples = group_near_duplicates(samples, max_distance)
     previous = load_split_file(split_file) if split_file and split_file.is_file() else {}
-    samples = assign_splits(samples, val_fraction, test_fraction, seed, previous)
+    samples = assign_splits(samples, val_fraction, test_fraction, previous, line_fractions)
     groups = Counter(s.group for s in samples)
     multi = [g for g, n in groups.items() if n > 1]
     mixed = [g for g in multi if len({s.label for s in samples if s.group == g}) > 1]
@@ -271,6 +295,10 @@ def load_dataset(
         split_counts=counts,
         split_reused_from=str(split_file) if previous else None,
         reused_split_assignments=sum(s.sha256 in previous for s in samples),
+        line={
+            "folders": [str(f) for f in lines],
+            **{split: sum(s.line and s.split == split for s in samples) for split in SPLITS},
+        },
     )
     missing = [f"{split}/{label}" for split in SPLITS for label in labels if not counts[split].get(label)]
     if missing:
@@ -278,7 +306,7 @@ def load_dataset(
             f"{root}: after grouping near-duplicates, no images for {missing}; add images to those "
             "classes or lower --val-fraction/--test-fraction"
         )
-    return DataSet(roots=(Path(root), *map(Path, more)), labels=labels, samples=samples, summary=summary)
+    return DataSet(roots=(Path(root), *folders), labels=labels, samples=samples, summary=summary)
 
 
 def balanced_sample(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:

@@ -11,8 +11,10 @@ from tqdm import tqdm
 from edge import familiarity
 from edge.bundle import Familiarity, load_bundle
 from edge.classifier import Classifier
+from edge.config import ModelSettings
+from edge.decision import Thresholds
 from edge.preprocess import decode_image, fit_to_input
-from trainer import calibration
+from trainer import calibration, line
 
 
 class ParityError(RuntimeError):
@@ -60,12 +62,14 @@ def score_candidate(
     val: Labelled,
     max_wrong_lane: float,
     threads: int,
+    line_val: np.ndarray | None = None,
 ) -> CandidateScores:
     """Score the int8 candidate and its float32 twin on the test split and the out-of-domain photos; fit the
     familiarity check (the training images' int8 embeddings; its limit from the validation split); choose the
     thresholds where the line is (the out-of-domain photos when there are any, else the validation split), and
     judge that choice leaving each out-of-domain source out in turn; measure parity on test and OOD together: on
-    113 test images alone one flipped near-tie is a whole point."""
+    113 test images alone one flipped near-tie is a whole point. The line's own validation crops (`line_val`, a
+    mask over `val`) choose the thresholds beside those photos, weighing as much as all of them (`trainer.line`)."""
     checked, n_test, n_val = test[0] + ood[0], len(test[0]), len(val[0])
     scored, embedded = bundle_outputs(int8_dir, checked + val[0] + train, threads, "evaluate int8 tflite")
     float_all, _ = bundle_outputs(float_dir, checked, threads, "evaluate float32 tflite")
@@ -79,14 +83,17 @@ def score_candidate(
     test_int8, ood_int8 = int8_all[:n_test], int8_all[n_test:]
     test_novelty, ood_novelty = novelty[:n_test], novelty[n_test:]
     ood_decided = calibration.as_decided(ood_int8, ood_novelty)
+    line_val = np.zeros(n_val, bool) if line_val is None else line_val
+    val_decided = calibration.as_decided(scored[len(checked) : len(checked) + n_val], val_distance / limit)
     if ood[0]:
-        chooser, chooser_y, chosen_on = ood_decided, ood[1], "out-of-domain validation"
+        guard, guard_y, chosen_on = ood_decided, ood[1], "out-of-domain validation"
     else:
-        val_scores = scored[len(checked) : len(checked) + n_val]
-        chooser, chooser_y = calibration.as_decided(val_scores, val_distance / limit), val[1]
-        chosen_on = "in-domain validation split"
-    threshold = calibration.recommend_threshold(chooser, chooser_y, max_wrong_lane)
-    per_label = calibration.recommend_per_label(chooser, chooser_y, max_wrong_lane)
+        guard, guard_y, chosen_on = val_decided[~line_val], val[1][~line_val], "in-domain validation split"
+    chooser, chooser_y, weights = line.chooser(guard, guard_y, val_decided[line_val], val[1][line_val])
+    if line_val.any():
+        chosen_on = f"the line's {int(line_val.sum())} validation crops, weighing as much as the {chosen_on} beside"
+    threshold = calibration.recommend_threshold(chooser, chooser_y, max_wrong_lane, weights)
+    per_label = calibration.recommend_per_label(chooser, chooser_y, max_wrong_lane, weights)
     return CandidateScores(
         test_int8=test_int8,
         test_float32=float_all[:n_test],
@@ -103,6 +110,23 @@ def score_candidate(
             for name, flag in (("one", False), ("per_label", True))
         },
     )
+
+
+def bundle_decided(bundle_dir: Path, images: list[Path], threads: int) -> tuple[np.ndarray, np.ndarray]:
+    """Scores as the lanes see them (unfamiliar ones zeroed) from any bundle, and the per-label thresholds the
+    daemon would apply to them: how a bundle already on the line is judged beside a candidate."""
+    bundle = load_bundle(bundle_dir)
+    thresholds = Thresholds.resolve(ModelSettings(), bundle.metadata)
+    scores, novelty = [], []
+    classifier = Classifier(bundle, threads=threads)
+    for path in tqdm(images, desc=f"evaluate {bundle.metadata.model_id}", unit="img"):
+        assessment = classifier.assess(decode_image(str(path)))
+        scores.append(assessment.scores)
+        novelty.append(np.nan if assessment.novelty is None else assessment.novelty)
+    per_label = np.array([thresholds.for_label(label) for label in bundle.labels])
+    if not images:
+        return np.zeros((0, len(bundle.labels))), per_label
+    return calibration.as_decided(np.stack(scores), np.array(novelty)), per_label
 
 
 def ood_metrics(y_ood: np.ndarray, scores: np.ndarray, styles: list[str], labels: tuple[str, ...]) -> dict:

@@ -94,14 +94,19 @@ def train_two_phases(
     seed: int,
     checkpoint_dir: Path,
     progress: str = "",
+    train_weight: np.ndarray | None = None,
+    val_weight: np.ndarray | None = None,
 ) -> History:
     """Train `top` (trainable layers on top of the cached features) in place; returns the curves.
 
-    `progress` prefixes the progress bars (which ensemble member this is).
+    `progress` prefixes the progress bars (which ensemble member this is). `train_weight` and `val_weight` scale
+    what each image counts in the loss and in validation (the line's own crops count more), on top of the
+    class balance.
     """
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     history = History()
-    weights = class_weights(train_y, num_classes)
+    weights = class_weights(train_y, num_classes) * (1.0 if train_weight is None else train_weight.astype(np.float32))
+    val_w = np.ones(len(val_y), np.float32) if val_weight is None else val_weight.astype(np.float32)
     # One-hot targets with label smoothing: confident logits stay within a few units, so the int8 range
     # of the final layer (set by the most confident images) keeps fine steps where classes are close.
     train_t, val_t = np.eye(num_classes, dtype=np.float32)[train_y], np.eye(num_classes, dtype=np.float32)[val_y]
@@ -115,8 +120,7 @@ def train_two_phases(
             train_x,
             train_t,
             weights,
-            val_x,
-            val_t,
+            (val_x, val_t, val_w),
             head_epochs,
             head_lr,
             patience,
@@ -127,7 +131,9 @@ def train_two_phases(
         history.best_val_loss = float(min(history.phase1["val_loss"]))
     else:  # warm start: the loaded weights are the baseline that fine-tuning has to beat
         top.compile(loss=loss)
-        history.best_val_loss = float(top.evaluate(val_x[:, 0].astype(np.float32), val_t, verbose=0))
+        history.best_val_loss = float(
+            top.evaluate(val_x[:, 0].astype(np.float32), val_t, sample_weight=val_w, verbose=0)
+        )
         history.best_phase = 0
     top.save_weights(phase1_best)
     if finetune_epochs == 0:
@@ -143,7 +149,7 @@ def train_two_phases(
     top.compile(optimizer, loss=loss, metrics=["accuracy"])
     fitted = top.fit(
         batches,
-        validation_data=(val_x[:, 0].astype(np.float32), val_t),
+        validation_data=(val_x[:, 0].astype(np.float32), val_t, val_w),
         epochs=finetune_epochs,
         verbose=0,
         callbacks=[
@@ -173,8 +179,7 @@ def _train_head(
     train_x: np.ndarray,
     train_t: np.ndarray,
     weights: np.ndarray,
-    val_x: np.ndarray,
-    val_t: np.ndarray,
+    val: tuple[np.ndarray, np.ndarray, np.ndarray],
     epochs: int,
     lr: float,
     patience: int,
@@ -183,6 +188,7 @@ def _train_head(
     progress: str = "",
 ) -> dict[str, list[float]]:
     """Phase 1: the head alone, on pooled features of every cached view (pooling is frozen here)."""
+    val_x, val_t, val_w = val
     pooler, head = split_model(top, head_from)
     pooled_train = pooler.predict(train_x.reshape(-1, *train_x.shape[2:]), batch_size=64, verbose=0)
     pooled_val = pooler.predict(val_x[:, 0], batch_size=64, verbose=0)
@@ -192,7 +198,7 @@ def _train_head(
         pooled_train,
         np.repeat(train_t, views, axis=0),
         sample_weight=np.repeat(weights, views),
-        validation_data=(pooled_val, val_t),
+        validation_data=(pooled_val, val_t, val_w),
         batch_size=batch_size,
         epochs=epochs,
         shuffle=True,

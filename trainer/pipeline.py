@@ -14,8 +14,8 @@ import keras
 import numpy as np
 
 import trainer
-from edge.bundle import InputSpec, Quantization, load_bundle, write_bundle
-from trainer import calibration, evaluate, report, warm_start
+from edge.bundle import HeldBackCrop, InputSpec, LineCheck, Quantization, load_bundle, write_bundle
+from trainer import calibration, evaluate, line, report, warm_start
 from trainer.accelerator import accelerator_scope, compute_policy
 from trainer.config import TrainConfig
 from trainer.data import SPLITS, DataSet, Sample, balanced_sample, load_dataset, load_ood, write_split_file
@@ -32,7 +32,7 @@ from trainer.model import (
     scale_logits,
     split_model,
 )
-from trainer.trained_run import SPLIT, WEIGHTS, TrainedRun
+from trainer.trained_run import SPLIT, WEIGHTS, TrainedRun, written_bundle
 
 log = logging.getLogger("sortline.train")
 
@@ -42,10 +42,11 @@ def load_data(cfg: TrainConfig, split_file: Path | None = None) -> DataSet:
     return load_dataset(
         cfg.data,
         more=tuple(cfg.more_data),
+        line=tuple(cfg.line),
         max_distance=cfg.near_duplicate_distance,
         val_fraction=cfg.val_fraction,
         test_fraction=cfg.test_fraction,
-        seed=cfg.seed,
+        line_fractions=(cfg.line_val_fraction, cfg.line_test_fraction),
         split_file=split_file,
         manifest=cfg.manifest,
     )
@@ -69,7 +70,7 @@ def export(work: Path, out: Path | None = None) -> dict:
         inputs = _load_inputs(cfg)
         joined = blank_model(cfg, len(inputs.data.labels), trained.caps)
         joined.model.load_weights(work / WEIGHTS)
-        network = Network([], joined, trained.caps, trained.fingerprint, trained.warm_from)
+        network = Network([], joined, trained.caps, trained.fingerprint, trained.warm_from, trained.warm_note)
         log.info("exporting the run in %s (trained on %s)", work, trained.backend)
         return _export_and_report(cfg, inputs, network, trained, "float32", started - trained.timing["train_s"])
 
@@ -92,6 +93,8 @@ def _run(cfg: TrainConfig) -> dict:
     log.info("compute precision: %s", policy)
     work: Path = cfg.work_dir  # type: ignore[assignment]  # filled in by TrainConfig
     work.mkdir(parents=True, exist_ok=True)
+    if cfg.compare_with is None and cfg.warm_start:  # the live model is, by default, what the last run wrote
+        cfg = cfg.model_copy(update={"compare_with": written_bundle(work)})
     inputs = _load_inputs(cfg)
     timing = {"data_s": time.perf_counter() - started}
 
@@ -107,7 +110,7 @@ def _run(cfg: TrainConfig) -> dict:
 
     t = time.perf_counter()
     with accelerator_scope(policy):
-        histories = _train_members(cfg, network, features, inputs.y["train"], work)
+        histories = _train_members(cfg, network, features, inputs, work)
     timing["training_s"] = time.perf_counter() - t
     warm_start.save(work, network.model, network.fingerprint, [s.sha256 for s in inputs.parts["train"]])
     temperature = _calibrate(network, features)
@@ -116,6 +119,7 @@ def _run(cfg: TrainConfig) -> dict:
     trained = TrainedRun(
         cfg, keras.backend.backend(), policy, network.caps, network.fingerprint, network.warm_from, histories,
         temperature, timing, {"directory": str(cache.directory), "computed": cache.computed, "reused": cache.reused},
+        network.warm_note,
     )  # fmt: skip
     network.model.save_weights(work / WEIGHTS)
     write_split_file(work / SPLIT, inputs.data, _split_settings(cfg))
@@ -165,6 +169,10 @@ class Inputs:
     def paths(self, split: str) -> list[Path]:
         return [self.data.path(s) for s in self.parts[split]]
 
+    def from_line(self, split: str) -> np.ndarray:
+        """Which of the split's images are the line's own crops."""
+        return np.array([s.line for s in self.parts[split]], dtype=bool)
+
 
 @dataclass
 class Network:
@@ -175,6 +183,7 @@ class Network:
     caps: dict[str, float]  # VGG16's activation caps ({} otherwise)
     fingerprint: dict
     warm_from: str | None
+    warm_note: str = ""  # what the warm start reused
 
     @property
     def model(self) -> keras.Model:
@@ -278,8 +287,9 @@ def _build_network(
     }
     joined = join_members(members, cfg.finetune_from)  # type: ignore[arg-type]  # filled in by TrainConfig
     held_out = {s.sha256 for s in inputs.parts["val"] + inputs.parts["test"]}
-    warm_from = warm_start.load(work, joined.model, fingerprint, held_out) if cfg.warm_start else None
-    return Network(members, joined, caps, fingerprint, warm_from)
+    training = {s.sha256 for s in inputs.parts["train"]}
+    reused = warm_start.load(work, joined.model, fingerprint, held_out, training) if cfg.warm_start else None
+    return Network(members, joined, caps, fingerprint, *((reused.weights, reused.note) if reused else (None, "")))
 
 
 def _member_views(cfg: TrainConfig) -> list[list[int]]:
@@ -300,17 +310,22 @@ def _extract_features(cfg: TrainConfig, inputs: Inputs, network: Network, cache:
     return Features(train, features(inputs.data, inputs.parts["val"], 1), inputs.y["val"])
 
 
-def _train_members(
-    cfg: TrainConfig, network: Network, features: Features, train_y: np.ndarray, work: Path
-) -> list[History]:
-    """Both phases for each member in turn, on its own views and seed; trains `network.model` in place."""
+def _train_members(cfg: TrainConfig, network: Network, features: Features, inputs: Inputs, work: Path) -> list[History]:
+    """Both phases for each member in turn, on its own views and seed; trains `network.model` in place. The line's
+    own crops carry `cfg.line_weight` of the training loss and half of the validation loss."""
     count = len(network.members)
+    train_weight = line.share_weights(inputs.from_line("train"), cfg.line_weight)
+    val_weight = line.share_weights(inputs.from_line("val"), line.VALIDATION_SHARE)
+    if inputs.from_line("train").any():
+        log.info("the line's %d training crops weigh %.1f each (%.0f %% of the loss); its %d validation crops "
+                 "%.1f each", inputs.from_line("train").sum(), train_weight.max(), 100 * cfg.line_weight,
+                 inputs.from_line("val").sum(), val_weight.max())  # fmt: skip
     return [
         train_two_phases(
             split_model(member, cfg.finetune_from)[1],  # type: ignore[arg-type]  # shares its layers with the model
             HEAD_FROM,
             features.train[:, views],
-            train_y,
+            inputs.y["train"],
             features.val_x,
             features.val_y,
             num_classes=network.model.output.shape[-1],
@@ -325,6 +340,8 @@ def _train_members(
             seed=cfg.seed + k,
             checkpoint_dir=work / "checkpoints" / f"member{k + 1}",
             progress=f"member {k + 1}/{count}, " if count > 1 else "",
+            train_weight=train_weight,
+            val_weight=val_weight,
         )
         for k, (member, views) in enumerate(zip(network.members, _member_views(cfg), strict=True))
     ]
@@ -388,6 +405,7 @@ def _score(cfg: TrainConfig, inputs: Inputs, exported: Exported) -> evaluate.Can
         ood=(inputs.ood_paths, inputs.y_ood),
         ood_sources=[s.source for s in inputs.ood],
         val=(inputs.paths("val"), inputs.y["val"]),
+        line_val=inputs.from_line("val"),
         max_wrong_lane=cfg.max_wrong_lane,
         threads=cfg.threads,
     )
@@ -448,6 +466,9 @@ def _write_outputs(
         decisions["ood_wrong_lanes"] = evaluate.wrong_lanes(
             scored.ood_decided, inputs.y_ood, per_label, labels, [str(p) for p in inputs.ood_paths]
         )
+    line_comparison = _line_comparison(cfg, inputs, scored, per_label)
+    if line_comparison:
+        decisions["line"] = line_comparison
     training = _training_record(cfg, inputs.data, network, histories)
     metrics = {
         "test_accuracy": test_int8["accuracy"],
@@ -470,6 +491,7 @@ def _write_outputs(
         recommended_thresholds=scored.thresholds,
         temperature=temperature,
         familiar=scored.familiar,
+        line_check=_line_check(cfg, inputs),
         **exported.common,
     )
     load_bundle(cfg.out)  # what the edge will do; fails loudly here rather than on the line
@@ -528,11 +550,57 @@ def _write_outputs(
     return result
 
 
+def _line_check(cfg: TrainConfig, inputs: Inputs) -> LineCheck | None:
+    """The line's crops held back from this model, for the daemon to judge it against the live one."""
+    held_back = [s for s in inputs.parts["test"] if s.line]
+    if not held_back:
+        return None
+    crops = tuple(HeldBackCrop(sha256=s.sha256, label=s.label) for s in held_back)
+    return LineCheck(held_back=crops, line=line.line_name(_line_folders(inputs)))
+
+
+def _line_folders(inputs: Inputs) -> list[Path]:
+    return [inputs.data.roots[i] for i in sorted({s.folder for s in inputs.data.samples if s.line})]
+
+
+def _line_comparison(
+    cfg: TrainConfig, inputs: Inputs, scored: evaluate.CandidateScores, per_label: np.ndarray
+) -> dict | None:
+    """The candidate and the live model (`cfg.compare_with`), each at its own thresholds, on the line's held-back
+    crops, the rest of the test split and the out-of-domain photos: better on the line, and no worse elsewhere?"""
+    on_line, y = inputs.from_line("test"), inputs.y["test"]
+    before = line.comparable_bundle(cfg.compare_with, inputs.data.labels)
+    if not on_line.any() and before is None:
+        return None
+    sets = {
+        "line": (on_line, scored.test_decided[on_line]),
+        "test": (~on_line, scored.test_decided[~on_line]),
+    }
+    result: dict = {
+        "line": line.line_name(_line_folders(inputs)),
+        "crops": inputs.data.summary["line"],
+        "candidate": {name: line.judged(decided, y[mask], per_label) for name, (mask, decided) in sets.items()},
+    }
+    if inputs.ood:
+        result["candidate"]["ood"] = line.judged(scored.ood_decided, inputs.y_ood, per_label)
+    if before is not None:
+        test_paths = inputs.paths("test")
+        decided, thresholds = evaluate.bundle_decided(before, test_paths + inputs.ood_paths, cfg.threads)
+        live = {name: line.judged(decided[: len(y)][mask], y[mask], thresholds) for name, (mask, _) in sets.items()}
+        if inputs.ood:
+            live["ood"] = line.judged(decided[len(y) :], inputs.y_ood, thresholds)
+        result["live"] = {"bundle": load_bundle(before).metadata.model_id, **live}
+        result["worse_on_line"] = bool(on_line.any()) and line.worse(result["candidate"]["line"], live["line"])
+    return result
+
+
 def _split_settings(cfg: TrainConfig) -> dict:
     return {
-        "seed": cfg.seed,
+        "split": "by content hash (trainer.data.split_position)",
         "val_fraction": cfg.val_fraction,
         "test_fraction": cfg.test_fraction,
+        "line_val_fraction": cfg.line_val_fraction,
+        "line_test_fraction": cfg.line_test_fraction,
         "near_duplicate_distance": cfg.near_duplicate_distance,
     }
 
@@ -547,10 +615,12 @@ def _training_record(cfg: TrainConfig, data: DataSet, network: Network, historie
         },
         "weights": cfg.weights if cfg.weights in ("imagenet", "none") else Path(cfg.weights).name,
         "settings": cfg.model_dump(
-            mode="json", exclude={"data", "more_data", "out", "work_dir", "cache_dir", "split_file"}
+            mode="json",
+            exclude={"data", "more_data", "line", "out", "work_dir", "cache_dir", "split_file", "compare_with"},
         ),
         "activation_caps": network.caps,
         "warm_start_from": network.warm_from,
+        "warm_start_reused": network.warm_note,
         "members": [
             {
                 "seed": cfg.seed + k,

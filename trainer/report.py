@@ -107,10 +107,12 @@ def write_report(out: Path, report: dict) -> None:
 
 def summary_markdown(r: dict) -> str:
     t, p, d = r["test_int8"], r["parity"], r["data"]
+    folders = dict.fromkeys([d["root"], *d["more_data"], *d["line"]["folders"]])
     lines = [
         f"# {r['bundle']['name']} {r['bundle']['version']}",
         "",
-        f"Trained on {', '.join(f'`{root}`' for root in [d['root'], *d['more_data']])}: {d['images']} images after"
+        f"Trained on {', '.join(f'`{root}`' for root in folders)}:"
+        f" {d['images']} images after"
         f" removing {len(d['broken'])} unreadable and "
         f"{len(d['exact_duplicates_removed'])} exact-duplicate files; {d['near_duplicate_groups']} near-duplicate "
         f"groups ({d['images_in_near_duplicate_groups']} images) kept whole within one split.",
@@ -135,6 +137,7 @@ def summary_markdown(r: dict) -> str:
             for k, v in t["per_class"].items()
         ),
         "",
+        *_line_section(r["decisions"].get("line")),
         *_decisions_section(r),
         _start_note(r["training"]),
         f"Input {r['bundle']['input']}, int8 model {r['bundle']['model_bytes'] / 1e6:.1f} MB. "
@@ -202,6 +205,47 @@ def _decisions_section(r: dict) -> list[str]:
         "",
     ]
     return lines
+
+
+_LINE_SETS = {
+    "line": "the line's held-back crops",
+    "test": "in-domain test (shop photos)",
+    "ood": "out-of-domain photos (guard)",
+}
+
+
+def _line_section(comparison: dict | None) -> list[str]:
+    """Before / after on the line's own items: what an operator asks of a retrained model first."""
+    if not comparison:
+        return []
+    crops, live = comparison["crops"], comparison.get("live")
+    lines = [
+        f"## The line: `{comparison['line'] or 'no line crops'}`",
+        "",
+        f"The line's own crops: {crops['train']} trained on, {crops['val']} chose the epochs and thresholds,"
+        f" {crops['test']} held back to judge (too few to tell small differences: the brackets are 95 % intervals).",
+        "",
+        "| set | images | candidate: right / reject / wrong |"
+        + (f" live `{live['bundle']}`: right / reject / wrong |" if live else ""),
+        "|---|---:|---|" + ("---|" if live else ""),
+    ]
+    for key, name in _LINE_SETS.items():
+        if key not in comparison["candidate"] or not comparison["candidate"][key]["images"]:
+            continue
+        cells = [_judged_cell(comparison["candidate"][key]), *([_judged_cell(live[key])] if live else [])]
+        lines.append(f"| {name} | {comparison['candidate'][key]['images']} | " + " | ".join(cells) + " |")
+    if live and crops["test"]:
+        verdict = "**worse**: the daemon refuses it unless forced" if comparison["worse_on_line"] else "not worse"
+        lines += ["", f"On the line's held-back crops the candidate is {verdict}."]
+    return [*lines, ""]
+
+
+def _judged_cell(row: dict) -> str:
+    right, wrong = row["right_95"], row["wrong_95"]
+    return (
+        f"{row['right']:.1%} [{right[0]:.0%}–{right[1]:.0%}] / {row['reject']:.1%} /"
+        f" {row['wrong']:.1%} [{wrong[0]:.0%}–{wrong[1]:.0%}]"
+    )
 
 
 def _outcome_table(title: str, rows: dict[str, dict]) -> list[str]:
@@ -275,7 +319,7 @@ def _start_note(training: dict) -> str:
     """Where training started and how each member's epochs went."""
     members = training["members"]
     start = (
-        f"Warm start from `{training['warm_start_from']}` (phase 1 skipped)"
+        f"Warm start from `{training['warm_start_from']}` (phase 1 skipped; {training.get('warm_start_reused')})"
         if training.get("warm_start_from")
         else "From the backbone weights"
     )

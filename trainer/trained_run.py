@@ -34,6 +34,7 @@ class TrainedRun:
     temperature: float
     timing: dict[str, float]
     cache: dict  # directory, computed, reused: for the report
+    warm_note: str = ""  # what a warm start reused
 
     def write(self, work: Path) -> None:
         """Beside the weights, which the pipeline saves itself (`WEIGHTS`)."""
@@ -52,3 +53,13 @@ class TrainedRun:
             return cls(**record)
         except (ValueError, TypeError, KeyError) as exc:
             raise TrainedRunError(f"{work / RECORD}: unreadable ({exc})") from None
+
+
+def written_bundle(work: Path) -> Path | None:
+    """The bundle directory the run in `work` wrote (its --out), if it is there: the model a rerun is judged
+    against."""
+    try:
+        out = Path(json.loads((work / RECORD).read_text(encoding="utf-8"))["cfg"]["out"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return out if (out / "bundle.json").is_file() else None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -29,10 +30,16 @@ def save(work: Path, model: keras.Model, fingerprint: dict, trained_on: list[str
     (work / FINGERPRINT).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def load(work: Path, model: keras.Model, fingerprint: dict, held_out: set[str]) -> str | None:
+@dataclass(frozen=True)
+class Reused:
+    weights: str  # the file loaded
+    note: str  # what was reused: how many of this run's training images the weights have seen
+
+
+def load(work: Path, model: keras.Model, fingerprint: dict, held_out: set[str], training: set[str]) -> Reused | None:
     """Load the previous weights into `model` if they fit it and never saw a `held_out` image (sha256).
 
-    Returns the weights file, or None (and the reason logged): then the run trains from scratch.
+    Returns what was loaded, or None (and the reason logged): then the run trains from scratch.
     """
     weights, record = work / WEIGHTS, work / FINGERPRINT
     if not (weights.is_file() and record.is_file()):
@@ -57,5 +64,9 @@ def load(work: Path, model: keras.Model, fingerprint: dict, held_out: set[str]) 
         )
         return None
     model.load_weights(weights)
-    log.info("warm start: continuing from %s", weights)
-    return str(weights)
+    note = (
+        f"the weights trained on {len(trained_on)} images; {len(training & trained_on)} of this run's"
+        f" {len(training)} training images among them, {len(training - trained_on)} new"
+    )
+    log.info("warm start: continuing from %s: %s", weights, note)
+    return Reused(str(weights), note)

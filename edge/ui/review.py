@@ -3,7 +3,9 @@
 The crop store keeps the crops the model was unsure about, and any decision's crop sent to review from the
 page, as ``<crops>/<top label>/<time>_<item>_<conf>.jpg``.
 Labelled ones move to ``<labelled>/<label>/`` and get a row in ``<labelled>/manifest.csv`` (which crop, the
-label given, the live model and what it said); the folder is what ``sortline-train`` takes beside the shop photos.
+label given, the live model and what it said); ``<labelled>/line.json`` says which line (the device) and model
+they came from, and marks the folder as a line's own crops for ``sortline-train``, which takes it beside the shop
+photos.
 Crops are named by their place in the store (``jeans/20261201T120000_ab12-3_55.jpg``) and each name is checked
 against that shape and looked up inside the store, never joined into a path as given.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 import tarfile
 import threading
@@ -28,6 +31,7 @@ from edge.crops import CropStore
 _CROP_ID = re.compile(r"^(?P<top>[A-Za-z0-9_-]{1,64})/(?P<name>[A-Za-z0-9_.-]{1,160}\.jpg)$")
 _NAME = re.compile(r"^(?P<time>\d{8}T\d{6})_(?P<item>.+)_(?P<confidence>\d{2,3})\.jpg$")
 MANIFEST = "manifest.csv"
+LINE_MARKER = "line.json"  # marks a data folder as a line's own crops for the trainer (`trainer.data`)
 COLUMNS = ("file", "label", "item_id", "model", "model_said", "confidence", "labelled_at")
 
 
@@ -45,10 +49,13 @@ class Crop:
 
 
 class Review:
-    def __init__(self, store: CropStore, labelled_dir: Path, labels: Callable[[], tuple[str, ...]]) -> None:
+    def __init__(
+        self, store: CropStore, labelled_dir: Path, labels: Callable[[], tuple[str, ...]], line: str = ""
+    ) -> None:
+        """`line`: the line's name (the device's id), written beside the crops."""
         assert store.settings.directory is not None, "review needs the crop store on"
         self.store, self.crops_dir, self.labelled_dir = store, store.settings.directory, labelled_dir
-        self._labels = labels
+        self._labels, self.line = labels, line
         self._lock = threading.Lock()
 
     @property
@@ -103,6 +110,8 @@ class Review:
                     crop.path.replace(folder / crop.path.name)
                     writer.writerow((f"{label}/{crop.path.name}", label, crop.item_id, model, crop.top_label,
                                      crop.confidence, labelled_at))  # fmt: skip
+            marker = {"format": "sortline-line-crops-v1", "line": self.line, "model": model, "updated_at": labelled_at}
+            (self.labelled_dir / LINE_MARKER).write_text(json.dumps(marker, indent=1) + "\n", encoding="utf-8")
             return len(crops)
 
     def export(self) -> bytes:

@@ -4,6 +4,8 @@ owns the daemon's state, and what commands and reloads do to the decisions, with
 
 from __future__ import annotations
 
+import json
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -12,8 +14,11 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import cv2
+import numpy as np
 import pytest
 
+from edge.bundle import sha256_file
 from edge.command_router import CommandHandler
 from edge.commands import CommandError, Trigger, parse_command
 from edge.config import load_settings
@@ -128,3 +133,56 @@ def test_a_stopped_daemon_refuses_commands_instead_of_leaving_them_unanswered(ru
     wait_until(lambda: daemon.inbox.closed)
     with pytest.raises(CommandError, match="pause not carried out: the daemon is stopping"):
         link.command(b'{"command": "pause"}')
+
+
+def _retrained(source: Path, target: Path, version: str, labels: list[str], held_back: dict[str, Path]) -> Path:
+    """A copy of `source` as a retrained model that held back the line's crops `held_back` (label -> file);
+    `labels` in another order make the same network answer other labels (a model that got worse)."""
+    target.mkdir(parents=True)
+    shutil.copyfile(source / "model.tflite", target / "model.tflite")
+    meta = json.loads((source / "bundle.json").read_text())
+    meta |= {"version": version, "labels": labels}
+    meta["line_check"] = {
+        "line": "line-1",
+        "held_back": [{"sha256": sha256_file(path), "label": label} for label, path in held_back.items()],
+    }
+    (target / "bundle.json").write_text(json.dumps(meta))
+    return target
+
+
+def test_a_reload_worse_on_the_lines_own_held_back_crops_is_refused_unless_forced(running, color_bundle, tmp_path):
+    labelled = tmp_path / "labelled"  # as the page leaves them: labelled/<label>/<crop>.jpg
+    crops = {}
+    for label, bgr in {"red": (20, 20, 220), "green": (40, 200, 20), "blue": (220, 40, 30)}.items():
+        crops[label] = labelled / label / f"20261205T010000_{label}_40.jpg"
+        crops[label].parent.mkdir(parents=True)
+        cv2.imwrite(str(crops[label]), np.full((40, 40, 3), bgr, np.uint8))
+    worse = _retrained(color_bundle, tmp_path / "v2", "2", ["green", "red", "blue"], crops)  # red <-> green
+    same = _retrained(color_bundle, tmp_path / "v3", "3", ["red", "green", "blue"], crops)
+    daemon, link = running(crops={"directory": str(tmp_path / "crops"), "labelled_directory": str(labelled)})
+    wait_until(lambda: len(link.decisions) >= 2)
+
+    with pytest.raises(CommandError) as refused:
+        link.command(f'{{"command": "reload", "bundle": "{worse}"}}'.encode())
+    assert "worse than the live model on the line's 3 held-back crops: 1 right, 0 rejected, 2 wrong lane" in str(
+        refused.value
+    )
+    assert "(live: 3 right, 0 rejected, 0 wrong lane)" in str(refused.value) and '"force": true' in str(refused.value)
+    assert daemon.rollout.status()["stage"] == "line_check" and daemon.classifier.bundle.metadata.version == "1"
+
+    reply = link.command(f'{{"command": "reload", "bundle": "{same}"}}'.encode())  # as good: it goes live
+    assert reply["line_check"] == {
+        "crops": 3, "live": {"right": 3, "reject": 0, "wrong": 0}, "candidate": {"right": 3, "reject": 0, "wrong": 0},
+        "worse": False, "forced": False,
+    }  # fmt: skip
+    wait_until(lambda: daemon.classifier.bundle.metadata.version == "3")
+
+    forced = link.command(f'{{"command": "reload", "bundle": "{worse}", "force": true}}'.encode())
+    assert forced["line_check"]["worse"] is True and forced["line_check"]["forced"] is True
+    wait_until(lambda: daemon.classifier.bundle.metadata.version == "2")
+    assert daemon.rollout.status()["line_check"]["forced"] is True
+
+    for path in crops.values():  # labelled on another device: only what is here is judged
+        path.unlink()
+    elsewhere = link.command(f'{{"command": "reload", "bundle": "{same}"}}'.encode())["line_check"]
+    assert elsewhere["crops"] == 0 and "none of the 3 held-back line crops" in elsewhere["note"]

@@ -9,11 +9,20 @@ import numpy as np
 CLASSES = {"red_box": (40, 40, 220), "green_disc": (60, 200, 60), "blue_bar": (220, 80, 40)}  # BGR
 
 
-def draw_item(label: str, rng: np.random.Generator, height: int = 150, width: int = 110) -> np.ndarray:
-    """One product-like photo: a coloured item on a light, noisy background, at a random place and size."""
-    image = np.full((height, width, 3), 235, np.uint8)
+def draw_item(
+    label: str,
+    rng: np.random.Generator,
+    height: int = 150,
+    width: int = 110,
+    colour_of: str | None = None,
+    background: int = 235,
+) -> np.ndarray:
+    """One product-like photo: a coloured item on a light, noisy background, at a random place and size.
+    `colour_of` paints the item in another class's colour and `background` darkens the ground (another line's
+    items: the shapes mean what they meant, the colours do not)."""
+    image = np.full((height, width, 3), background, np.uint8)
     image = np.clip(image + rng.normal(0, 12, image.shape), 0, 255).astype(np.uint8)
-    colour = tuple(int(np.clip(c + rng.integers(-25, 26), 0, 255)) for c in CLASSES[label])
+    colour = tuple(int(np.clip(c + rng.integers(-25, 26), 0, 255)) for c in CLASSES[colour_of or label])
     cx, cy = int(rng.integers(width // 3, 2 * width // 3)), int(rng.integers(height // 3, 2 * height // 3))
     size = int(rng.integers(18, 34))
     if label == "red_box":

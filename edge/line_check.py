@@ -1,0 +1,76 @@
+"""Before a retrained model goes live: is it better than the live one on this line's own items?
+
+A bundle trained with the line's labelled crops names the ones it was trained without (`LineCheck.held_back`, by
+content hash). The crops labelled on this device's page lie in ``crops.labelled``: those held back are classified
+by the live model and by the candidate, each at its own thresholds, exactly as the frame loop would decide them.
+The candidate is worse when it sends more of them to a wrong lane, or as many and fewer to the right one; then the
+rollout is refused unless the reload is forced. Crops labelled elsewhere (another device of the fleet) are not
+here, and then there is nothing to judge on: the rollout goes on and says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from edge.bundle import ModelBundle
+from edge.classifier import Classifier
+from edge.config import ModelSettings
+from edge.decision import REJECT, Thresholds, lane_label
+from edge.preprocess import IMAGE_SUFFIXES, decode_image
+
+
+@dataclass(frozen=True)
+class Outcome:
+    right: int
+    reject: int
+    wrong: int
+
+    def worse_than(self, other: Outcome) -> bool:
+        return self.wrong > other.wrong or (self.wrong == other.wrong and self.right < other.right)
+
+    def __str__(self) -> str:
+        return f"{self.right} right, {self.reject} rejected, {self.wrong} wrong lane"
+
+
+def held_back_crops(bundle: ModelBundle, labelled: Path | None) -> list[tuple[Path, str]]:
+    """The candidate's held-back crops found in the labelled folder (by content), with the label it was judged by."""
+    check = bundle.metadata.line_check
+    if check is None or not check.held_back or labelled is None or not labelled.is_dir():
+        return []
+    wanted = {crop.sha256: crop.label for crop in check.held_back}
+    found = []
+    for path in sorted(p for p in labelled.glob("*/*") if p.suffix.lower() in IMAGE_SUFFIXES):
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest in wanted:
+            found.append((path, wanted.pop(digest)))
+    return found
+
+
+def judge(classifier: Classifier, thresholds: Thresholds, crops: list[tuple[Path, str]]) -> Outcome:
+    """How the frame loop would decide each crop: its lane (or a reject) against the label a person gave it."""
+    right = reject = wrong = 0
+    for path, label in crops:
+        assessment = classifier.assess(decode_image(str(path)))
+        said, _, _ = lane_label(assessment.scores, assessment.novelty, classifier.labels, thresholds)
+        right, reject, wrong = right + (said == label), reject + (said == REJECT), wrong + (said not in (label, REJECT))
+    return Outcome(right, reject, wrong)
+
+
+def compare(candidate: Classifier, live: ModelBundle, settings: ModelSettings, labelled: Path | None) -> dict:
+    """Both models on the candidate's held-back crops held here: ``{"crops": n, "live": {...}, "candidate": {...},
+    "worse": bool}``, or ``{"crops": 0, "note": why}`` when there is nothing to judge on."""
+    crops = held_back_crops(candidate.bundle, labelled)
+    if not crops:
+        named = len(candidate.bundle.metadata.line_check.held_back) if candidate.bundle.metadata.line_check else 0
+        note = (
+            f"none of the {named} held-back line crops it names are in {labelled}"
+            if named
+            else "the candidate names no held-back line crops (trained without the line's own)"
+        )
+        return {"crops": 0, "note": note}
+    live_classifier = Classifier(live, threads=settings.threads)
+    before = judge(live_classifier, Thresholds.resolve(settings, live.metadata), crops)
+    after = judge(candidate, Thresholds.resolve(settings, candidate.bundle.metadata), crops)
+    return {"crops": len(crops), "live": asdict(before), "candidate": asdict(after), "worse": after.worse_than(before)}

@@ -1,0 +1,100 @@
+"""The line's own crops: the domain a retrained model has to serve.
+
+A line's labelled crops (the commissioning page's export, or any folder given with ``--line``) are few beside the
+shop photos; counted like them they would weigh nothing in any decision. So they carry a fixed share of the
+training loss and half of the validation loss (which picks the epochs), they choose the reject thresholds
+together with the out-of-domain photos (which then only guard against forgetting), and those held back judge the
+candidate against the live model: on the line, on the shop's test split and on the out-of-domain photos.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from edge.bundle import BundleError, load_bundle
+from trainer import calibration
+from trainer.data import LINE_MARKER
+
+log = logging.getLogger("sortline.train")
+
+VALIDATION_SHARE = 0.5  # of the validation loss, whatever the line's share of training
+
+
+def share_weights(is_line: np.ndarray, share: float) -> np.ndarray:
+    """Per-image weights under which the line's images carry `share` of the total (never less than one each)."""
+    weights = np.ones(len(is_line), np.float32)
+    lines, others = int(is_line.sum()), int((~is_line).sum())
+    if lines and others and share > 0:
+        weights[is_line] = max(1.0, share * others / ((1 - share) * lines))
+    return weights
+
+
+def chooser(
+    guard: np.ndarray, guard_y: np.ndarray, line: np.ndarray, line_y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Scores, labels and weights the thresholds are chosen on: the guard photos and the line's validation crops,
+    the crops together weighing as much as all the guard photos (so one wrong lane among 8 crops counts as one
+    among 8 of 16)."""
+    if not len(line):
+        return guard, guard_y, None
+    weights = np.concatenate([np.ones(len(guard)), np.full(len(line), max(len(guard), 1) / len(line))])
+    return np.concatenate([guard, line]), np.concatenate([guard_y, line_y]), weights
+
+
+def wilson(hits: int, total: int, z: float = 1.96) -> list[float]:
+    """95 % interval of a share seen as `hits` of `total` (Wilson's, sound for a handful of crops)."""
+    if not total:
+        return [0.0, 1.0]
+    p = hits / total
+    middle = (p + z * z / (2 * total)) / (1 + z * z / total)
+    half = z * np.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    return [round(float(max(0.0, middle - half)), 4), round(float(min(1.0, middle + half)), 4)]
+
+
+def judged(decided: np.ndarray, y: np.ndarray, thresholds: np.ndarray) -> dict:
+    """Right / reject / wrong shares and counts at `thresholds` (per label), with 95 % intervals for right and
+    wrong: on a few dozen crops a point is not a point."""
+    row = calibration.outcomes(decided, y, thresholds) if len(y) else {"right": 0.0, "reject": 0.0, "wrong": 0.0}
+    counts = {key: round(row[key] * len(y)) for key in ("right", "reject", "wrong")}
+    return {
+        "images": len(y),
+        **{key: row[key] for key in ("right", "reject", "wrong")},
+        "counts": counts,
+        "right_95": wilson(counts["right"], len(y)),
+        "wrong_95": wilson(counts["wrong"], len(y)),
+    }
+
+
+def worse(candidate: dict, live: dict) -> bool:
+    """More items to a wrong lane, or as many and fewer to the right one (counts on the same crops)."""
+    c, lv = candidate["counts"], live["counts"]
+    return c["wrong"] > lv["wrong"] or (c["wrong"] == lv["wrong"] and c["right"] < lv["right"])
+
+
+def line_name(folders: list[Path]) -> str:
+    """The line the crops came from, as the page's export names it in `LINE_MARKER` (else the folder's name)."""
+    for folder in folders:
+        try:
+            return str(json.loads((folder / LINE_MARKER).read_text(encoding="utf-8")).get("line") or folder.name)
+        except (OSError, ValueError, AttributeError):
+            continue
+    return folders[0].name if folders else ""
+
+
+def comparable_bundle(path: Path | None, labels: tuple[str, ...]) -> Path | None:
+    """`path` if it is a bundle with these labels in this order (else None, and why in the log)."""
+    if path is None:
+        return None
+    try:
+        bundle = load_bundle(path)
+    except BundleError as exc:
+        log.warning("cannot judge the candidate against %s: %s", path, exc)
+        return None
+    if bundle.labels != labels:
+        log.warning("cannot judge the candidate against %s: its labels %s are not %s", path, bundle.labels, labels)
+        return None
+    return path
