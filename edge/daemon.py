@@ -23,7 +23,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from edge import __version__
+from edge import __version__, line_check
 from edge.belt_calibration import BeltCalibration
 from edge.bundle import BundleError, load_bundle
 from edge.camera import Camera, Frame
@@ -298,6 +298,7 @@ class Daemon:
             "thresholds": self.thresholds.describe(),
             "version": __version__,
             "rollout": self.rollout.status(),
+            "line_figures": line_check.trained_figures(meta),
         }
         self._status = status
         self.link.set_status(status)

@@ -14,7 +14,7 @@ import hashlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from edge.bundle import ModelBundle
+from edge.bundle import BundleMetadata, ModelBundle
 from edge.classifier import Classifier
 from edge.config import ModelSettings
 from edge.decision import REJECT, Thresholds, lane_label
@@ -74,3 +74,22 @@ def compare(candidate: Classifier, live: ModelBundle, settings: ModelSettings, l
     before = judge(live_classifier, Thresholds.resolve(settings, live.metadata), crops)
     after = judge(candidate, Thresholds.resolve(settings, candidate.bundle.metadata), crops)
     return {"crops": len(crops), "live": asdict(before), "candidate": asdict(after), "worse": after.worse_than(before)}
+
+
+def trained_figures(metadata: BundleMetadata) -> dict | None:
+    """What the trainer measured on the line's held-back crops for this model and the one it replaced (the
+    commissioning page shows it): ``{"line", "crops", "model", "before"}``, or None for a bundle without them."""
+    comparison = metadata.metrics.get("decisions", {}).get("line")
+    if not isinstance(comparison, dict) or not isinstance(comparison.get("candidate"), dict):
+        return None
+
+    def counts(row: object) -> dict | None:
+        return {k: row["counts"][k] for k in ("right", "reject", "wrong")} if isinstance(row, dict) else None
+
+    live = comparison.get("live") or {}
+    return {
+        "line": comparison.get("line", ""),
+        "crops": comparison.get("crops", {}),
+        "model": counts(comparison["candidate"].get("line")),
+        "before": {"bundle": live.get("bundle"), **(counts(live.get("line")) or {})} if live else None,
+    }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import pytest
 from demo.conveyor import write_conveyor_clip
 from edge.bundle import load_bundle
 from tests.edge.daemon_helpers import command, free_port, start_daemon, terminate, write_config
-from tests.edge.test_ui import get, page_status
+from tests.edge.test_ui import SCREENSHOTS, get, page_status
 
 pytest.importorskip("starlette", reason="the page needs the ui extra")
 pytest.importorskip("tensorflow", reason="retraining needs the trainer extra")
@@ -115,6 +116,8 @@ def test_unsure_line_crops_labelled_on_the_page_retrain_and_go_live(
             tar.extractall(tmp_path / "export", filter="data")
         exported = sorted(p.relative_to(tmp_path / "export") for p in (tmp_path / "export").rglob("*.jpg"))
         assert len(exported) == 3 and (tmp_path / "export" / "labelled" / "manifest.csv").is_file()
+        marker = json.loads((tmp_path / "export" / "labelled" / "line.json").read_text())  # which line, which model
+        assert marker["line"] == "line-1" and marker["model"] == load_bundle(tmp_path / "v1").metadata.model_id
 
         retrained = train(
             ["train", str(shop), str(tmp_path / "export" / "labelled"), "--out", str(tmp_path / "v2"),
@@ -132,6 +135,12 @@ def test_unsure_line_crops_labelled_on_the_page_retrain_and_go_live(
             lambda: (s := page_status(base, None)) and json.loads(s)["model"] == v2.metadata.model_id and s, 60
         )
         assert json.loads(live)["rollout"]["result"] == "ok"
+        figures = "return document.getElementById('line-figures').innerText"  # the trainer's before / after
+        shown = wait.until(lambda d: "when trained (line line-1)" in (t := d.execute_script(figures)) and t)
+        assert load_bundle(tmp_path / "v1").metadata.model_id in shown
+        if os.environ.get("SORTLINE_SCREENSHOTS"):
+            browser.execute_script("document.getElementById('line-figures').scrollIntoView()")
+            browser.save_screenshot(str(SCREENSHOTS / "ui-line.png"))
     finally:
         terminate(daemon)
 

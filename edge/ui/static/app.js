@@ -33,12 +33,42 @@ async function refreshStatus() {
       if (![...filter.options].some((o) => o.value === label)) filter.add(new Option(label, label));
     }
     text("belt", status.belt ? `Now: ${status.belt}.` : "");
+    showLineFigures(status);
     document.getElementById("last").textContent = status.last_decision ? "Last: " + describe(status.last_decision) : "No decision yet.";
     if (status.threshold !== undefined) {
       document.getElementById("threshold-now").textContent = status.threshold.toFixed(2);
       if (!sliderTouched) slider.value = status.threshold;
     }
   } catch (error) { text("state", "daemon unreachable", "bad"); }
+}
+
+function counts(c) {
+  return c ? `${c.right} / ${c.reject} / ${c.wrong}` : "–";
+}
+
+let shownLine = null;
+
+function showLineFigures(status) {  // the trainer's before/after, and the last rollout's check on this device
+  const rows = [];
+  const trained = status.line_figures;
+  if (trained && trained.model) {
+    rows.push([`when trained (line ${trained.line})`, trained.crops.test, counts(trained.model),
+      trained.before ? `${counts(trained.before)} (${trained.before.bundle})` : "–"]);
+  }
+  const check = status.rollout && status.rollout.line_check;
+  if (check && check.crops) {
+    const verdict = check.worse ? (check.forced ? " worse, forced" : " worse, refused") : "";
+    rows.push([`last rollout, on this device${verdict}`, check.crops, counts(check.candidate), counts(check.live)]);
+  }
+  const shown = JSON.stringify(rows);
+  if (!rows.length || shown === shownLine) return;
+  shownLine = shown;
+  const body = document.getElementById("line-figures");
+  body.replaceChildren();
+  for (const values of rows) {
+    const row = body.insertRow();
+    for (const value of values) cell(row, String(value));
+  }
 }
 
 function cell(row, content) {

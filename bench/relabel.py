@@ -1,0 +1,190 @@
+"""Relabel-loop benchmark: does the loop fix the line it came from? Each apparel-ood source stands for a line.
+
+    python bench/relabel.py --json bench/results/relabel.json      # Lite0, ~30 min on 2 cores
+
+1. base: the bundle a line runs today (EfficientNet-Lite0 on the shop photos and apparel-more, the committed
+   bundle's split), trained once; its work directory is what every loop warm-starts from.
+2. for each out-of-domain source in turn, as a line the model never saw: up to 40 of its photos (half of a smaller
+   source), class-balanced and seeded, are the operator's labelled crops (a folder with line.json, as the page
+   exports it); the loop retrains warm with them (`sortline-train train ... --warm-start`), the other sources as
+   its out-of-domain guard. The source's other photos judge before and after.
+3. before is judged as a new source would meet it: thresholds chosen on the other sources (leave one source out);
+   after at the thresholds the loop chose (the line's validation crops beside the other sources). Both also on the
+   shop's test split and the other sources, to show what the loop costs elsewhere.
+
+Results go to the JSON with the CPU they ran on, and are printed as a Markdown table for the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+
+from bench.machine import cpu_description, cpu_line
+from trainer import calibration, evaluate, line
+from trainer.config import TrainConfig
+from trainer.pipeline import run
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+LABELLED = 40
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", default="efficientnet-lite0")
+    parser.add_argument("--split-file", type=Path, default=Path("models/apparel-efficientnet-lite0-int8/split.json"))
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "sortline-bench-relabel")
+    parser.add_argument("--sources", nargs="*", help="only these sources (default: all)")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    ood_root = SHARED / "apparel-ood"
+    rows = list(csv.DictReader((ood_root / "manifest.csv").open(encoding="utf-8")))
+    by_source: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        by_source[row["source"]].append(row)
+
+    base = _base(args, ood_root)
+    labels = tuple(base["labels"])
+    test = [(Path(p), labels.index(label)) for p, label in base["test"]]
+    all_ood = [(ood_root / r["file"], labels.index(r["label"]), r["source"]) for r in rows]
+    base_decided, _ = evaluate.bundle_decided(base["out"], [p for p, _, _ in all_ood], threads=2)
+    base_test, _ = evaluate.bundle_decided(base["out"], [p for p, _ in test], threads=2)
+    y_ood, sources = np.array([y for _, y, _ in all_ood]), np.array([s for _, _, s in all_ood])
+
+    results = []
+    for source in sorted(args.sources or by_source):
+        chosen = _labelled(by_source[source])
+        work = args.work / _slug(source)
+        shutil.rmtree(work, ignore_errors=True)
+        line_dir, guard_dir = work / "line", work / "ood-without"
+        _link(ood_root, line_dir, [r for r in by_source[source] if r["file"] in chosen])
+        (line_dir / "line.json").write_text(json.dumps({"line": source, "model": base["model"]}) + "\n")
+        _link(ood_root, guard_dir, [r for r in rows if r["source"] != source], manifest=True)
+        shutil.copytree(base["work"], work / "run", ignore=shutil.ignore_patterns("float32", "int8-candidate"))
+        cfg = TrainConfig(
+            data=SHARED / "apparel", more_data=[SHARED / "apparel-more"], line=[line_dir], ood=[guard_dir],
+            out=work / "bundle", work_dir=work / "run", split_file=work / "split.json", backbone=args.backbone,
+            warm_start=True, compare_with=base["out"], seed=1,
+        )  # fmt: skip
+        shutil.copy(base["split"], work / "split.json")
+        started = time.perf_counter()
+        result = run(cfg)
+        loop_s = time.perf_counter() - started
+
+        held = sources == source
+        rest = held & ~np.isin([str(p.relative_to(ood_root)) for p, _, _ in all_ood], list(chosen))
+        others = ~held
+        before_thresholds = calibration.recommend_per_label(base_decided[others], y_ood[others], 0.01)
+        after_decided, after_thresholds = evaluate.bundle_decided(cfg.out, [p for p, _, _ in all_ood], threads=2)
+        after_test, _ = evaluate.bundle_decided(cfg.out, [p for p, _ in test], threads=2)
+        y_test = np.array([y for _, y in test])
+        row = {
+            "source": source,
+            "photos": int(held.sum()),
+            "labelled": len(chosen),
+            "judged": int(rest.sum()),
+            "line_crops": result["data"]["line"],
+            "loop_s": round(loop_s, 1),
+            "before": {
+                "line": line.judged(base_decided[rest], y_ood[rest], before_thresholds),
+                "test": line.judged(base_test, y_test, before_thresholds),
+                "other_sources": line.judged(base_decided[others], y_ood[others], before_thresholds),
+            },
+            "after": {
+                "line": line.judged(after_decided[rest], y_ood[rest], after_thresholds),
+                "test": line.judged(after_test, y_test, after_thresholds),
+                "other_sources": line.judged(after_decided[others], y_ood[others], after_thresholds),
+            },
+            "thresholds": {"before": before_thresholds.tolist(), "after": after_thresholds.tolist()},
+        }
+        results.append(row)
+        print(_row(row), flush=True)
+    report = {"cpu": cpu_description(), "backbone": args.backbone, "base": base["model"], "sources": results}
+    print(f"\n{cpu_line(report['cpu'])}\n\n{_table(results)}")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1) + "\n")
+
+
+def _base(args: argparse.Namespace, ood_root: Path) -> dict:
+    """Train the line's current bundle once (kept in --work between runs of the benchmark)."""
+    work, out = args.work / "base-run", args.work / "base-bundle"
+    if not (out / "bundle.json").is_file():
+        cfg = TrainConfig(
+            data=SHARED / "apparel", more_data=[SHARED / "apparel-more"], ood=[ood_root], out=out, work_dir=work,
+            split_file=args.split_file, backbone=args.backbone, seed=1,
+        )  # fmt: skip
+        run(cfg)
+    from edge.bundle import load_bundle
+
+    bundle = load_bundle(out)
+    split = json.loads((out / "split.json").read_text())["samples"]
+    test = [(str(Path(s["folder"]) / s["file"]), s["label"]) for s in split if s["split"] == "test"]
+    return {"work": work, "out": out, "split": out / "split.json", "model": bundle.metadata.model_id,
+            "labels": bundle.labels, "test": test}  # fmt: skip
+
+
+def _labelled(rows: list[dict]) -> set[str]:
+    """Up to 40 photos (half of a smaller source), class-balanced, the same ones every time."""
+    count = min(LABELLED, len(rows) // 2)
+    per_label: dict[str, list[str]] = defaultdict(list)
+    for r in sorted(rows, key=lambda r: r["sha256"]):
+        per_label[r["label"]].append(r["file"])
+    chosen: list[str] = []
+    while len(chosen) < count:
+        for files in per_label.values():
+            if files and len(chosen) < count:
+                chosen.append(files.pop(0))
+    return set(chosen)
+
+
+def _link(root: Path, target: Path, rows: list[dict], manifest: bool = False) -> None:
+    for r in rows:
+        (target / r["file"]).parent.mkdir(parents=True, exist_ok=True)
+        (target / r["file"]).symlink_to((root / r["file"]).resolve())
+    if manifest:
+        with (target / "manifest.csv").open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+def _slug(source: str) -> str:
+    return source.replace("/", "__")
+
+
+def _cell(row: dict) -> str:
+    return " / ".join(f"{100 * row[k]:.1f}" for k in ("right", "reject", "wrong"))
+
+
+def _row(r: dict) -> str:
+    b, a = r["before"], r["after"]
+    return (
+        f"| {r['source']} | {r['labelled']} | {r['judged']} | {_cell(b['line'])} | **{_cell(a['line'])}** |"
+        f" {_cell(b['test'])} → {_cell(a['test'])} | {_cell(b['other_sources'])} → {_cell(a['other_sources'])} |"
+        f" {r['loop_s']:.0f} |"
+    )
+
+
+def _table(results: list[dict]) -> str:
+    head = (
+        "| source (the line) | labelled | judged | before: right / reject / wrong % | after |"
+        " shop test before → after | other sources before → after | loop s |\n|---|---:|---:|---|---|---|---|---:|"
+    )
+    return "\n".join([head, *(_row(r) for r in results)])
+
+
+if __name__ == "__main__":
+    main()
