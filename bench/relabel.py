@@ -49,7 +49,11 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "sortline-bench-relabel")
     parser.add_argument("--sources", nargs="*", help="only these sources (default: all)")
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="a trainer setting for the loop's runs"
+    )
     args = parser.parse_args()
+    overrides = dict(item.split("=", 1) for item in args.set)
     ood_root = SHARED / "apparel-ood"
     rows = list(csv.DictReader((ood_root / "manifest.csv").open(encoding="utf-8")))
     by_source: dict[str, list[dict]] = defaultdict(list)
@@ -77,7 +81,7 @@ def main() -> None:
         cfg = TrainConfig(
             data=SHARED / "apparel", more_data=[SHARED / "apparel-more"], line=[line_dir], ood=[guard_dir],
             out=work / "bundle", work_dir=work / "run", split_file=work / "split.json", backbone=args.backbone,
-            warm_start=True, compare_with=base["out"], seed=1,
+            warm_start=True, compare_with=base["out"], seed=1, **overrides,
         )  # fmt: skip
         shutil.copy(base["split"], work / "split.json")
         started = time.perf_counter()
@@ -112,7 +116,8 @@ def main() -> None:
         }
         results.append(row)
         print(_row(row), flush=True)
-    report = {"cpu": cpu_description(), "backbone": args.backbone, "base": base["model"], "sources": results}
+    report = {"cpu": cpu_description(), "backbone": args.backbone, "base": base["model"], "settings": overrides,
+              "sources": results}  # fmt: skip
     print(f"\n{cpu_line(report['cpu'])}\n\n{_table(results)}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=1) + "\n")

@@ -85,33 +85,54 @@ def risk_coverage(
 
 
 def recommend_threshold(
-    scores: np.ndarray, y: np.ndarray, max_wrong: float, weights: np.ndarray | None = None
+    scores: np.ndarray,
+    y: np.ndarray,
+    max_wrong: float,
+    weights: np.ndarray | None = None,
+    groups: list[np.ndarray] | None = None,
 ) -> float:
-    """The lowest threshold whose wrong-lane share is at most `max_wrong`; if none is, the one with fewest
-    wrong (on a tie the highest: a reject is cheaper than a wrong lane)."""
-    table = risk_coverage(scores, y, weights=weights)
-    within = [row for row in table if row["wrong"] <= max_wrong]
-    if within:
-        return within[0]["threshold"]
-    return min(table, key=lambda row: (row["wrong"], -row["threshold"]))["threshold"]
+    """The lowest threshold whose wrong-lane share is at most `max_wrong` (in each of `groups`, masks over the
+    items, when given); if none is, the one with fewest wrong (on a tie the highest: a reject is cheaper)."""
+    w = np.ones(len(y)) if weights is None else np.asarray(weights, float)
+    wrong_items = scores.argmax(axis=1) != y
+    above = scores.max(axis=1)[None, :] >= THRESHOLDS[:, None]  # (thresholds, items)
+    within = np.ones(len(THRESHOLDS), bool)
+    for group in groups or [np.ones(len(y), bool)]:
+        within &= (above & (wrong_items & group)[None]) @ w <= max_wrong * w[group].sum() + 1e-9
+    if within.any():
+        return float(THRESHOLDS[int(np.argmax(within))])
+    total_wrong = (above & wrong_items[None]) @ w
+    return float(THRESHOLDS[int(np.lexsort((-THRESHOLDS, total_wrong))[0])])
 
 
 def recommend_per_label(
-    scores: np.ndarray, y: np.ndarray, max_wrong: float, weights: np.ndarray | None = None
+    scores: np.ndarray,
+    y: np.ndarray,
+    max_wrong: float,
+    weights: np.ndarray | None = None,
+    groups: list[np.ndarray] | None = None,
 ) -> np.ndarray:
-    """One threshold per label (applied to items whose top label it is): the fewest rejects with at most
-    `max_wrong` wrong lane over all items (each counting its `weight`, default 1); if no combination is within
-    it, the fewest wrong (then the fewest rejects). Labels do not interact (an item is judged by its top label's
-    threshold alone), so every combination of the labels' risk-coverage tables is scored at once."""
+    """One threshold per label (applied to items whose top label it is): the fewest rejects (each item counting
+    its `weight`, default 1) with at most `max_wrong` wrong lane over all items, or within each of `groups`
+    (masks over the items) when given; if no combination is within it, the fewest wrong (then the fewest
+    rejects). Labels do not interact (an item is judged by its top label's threshold alone), so every
+    combination of the labels' risk-coverage tables is scored at once."""
     top, confidence, right = scores.argmax(axis=1), scores.max(axis=1), scores.argmax(axis=1) == y
     w = np.ones(len(y)) if weights is None else np.asarray(weights, float)
+    labels = scores.shape[1]
     above = confidence[None, :] >= THRESHOLDS[:, None]  # (thresholds, items)
-    wrong = np.stack([(above & ((top == k) & ~right)[None]) @ w for k in range(scores.shape[1])])  # (labels, thr)
-    reject = np.stack([(~above & (top == k)[None]) @ w for k in range(scores.shape[1])])
-    grid = np.indices((len(THRESHOLDS),) * scores.shape[1]).reshape(scores.shape[1], -1)  # every combination
-    total_wrong = sum(wrong[k, grid[k]] for k in range(scores.shape[1]))
-    total_reject = sum(reject[k, grid[k]] for k in range(scores.shape[1]))
-    within = total_wrong <= max_wrong * w.sum() + 1e-9
+    grid = np.indices((len(THRESHOLDS),) * labels).reshape(labels, -1)  # every combination
+
+    def per_combination(items: np.ndarray) -> np.ndarray:
+        """Weighted count of `items` (a mask) sent to a lane, for every combination of thresholds."""
+        table = np.stack([(above & (items & (top == k))[None]) @ w for k in range(labels)])  # (labels, thr)
+        return sum(table[k, grid[k]] for k in range(labels))
+
+    total_reject = w.sum() - per_combination(np.ones(len(y), bool))
+    total_wrong = per_combination(~right)
+    within = np.ones(grid.shape[1], bool)
+    for group in groups or [np.ones(len(y), bool)]:
+        within &= per_combination(~right & group) <= max_wrong * w[group].sum() + 1e-9
     # Among the allowed, fewest rejects, then lowest thresholds; otherwise fewest wrong, then fewest rejects.
     key = np.where(within, total_reject, w.sum() + total_wrong * (w.sum() + 1) + total_reject)
     best = grid[:, int(np.lexsort((grid.sum(0), key))[0])]

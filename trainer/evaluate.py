@@ -89,11 +89,14 @@ def score_candidate(
         guard, guard_y, chosen_on = ood_decided, ood[1], "out-of-domain validation"
     else:
         guard, guard_y, chosen_on = val_decided[~line_val], val[1][~line_val], "in-domain validation split"
-    chooser, chooser_y, weights = line.chooser(guard, guard_y, val_decided[line_val], val[1][line_val])
+    chooser, chooser_y, weights, groups = line.chooser(guard, guard_y, val_decided[line_val], val[1][line_val])
     if line_val.any():
-        chosen_on = f"the line's {int(line_val.sum())} validation crops, weighing as much as the {chosen_on} beside"
-    threshold = calibration.recommend_threshold(chooser, chooser_y, max_wrong_lane, weights)
-    per_label = calibration.recommend_per_label(chooser, chooser_y, max_wrong_lane, weights)
+        chosen_on = (
+            f"the line's {int(line_val.sum())} validation crops and the {chosen_on} each (fewest rejects counting"
+            " the line's crops as much as the rest)"
+        )
+    threshold = calibration.recommend_threshold(chooser, chooser_y, max_wrong_lane, weights, groups)
+    per_label = calibration.recommend_per_label(chooser, chooser_y, max_wrong_lane, weights, groups)
     return CandidateScores(
         test_int8=test_int8,
         test_float32=float_all[:n_test],

@@ -35,14 +35,16 @@ def share_weights(is_line: np.ndarray, share: float) -> np.ndarray:
 
 def chooser(
     guard: np.ndarray, guard_y: np.ndarray, line: np.ndarray, line_y: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Scores, labels and weights the thresholds are chosen on: the guard photos and the line's validation crops,
-    the crops together weighing as much as all the guard photos (so one wrong lane among 8 crops counts as one
-    among 8 of 16)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[np.ndarray] | None]:
+    """Scores, labels, weights and groups the thresholds are chosen on: the wrong-lane target must hold on the
+    guard photos and on the line's validation crops each (the guard keeps the shop's and other sources' wrong
+    lanes where they were), and among the thresholds that do, the fewest rejects count the line's crops as much
+    as all the guard photos together."""
     if not len(line):
-        return guard, guard_y, None
+        return guard, guard_y, None, None
     weights = np.concatenate([np.ones(len(guard)), np.full(len(line), max(len(guard), 1) / len(line))])
-    return np.concatenate([guard, line]), np.concatenate([guard_y, line_y]), weights
+    on_line = np.arange(len(guard) + len(line)) >= len(guard)
+    return np.concatenate([guard, line]), np.concatenate([guard_y, line_y]), weights, [~on_line, on_line]
 
 
 def wilson(hits: int, total: int, z: float = 1.96) -> list[float]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from trainer import calibration
+from trainer.line import chooser
 
 
 def _calibrated_sample(n: int = 4000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -46,3 +47,20 @@ def test_when_no_threshold_meets_the_target_the_fewest_wrong_wins():
     scores = np.array([[0.99, 0.005, 0.005]] * 10)
     y = np.array([1] * 10)  # confidently wrong: nothing below 1.0 rejects them
     assert calibration.recommend_threshold(scores, y, max_wrong=0.03) == calibration.THRESHOLDS[-1]
+
+
+def test_the_lines_crops_and_the_guard_must_each_keep_the_wrong_lane_target():
+    """100 guard photos (one wrong lane at 0.7, within 1 %) and 4 line crops (one wrong at 0.8): pooled, the
+    line's wrong one is 1 of 104 and 0.71 passes; held to the target in each group, it sets the threshold."""
+    guard = np.array([[0.95, 0.03, 0.02]] * 99 + [[0.7, 0.2, 0.1]])
+    guard_y = np.array([0] * 99 + [1])
+    line = np.array([[0.9, 0.05, 0.05], [0.85, 0.1, 0.05], [0.8, 0.15, 0.05], [0.9, 0.05, 0.05]])
+    line_y = np.array([0, 0, 1, 0])
+
+    scores, y, weights, groups = chooser(guard, guard_y, line, line_y)
+    assert weights is not None and weights[-1] == 25.0  # 4 crops weigh as much as the 100 photos
+    assert calibration.recommend_threshold(scores, y, 0.01) == 0.71
+    assert calibration.recommend_threshold(scores, y, 0.01, weights, groups) == 0.81
+    per_label = calibration.recommend_per_label(scores, y, 0.01, weights, groups)
+    assert per_label[0] == 0.81  # the label both wrong ones went to
+    assert calibration.recommend_per_label(guard, guard_y, 0.01)[0] == 0.34  # the guard alone: 1 % allowed
