@@ -113,6 +113,10 @@ def main() -> None:
                 "other_sources": line.judged(after_decided[others], y_ood[others], after_thresholds),
             },
             "thresholds": {"before": before_thresholds.tolist(), "after": after_thresholds.tolist()},
+            "line_top1": {
+                "before": _top1(base_decided[rest], y_ood[rest]),
+                "after": _top1(after_decided[rest], y_ood[rest]),
+            },
         }
         results.append(row)
         print(_row(row), flush=True)
@@ -139,6 +143,11 @@ def _base(args: argparse.Namespace, ood_root: Path) -> dict:
     test = [(str(Path(s["folder"]) / s["file"]), s["label"]) for s in split if s["split"] == "test"]
     return {"work": work, "out": out, "split": out / "split.json", "model": bundle.metadata.model_id,
             "labels": bundle.labels, "test": test}  # fmt: skip
+
+
+def _top1(decided: np.ndarray, y: np.ndarray) -> float:
+    """Top-1 of scores as the lanes see them (an unfamiliar item, all zeros, counts as wrong)."""
+    return round(float(np.mean((decided.argmax(1) == y) & (decided.max(1) > 0))), 4)
 
 
 def _labelled(rows: list[dict]) -> set[str]:

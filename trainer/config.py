@@ -80,7 +80,7 @@ class TrainConfig(BaseSettings):
         0.2, gt=0, lt=0.5, description="the line's crops held back to judge the candidate against the live model"
     )
     line_weight: float = Field(
-        0.3,
+        0.5,
         ge=0,
         lt=1,
         description="share of the training loss the line's crops carry (and of validation: half), however few they"

@@ -69,7 +69,7 @@ def score_candidate(
     thresholds where the line is (the out-of-domain photos when there are any, else the validation split), and
     judge that choice leaving each out-of-domain source out in turn; measure parity on test and OOD together: on
     113 test images alone one flipped near-tie is a whole point. The line's own validation crops (`line_val`, a
-    mask over `val`) choose the thresholds beside those photos, weighing as much as all of them (`trainer.line`)."""
+    mask over `val`) choose the thresholds together with those photos (`trainer.line.chooser`)."""
     checked, n_test, n_val = test[0] + ood[0], len(test[0]), len(val[0])
     scored, embedded = bundle_outputs(int8_dir, checked + val[0] + train, threads, "evaluate int8 tflite")
     float_all, _ = bundle_outputs(float_dir, checked, threads, "evaluate float32 tflite")
@@ -89,14 +89,11 @@ def score_candidate(
         guard, guard_y, chosen_on = ood_decided, ood[1], "out-of-domain validation"
     else:
         guard, guard_y, chosen_on = val_decided[~line_val], val[1][~line_val], "in-domain validation split"
-    chooser, chooser_y, weights, groups = line.chooser(guard, guard_y, val_decided[line_val], val[1][line_val])
+    chooser, chooser_y, groups = line.chooser(guard, guard_y, val_decided[line_val], val[1][line_val])
     if line_val.any():
-        chosen_on = (
-            f"the line's {int(line_val.sum())} validation crops and the {chosen_on} each (fewest rejects counting"
-            " the line's crops as much as the rest)"
-        )
-    threshold = calibration.recommend_threshold(chooser, chooser_y, max_wrong_lane, weights, groups)
-    per_label = calibration.recommend_per_label(chooser, chooser_y, max_wrong_lane, weights, groups)
+        chosen_on = f"the line's {int(line_val.sum())} validation crops with the {chosen_on} (and on that alone)"
+    threshold = calibration.recommend_threshold(chooser, chooser_y, max_wrong_lane, groups=groups)
+    per_label = calibration.recommend_per_label(chooser, chooser_y, max_wrong_lane, groups=groups)
     return CandidateScores(
         test_int8=test_int8,
         test_float32=float_all[:n_test],

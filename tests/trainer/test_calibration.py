@@ -49,18 +49,22 @@ def test_when_no_threshold_meets_the_target_the_fewest_wrong_wins():
     assert calibration.recommend_threshold(scores, y, max_wrong=0.03) == calibration.THRESHOLDS[-1]
 
 
-def test_the_lines_crops_and_the_guard_must_each_keep_the_wrong_lane_target():
-    """100 guard photos (one wrong lane at 0.7, within 1 %) and 4 line crops (one wrong at 0.8): pooled, the
-    line's wrong one is 1 of 104 and 0.71 passes; held to the target in each group, it sets the threshold."""
+def test_the_lines_crops_join_the_guard_which_also_keeps_the_target_alone():
+    """100 guard photos, one sent to a wrong lane at 0.7 (within 1 %); 4 line crops, one wrong at 0.8. Together
+    that is 2 of 104: the threshold must pass one of them; the guard alone still allows its own, so the line's
+    mistake sets it. Nor can many right crops let the guard's own wrong lanes through."""
     guard = np.array([[0.95, 0.03, 0.02]] * 99 + [[0.7, 0.2, 0.1]])
     guard_y = np.array([0] * 99 + [1])
     line = np.array([[0.9, 0.05, 0.05], [0.85, 0.1, 0.05], [0.8, 0.15, 0.05], [0.9, 0.05, 0.05]])
     line_y = np.array([0, 0, 1, 0])
-
-    scores, y, weights, groups = chooser(guard, guard_y, line, line_y)
-    assert weights is not None and weights[-1] == 25.0  # 4 crops weigh as much as the 100 photos
-    assert calibration.recommend_threshold(scores, y, 0.01) == 0.71
-    assert calibration.recommend_threshold(scores, y, 0.01, weights, groups) == 0.81
-    per_label = calibration.recommend_per_label(scores, y, 0.01, weights, groups)
-    assert per_label[0] == 0.81  # the label both wrong ones went to
+    scores, y, groups = chooser(guard, guard_y, line, line_y)
+    assert calibration.recommend_threshold(scores, y, 0.01, groups=groups) == 0.71
+    assert calibration.recommend_per_label(scores, y, 0.01, groups=groups)[0] == 0.71
     assert calibration.recommend_per_label(guard, guard_y, 0.01)[0] == 0.34  # the guard alone: 1 % allowed
+
+    guard = np.array([[0.95, 0.03, 0.02]] * 148 + [[0.75, 0.15, 0.1], [0.7, 0.2, 0.1]])  # 2 wrong of 150
+    guard_y = np.array([0] * 148 + [1, 1])
+    line, line_y = np.array([[0.9, 0.05, 0.05]] * 60), np.zeros(60, int)  # 60 crops, all right
+    scores, y, groups = chooser(guard, guard_y, line, line_y)
+    assert calibration.recommend_threshold(scores, y, 0.01) == 0.34  # pooled: 2 of 210, within 1 %
+    assert calibration.recommend_threshold(scores, y, 0.01, groups=groups) == 0.71  # the guard alone is not

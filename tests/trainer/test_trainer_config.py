@@ -46,7 +46,7 @@ def test_train_flags_are_generated_from_the_config_model():
     }
     for name in set(TrainConfig.model_fields) - {"data", "more_data", "augmentation"}:
         parsed = build_parser().parse_args(["train", "data", f"--{name.replace('_', '-')}", "v"])
-        assert getattr(parsed, name) == ([Path("v")] if name == "ood" else "v")  # --ood DIR repeats
+        assert getattr(parsed, name) == ([Path("v")] if name in ("ood", "line") else "v")  # --ood, --line repeat
     more = build_parser().parse_args(["train", "shop", "line-crops", "more", "--out", "o"])
     assert more.data == [Path("shop"), Path("line-crops"), Path("more")]  # the first is data, the rest more_data
 
