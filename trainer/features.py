@@ -25,11 +25,15 @@ CACHE_LAYOUT = 1  # bump when the way pixels become features changes
 
 
 def weights_identity(weights: str, seed: int) -> str:
-    """What the frozen layers' numbers depend on: the weights file's hash, 'imagenet', or the init seed."""
+    """What the frozen layers' numbers depend on: the weights file's hash, 'imagenet', or the init seed and the
+    backend drawing from it (JAX and TensorFlow draw other random weights from one seed: a cache shared between
+    them gave a TensorFlow run JAX's frozen features, and a model that never learnt)."""
     path = Path(weights).expanduser()
     if path.is_file():
         return f"file:{sha256_file(path)}"
-    return f"{weights}:seed={seed}" if weights == "none" else f"{weights}:keras={keras.__version__}"
+    if weights == "none":
+        return f"none:seed={seed}:backend={keras.backend.backend()}"
+    return f"{weights}:keras={keras.__version__}"
 
 
 def model_pixels(path: Path, spec: InputSpec) -> np.ndarray:
