@@ -26,32 +26,12 @@ from tests.edge.test_ui import SCREENSHOTS, get, page_status
 pytest.importorskip("starlette", reason="the page needs the ui extra")
 pytest.importorskip("tensorflow", reason="retraining needs the trainer extra")
 
-from tests.trainer.trainer_images import CLASSES, draw_item
+from tests.trainer.trainer_images import CLASSES, draw_item, tiny_settings
 from trainer.cli import main as train
 
 pytestmark = pytest.mark.slow
 
-TINY = """\
-backbone = "vgg16"
-weights = "none"
-image_size = 32
-views = 2
-head_epochs = 60
-head_lr = 3e-3
-finetune_epochs = 2
-warm_start_epochs = 2
-patience = 8
-calibration_per_class = 8
-near_duplicate_distance = 2
-val_fraction = 0.2
-test_fraction = 0.2
-max_accuracy_drop = 100.0
-min_agreement = 0.0
-[augmentation]
-hue_p = 0
-grayscale_p = 0
-saturation = 0.1
-"""
+TINY = tiny_settings(warm_start_epochs=2, max_accuracy_drop=100.0, min_agreement=0.0)
 LANES = {"blue_bar": 1, "green_disc": 2, "red_box": 3}
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from trainer_images import CLASSES, draw_item
+from trainer_images import CLASSES, draw_item, tiny_settings
 
 from edge.bundle import load_bundle
 from edge.classifier import Classifier
@@ -22,23 +22,6 @@ pytestmark = pytest.mark.slow
 pytest.importorskip("jax", reason="the JAX backend is in the dev extra (jax[cpu])")
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = """\
-backbone = "vgg16"
-weights = "none"
-image_size = 32
-views = 2
-head_epochs = 60
-finetune_epochs = 2
-patience = 8
-calibration_per_class = 8
-near_duplicate_distance = 2
-val_fraction = 0.2
-test_fraction = 0.2
-[augmentation]
-hue_p = 0
-grayscale_p = 0
-saturation = 0.1
-"""
 
 
 def _sortline_train(*args: str, backend: str) -> subprocess.CompletedProcess:
@@ -55,7 +38,7 @@ def test_a_run_trained_on_jax_is_exported_on_tensorflow_and_classifies_like_one_
         (data / label).mkdir(parents=True)
         for i in range(15):
             cv2.imwrite(str(data / label / f"{i:02d}.jpg"), draw_item(label, rng))
-    (tmp_path / "tiny.toml").write_text(TINY)
+    (tmp_path / "tiny.toml").write_text(tiny_settings())
     common = ["--config", str(tmp_path / "tiny.toml"), "--cache-dir", str(tmp_path / "cache")]
 
     trained = _sortline_train("train", str(data), "--out", str(tmp_path / "jax-bundle"), "--work-dir",

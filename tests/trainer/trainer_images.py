@@ -35,3 +35,15 @@ def draw_item(
         x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
         cv2.line(image, (x, y), (int(rng.integers(0, width)), int(rng.integers(0, height))), (90, 90, 90), 2)
     return image
+
+
+def tiny_settings(**more: object) -> str:
+    """A `sortline-train --config` TOML for these images: 32x32 VGG16 from random weights, a few epochs, colour
+    left alone by the augmentation (it is the signal); `more` settings are added (before the table)."""
+    settings = {
+        "backbone": '"vgg16"', "weights": '"none"', "image_size": 32, "views": 2, "head_epochs": 60,
+        "finetune_epochs": 2, "patience": 8, "calibration_per_class": 8, "near_duplicate_distance": 2,
+        "val_fraction": 0.2, "test_fraction": 0.2, **more,
+    }  # fmt: skip
+    lines = [f"{key} = {value}" for key, value in settings.items()]
+    return "\n".join([*lines, "[augmentation]", "hue_p = 0", "grayscale_p = 0", "saturation = 0.1", ""])
