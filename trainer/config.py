@@ -83,8 +83,8 @@ class TrainConfig(BaseSettings):
         0.5,
         ge=0,
         lt=1,
-        description="share of the training loss the line's crops carry (and of validation: half), however few they"
-        " are; the out-of-domain photos then only guard the threshold against forgetting",
+        description="share of each class's training loss the line's crops of that class carry (of validation:"
+        " half), however few they are",
     )
     compare_with: Path | None = Field(
         None,

@@ -24,12 +24,19 @@ log = logging.getLogger("sortline.train")
 VALIDATION_SHARE = 0.5  # of the validation loss, whatever the line's share of training
 
 
-def share_weights(is_line: np.ndarray, share: float) -> np.ndarray:
-    """Per-image weights under which the line's images carry `share` of the total (never less than one each)."""
+def share_weights(is_line: np.ndarray, labels: np.ndarray, share: float) -> np.ndarray:
+    """Per-image weights under which, within each class, the line's images carry `share` of the class's weight
+    (never less than their count), and each class keeps its total (its image count), so class balancing still
+    holds. Across all classes instead, a line that sends one class only (a saree line) made half the loss saree:
+    the model learnt to say saree, and the thresholds rose for every line (bench/relabel.py)."""
     weights = np.ones(len(is_line), np.float32)
-    lines, others = int(is_line.sum()), int((~is_line).sum())
-    if lines and others and share > 0:
-        weights[is_line] = max(1.0, share * others / ((1 - share) * lines))
+    for label in np.unique(labels):
+        own = labels == label
+        lines, others = int((is_line & own).sum()), int((~is_line & own).sum())
+        if not (lines and others and share > 0) or lines >= share * (lines + others):
+            continue  # the line's images already carry that share by their number
+        weights[is_line & own] = share * (lines + others) / lines
+        weights[~is_line & own] = (1 - share) * (lines + others) / others
     return weights
 
 

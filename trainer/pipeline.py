@@ -312,14 +312,14 @@ def _extract_features(cfg: TrainConfig, inputs: Inputs, network: Network, cache:
 
 def _train_members(cfg: TrainConfig, network: Network, features: Features, inputs: Inputs, work: Path) -> list[History]:
     """Both phases for each member in turn, on its own views and seed; trains `network.model` in place. The line's
-    own crops carry `cfg.line_weight` of the training loss and half of the validation loss."""
+    own crops carry `cfg.line_weight` of their classes' training loss and half of their validation loss."""
     count = len(network.members)
-    train_weight = line.share_weights(inputs.from_line("train"), cfg.line_weight)
-    val_weight = line.share_weights(inputs.from_line("val"), line.VALIDATION_SHARE)
+    train_weight = line.share_weights(inputs.from_line("train"), inputs.y["train"], cfg.line_weight)
+    val_weight = line.share_weights(inputs.from_line("val"), inputs.y["val"], line.VALIDATION_SHARE)
     if inputs.from_line("train").any():
-        log.info("the line's %d training crops weigh %.1f each (%.0f %% of the loss); its %d validation crops "
-                 "%.1f each", inputs.from_line("train").sum(), train_weight.max(), 100 * cfg.line_weight,
-                 inputs.from_line("val").sum(), val_weight.max())  # fmt: skip
+        log.info("the line's %d training crops carry %.0f %% of their classes' weight (up to %.1f each); its %d"
+                 " validation crops half", inputs.from_line("train").sum(), 100 * cfg.line_weight,
+                 train_weight.max(), inputs.from_line("val").sum())  # fmt: skip
     return [
         train_two_phases(
             split_model(member, cfg.finetune_from)[1],  # type: ignore[arg-type]  # shares its layers with the model
