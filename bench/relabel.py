@@ -197,7 +197,19 @@ def _table(results: list[dict]) -> str:
         "| source (the line) | labelled | judged | before: right / reject / wrong % | after |"
         " shop test before → after | other sources before → after | loop s |\n|---|---:|---:|---|---|---|---|---:|"
     )
-    return "\n".join([head, *(_row(r) for r in results)])
+    return "\n".join([head, *(_row(r) for r in results), _pooled(results)])
+
+
+def _pooled(results: list[dict]) -> str:
+    """Every line's judged photos together: counts summed, so a big source weighs by its size."""
+    judged = sum(r["judged"] for r in results)
+
+    def share(when: str) -> str:
+        counts = {k: sum(r[when]["line"]["counts"][k] for r in results) for k in ("right", "reject", "wrong")}
+        return " / ".join(f"{100 * counts[k] / judged:.1f}" for k in ("right", "reject", "wrong"))
+
+    labelled = sum(r["labelled"] for r in results)
+    return f"| **all {len(results)} lines** | {labelled} | {judged} | {share('before')} | **{share('after')}** | | | |"
 
 
 if __name__ == "__main__":

@@ -250,6 +250,8 @@ class Camera:
                 # a paced file is stamped when its frame is due, as a camera stamps a frame at its exposure:
                 # decoding late on a busy CPU must not move the time an item crossed the reference line
                 exposed = started + (frames_this_open - 1) * pace if pace else None
+                if isinstance(reader, cv2.VideoCapture) and self.kind == "v4l2":
+                    exposed = driver_stamp(reader, time.monotonic())
                 if not self._publish(_as_bgr(image), generation, exposed):
                     return "stopped"
                 if pace:
@@ -318,6 +320,18 @@ def _as_bgr(image: np.ndarray) -> np.ndarray:
     if image.shape[2] == 4:
         return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
     return image
+
+
+def driver_stamp(reader: cv2.VideoCapture, now: float) -> float | None:
+    """When the V4L2 driver filled the frame's buffer, on time.monotonic()'s clock (OpenCV's V4L2 backend reports
+    the buffer timestamp, CLOCK_MONOTONIC, as CAP_PROP_POS_MSEC): read jitter then stays out of `crossed_at`.
+    None when the backend says something else (0 before the first frame, a position, another clock): anything
+    not within the last second is not a stamp of this frame, and the frame is stamped when read."""
+    try:
+        stamp = float(reader.get(cv2.CAP_PROP_POS_MSEC)) / 1000.0
+    except (cv2.error, TypeError, ValueError):
+        return None
+    return stamp if now - 1.0 < stamp <= now else None
 
 
 def _open(settings: CameraSettings, kind: str) -> tuple[_Reader, float]:

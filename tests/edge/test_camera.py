@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from frames_helpers import frame_index, numbered_clip
 
-from edge.camera import Camera, crop_roi, source_kind
+from edge.camera import Camera, crop_roi, driver_stamp, source_kind
 from edge.config import CameraSettings, ConfigError, Roi
 from tests.edge.daemon_helpers import wait_until
 
@@ -234,3 +234,28 @@ def test_crop_roi_in_fractions_and_pixels_is_a_view():
     assert crop_roi(image, None) is image
     with pytest.raises(ConfigError, match="no usable area"):
         crop_roi(image, Roi(x=300, y=0, width=50, height=50, unit="px"))
+
+
+def test_a_v4l2_frame_is_stamped_by_the_driver_and_anything_else_when_read(tmp_path):
+    """OpenCV's V4L2 backend reports the buffer's CLOCK_MONOTONIC timestamp as CAP_PROP_POS_MSEC; a file's
+    reader reports its position there, which must never pass for a stamp (no V4L2 device here: a reader whose
+    driver filled the buffer 40 ms ago stands in for one)."""
+    clip = numbered_clip(tmp_path / "clip.avi", frames=5)
+    played = cv2.VideoCapture(str(clip))
+    assert played.read()[0] and played.read()[0] and 0 < played.get(cv2.CAP_PROP_POS_MSEC) < 1000  # a position
+    assert driver_stamp(played, time.monotonic()) is None
+    played.release()
+
+    class DriverFilled(cv2.VideoCapture):
+        def __init__(self, stamp_ms: float) -> None:
+            super().__init__()
+            self.stamp_ms = stamp_ms
+
+        def get(self, prop: int) -> float:
+            return self.stamp_ms if prop == cv2.CAP_PROP_POS_MSEC else 0.0
+
+    now = time.monotonic()
+    assert driver_stamp(DriverFilled((now - 0.040) * 1000), now) == pytest.approx(now - 0.040)
+    assert driver_stamp(DriverFilled(0.0), now) is None  # before the first frame
+    assert driver_stamp(DriverFilled((now - 5) * 1000), now) is None  # a stale or foreign clock
+    assert driver_stamp(DriverFilled((now + 1) * 1000), now) is None  # from the future: not this clock
