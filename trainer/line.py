@@ -21,22 +21,25 @@ from trainer.data import LINE_MARKER
 
 log = logging.getLogger("sortline.train")
 
-VALIDATION_SHARE = 0.5  # of the validation loss, whatever the line's share of training
+VALIDATION_SHARE = 0.5  # of a class's validation loss, whatever the line's share of training
+FULL_SHARE_FROM = 20  # crops of a class: from this many on the line's crops carry their full share of it
 
 
 def share_weights(is_line: np.ndarray, labels: np.ndarray, share: float) -> np.ndarray:
     """Per-image weights under which, within each class, the line's images carry `share` of the class's weight
-    (never less than their count), and each class keeps its total (its image count), so class balancing still
-    holds. Across all classes instead, a line that sends one class only (a saree line) made half the loss saree:
-    the model learnt to say saree, and the thresholds rose for every line (bench/relabel.py)."""
+    once there are `FULL_SHARE_FROM` of them (fewer: in proportion, so one crop is never half a class), and each
+    class keeps its total (its image count), so class balancing still holds. Across all classes instead, a line
+    that sends one class only (a saree line) made half the loss saree: the model learnt to say saree, and the
+    thresholds rose for every line (bench/relabel.py)."""
     weights = np.ones(len(is_line), np.float32)
     for label in np.unique(labels):
         own = labels == label
         lines, others = int((is_line & own).sum()), int((~is_line & own).sum())
-        if not (lines and others and share > 0) or lines >= share * (lines + others):
+        wanted = share * min(1.0, lines / FULL_SHARE_FROM)
+        if not (lines and others) or lines >= wanted * (lines + others):
             continue  # the line's images already carry that share by their number
-        weights[is_line & own] = share * (lines + others) / lines
-        weights[~is_line & own] = (1 - share) * (lines + others) / others
+        weights[is_line & own] = wanted * (lines + others) / lines
+        weights[~is_line & own] = (1 - wanted) * (lines + others) / others
     return weights
 
 

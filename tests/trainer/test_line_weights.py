@@ -9,13 +9,15 @@ from trainer.line import share_weights
 
 
 def test_a_lines_crops_carry_half_their_class_and_every_class_keeps_its_weight():
-    labels = np.array([0] * 100 + [1] * 60 + [2] * 80 + [1] * 10)  # the line sent only class 1: 10 crops
+    labels = np.array([0] * 100 + [1] * 60 + [2] * 80 + [1] * 20)  # the line sent only class 1: 20 crops
     is_line = np.arange(len(labels)) >= 240
     weights = share_weights(is_line, labels, 0.5)
     for label in (0, 1, 2):  # class balancing downstream sees the classes as they were
         assert np.isclose(weights[labels == label].sum(), (labels == label).sum())
-    assert np.isclose(weights[is_line].sum(), 0.5 * 70)  # half of class 1's 70
+    assert np.isclose(weights[is_line].sum(), 0.5 * 80)  # half of class 1's 80
+    few = is_line & (np.arange(len(labels)) < 245)  # 5 crops: a quarter of that share, not 16 images each
+    assert np.isclose(share_weights(few, labels, 0.5)[few].sum(), 0.5 * 5 / 20 * 80)
     assert np.allclose(weights[labels == 0], 1.0) and np.allclose(weights[labels == 2], 1.0)
     assert np.allclose(share_weights(is_line, labels, 0.0), 1.0)
-    plenty = (labels == 1) & (np.arange(len(labels)) >= 120)  # 50 of class 1's 70: more than half already
+    plenty = (labels == 1) & (np.arange(len(labels)) >= 130)  # 50 of class 1's 80: more than half already
     assert np.allclose(share_weights(plenty, labels, 0.5), 1.0)
