@@ -26,7 +26,7 @@ from tests.edge.test_ui import SCREENSHOTS, get, page_status
 pytest.importorskip("starlette", reason="the page needs the ui extra")
 pytest.importorskip("tensorflow", reason="retraining needs the trainer extra")
 
-from tests.trainer.trainer_images import CLASSES, draw_item, tiny_settings
+from tests.trainer.trainer_images import CLASSES, draw_item, tiny_settings, write_dataset
 from trainer.cli import main as train
 
 pytestmark = pytest.mark.slow
@@ -45,11 +45,7 @@ def test_unsure_line_crops_labelled_on_the_page_retrain_and_go_live(
     from selenium.webdriver.support.ui import WebDriverWait
 
     rng = np.random.default_rng(11)
-    shop = tmp_path / "shop"
-    for label in CLASSES:
-        (shop / label).mkdir(parents=True)
-        for i in range(15):
-            cv2.imwrite(str(shop / label / f"{i:02d}.jpg"), draw_item(label, rng))
+    shop = write_dataset(tmp_path / "shop", 15, rng)
     settings = tmp_path / "train.toml"
     settings.write_text(TINY)
     common = ["--config", str(settings), "--work-dir", str(tmp_path / "work"), "--cache-dir", str(tmp_path / "cache")]

@@ -10,10 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
-from trainer_images import CLASSES, draw_item, tiny_settings
+from trainer_images import CLASSES, draw_item, tiny_settings, write_dataset
 
 from edge.bundle import load_bundle
 from edge.classifier import Classifier
@@ -32,12 +31,7 @@ def _sortline_train(*args: str, backend: str) -> subprocess.CompletedProcess:
 
 
 def test_a_run_trained_on_jax_is_exported_on_tensorflow_and_classifies_like_one_trained_there(tmp_path):
-    rng = np.random.default_rng(5)
-    data = tmp_path / "data"
-    for label in CLASSES:
-        (data / label).mkdir(parents=True)
-        for i in range(15):
-            cv2.imwrite(str(data / label / f"{i:02d}.jpg"), draw_item(label, rng))
+    data = write_dataset(tmp_path / "data", 15, np.random.default_rng(5))
     (tmp_path / "tiny.toml").write_text(tiny_settings())
     common = ["--config", str(tmp_path / "tiny.toml"), "--cache-dir", str(tmp_path / "cache")]
 

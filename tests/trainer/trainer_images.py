@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 
@@ -35,6 +37,15 @@ def draw_item(
         x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
         cv2.line(image, (x, y), (int(rng.integers(0, width)), int(rng.integers(0, height))), (90, 90, 90), 2)
     return image
+
+
+def write_dataset(root: Path, per_class: int, rng: np.random.Generator) -> Path:
+    """DATA/<label>/NN.jpg: `per_class` photos of every class."""
+    for label in CLASSES:
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            cv2.imwrite(str(root / label / f"{i:02d}.jpg"), draw_item(label, rng))
+    return root
 
 
 def tiny_settings(**more: object) -> str:
