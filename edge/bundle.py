@@ -108,11 +108,17 @@ class LineCheck(_Strict):
     """The line's own labelled crops this model was trained without, kept to judge it against the live model.
 
     Before a rollout the daemon classifies those of them it holds (the crops labelled on its page) with the live
-    model and with this one (`edge.line_check`): a candidate worse on its own line is refused unless forced.
+    model and with this one (`edge.line_check`): a candidate worse on its own line, or one the trainer measured
+    worse than the live model elsewhere (the shop's test split, the out-of-domain photos), is refused unless forced.
     """
 
     held_back: tuple[HeldBackCrop, ...] = ()
     line: str = ""  # which line the crops came from (the export's line.json), for the record
+    # The model the trainer judged this one against (model_id), and where it measured this one worse: set ->
+    # what it saw ("in-domain test: right 77.5 -> 68.8 %"). The daemon refuses it unless forced, when the live
+    # model is the one it was judged against.
+    compared_with: str | None = None
+    worse_elsewhere: dict[str, str] = Field(default_factory=dict)
 
 
 class BundleMetadata(_Strict):

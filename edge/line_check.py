@@ -60,20 +60,26 @@ def judge(classifier: Classifier, thresholds: Thresholds, crops: list[tuple[Path
 
 def compare(candidate: Classifier, live: ModelBundle, settings: ModelSettings, labelled: Path | None) -> dict:
     """Both models on the candidate's held-back crops held here: ``{"crops": n, "live": {...}, "candidate": {...},
-    "worse": bool}``, or ``{"crops": 0, "note": why}`` when there is nothing to judge on."""
+    "worse": bool}``, or ``{"crops": 0, "note": why}`` when there is nothing to judge on; with ``"worse_elsewhere"``
+    when the trainer measured the candidate worse than this very live model on other photos."""
+    check = candidate.bundle.metadata.line_check
+    result: dict = {"crops": 0}
+    if check is not None and check.worse_elsewhere and check.compared_with == live.metadata.model_id:
+        result["worse_elsewhere"] = dict(check.worse_elsewhere)
     crops = held_back_crops(candidate.bundle, labelled)
     if not crops:
-        named = len(candidate.bundle.metadata.line_check.held_back) if candidate.bundle.metadata.line_check else 0
-        note = (
+        named = len(check.held_back) if check else 0
+        result["note"] = (
             f"none of the {named} held-back line crops it names are in {labelled}"
             if named
             else "the candidate names no held-back line crops (trained without the line's own)"
         )
-        return {"crops": 0, "note": note}
+        return result
     live_classifier = Classifier(live, threads=settings.threads)
     before = judge(live_classifier, Thresholds.resolve(settings, live.metadata), crops)
     after = judge(candidate, Thresholds.resolve(settings, candidate.bundle.metadata), crops)
-    return {"crops": len(crops), "live": asdict(before), "candidate": asdict(after), "worse": after.worse_than(before)}
+    return result | {"crops": len(crops), "live": asdict(before), "candidate": asdict(after),
+                     "worse": after.worse_than(before)}  # fmt: skip
 
 
 def trained_figures(metadata: BundleMetadata) -> dict | None:

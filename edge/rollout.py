@@ -252,14 +252,19 @@ class Rollout:
             judged = line_check.compare(candidate, live, self._settings.model, self._settings.crops.labelled)
         except (BundleError, ValueError, OSError) as exc:
             raise RolloutError("line_check", f"cannot judge the candidate on the line's crops: {exc}") from exc
-        if judged.get("worse") and not force:
+        worse = []
+        if judged.get("worse"):
             before, after = line_check.Outcome(**judged["live"]), line_check.Outcome(**judged["candidate"])
+            worse.append(f"on the line's {judged['crops']} held-back crops: {after} (live: {before})")
+        if judged.get("worse_elsewhere"):
+            worse.append("as the trainer measured it: " + "; ".join(judged["worse_elsewhere"].values()))
+        if worse and not force:
             raise RolloutError(
                 "line_check",
-                f"worse than the live model on the line's {judged['crops']} held-back crops: {after} (live: {before});"
-                ' send the reload with "force": true to roll it out anyway',
+                f'worse than the live model {" and ".join(worse)}; send the reload with "force": true to roll it'
+                " out anyway",
             )
-        return judged | {"forced": bool(judged.get("worse"))}
+        return judged | {"forced": bool(worse)}
 
     def swapped(self, candidate: Candidate) -> None:
         """The frame loop runs the candidate now; make it what a restart loads, too."""

@@ -90,6 +90,32 @@ def worse(candidate: dict, live: dict) -> bool:
     return c["wrong"] > lv["wrong"] or (c["wrong"] == lv["wrong"] and c["right"] < lv["right"])
 
 
+ELSEWHERE_RIGHT_POINTS = 1.0  # the candidate may lose at most this many points of right lane off the line ...
+ELSEWHERE_WRONG_POINTS = 0.5  # ... and gain at most this many of wrong lane ...
+ELSEWHERE_ITEMS = 3  # ... unless that is fewer items than this (on a small test split one item is points)
+
+
+def worse_elsewhere(candidate: dict, live: dict, names: dict[str, str]) -> dict[str, str]:
+    """Where, off the line, the candidate does worse than the live model (each at its thresholds): set -> what was
+    seen. A loop that helps its line must not cost the shop's other items (`names`: set key -> how to call it)."""
+    found = {}
+    for key, name in names.items():
+        if key not in candidate or key not in live or not candidate[key]["images"]:
+            continue
+        c, lv = candidate[key], live[key]
+        lost, gained = 100 * (lv["right"] - c["right"]), 100 * (c["wrong"] - lv["wrong"])
+        lost_items = lv["counts"]["right"] - c["counts"]["right"]
+        gained_items = c["counts"]["wrong"] - lv["counts"]["wrong"]
+        if (lost > ELSEWHERE_RIGHT_POINTS and lost_items >= ELSEWHERE_ITEMS) or (
+            gained > ELSEWHERE_WRONG_POINTS and gained_items >= ELSEWHERE_ITEMS
+        ):
+            found[key] = (
+                f"{name}: right {100 * lv['right']:.1f} -> {100 * c['right']:.1f} %,"
+                f" wrong {100 * lv['wrong']:.1f} -> {100 * c['wrong']:.1f} %"
+            )
+    return found
+
+
 def line_name(folders: list[Path]) -> str:
     """The line the crops came from, as the page's export names it in `LINE_MARKER` (else the folder's name)."""
     for folder in folders:

@@ -491,7 +491,7 @@ def _write_outputs(
         recommended_thresholds=scored.thresholds,
         temperature=temperature,
         familiar=scored.familiar,
-        line_check=_line_check(cfg, inputs),
+        line_check=_line_check(inputs, line_comparison),
         **exported.common,
     )
     load_bundle(cfg.out)  # what the edge will do; fails loudly here rather than on the line
@@ -550,13 +550,19 @@ def _write_outputs(
     return result
 
 
-def _line_check(cfg: TrainConfig, inputs: Inputs) -> LineCheck | None:
-    """The line's crops held back from this model, for the daemon to judge it against the live one."""
+def _line_check(inputs: Inputs, comparison: dict | None) -> LineCheck | None:
+    """The line's crops held back from this model, for the daemon to judge it against the live one, and where
+    the trainer measured it worse than the live model off the line."""
     held_back = [s for s in inputs.parts["test"] if s.line]
-    if not held_back:
+    live = (comparison or {}).get("live")
+    if not held_back and not live:
         return None
-    crops = tuple(HeldBackCrop(sha256=s.sha256, label=s.label) for s in held_back)
-    return LineCheck(held_back=crops, line=line.line_name(_line_folders(inputs)))
+    return LineCheck(
+        held_back=tuple(HeldBackCrop(sha256=s.sha256, label=s.label) for s in held_back),
+        line=line.line_name(_line_folders(inputs)),
+        compared_with=live["bundle"] if live else None,
+        worse_elsewhere=(comparison or {}).get("worse_elsewhere", {}),
+    )
 
 
 def _line_folders(inputs: Inputs) -> list[Path]:
@@ -591,6 +597,8 @@ def _line_comparison(
             live["ood"] = line.judged(decided[len(y) :], inputs.y_ood, thresholds)
         result["live"] = {"bundle": load_bundle(before).metadata.model_id, **live}
         result["worse_on_line"] = bool(on_line.any()) and line.worse(result["candidate"]["line"], live["line"])
+        elsewhere = {"test": "in-domain test", "ood": "out-of-domain photos"}
+        result["worse_elsewhere"] = line.worse_elsewhere(result["candidate"], live, elsewhere)
     return result
 
 

@@ -237,6 +237,14 @@ def _line_section(comparison: dict | None) -> list[str]:
     if live and crops["test"]:
         verdict = "**worse**: the daemon refuses it unless forced" if comparison["worse_on_line"] else "not worse"
         lines += ["", f"On the line's held-back crops the candidate is {verdict}."]
+    if live and comparison.get("worse_elsewhere"):
+        lines += [
+            "",
+            "**Worse than the live model off the line** (more than a point of right lane lost, or half a point of"
+            " wrong lane gained), so the daemon refuses it unless forced: "
+            + "; ".join(comparison["worse_elsewhere"].values())
+            + ".",
+        ]
     return [*lines, ""]
 
 

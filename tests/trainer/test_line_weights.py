@@ -21,3 +21,22 @@ def test_a_lines_crops_carry_half_their_class_and_every_class_keeps_its_weight()
     assert np.allclose(share_weights(is_line, labels, 0.0), 1.0)
     plenty = (labels == 1) & (np.arange(len(labels)) >= 130)  # 50 of class 1's 80: more than half already
     assert np.allclose(share_weights(plenty, labels, 0.5), 1.0)
+
+
+def test_a_candidate_is_worse_elsewhere_when_it_loses_a_point_and_three_items_off_the_line():
+    from trainer.line import judged, worse_elsewhere
+
+    y = np.zeros(200, int)
+    scores = np.tile([0.9, 0.05, 0.05], (200, 1))
+    live = {"test": judged(scores, y, np.array([0.5, 0.5, 0.5]))}
+    fewer = scores.copy()
+    fewer[:4] = [0.45, 0.3, 0.25]  # 4 of 200 now rejected: 2 points, 4 items
+    names = {"test": "in-domain test", "ood": "out-of-domain photos"}
+    assert worse_elsewhere({"test": judged(fewer, y, np.array([0.5, 0.5, 0.5]))}, live, names) == {
+        "test": "in-domain test: right 100.0 -> 98.0 %, wrong 0.0 -> 0.0 %"
+    }
+    fewer[2:4] = scores[2:4]  # 2 items: within what a small split moves by chance
+    assert worse_elsewhere({"test": judged(fewer, y, np.array([0.5, 0.5, 0.5]))}, live, names) == {}
+    wrong = scores.copy()
+    wrong[:3] = [0.05, 0.9, 0.05]  # 3 items to a wrong lane: 1.5 points
+    assert "wrong 0.0 -> 1.5 %" in worse_elsewhere({"test": judged(wrong, y, np.array([0.5] * 3))}, live, names)["test"]
