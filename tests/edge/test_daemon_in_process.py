@@ -186,3 +186,28 @@ def test_a_reload_worse_on_the_lines_own_held_back_crops_is_refused_unless_force
         path.unlink()
     elsewhere = link.command(f'{{"command": "reload", "bundle": "{same}"}}'.encode())["line_check"]
     assert elsewhere["crops"] == 0 and "none of the 3 held-back line crops" in elsewhere["note"]
+
+
+def test_a_reload_the_trainer_measured_worse_than_this_live_model_elsewhere_is_refused(running, color_bundle, tmp_path):
+    daemon, link = running()
+    wait_until(lambda: len(link.decisions) >= 2)
+    live = daemon.classifier.bundle.metadata.model_id
+
+    def judged_against(version: str, compared_with: str) -> Path:
+        bundle = _retrained(color_bundle, tmp_path / f"v{version}", version, ["red", "green", "blue"], {})
+        meta = json.loads((bundle / "bundle.json").read_text())
+        meta["line_check"] |= {
+            "compared_with": compared_with,
+            "worse_elsewhere": {"test": "in-domain test: right 77.5 -> 68.8 %, wrong 1.7 -> 1.3 %"},
+        }
+        (bundle / "bundle.json").write_text(json.dumps(meta))
+        return bundle
+
+    with pytest.raises(CommandError, match=r"as the trainer measured it: in-domain test: right 77\.5 -> 68\.8 %"):
+        link.command(f'{{"command": "reload", "bundle": "{judged_against("2", live)}"}}'.encode())
+    assert daemon.rollout.status()["stage"] == "line_check"
+    other = link.command(
+        f'{{"command": "reload", "bundle": "{judged_against("3", "color-test:0:000000000000")}"}}'.encode()
+    )  # judged against another model: says nothing about this one
+    assert "worse_elsewhere" not in other["line_check"]
+    wait_until(lambda: daemon.classifier.bundle.metadata.version == "3")
