@@ -101,6 +101,7 @@ def main() -> None:
             "labelled": len(chosen),
             "judged": int(rest.sum()),
             "line_crops": result["data"]["line"],
+            "refused": _refused(result["decisions"]["line"]),
             "loop_s": round(loop_s, 1),
             "before": {
                 "line": line.judged(base_decided[rest], y_ood[rest], before_thresholds),
@@ -145,6 +146,12 @@ def _base(args: argparse.Namespace, ood_root: Path) -> dict:
             "labels": bundle.labels, "test": test}  # fmt: skip
 
 
+def _refused(comparison: dict) -> list[str]:
+    """Why the daemon would refuse the loop's candidate (its bundle's line check): worse on the line's held-back
+    crops, or measured worse than the live model elsewhere; [] when it goes live."""
+    return (["line"] if comparison.get("worse_on_line") else []) + sorted(comparison.get("worse_elsewhere", {}))
+
+
 def _top1(decided: np.ndarray, y: np.ndarray) -> float:
     """Top-1 of scores as the lanes see them (an unfamiliar item, all zeros, counts as wrong)."""
     return round(float(np.mean((decided.argmax(1) == y) & (decided.max(1) > 0))), 4)
@@ -185,8 +192,9 @@ def _cell(row: dict) -> str:
 
 def _row(r: dict) -> str:
     b, a = r["before"], r["after"]
+    refused = f" refused ({', '.join(r['refused'])})" if r["refused"] else ""
     return (
-        f"| {r['source']} | {r['labelled']} | {r['judged']} | {_cell(b['line'])} | **{_cell(a['line'])}** |"
+        f"| {r['source']} | {r['labelled']} | {r['judged']} | {_cell(b['line'])} | **{_cell(a['line'])}**{refused} |"
         f" {_cell(b['test'])} → {_cell(a['test'])} | {_cell(b['other_sources'])} → {_cell(a['other_sources'])} |"
         f" {r['loop_s']:.0f} |"
     )
@@ -197,19 +205,24 @@ def _table(results: list[dict]) -> str:
         "| source (the line) | labelled | judged | before: right / reject / wrong % | after |"
         " shop test before → after | other sources before → after | loop s |\n|---|---:|---:|---|---|---|---|---:|"
     )
-    return "\n".join([head, *(_row(r) for r in results), _pooled(results)])
+    return "\n".join([head, *(_row(r) for r in results), _pooled(results), _pooled(results, live=True)])
 
 
-def _pooled(results: list[dict]) -> str:
-    """Every line's judged photos together: counts summed, so a big source weighs by its size."""
+def _pooled(results: list[dict], live: bool = False) -> str:
+    """Every line's judged photos together: counts summed, so a big source weighs by its size. `live`: after is
+    what runs after the loop (the model before, where the reload refuses the candidate)."""
     judged = sum(r["judged"] for r in results)
 
     def share(when: str) -> str:
-        counts = {k: sum(r[when]["line"]["counts"][k] for r in results) for k in ("right", "reject", "wrong")}
+        rows = [r["before" if live and r["refused"] and when == "after" else when]["line"] for r in results]
+        counts = {k: sum(row["counts"][k] for row in rows) for k in ("right", "reject", "wrong")}
         return " / ".join(f"{100 * counts[k] / judged:.1f}" for k in ("right", "reject", "wrong"))
 
-    labelled = sum(r["labelled"] for r in results)
-    return f"| **all {len(results)} lines** | {labelled} | {judged} | {share('before')} | **{share('after')}** | | | |"
+    labelled, name = sum(r["labelled"] for r in results), "live after the loop" if live else "candidates"
+    return (
+        f"| **all {len(results)} lines, {name}** | {labelled} | {judged} | {share('before')} | **{share('after')}** |"
+        " | | |"
+    )
 
 
 if __name__ == "__main__":

@@ -90,25 +90,27 @@ def worse(candidate: dict, live: dict) -> bool:
     return c["wrong"] > lv["wrong"] or (c["wrong"] == lv["wrong"] and c["right"] < lv["right"])
 
 
-ELSEWHERE_RIGHT_POINTS = 1.0  # the candidate may lose at most this many points of right lane off the line ...
-ELSEWHERE_WRONG_POINTS = 0.5  # ... and gain at most this many of wrong lane ...
-ELSEWHERE_ITEMS = 3  # ... unless that is fewer items than this (on a small test split one item is points)
+WRONG_LANE_COST = 10  # rejects a wrong lane costs as much as, when a candidate is judged against the live model
+ELSEWHERE_POINTS = 1.0  # off the line the candidate may cost at most this many points more than the live model ...
+ELSEWHERE_ITEMS = 3  # ... unless that is fewer rejects' worth than this (on a small test split one item is points)
+
+
+def cost(row: dict) -> int:
+    """What a set's decisions cost, in rejects: a wrong lane counts `WRONG_LANE_COST`, a reject one."""
+    return WRONG_LANE_COST * row["counts"]["wrong"] + row["counts"]["reject"]
 
 
 def worse_elsewhere(candidate: dict, live: dict, names: dict[str, str]) -> dict[str, str]:
     """Where, off the line, the candidate does worse than the live model (each at its thresholds): set -> what was
-    seen. A loop that helps its line must not cost the shop's other items (`names`: set key -> how to call it)."""
+    seen. A loop that helps its line must not cost the shop's other items (`names`: set key -> how to call it).
+    Worse is costlier: fewer wrong lanes for a few more rejects is the trade a line wants, and is not worse."""
     found = {}
     for key, name in names.items():
         if key not in candidate or key not in live or not candidate[key]["images"]:
             continue
         c, lv = candidate[key], live[key]
-        lost, gained = 100 * (lv["right"] - c["right"]), 100 * (c["wrong"] - lv["wrong"])
-        lost_items = lv["counts"]["right"] - c["counts"]["right"]
-        gained_items = c["counts"]["wrong"] - lv["counts"]["wrong"]
-        if (lost > ELSEWHERE_RIGHT_POINTS and lost_items >= ELSEWHERE_ITEMS) or (
-            gained > ELSEWHERE_WRONG_POINTS and gained_items >= ELSEWHERE_ITEMS
-        ):
+        more = cost(c) - cost(lv)
+        if more >= ELSEWHERE_ITEMS and 100 * more / c["images"] > ELSEWHERE_POINTS:
             found[key] = (
                 f"{name}: right {100 * lv['right']:.1f} -> {100 * c['right']:.1f} %,"
                 f" wrong {100 * lv['wrong']:.1f} -> {100 * c['wrong']:.1f} %"

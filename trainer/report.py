@@ -240,8 +240,8 @@ def _line_section(comparison: dict | None) -> list[str]:
     if live and comparison.get("worse_elsewhere"):
         lines += [
             "",
-            "**Worse than the live model off the line** (more than a point of right lane lost, or half a point of"
-            " wrong lane gained), so the daemon refuses it unless forced: "
+            "**Worse than the live model off the line** (its decisions cost more than a point more, a wrong lane"
+            " counting as ten rejects), so the daemon refuses it unless forced: "
             + "; ".join(comparison["worse_elsewhere"].values())
             + ".",
         ]

@@ -23,20 +23,25 @@ def test_a_lines_crops_carry_half_their_class_and_every_class_keeps_its_weight()
     assert np.allclose(share_weights(plenty, labels, 0.5), 1.0)
 
 
-def test_a_candidate_is_worse_elsewhere_when_it_loses_a_point_and_three_items_off_the_line():
+def test_a_candidate_is_worse_elsewhere_when_its_decisions_cost_a_point_and_three_rejects_more():
     from trainer.line import judged, worse_elsewhere
 
-    y = np.zeros(200, int)
+    y, at = np.zeros(200, int), np.array([0.5, 0.5, 0.5])
     scores = np.tile([0.9, 0.05, 0.05], (200, 1))
-    live = {"test": judged(scores, y, np.array([0.5, 0.5, 0.5]))}
-    fewer = scores.copy()
-    fewer[:4] = [0.45, 0.3, 0.25]  # 4 of 200 now rejected: 2 points, 4 items
+    scores[:2] = [0.05, 0.9, 0.05]  # the live model: 2 wrong lanes of 200
+    live = {"test": judged(scores, y, at)}
     names = {"test": "in-domain test", "ood": "out-of-domain photos"}
-    assert worse_elsewhere({"test": judged(fewer, y, np.array([0.5, 0.5, 0.5]))}, live, names) == {
-        "test": "in-domain test: right 100.0 -> 98.0 %, wrong 0.0 -> 0.0 %"
+    rejects = scores.copy()
+    rejects[2:6] = [0.45, 0.3, 0.25]  # 4 more rejects: 2 points, 4 rejects' worth
+    assert worse_elsewhere({"test": judged(rejects, y, at)}, live, names) == {
+        "test": "in-domain test: right 99.0 -> 97.0 %, wrong 1.0 -> 1.0 %"
     }
-    fewer[2:4] = scores[2:4]  # 2 items: within what a small split moves by chance
-    assert worse_elsewhere({"test": judged(fewer, y, np.array([0.5, 0.5, 0.5]))}, live, names) == {}
+    rejects[4:6] = scores[4:6]  # 2 more: within what a small split moves by chance
+    assert worse_elsewhere({"test": judged(rejects, y, at)}, live, names) == {}
+    safer = scores.copy()
+    safer[:2] = [0.45, 0.3, 0.25]  # the 2 wrong lanes rejected ...
+    safer[2:8] = [0.45, 0.3, 0.25]  # ... for 6 more rejects: a trade a line wants
+    assert worse_elsewhere({"test": judged(safer, y, at)}, live, names) == {}
     wrong = scores.copy()
-    wrong[:3] = [0.05, 0.9, 0.05]  # 3 items to a wrong lane: 1.5 points
-    assert "wrong 0.0 -> 1.5 %" in worse_elsewhere({"test": judged(wrong, y, np.array([0.5] * 3))}, live, names)["test"]
+    wrong[2] = [0.05, 0.9, 0.05]  # one more wrong lane: ten rejects' worth
+    assert "wrong 1.0 -> 1.5 %" in worse_elsewhere({"test": judged(wrong, y, at)}, live, names)["test"]
