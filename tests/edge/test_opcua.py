@@ -109,9 +109,9 @@ def test_decisions_status_events_and_methods_over_opcua(tmp_path, mosquitto, sub
                 refusals[f"{name}({arguments[0].Value})"] = refused.value.code
             await device.call_method(f"{index}:Pause")
             status = {}
-            for _ in range(100):
+            for _ in range(200):  # the counts are the daemon's figures, refreshed once a second
                 status = await read(device, index, "Status", ["State", "Threshold", "Model", "Frames", "Decisions"])
-                if status["State"] == "Paused":
+                if status["State"] == "Paused" and status["Decisions"] >= 5:
                     break
                 await asyncio.sleep(0.05)
             await device.call_method(f"{index}:Resume")
