@@ -46,3 +46,19 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   fi
   echo "$wanted" > "$stamp"
 fi
+if [ "$profile" = test ]; then
+  # The JAX backend's test trains in a venv without TensorFlow, as on a GPU machine that has only JAX
+  # (TensorFlow imports JAX whenever both are installed, and the two runtimes in one process crash).
+  [ -x .venv-jax/bin/python ] || "$PYTHON" -m venv .venv-jax
+  if [ "$(cat .venv-jax/.installed 2>/dev/null)" != "$wanted" ]; then
+    log=.venv-jax/pip-install.log
+    echo "bootstrap: installing sortline[trainer-jax] into .venv-jax (log: $log)"
+    if ! { .venv-jax/bin/python -m pip install -q --upgrade pip && .venv-jax/bin/python -m pip install -q -e ".[trainer-jax]"; } \
+        > "$log" 2>&1; then
+      tail -n 40 "$log" >&2
+      echo "bootstrap: pip install failed; the whole log is in $log" >&2
+      exit 1
+    fi
+    echo "$wanted" > .venv-jax/.installed
+  fi
+fi

@@ -1,10 +1,9 @@
 """The trainer on another Keras backend, as on a GPU machine without TensorFlow: a tiny run trained on JAX (CPU)
-in a process of its own stops after training; `sortline-train export` makes the bundle in another process, on
+in a venv without TensorFlow stops after training; `sortline-train export` makes the bundle in another process, on
 TensorFlow; the edge loads it and classifies as a run trained on TensorFlow does (within the parity gate)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -18,19 +17,19 @@ from trainer_images import CLASSES, draw_item, tiny_settings, write_dataset
 from edge.bundle import load_bundle
 from edge.classifier import Classifier
 
-# Looked up, never imported: JAX's runtime loaded beside TensorFlow's in one test worker crashed it (a
-# segmentation fault while collecting garbage); the runs below are processes of their own.
+ROOT = Path(__file__).resolve().parents[2]
+# Training runs in a venv with JAX and no TensorFlow (the trainer-jax extra), as on a GPU machine that has only
+# JAX; TensorFlow imports JAX whenever both are installed, and the two runtimes in one process crashed a worker.
+JAX_PYTHON = ROOT / ".venv-jax" / "bin" / "python"
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="the JAX backend is in the dev extra"),
+    pytest.mark.skipif(not JAX_PYTHON.is_file(), reason="no .venv-jax: scripts/bootstrap.sh test makes it"),
 ]
 
-ROOT = Path(__file__).resolve().parents[2]
 
-
-def _sortline_train(*args: str, backend: str) -> subprocess.CompletedProcess:
+def _sortline_train(*args: str, backend: str, python: Path | str = sys.executable) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "trainer", *args], capture_output=True, text=True, timeout=900, cwd=ROOT,
+        [str(python), "-m", "trainer", *args], capture_output=True, text=True, timeout=900, cwd=ROOT,
         env={**os.environ, "KERAS_BACKEND": backend, "JAX_PLATFORMS": "cpu"},
     )  # fmt: skip
 
@@ -41,7 +40,7 @@ def test_a_run_trained_on_jax_is_exported_on_tensorflow_and_classifies_like_one_
     common = ["--config", str(tmp_path / "tiny.toml"), "--cache-dir", str(tmp_path / "cache")]
 
     trained = _sortline_train("train", str(data), "--out", str(tmp_path / "jax-bundle"), "--work-dir",
-                              str(tmp_path / "jax-run"), *common, backend="jax")  # fmt: skip
+                              str(tmp_path / "jax-run"), *common, backend="jax", python=JAX_PYTHON)  # fmt: skip
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert "trained on jax" in trained.stderr and not (tmp_path / "jax-bundle" / "bundle.json").exists()
     record = json.loads((tmp_path / "jax-run" / "run.json").read_text())
