@@ -322,7 +322,11 @@ def _as_bgr(image: np.ndarray) -> np.ndarray:
     return image
 
 
-def driver_stamp(reader: cv2.VideoCapture, now: float) -> float | None:
+class _Properties(Protocol):
+    def get(self, prop: int) -> float: ...
+
+
+def driver_stamp(reader: _Properties, now: float) -> float | None:
     """When the V4L2 driver filled the frame's buffer, on time.monotonic()'s clock (OpenCV's V4L2 backend reports
     the buffer timestamp, CLOCK_MONOTONIC, as CAP_PROP_POS_MSEC): read jitter then stays out of `crossed_at`.
     None when the backend says something else (0 before the first frame, a position, another clock): anything

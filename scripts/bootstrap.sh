@@ -48,7 +48,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
 fi
 if [ "$profile" = test ]; then
   # The JAX backend's test trains in a venv without TensorFlow, as on a GPU machine that has only JAX
-  # (TensorFlow imports JAX whenever both are installed, and the two runtimes in one process crash).
+  # (TensorFlow imports JAX whenever both are installed: a second XLA runtime in every TensorFlow process).
   [ -x .venv-jax/bin/python ] || "$PYTHON" -m venv .venv-jax
   if [ "$(cat .venv-jax/.installed 2>/dev/null)" != "$wanted" ]; then
     log=.venv-jax/pip-install.log

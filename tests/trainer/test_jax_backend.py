@@ -19,7 +19,7 @@ from edge.classifier import Classifier
 
 ROOT = Path(__file__).resolve().parents[2]
 # Training runs in a venv with JAX and no TensorFlow (the trainer-jax extra), as on a GPU machine that has only
-# JAX; TensorFlow imports JAX whenever both are installed, and the two runtimes in one process crashed a worker.
+# JAX (TensorFlow imports JAX whenever both are installed, so one venv could not show that it is not needed).
 JAX_PYTHON = ROOT / ".venv-jax" / "bin" / "python"
 pytestmark = [
     pytest.mark.slow,
