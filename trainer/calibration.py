@@ -61,80 +61,66 @@ def expected_calibration_error(scores: np.ndarray, y: np.ndarray, bins: int = 15
     return round(float(total), 4)
 
 
-def outcomes(
-    scores: np.ndarray, y: np.ndarray, threshold: float | np.ndarray, weights: np.ndarray | None = None
-) -> dict[str, float]:
+def outcomes(scores: np.ndarray, y: np.ndarray, threshold: float | np.ndarray) -> dict[str, float]:
     """Shares of items sent to the right lane, to reject, and to a wrong lane at `threshold` (one number, or one
-    per label: the top label's applies); `weights`: how much each item counts (default: alike)."""
+    per label: the top label's applies)."""
     per_label = np.ndim(threshold) > 0
     applied = np.asarray(threshold)[scores.argmax(axis=1)] if per_label else threshold
     confident = scores.max(axis=1) >= applied
     right = scores.argmax(axis=1) == y
     return {
         "threshold": [float(t) for t in threshold] if per_label else float(threshold),  # type: ignore[union-attr]
-        "right": round(float(np.average(confident & right, weights=weights)), 4),
-        "reject": round(float(np.average(~confident, weights=weights)), 4),
-        "wrong": round(float(np.average(confident & ~right, weights=weights)), 4),
+        "right": round(float(np.mean(confident & right)), 4),
+        "reject": round(float(np.mean(~confident)), 4),
+        "wrong": round(float(np.mean(confident & ~right)), 4),
     }
 
 
-def risk_coverage(
-    scores: np.ndarray, y: np.ndarray, thresholds: np.ndarray = THRESHOLDS, weights: np.ndarray | None = None
-) -> list[dict[str, float]]:
-    return [outcomes(scores, y, t, weights) for t in thresholds]
+def risk_coverage(scores: np.ndarray, y: np.ndarray, thresholds: np.ndarray = THRESHOLDS) -> list[dict[str, float]]:
+    return [outcomes(scores, y, t) for t in thresholds]
 
 
 def recommend_threshold(
-    scores: np.ndarray,
-    y: np.ndarray,
-    max_wrong: float,
-    weights: np.ndarray | None = None,
-    groups: list[np.ndarray] | None = None,
+    scores: np.ndarray, y: np.ndarray, max_wrong: float, groups: list[np.ndarray] | None = None
 ) -> float:
     """The lowest threshold whose wrong-lane share is at most `max_wrong` (in each of `groups`, masks over the
     items, when given); if none is, the one with fewest wrong (on a tie the highest: a reject is cheaper)."""
-    w = np.ones(len(y)) if weights is None else np.asarray(weights, float)
     wrong_items = scores.argmax(axis=1) != y
     above = scores.max(axis=1)[None, :] >= THRESHOLDS[:, None]  # (thresholds, items)
     within = np.ones(len(THRESHOLDS), bool)
     for group in groups or [np.ones(len(y), bool)]:
-        within &= (above & (wrong_items & group)[None]) @ w <= max_wrong * w[group].sum() + 1e-9
+        within &= (above & (wrong_items & group)[None]).sum(1) <= max_wrong * group.sum() + 1e-9
     if within.any():
         return float(THRESHOLDS[int(np.argmax(within))])
-    total_wrong = (above & wrong_items[None]) @ w
+    total_wrong = (above & wrong_items[None]).sum(1)
     return float(THRESHOLDS[int(np.lexsort((-THRESHOLDS, total_wrong))[0])])
 
 
 def recommend_per_label(
-    scores: np.ndarray,
-    y: np.ndarray,
-    max_wrong: float,
-    weights: np.ndarray | None = None,
-    groups: list[np.ndarray] | None = None,
+    scores: np.ndarray, y: np.ndarray, max_wrong: float, groups: list[np.ndarray] | None = None
 ) -> np.ndarray:
-    """One threshold per label (applied to items whose top label it is): the fewest rejects (each item counting
-    its `weight`, default 1) with at most `max_wrong` wrong lane over all items, or within each of `groups`
-    (masks over the items) when given; if no combination is within it, the fewest wrong (then the fewest
-    rejects). Labels do not interact (an item is judged by its top label's threshold alone), so every
-    combination of the labels' risk-coverage tables is scored at once."""
+    """One threshold per label (applied to items whose top label it is): the fewest rejects with at most
+    `max_wrong` wrong lane over all items, or within each of `groups` (masks over the items) when given; if no
+    combination is within it, the fewest wrong (then the fewest rejects). Labels do not interact (an item is
+    judged by its top label's threshold alone), so every combination of the labels' risk-coverage tables is
+    scored at once."""
     top, confidence, right = scores.argmax(axis=1), scores.max(axis=1), scores.argmax(axis=1) == y
-    w = np.ones(len(y)) if weights is None else np.asarray(weights, float)
     labels = scores.shape[1]
     above = confidence[None, :] >= THRESHOLDS[:, None]  # (thresholds, items)
     grid = np.indices((len(THRESHOLDS),) * labels).reshape(labels, -1)  # every combination
 
     def per_combination(items: np.ndarray) -> np.ndarray:
-        """Weighted count of `items` (a mask) sent to a lane, for every combination of thresholds."""
-        table = np.stack([(above & (items & (top == k))[None]) @ w for k in range(labels)])  # (labels, thr)
+        """How many of `items` (a mask) go to a lane, for every combination of thresholds."""
+        table = np.stack([(above & (items & (top == k))[None]).sum(1) for k in range(labels)])  # (labels, thr)
         return sum(table[k, grid[k]] for k in range(labels))
 
-    total_reject = w.sum() - per_combination(np.ones(len(y), bool))
+    total_reject = len(y) - per_combination(np.ones(len(y), bool))
     total_wrong = per_combination(~right)
     within = np.ones(grid.shape[1], bool)
     for group in groups or [np.ones(len(y), bool)]:
-        within &= per_combination(~right & group) <= max_wrong * w[group].sum() + 1e-9
+        within &= per_combination(~right & group) <= max_wrong * group.sum() + 1e-9
     # Among the allowed, fewest rejects, then lowest thresholds; otherwise fewest wrong, then fewest rejects.
-    key = np.where(within, total_reject, w.sum() + total_wrong * (w.sum() + 1) + total_reject)
+    key = np.where(within, total_reject, len(y) + total_wrong * (len(y) + 1) + total_reject)
     best = grid[:, int(np.lexsort((grid.sum(0), key))[0])]
     return THRESHOLDS[best]
 
