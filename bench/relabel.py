@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 
 from bench.machine import cpu_description, cpu_line
+from edge.bundle import load_bundle
 from trainer import calibration, evaluate, line
 from trainer.config import TrainConfig
 from trainer.pipeline import run
@@ -64,8 +65,7 @@ def main() -> None:
     labels = tuple(base["labels"])
     test = [(Path(p), labels.index(label)) for p, label in base["test"]]
     all_ood = [(ood_root / r["file"], labels.index(r["label"]), r["source"]) for r in rows]
-    base_decided, _ = evaluate.bundle_decided(base["out"], [p for p, _, _ in all_ood], threads=2)
-    base_test, _ = evaluate.bundle_decided(base["out"], [p for p, _ in test], threads=2)
+    base_decided, base_test, _ = _decided(base["out"], all_ood, test)
     y_ood, sources = np.array([y for _, y, _ in all_ood]), np.array([s for _, _, s in all_ood])
 
     results = []
@@ -92,8 +92,7 @@ def main() -> None:
         rest = held & ~np.isin([str(p.relative_to(ood_root)) for p, _, _ in all_ood], list(chosen))
         others = ~held
         before_thresholds = calibration.recommend_per_label(base_decided[others], y_ood[others], 0.01)
-        after_decided, after_thresholds = evaluate.bundle_decided(cfg.out, [p for p, _, _ in all_ood], threads=2)
-        after_test, _ = evaluate.bundle_decided(cfg.out, [p for p, _ in test], threads=2)
+        after_decided, after_test, after_thresholds = _decided(cfg.out, all_ood, test)
         y_test = np.array([y for _, y in test])
         row = {
             "source": source,
@@ -137,13 +136,20 @@ def _base(args: argparse.Namespace, ood_root: Path) -> dict:
             split_file=args.split_file, backbone=args.backbone, seed=1,
         )  # fmt: skip
         run(cfg)
-    from edge.bundle import load_bundle
-
     bundle = load_bundle(out)
     split = json.loads((out / "split.json").read_text())["samples"]
     test = [(str(Path(s["folder"]) / s["file"]), s["label"]) for s in split if s["split"] == "test"]
     return {"work": work, "out": out, "split": out / "split.json", "model": bundle.metadata.model_id,
             "labels": bundle.labels, "test": test}  # fmt: skip
+
+
+def _decided(
+    bundle_dir: Path, ood: list[tuple[Path, int, str]], test: list[tuple[Path, int]]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The bundle's decided scores on the out-of-domain photos and on the test split, and its thresholds."""
+    images = [path for path, *_ in ood] + [path for path, _ in test]
+    decided, thresholds = evaluate.bundle_decided(load_bundle(bundle_dir), images, threads=2)
+    return decided[: len(ood)], decided[len(ood) :], thresholds
 
 
 def _refused(comparison: dict) -> list[str]:

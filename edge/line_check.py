@@ -10,11 +10,10 @@ here, and then there is nothing to judge on: the rollout goes on and says so.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from edge.bundle import BundleMetadata, ModelBundle
+from edge.bundle import BundleMetadata, ModelBundle, sha256_file
 from edge.classifier import Classifier
 from edge.config import ModelSettings
 from edge.decision import REJECT, Thresholds, lane_label
@@ -42,7 +41,7 @@ def held_back_crops(bundle: ModelBundle, labelled: Path | None) -> list[tuple[Pa
     wanted = {crop.sha256: crop.label for crop in check.held_back}
     found = []
     for path in sorted(p for p in labelled.glob("*/*") if p.suffix.lower() in IMAGE_SUFFIXES):
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        digest = sha256_file(path)
         if digest in wanted:
             found.append((path, wanted.pop(digest)))
     return found

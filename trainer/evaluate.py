@@ -9,7 +9,7 @@ import numpy as np
 from tqdm import tqdm
 
 from edge import familiarity
-from edge.bundle import Familiarity, load_bundle
+from edge.bundle import Familiarity, ModelBundle, load_bundle
 from edge.classifier import Classifier
 from edge.config import ModelSettings
 from edge.decision import Thresholds
@@ -112,10 +112,9 @@ def score_candidate(
     )
 
 
-def bundle_decided(bundle_dir: Path, images: list[Path], threads: int) -> tuple[np.ndarray, np.ndarray]:
+def bundle_decided(bundle: ModelBundle, images: list[Path], threads: int) -> tuple[np.ndarray, np.ndarray]:
     """Scores as the lanes see them (unfamiliar ones zeroed) from any bundle, and the per-label thresholds the
     daemon would apply to them: how a bundle already on the line is judged beside a candidate."""
-    bundle = load_bundle(bundle_dir)
     thresholds = Thresholds.resolve(ModelSettings(), bundle.metadata)
     scores, novelty = [], []
     classifier = Classifier(bundle, threads=threads)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.bundle import BundleError, load_bundle
+from edge.bundle import BundleError, ModelBundle, load_bundle
 from trainer import calibration
 from trainer.data import LINE_MARKER
 
@@ -128,8 +128,8 @@ def line_name(folders: list[Path]) -> str:
     return folders[0].name if folders else ""
 
 
-def comparable_bundle(path: Path | None, labels: tuple[str, ...]) -> Path | None:
-    """`path` if it is a bundle with these labels in this order (else None, and why in the log)."""
+def comparable_bundle(path: Path | None, labels: tuple[str, ...]) -> ModelBundle | None:
+    """The bundle at `path` if it has these labels in this order (else None, and why in the log)."""
     if path is None:
         return None
     try:
@@ -140,4 +140,4 @@ def comparable_bundle(path: Path | None, labels: tuple[str, ...]) -> Path | None
     if bundle.labels != labels:
         log.warning("cannot judge the candidate against %s: its labels %s are not %s", path, bundle.labels, labels)
         return None
-    return path
+    return bundle

@@ -553,15 +553,14 @@ def _write_outputs(
 def _line_check(inputs: Inputs, comparison: dict | None) -> LineCheck | None:
     """The line's crops held back from this model, for the daemon to judge it against the live one, and where
     the trainer measured it worse than the live model off the line."""
-    held_back = [s for s in inputs.parts["test"] if s.line]
-    live = (comparison or {}).get("live")
-    if not held_back and not live:
+    if comparison is None:  # no held-back line crops and no live model to judge against
         return None
+    live = comparison.get("live")
     return LineCheck(
-        held_back=tuple(HeldBackCrop(sha256=s.sha256, label=s.label) for s in held_back),
-        line=line.line_name(_line_folders(inputs)),
+        held_back=tuple(HeldBackCrop(sha256=s.sha256, label=s.label) for s in inputs.parts["test"] if s.line),
+        line=comparison["line"],
         compared_with=live["bundle"] if live else None,
-        worse_elsewhere=(comparison or {}).get("worse_elsewhere", {}),
+        worse_elsewhere=comparison.get("worse_elsewhere", {}),
     )
 
 
@@ -595,7 +594,7 @@ def _line_comparison(
         live = {name: line.judged(decided[: len(y)][mask], y[mask], thresholds) for name, (mask, _) in sets.items()}
         if inputs.ood:
             live["ood"] = line.judged(decided[len(y) :], inputs.y_ood, thresholds)
-        result["live"] = {"bundle": load_bundle(before).metadata.model_id, **live}
+        result["live"] = {"bundle": before.metadata.model_id, **live}
         result["worse_on_line"] = bool(on_line.any()) and line.worse(result["candidate"]["line"], live["line"])
         elsewhere = {"test": "in-domain test", "ood": "out-of-domain photos"}
         result["worse_elsewhere"] = line.worse_elsewhere(result["candidate"], live, elsewhere)

@@ -39,7 +39,7 @@ def _write(folder: Path, images: dict[str, list[np.ndarray]]) -> list[tuple[Path
 
 
 def _judged(bundle: Path, items: list[tuple[Path, int]]) -> dict:
-    decided, thresholds = evaluate.bundle_decided(bundle, [path for path, _ in items], threads=1)
+    decided, thresholds = evaluate.bundle_decided(load_bundle(bundle), [path for path, _ in items], threads=1)
     return line.judged(decided, np.array([y for _, y in items]), thresholds)
 
 
