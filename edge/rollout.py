@@ -7,7 +7,8 @@ tar archive, with the expected sha256) or from the watch on ``model.bundle`` (ty
   fetched (URL: size-limited download, safe unpack into the models directory) -> verified (bundle
   metadata, sha256 of every file, lanes for every label) -> loaded beside the live model in its own
   interpreter -> self-tested on the bundle's reference images -> judged against the live model on the
-  line's own held-back crops (`edge.line_check`; a candidate worse on its line is refused unless forced)
+  line's own held-back crops and the trainer's own comparison (`edge.line_check`; a worse one is refused
+  unless forced)
   -> handed to the frame loop, which swaps it in between two items.
 
 Any failure leaves the live model running (and, for the watch, points the symlink back at it), so
@@ -204,7 +205,7 @@ class Rollout:
         origin: str = "command",
         force: bool = False,
     ) -> Candidate:
-        """`force`: roll out even a candidate worse than the live model on the line's held-back crops."""
+        """`force`: roll out even a candidate the line check finds worse than the live model."""
         source = url or str(bundle)
         if not self._lock.acquire(blocking=False):
             raise RolloutBusy
@@ -246,7 +247,8 @@ class Rollout:
         return Candidate(classifier, source, origin, tested, self._judged_on_line(classifier, force))
 
     def _judged_on_line(self, candidate: Classifier, force: bool) -> dict[str, Any]:
-        """The candidate against the live model on the line's held-back crops; RolloutError if worse, unforced."""
+        """The candidate against the live model on the line's held-back crops here, and as the trainer measured it
+        elsewhere; RolloutError if worse, unless forced."""
         try:
             live = load_bundle(self.live_directory)
             judged = line_check.compare(candidate, live, self._settings.model, self._settings.crops.labelled)
