@@ -246,7 +246,8 @@ def _cache_key(cfg: TrainConfig, policy: str, weights_id: str) -> dict:
         "image_size": cfg.image_size,
         "pad_value": cfg.pad_value,
         "cut_before": cfg.finetune_from,
-        "augmentation": cfg.augmentation.model_dump(),
+        # belt views off: the key of before they existed, so the caches of earlier runs stay valid
+        "augmentation": cfg.augmentation.model_dump(exclude={"belt_p"} if not cfg.augmentation.belt_p else None),
         "activation_cap_percentile": cfg.activation_cap_percentile,
         "seed": cfg.seed,
         "precision": policy,

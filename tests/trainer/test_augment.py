@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from trainer.augment import Augmentation, augment, random_texture, replace_background, view_seed
+from trainer.augment import Augmentation, augment, belt_view, random_texture, replace_background, view_seed
 
 
 def _shop_photo() -> np.ndarray:
@@ -40,3 +40,47 @@ def test_a_view_without_background_changes_keeps_white_corners():
     textured = plain.model_copy(update={"background_p": 1.0})
     assert np.all(augment(photo, plain, np.random.default_rng(0), 255)[:5, :5] == 255)
     assert not np.all(augment(photo, textured, np.random.default_rng(0), 255)[:5, :5] == 255)
+
+
+def _trousers(background: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:
+    """Two dark legs joined at the waist, on a plain background: the box that hugs them holds belt between
+    the legs."""
+    image = np.full((128, 128, 3), background, np.uint8)
+    cv2.rectangle(image, (40, 20), (88, 40), (200, 30, 30), -1)  # waist
+    cv2.rectangle(image, (40, 20), (58, 120), (200, 30, 30), -1)
+    cv2.rectangle(image, (70, 20), (88, 120), (200, 30, 30), -1)
+    return image
+
+
+def _red(view: np.ndarray) -> np.ndarray:
+    """Where the (red) legs are, whatever the belt's shade."""
+    rgb = view.astype(np.int16)
+    return rgb[..., 0] - rgb[..., 1:].max(axis=2) > 80
+
+
+def test_a_belt_view_is_the_item_cut_as_the_edge_cuts_it_on_a_belt_that_changes():
+    gaps = []
+    for seed in range(12):
+        out = belt_view(_trousers(), np.random.default_rng(seed), pad_value=255)
+        assert out.shape == (128, 128, 3) and out.dtype == np.uint8
+        ys, xs = np.nonzero(_red(out))
+        assert ys.max() - ys.min() >= 0.8 * 128  # the box hugs the item: letterboxed, it fills the height
+        assert np.all(out[:, :8] == 255) and np.all(out[:, -8:] == 255)  # letterbox either side, as on the edge
+        middle = (xs.min() + xs.max()) // 2
+        gaps.append(out[ys.max() - 30 : ys.max() - 10, middle - 1 : middle + 2].mean())  # between the legs
+    assert np.std(gaps) > 20  # belts from dark to light between the legs, not the photo's white
+
+
+def test_a_coloured_studio_background_is_cut_away_like_a_white_one():
+    out = belt_view(_trousers(background=(205, 185, 150)), np.random.default_rng(3), pad_value=255)
+    ys, _ = np.nonzero(_red(out))
+    assert ys.max() - ys.min() >= 0.8 * 128
+
+
+def test_belt_views_are_reproducible_from_the_seed_and_keep_the_letterbox():
+    photo = _trousers()
+    belt = Augmentation(belt_p=1.0)
+    a = augment(photo, belt, np.random.default_rng(view_seed(1, "ab", 1)), 255)
+    np.testing.assert_array_equal(a, augment(photo, belt, np.random.default_rng(view_seed(1, "ab", 1)), 255))
+    assert np.all(a[:, :8] == 255)  # the colour changes leave the edge's letterbox as it is
+    assert not np.array_equal(a, augment(photo, belt, np.random.default_rng(view_seed(1, "ab", 2)), 255))

@@ -1,0 +1,145 @@
+"""Belt crops: what the model sees of each item on a simulated line, kept as labelled photos.
+
+`bench/belt.py` judges the whole daemon, 30 items a line, in real time (about a minute a line). To ask "does
+this model classify belt views as well as photos" on hundreds of items, this renders the photos into a line
+(demo/line.py), runs the daemon's presence mode on every frame in-process (the same detector, tracker and crop
+code) and keeps each item's most centred crop, the one the daemon's worker takes first, as
+``OUT/<line>/<label>/<photo>.jpg``. Any bundle then scores the folders; ``--bundle`` does it here through the
+edge's classifier, at the daemon's thresholds, the item's crop classified both ways up as the worker does.
+
+    .venv/bin/python bench/belt_crops.py OUT [--set ood] [--per-class 60] [--lines dark-rubber,light-grey]
+        [--bundle models/apparel-efficientnet-lite2-int8 ...] [--json results.json]
+
+Not a test and not the belt benchmark (one crop, not the daemon's vote over several): a quick, larger sample.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.belt import photo_set, sample  # noqa: E402
+from bench.machine import cpu_description, cpu_line  # noqa: E402
+from demo.line import LINES, write_line_clip  # noqa: E402
+from edge.bundle import load_bundle  # noqa: E402
+from edge.camera import Frame  # noqa: E402
+from edge.classifier import Classifier  # noqa: E402
+from edge.config import ModelSettings, PresenceSettings  # noqa: E402
+from edge.decision import REJECT, ItemVote, Thresholds, lane_label  # noqa: E402
+from edge.inference import _assess  # noqa: E402  # the worker's way with an item's first crop
+from edge.items import Item  # noqa: E402
+from edge.modes.presence import PresenceMode  # noqa: E402
+from edge.preprocess import decode_image  # noqa: E402
+
+
+class BestCrops:
+    """Stands in for the daemon's item book: keeps each item's most centred crop instead of classifying."""
+
+    def __init__(self) -> None:
+        self.items: list[Item] = []
+        self.best: dict[str, tuple[float, np.ndarray]] = {}
+
+    def open(self, item_id: str, first_seen: float | None = None) -> Item:
+        item = Item(ItemVote(item_id=item_id, first_seen=first_seen or 0.0))
+        self.items.append(item)
+        return item
+
+    def offer(self, item: Item, crop: np.ndarray, captured_at: float, quality: float = 0.0) -> None:
+        if item.item_id not in self.best or quality > self.best[item.item_id][0]:
+            self.best[item.item_id] = (quality, crop.copy())
+
+    def close(self, item: Item, now: float | None = None) -> None:
+        item.closed_at = now or 0.0
+
+
+def harvest(clip: Path, fps: int) -> tuple[list[Item], dict[str, np.ndarray]]:
+    """Presence mode over every frame of the clip; the items in order and each one's most centred crop."""
+    counter = iter(range(1, 1_000_000))
+    mode = PresenceMode(PresenceSettings(), None, lambda: str(next(counter)))
+    book = BestCrops()
+    capture = cv2.VideoCapture(str(clip))
+    seq = 0
+    while True:
+        ok, image = capture.read()
+        if not ok:
+            break
+        seq += 1
+        mode.on_frame(Frame(image, seq, seq / fps, seq / fps), book)  # type: ignore[arg-type]
+    capture.release()
+    return book.items, {item_id: crop for item_id, (_, crop) in book.best.items()}
+
+
+def score(bundle_dir: Path, images: list[tuple[Path, str]]) -> dict[str, int]:
+    """Right / reject / wrong of labelled images, as the daemon would decide an item on this one crop."""
+    classifier = Classifier(load_bundle(bundle_dir), threads=2)
+    thresholds = Thresholds.resolve(ModelSettings(bundle=bundle_dir), classifier.bundle.metadata)
+    outcome = {"right": 0, "reject": 0, "wrong": 0, "unfamiliar": 0}
+    for path, label in images:
+        assessment, _ = _assess(classifier, decode_image(str(path)), None)
+        said, _, reason = lane_label(assessment.scores, assessment.novelty, classifier.labels, thresholds)
+        outcome["right" if said == label else "reject" if said == REJECT else "wrong"] += 1
+        outcome["unfamiliar"] += reason == "unfamiliar"
+    return outcome
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path, help="folder for the crops (OUT/<line>/<label>/<photo>.jpg)")
+    parser.add_argument("--set", default="ood", help="photos: ood (../shared/data/apparel-ood) or test")
+    parser.add_argument("--per-class", type=int, default=60)
+    parser.add_argument("--lines", default="dark-rubber,light-grey,green-pvc")
+    parser.add_argument(
+        "--split-from",
+        type=Path,
+        default=ROOT / "models" / "apparel-efficientnet-lite2-int8",
+        help="the bundle whose test split the test set is",
+    )
+    parser.add_argument("--bundle", type=Path, action="append", default=[], help="score the crops with these")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    photos = sample(photo_set(args.set, args.split_from), args.per_class)
+    if not photos:
+        print(f"{args.set}: photos not on this machine", file=sys.stderr)
+        return 2
+    results: dict[str, object] = {"cpu": cpu_description(), "set": args.set, "photos": len(photos), "lines": {}}
+    print(cpu_line(results["cpu"]), flush=True)  # type: ignore[arg-type]
+    results["as_photos"] = {str(bundle_dir): score(bundle_dir, photos) for bundle_dir in args.bundle}
+    print("as photos", json.dumps(results["as_photos"]), flush=True)
+    for name in args.lines.split(","):
+        line = LINES[name]
+        folder = args.out / name
+        if not folder.is_dir():
+            clip = args.out / f"{name}.avi"
+            truth = write_line_clip(clip, [p for p, _ in photos], [label for _, label in photos], line, seed=1)
+            items, crops = harvest(clip, line.fps)
+            clip.unlink()
+            if len(items) != len(truth):
+                print(f"{name}: {len(items)} items found for {len(truth)}; crops not paired", flush=True)
+                continue
+            for item, known in zip(items, truth, strict=True):
+                crop = crops.get(item.item_id)
+                if crop is not None and not known.touching:
+                    (folder / known.label).mkdir(parents=True, exist_ok=True)
+                    cv2.imwrite(str(folder / known.label / f"{Path(known.image).stem}.jpg"), crop)
+        crops = [(path, path.parent.name) for path in sorted(folder.glob("*/*.jpg"))]
+        row: dict[str, object] = {"crops": len(crops)}
+        for bundle_dir in args.bundle:
+            row[str(bundle_dir)] = score(bundle_dir, crops)
+        results["lines"][name] = row  # type: ignore[index]
+        print(name, json.dumps(row), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
