@@ -78,15 +78,17 @@ def harvest(clip: Path, fps: int) -> tuple[list[Item], dict[str, np.ndarray]]:
 
 
 def score(bundle_dir: Path, images: list[tuple[Path, str]]) -> dict[str, int]:
-    """Right / reject / wrong of labelled images, as the daemon would decide an item on this one crop."""
+    """Right / reject / wrong of labelled images, as the daemon would decide an item on this one crop, how many
+    of them the familiarity check rejected, and top-1 right whatever the thresholds."""
     classifier = Classifier(load_bundle(bundle_dir), threads=2)
     thresholds = Thresholds.resolve(ModelSettings(bundle=bundle_dir), classifier.bundle.metadata)
-    outcome = {"right": 0, "reject": 0, "wrong": 0, "unfamiliar": 0}
+    outcome = {"right": 0, "reject": 0, "wrong": 0, "unfamiliar": 0, "top1": 0}
     for path, label in images:
         assessment, _ = _assess(classifier, decode_image(str(path)), None)
         said, _, reason = lane_label(assessment.scores, assessment.novelty, classifier.labels, thresholds)
         outcome["right" if said == label else "reject" if said == REJECT else "wrong"] += 1
         outcome["unfamiliar"] += reason == "unfamiliar"
+        outcome["top1"] += classifier.labels[int(assessment.scores.argmax())] == label  # whatever the thresholds
     return outcome
 
 

@@ -42,6 +42,9 @@ class Augmentation(BaseModel):
     belt_p: float = 0.0  # chance of a belt view instead (the item on a conveyor, cropped as the edge crops it)
 
 
+ROUNDISH = 1.3  # long side to short side below which the edge leaves an item as it lies (edge.item_shapes)
+
+
 def view_seed(seed: int, image_sha256: str, view: int) -> int:
     digest = hashlib.sha256(f"{seed}:{image_sha256}:{view}".encode()).digest()
     return int.from_bytes(digest[:8], "little")
@@ -115,8 +118,11 @@ def belt_view(
     canvas *= 1 - rng.uniform(0.2, 0.5) * shadow[..., None]
     a = alpha[..., None]
     canvas[pad : pad + ih, pad : pad + iw] = canvas[pad : pad + ih, pad : pad + iw] * (1 - a) + photo * a
-    # the upright turn the edge makes is off by a few degrees; the box then hugs the item as it lies
-    turn = cv2.getRotationMatrix2D((size[0] / 2, size[1] / 2), rng.uniform(-6, 6), 1.0)
+    # The edge turns an elongated item upright, a few degrees off; a roundish one (a folded saree, a whole photo
+    # laid down) has no long axis to go by and is cut as it lies, up to 25 degrees askew with belt in the corners.
+    roundish = max(ih, iw) < ROUNDISH * min(ih, iw)
+    askew = rng.uniform(-25, 25) if roundish else rng.uniform(-6, 6)
+    turn = cv2.getRotationMatrix2D((size[0] / 2, size[1] / 2), askew, 1.0)
     canvas = cv2.warpAffine(canvas, turn, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     outline = np.zeros(canvas.shape[:2], np.float32)
     outline[pad : pad + ih, pad : pad + iw] = alpha

@@ -84,3 +84,20 @@ def test_belt_views_are_reproducible_from_the_seed_and_keep_the_letterbox():
     np.testing.assert_array_equal(a, augment(photo, belt, np.random.default_rng(view_seed(1, "ab", 1)), 255))
     assert np.all(a[:, :8] == 255)  # the colour changes leave the edge's letterbox as it is
     assert not np.array_equal(a, augment(photo, belt, np.random.default_rng(view_seed(1, "ab", 2)), 255))
+
+
+def _lean(view: np.ndarray) -> float:
+    """Degrees the red item's outline leans from the view's axes."""
+    ys, xs = np.nonzero(_red(view))
+    angle = cv2.minAreaRect(np.column_stack([xs, ys]).astype(np.float32))[2] % 90
+    return min(angle, 90 - angle)
+
+
+def test_a_roundish_item_is_cut_as_it_lies_and_an_elongated_one_turned_nearly_upright():
+    """As the edge does: it turns an item upright by its long axis, and a roundish one has none."""
+    square = np.full((128, 128, 3), 255, np.uint8)
+    cv2.rectangle(square, (34, 34), (94, 94), (200, 30, 30), -1)
+    bar = np.full((128, 128, 3), 255, np.uint8)
+    cv2.rectangle(bar, (54, 10), (74, 118), (200, 30, 30), -1)
+    assert max(_lean(belt_view(square, np.random.default_rng(seed), 255)) for seed in range(12)) > 12
+    assert max(_lean(belt_view(bar, np.random.default_rng(seed), 255)) for seed in range(12)) < 8

@@ -8,6 +8,7 @@ import pytest
 
 from trainer.cli import EXIT_BAD_INPUT, build_parser, main
 from trainer.config import TrainConfig, load_config
+from trainer.pipeline import _cache_key
 
 
 def test_toml_env_and_flags_layer_in_order(tmp_path, monkeypatch):
@@ -138,3 +139,12 @@ def test_warm_start_flag_parses_as_a_boolean():
     assert cfg.warm_start is True and cfg.warm_start_epochs >= 1
     with pytest.raises(ValueError, match="precision"):
         load_config(None, data="d", out="o", precision="fp8")
+
+
+def test_belt_views_off_keep_the_feature_cache_key_of_before_they_existed():
+    """Runs from before belt views reuse their cached features; any belt share is a cache of its own."""
+    without = _cache_key(TrainConfig(data="d", out="o"), "float32", "w")
+    assert "belt_p" not in without["augmentation"]
+    with_belt = _cache_key(TrainConfig(data="d", out="o", augmentation={"belt_p": 0.2}), "float32", "w")
+    assert with_belt["augmentation"]["belt_p"] == 0.2
+    assert {k: v for k, v in with_belt["augmentation"].items() if k != "belt_p"} == without["augmentation"]
