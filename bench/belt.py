@@ -13,7 +13,9 @@ demo photos; ``ood``: ../shared/data/apparel-ood, when present) it
     three directions of travel) renders the photos into a clip and runs the real daemon on it (presence mode,
     the product's defaults, realtime pacing) against a real mosquitto;
   * matches each decision to the item whose centre crossed the reference line nearest its ``crossed_at`` and
-    counts right / reject / wrong, decisions against items, lanes given to merged items, the error of the gaps
+    counts right / reject / wrong, decisions against items, lanes given to merged items (a touching item whose
+    neighbour got no decision of its own, or a decision no item's crossing explains; touching items told apart
+    are counted on their own), the error of the gaps
     between consecutive crossings (in frames) and of the measured belt speed;
   * times the detector alone on every frame of the clip, on one core.
 Not a test: it prints a table (and writes JSON) for the README, with the CPU it ran on.
@@ -105,7 +107,7 @@ def match(decisions: list[dict], truth: list[LineItem], line: Line) -> dict[str,
         offset = float(candidates[int(np.argmax(hits))])
         close = np.abs(stamps[:, None] - crossings[None, :] - offset) < tolerance
         offset += float(np.median((stamps[:, None] - crossings[None, :] - offset)[close]))
-    outcome = {"right": 0, "reject": 0, "wrong": 0, "lane_for_merged": 0}
+    outcome = {"right": 0, "reject": 0, "wrong": 0, "lane_for_merged": 0, "lane_for_touching_told_apart": 0}
     paired: dict[int, dict] = {}
     for decision in timed:
         misses = np.abs(crossings + offset - decision["crossed_at"])
@@ -119,7 +121,13 @@ def match(decisions: list[dict], truth: list[LineItem], line: Line) -> dict[str,
         label = decision["label"]
         outcome["right" if label == item.label else "reject" if label == REJECT else "wrong"] += 1
         if label != REJECT and item.touching:
-            outcome["lane_for_merged"] += 1  # a lane for an item laid touching another
+            # laid touching a neighbour: told apart when that neighbour got a decision of its own, else merged
+            neighbours = [j for j in (index - 1, index + 1) if 0 <= j < len(truth) and truth[j].touching]
+            apart = all(j in paired for j in neighbours)
+            outcome["lane_for_touching_told_apart" if apart else "lane_for_merged"] += 1
+    paired_ids = {id(decision) for decision in paired.values()}
+    # a lane no item's crossing explains: a merged pair's middle or a piece of a split item
+    outcome["lane_for_merged"] += sum(d["label"] != REJECT and id(d) not in paired_ids for d in decisions)
     gaps = [
         abs((paired[i + 1]["crossed_at"] - paired[i]["crossed_at"]) - (truth[i + 1].crossed_s - truth[i].crossed_s))
         for i in range(len(truth) - 1)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Augmentation(BaseModel):
@@ -39,7 +39,8 @@ class Augmentation(BaseModel):
     saturation: float = 0.4
     blur_p: float = 0.2  # motion/defocus blur on a moving belt
     background_p: float = 0.7  # chance to put the item on a random texture instead of its plain background
-    belt_p: float = 0.0  # chance of a belt view instead (the item on a conveyor, cropped as the edge crops it)
+    # chance of a belt view instead (the item on a conveyor, cropped as the edge crops it; docs/training.md)
+    belt_p: float = Field(0.0, ge=0, le=1)
 
 
 ROUNDISH = 1.3  # long side to short side below which the edge leaves an item as it lies (edge.item_shapes)
