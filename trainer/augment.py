@@ -23,6 +23,8 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from edge.preprocess import encode_jpeg, letterbox
+
 
 class Augmentation(BaseModel):
     """Strengths of each variation; part of the feature-cache key."""
@@ -133,12 +135,7 @@ def belt_view(
     crop = canvas[max(0, ys.min() - my) : ys.max() + 1 + my, max(0, xs.min() - mx) : xs.max() + 1 + mx]
     crop = _camera(crop, rng)
     crop = recolour(crop) if recolour is not None else crop
-    scale = min(w / crop.shape[1], h / crop.shape[0])
-    new = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
-    out = np.full_like(rgb, pad_value)
-    top, left = (h - new[1]) // 2, (w - new[0]) // 2
-    out[top : top + new[1], left : left + new[0]] = cv2.resize(crop, new, interpolation=cv2.INTER_LINEAR)
-    return out
+    return letterbox(crop, w, h, pad_value)
 
 
 def _camera(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -153,8 +150,7 @@ def _camera(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         image = cv2.filter2D(image, -1, kernel if rng.random() < 0.5 else kernel.T)
     image = image * rng.uniform(0.8, 1.2) + rng.normal(0, rng.uniform(1, 6), image.shape).astype(np.float32)
     quality = int(rng.integers(55, 95))
-    ok, data = cv2.imencode(".jpg", np.clip(image, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, quality])
-    return cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if ok else np.clip(image, 0, 255).astype(np.uint8)
+    return cv2.imdecode(np.frombuffer(encode_jpeg(np.clip(image, 0, 255).astype(np.uint8), quality), np.uint8), -1)
 
 
 def belt_surface(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
