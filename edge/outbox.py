@@ -42,11 +42,12 @@ class Outbox:
         self.late = 0  # handed over after the deadline: sent as late rejects
         self._backlog: deque[Outgoing] = deque()
         self._in_flight: dict[int, Outgoing] = {}  # paho's message id -> handed over, not acknowledged
+        self._handing: Outgoing | None = None  # taken, being handed to paho: neither waiting nor in flight yet
         self._made = 0
 
     def __len__(self) -> int:
-        """Decisions not yet acknowledged by the broker: waiting or in flight."""
-        return len(self._backlog) + len(self._in_flight)
+        """Decisions not yet acknowledged by the broker: waiting, being handed over or in flight."""
+        return len(self._backlog) + len(self._in_flight) + (self._handing is not None)
 
     def put(self, payload: bytes, late: bytes, deadline: float, ttl_s: float) -> bool:
         """Queue a decision; False (and counted in ``dropped``) when the outbox is full."""
@@ -62,13 +63,14 @@ class Outbox:
 
     def take(self, at: float | None = None) -> tuple[Outgoing, bytes, int]:
         """The next decision to hand over: (it, what to send, expiry seconds). Call `sent` once paho took it."""
-        item = self._backlog.popleft()
+        item = self._handing = self._backlog.popleft()
         payload, expiry, late = item.now(time.time() if at is None else at)
         self.late += late
         return item, payload, expiry
 
     def sent(self, message_id: int, item: Outgoing) -> None:
         self._in_flight[message_id] = item
+        self._handing = None
 
     def acknowledged(self, message_id: int, refused: bool) -> Outgoing | None:
         """The broker's PUBACK for ``message_id``; returns the decision it refused, if it did (counted)."""

@@ -183,6 +183,7 @@ def test_decisions_in_flight_when_the_broker_dies_are_sent_again(
     assert link.wait_connected(5)
     publish(link, 0, 30)
     sub.wait_for(1)
+    wait_until(lambda: link.queue_depth == 0, what="the first decision's PUBACK")  # or pause() would hold it
     proxy.pause()  # the next decisions leave the daemon but never reach the broker: no PUBACK
     for seq in range(1, 41):
         publish(link, seq, 30)

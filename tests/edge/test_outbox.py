@@ -61,3 +61,17 @@ def test_a_decision_the_broker_refuses_is_returned_and_counted_as_dropped():
     outbox.sent(5, item)
     assert outbox.acknowledged(5, refused=True) == item
     assert outbox.dropped == 1 and len(outbox) == 0
+
+
+def test_a_decision_being_handed_to_paho_still_counts_as_waiting():
+    """Between take() and sent() the sender is inside paho's publish, outside the link's lock: the queue depth
+    (stats, /metrics) must not dip, nor a full outbox take one more meanwhile."""
+    outbox = Outbox(size=2)
+    fill(outbox, 2)
+    item, _payload, _expiry = outbox.take(at=NOW)
+    assert len(outbox) == 2
+    assert fill(outbox, 1) == [False]  # still full
+    outbox.sent(7, item)
+    assert len(outbox) == 2
+    outbox.acknowledged(7, refused=False)
+    assert len(outbox) == 1
