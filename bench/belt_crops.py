@@ -34,7 +34,7 @@ from edge.camera import Frame  # noqa: E402
 from edge.classifier import Classifier  # noqa: E402
 from edge.config import ModelSettings, PresenceSettings  # noqa: E402
 from edge.decision import REJECT, ItemVote, Thresholds, lane_label  # noqa: E402
-from edge.inference import _assess  # noqa: E402  # the worker's way with an item's first crop
+from edge.inference import assess_item_crop  # noqa: E402
 from edge.items import Item  # noqa: E402
 from edge.modes.presence import PresenceMode  # noqa: E402
 from edge.preprocess import decode_image  # noqa: E402
@@ -84,7 +84,7 @@ def score(bundle_dir: Path, images: list[tuple[Path, str]]) -> dict[str, int]:
     thresholds = Thresholds.resolve(ModelSettings(bundle=bundle_dir), classifier.bundle.metadata)
     outcome = {"right": 0, "reject": 0, "wrong": 0, "unfamiliar": 0, "top1": 0}
     for path, label in images:
-        assessment, _ = _assess(classifier, decode_image(str(path)), None)
+        assessment, _ = assess_item_crop(classifier, decode_image(str(path)), None)
         said, _, reason = lane_label(assessment.scores, assessment.novelty, classifier.labels, thresholds)
         outcome["right" if said == label else "reject" if said == REJECT else "wrong"] += 1
         outcome["unfamiliar"] += reason == "unfamiliar"

@@ -5,7 +5,7 @@ model. The worker holds at most one waiting crop per item, the best one offered 
 (most centred), and picks the next job from the item with the fewest classified crops, the oldest first:
 with a fast model every item gets many frames, with a slow one each item still gets its best frame
 before any item gets a second. An item's first crop is classified both ways up and the more familiar way kept
-for the item (`_assess`): a garment on a belt lies waist first or waist last.
+for the item (`assess_item_crop`): a garment on a belt lies waist first or waist last.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class InferenceWorker:
         self._cond = threading.Condition()
         self._waiting: dict[str, Job] = {}  # item -> its best crop not yet classified; insertion order = age
         self._done: dict[str, int] = {}  # item -> crops classified so far
-        self._turned: dict[str, bool] = {}  # item -> its crops are classified upside down (see `_assess`)
+        self._turned: dict[str, bool] = {}  # item -> its crops are classified upside down (see `assess_item_crop`)
         self._running: str | None = None  # the item whose crop is being classified now
         self._results: list[Result] = []
         self._stopped = False
@@ -130,7 +130,7 @@ class InferenceWorker:
                 classifier, turned = self._classifier, self._turned.get(job.item_id)
             started = time.perf_counter()
             try:
-                assessment, turned = _assess(classifier, job.crop, turned)
+                assessment, turned = assess_item_crop(classifier, job.crop, turned)
             except Exception:  # one bad crop must not stop the worker
                 log.exception("classifying a crop of item %s failed", job.item_id)
                 assessment = None
@@ -147,7 +147,7 @@ class InferenceWorker:
                 self._cond.notify_all()
 
 
-def _assess(classifier: Classifier, crop: np.ndarray, turned: bool | None) -> tuple[Assessment, bool]:
+def assess_item_crop(classifier: Classifier, crop: np.ndarray, turned: bool | None) -> tuple[Assessment, bool]:
     """An item's first crop both ways up, keeping the more familiar way for the rest of the item (`turned`: the
     way chosen, None for its first crop). On a belt a garment lies waist first or waist last, and a crop turned
     upright by its long axis cannot tell which: on the simulator's top-to-bottom line half the crops came out
