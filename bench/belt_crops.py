@@ -77,11 +77,15 @@ def harvest(clip: Path, fps: int) -> tuple[list[Item], dict[str, np.ndarray]]:
     return book.items, {item_id: crop for item_id, (_, crop) in book.best.items()}
 
 
-def score(bundle_dir: Path, images: list[tuple[Path, str]]) -> dict[str, int]:
+def loaded(bundle_dir: Path) -> tuple[Classifier, Thresholds]:
+    """The bundle's classifier and the thresholds the daemon would use with it."""
+    classifier = Classifier(load_bundle(bundle_dir), threads=2)
+    return classifier, Thresholds.resolve(ModelSettings(bundle=bundle_dir), classifier.bundle.metadata)
+
+
+def score(classifier: Classifier, thresholds: Thresholds, images: list[tuple[Path, str]]) -> dict[str, int]:
     """Right / reject / wrong of labelled images, as the daemon would decide an item on this one crop, how many
     of them the familiarity check rejected, and top-1 right whatever the thresholds."""
-    classifier = Classifier(load_bundle(bundle_dir), threads=2)
-    thresholds = Thresholds.resolve(ModelSettings(bundle=bundle_dir), classifier.bundle.metadata)
     outcome = {"right": 0, "reject": 0, "wrong": 0, "unfamiliar": 0, "top1": 0}
     for path, label in images:
         assessment, _ = assess_item_crop(classifier, decode_image(str(path)), None)
@@ -114,7 +118,8 @@ def main() -> int:
         return 2
     results: dict[str, object] = {"cpu": cpu_description(), "set": args.set, "photos": len(photos), "lines": {}}
     print(cpu_line(results["cpu"]), flush=True)  # type: ignore[arg-type]
-    results["as_photos"] = {str(bundle_dir): score(bundle_dir, photos) for bundle_dir in args.bundle}
+    models = {str(bundle_dir): loaded(bundle_dir) for bundle_dir in args.bundle}  # loaded once, for every line
+    results["as_photos"] = {name: score(*model, photos) for name, model in models.items()}
     print("as photos", json.dumps(results["as_photos"]), flush=True)
     for name in args.lines.split(","):
         line = LINES[name]
@@ -134,8 +139,8 @@ def main() -> int:
                     cv2.imwrite(str(folder / known.label / f"{Path(known.image).stem}.jpg"), crop)
         crops = [(path, path.parent.name) for path in sorted(folder.glob("*/*.jpg"))]
         row: dict[str, object] = {"crops": len(crops)}
-        for bundle_dir in args.bundle:
-            row[str(bundle_dir)] = score(bundle_dir, crops)
+        for model_name, model in models.items():
+            row[model_name] = score(*model, crops)
         results["lines"][name] = row  # type: ignore[index]
         print(name, json.dumps(row), flush=True)
     if args.json:
