@@ -83,12 +83,15 @@ def loaded(bundle_dir: Path) -> tuple[Classifier, Thresholds]:
     return classifier, Thresholds.resolve(ModelSettings(bundle=bundle_dir), classifier.bundle.metadata)
 
 
-def score(classifier: Classifier, thresholds: Thresholds, images: list[tuple[Path, str]]) -> dict[str, int]:
-    """Right / reject / wrong of labelled images, as the daemon would decide an item on this one crop, how many
-    of them the familiarity check rejected, and top-1 right whatever the thresholds."""
+def score(
+    classifier: Classifier, thresholds: Thresholds, images: list[tuple[Path, str]], as_cut: bool = False
+) -> dict[str, int]:
+    """Right / reject / wrong of labelled images, as the daemon would decide an item on this one crop (`as_cut`:
+    as `classify` decides a photo, not also turned), how many of them the familiarity check rejected, and top-1
+    right whatever the thresholds."""
     outcome = {"right": 0, "reject": 0, "wrong": 0, "unfamiliar": 0, "top1": 0}
     for path, label in images:
-        assessment, _ = assess_item_crop(classifier, decode_image(str(path)), None)
+        assessment, _ = assess_item_crop(classifier, decode_image(str(path)), False if as_cut else None)
         said, _, reason = lane_label(assessment.scores, assessment.novelty, classifier.labels, thresholds)
         outcome["right" if said == label else "reject" if said == REJECT else "wrong"] += 1
         outcome["unfamiliar"] += reason == "unfamiliar"

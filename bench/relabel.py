@@ -61,7 +61,7 @@ def main() -> None:
     for row in rows:
         by_source[row["source"]].append(row)
 
-    base = _base(args, ood_root)
+    base = base_bundle(args.work, args.split_file, args.backbone)
     labels = tuple(base["labels"])
     test = [(Path(p), labels.index(label)) for p, label in base["test"]]
     all_ood = [(ood_root / r["file"], labels.index(r["label"]), r["source"]) for r in rows]
@@ -74,9 +74,9 @@ def main() -> None:
         work = args.work / _slug(source)
         shutil.rmtree(work, ignore_errors=True)
         line_dir, guard_dir = work / "line", work / "ood-without"
-        _link(ood_root, line_dir, [r for r in by_source[source] if r["file"] in chosen])
+        link(ood_root, line_dir, [r for r in by_source[source] if r["file"] in chosen])
         (line_dir / "line.json").write_text(json.dumps({"line": source, "model": base["model"]}) + "\n")
-        _link(ood_root, guard_dir, [r for r in rows if r["source"] != source], manifest=True)
+        link(ood_root, guard_dir, [r for r in rows if r["source"] != source], manifest=True)
         shutil.copytree(base["work"], work / "run", ignore=shutil.ignore_patterns("float32", "int8-candidate"))
         cfg = TrainConfig(
             data=SHARED / "apparel", more_data=[SHARED / "apparel-more"], line=[line_dir], ood=[guard_dir],
@@ -127,13 +127,13 @@ def main() -> None:
         args.json.write_text(json.dumps(report, indent=1) + "\n")
 
 
-def _base(args: argparse.Namespace, ood_root: Path) -> dict:
-    """Train the line's current bundle once (kept in --work between runs of the benchmark)."""
-    work, out = args.work / "base-run", args.work / "base-bundle"
+def base_bundle(work_root: Path, split_file: Path, backbone: str) -> dict:
+    """Train the line's current bundle once (kept in `work_root` between runs of the benchmark)."""
+    work, out = work_root / "base-run", work_root / "base-bundle"
     if not (out / "bundle.json").is_file():
         cfg = TrainConfig(
-            data=SHARED / "apparel", more_data=[SHARED / "apparel-more"], ood=[ood_root], out=out, work_dir=work,
-            split_file=args.split_file, backbone=args.backbone, seed=1,
+            data=SHARED / "apparel", more_data=[SHARED / "apparel-more"], ood=[SHARED / "apparel-ood"], out=out,
+            work_dir=work, split_file=split_file, backbone=backbone, seed=1,
         )  # fmt: skip
         run(cfg)
     bundle = load_bundle(out)
@@ -177,7 +177,8 @@ def _labelled(rows: list[dict]) -> set[str]:
     return set(chosen)
 
 
-def _link(root: Path, target: Path, rows: list[dict], manifest: bool = False) -> None:
+def link(root: Path, target: Path, rows: list[dict], manifest: bool = False) -> None:
+    """`rows` of a manifest (file, label, source, ...) as symlinks under `target`, with their manifest."""
     for r in rows:
         (target / r["file"]).parent.mkdir(parents=True, exist_ok=True)
         (target / r["file"]).symlink_to((root / r["file"]).resolve())

@@ -635,6 +635,9 @@ def _training_record(cfg: TrainConfig, data: DataSet, network: Network, historie
                 "views": views,
                 "best_phase": history.best_phase,
                 "best_val_loss": round(history.best_val_loss, 4),
+                "warm_start_val_loss": None
+                if history.warm_start_val_loss is None
+                else round(history.warm_start_val_loss, 4),
                 "epochs": {phase: len(getattr(history, phase).get("loss", [])) for phase in ("phase1", "phase2")},
             }
             for k, (history, views) in enumerate(zip(histories, _member_views(cfg), strict=True))

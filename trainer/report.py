@@ -336,14 +336,15 @@ def _start_note(training: dict) -> str:
         start += f"; {len(members)} ensemble members (seeds {seeds}, own augmented views each)"
     runs = "; ".join(
         f"{m['epochs']['phase1']} head + {m['epochs']['phase2']} fine-tuning epochs, best validation loss "
-        f"{m['best_val_loss']:.4f} {_best_where(m['best_phase'])}"
+        f"{m['best_val_loss']:.4f} in phase {m['best_phase']}{_warm_start_loss(m)}"
         for m in members
     )
     return f"{start}: {runs}."
 
 
-def _best_where(phase: int) -> str:
-    return "at the warm start (not improved on)" if phase == 0 else f"in phase {phase}"
+def _warm_start_loss(member: dict) -> str:
+    loss = member.get("warm_start_val_loss")
+    return "" if loss is None else f" (the loaded weights: {loss:.4f})"
 
 
 def _gate_note(settings: dict) -> str:
