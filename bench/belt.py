@@ -190,16 +190,25 @@ def main() -> int:
     parser.add_argument("--sets", default="test,ood", help="photo sets: test, ood")
     parser.add_argument("--lines", default=",".join(LINES), help=f"lines of the matrix: {', '.join(LINES)}")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--not-in",
+        type=Path,
+        help="leave out photos whose crops are in this labelled folder (DIR/<label>/<photo>.jpg): a relabel loop's"
+        " own crops, so a bundle trained on them is judged on the line's other items (bench/belt_relabel.py)",
+    )
     args = parser.parse_args()
+    labelled = {path.stem for path in args.not_in.glob("*/*.jpg")} if args.not_in else set()
 
     bundle = load_bundle(args.bundle)
     results: dict[str, object] = {"bundle": bundle.metadata.model_id, "cpu": cpu_description(), "sets": {}}
+    if args.not_in:
+        results["photos_left_out"] = len(labelled)
     print(cpu_line(results["cpu"]), flush=True)  # type: ignore[arg-type]
     results["lines"] = {name: asdict(LINES[name]) for name in args.lines.split(",")}
     with tempfile.TemporaryDirectory() as tmp, mosquitto(Path(tmp)) as port:
         workdir = Path(tmp)
         for name in args.sets.split(","):
-            photos = sample(photo_set(name, args.bundle), args.per_class)
+            photos = sample([p for p in photo_set(name, args.bundle) if p[0].stem not in labelled], args.per_class)
             if not photos:
                 print(f"{name}: photos not on this machine, skipped", flush=True)
                 continue
