@@ -77,6 +77,27 @@ def harvest(clip: Path, fps: int) -> tuple[list[Item], dict[str, np.ndarray]]:
     return book.items, {item_id: crop for item_id, (_, crop) in book.best.items()}
 
 
+def line_crops(folder: Path, line_name: str, photos: list[tuple[Path, str]]) -> list[tuple[Path, str]] | None:
+    """The photos ridden on the line, each item's most centred crop as (folder/<label>/<photo>.jpg, label);
+    harvested once, then read back. None when presence mode found another number of items than the line carried
+    (the crops cannot be paired with their photos). Items laid touching a neighbour are left out."""
+    if not folder.is_dir():
+        line = LINES[line_name]
+        clip = folder.parent / f"{line_name}.avi"
+        clip.parent.mkdir(parents=True, exist_ok=True)
+        truth = write_line_clip(clip, [p for p, _ in photos], [label for _, label in photos], line, seed=1)
+        items, best = harvest(clip, line.fps)
+        clip.unlink()
+        if len(items) != len(truth):
+            return None
+        for item, known in zip(items, truth, strict=True):
+            crop = best.get(item.item_id)
+            if crop is not None and not known.touching:
+                (folder / known.label).mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(folder / known.label / f"{Path(known.image).stem}.jpg"), crop)
+    return [(path, path.parent.name) for path in sorted(folder.glob("*/*.jpg"))]
+
+
 def loaded(bundle_dir: Path) -> tuple[Classifier, Thresholds]:
     """The bundle's classifier and the thresholds the daemon would use with it."""
     classifier = Classifier(load_bundle(bundle_dir), threads=2)
@@ -125,22 +146,10 @@ def main() -> int:
     results["as_photos"] = {name: score(*model, photos) for name, model in models.items()}
     print("as photos", json.dumps(results["as_photos"]), flush=True)
     for name in args.lines.split(","):
-        line = LINES[name]
-        folder = args.out / name
-        if not folder.is_dir():
-            clip = args.out / f"{name}.avi"
-            truth = write_line_clip(clip, [p for p, _ in photos], [label for _, label in photos], line, seed=1)
-            items, crops = harvest(clip, line.fps)
-            clip.unlink()
-            if len(items) != len(truth):
-                print(f"{name}: {len(items)} items found for {len(truth)}; crops not paired", flush=True)
-                continue
-            for item, known in zip(items, truth, strict=True):
-                crop = crops.get(item.item_id)
-                if crop is not None and not known.touching:
-                    (folder / known.label).mkdir(parents=True, exist_ok=True)
-                    cv2.imwrite(str(folder / known.label / f"{Path(known.image).stem}.jpg"), crop)
-        crops = [(path, path.parent.name) for path in sorted(folder.glob("*/*.jpg"))]
+        crops = line_crops(args.out / name, name, photos)
+        if crops is None:
+            print(f"{name}: presence mode found another number of items than the line carried; crops not paired")
+            continue
         row: dict[str, object] = {"crops": len(crops)}
         for model_name, model in models.items():
             row[model_name] = score(*model, crops)

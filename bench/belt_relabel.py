@@ -32,14 +32,12 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import cv2
 import numpy as np
 
 from bench.belt import photo_set, sample
-from bench.belt_crops import harvest, loaded, score
+from bench.belt_crops import line_crops, loaded, score
 from bench.machine import cpu_description, cpu_line
-from bench.relabel import SHARED, base_bundle, link
-from demo.line import LINES, write_line_clip
+from bench.relabel import SHARED, balanced, base_bundle, link
 from trainer.config import TrainConfig
 from trainer.pipeline import run
 
@@ -69,7 +67,12 @@ def main() -> int:
     }
     print(cpu_line(report["cpu"]), flush=True)
     names = args.lines.split(",")
-    crops = {name: belt_crops(args.work / f"belt-crops-{args.per_class}" / name, name, photos) for name in names}
+    crops = {}
+    for name in names:
+        found = line_crops(args.work / f"belt-crops-{args.per_class}" / name, name, photos)
+        if found is None:
+            raise SystemExit(f"{name}: presence mode found another number of items than the line carried")
+        crops[name] = found
     labelled = chosen_crops(crops[names[0]], args.labelled)
     judged = {name: [(p, label) for p, label in found if p.name not in labelled] for name, found in crops.items()}
     on_belt = {str(photo.relative_to(ood_root)) for photo, _ in photos}
@@ -104,17 +107,17 @@ def main() -> int:
 
     unlabelled_photos = [(path, label) for path, label in photos if f"{path.stem}.jpg" not in labelled]
     shop_test = [(Path(p), label) for p, label in base["test"]]
-    sets = {
-        **{f"{name} belt": judged[name] for name in names},
-        "its items as photos": unlabelled_photos,
-        "shop test photos": shop_test,
-        "guard photos": guard,
+    sets = {  # name -> (items, as_cut: decided as `classify` decides a photo, not as a belt item's first crop)
+        **{f"{name} belt": (judged[name], False) for name in names},
+        "its items as photos": (unlabelled_photos, True),
+        "shop test photos": (shop_test, True),
+        "guard photos": (guard, True),
     }
     report["judged"] = {}
     for when, bundle_dir in (("before", base["out"]), ("after", cfg.out)):
         model = loaded(bundle_dir)
         report["judged"][when] = {
-            key: {"items": len(items), **score(*model, items, as_cut="photos" in key)} for key, items in sets.items()
+            key: {"items": len(items), **score(*model, items, as_cut)} for key, (items, as_cut) in sets.items()
         }
         print(when, json.dumps(report["judged"][when]), flush=True)
     print(table(report))
@@ -123,38 +126,15 @@ def main() -> int:
     return 0
 
 
-def belt_crops(folder: Path, line_name: str, photos: list[tuple[Path, str]]) -> list[tuple[Path, str]]:
-    """Each item's most centred crop on the line, as OUT/<label>/<photo>.jpg (harvested once, then reused)."""
-    if not folder.is_dir():
-        line = LINES[line_name]
-        clip = folder.parent / f"{line_name}.avi"
-        clip.parent.mkdir(parents=True, exist_ok=True)
-        truth = write_line_clip(clip, [p for p, _ in photos], [label for _, label in photos], line, seed=1)
-        items, best = harvest(clip, line.fps)
-        clip.unlink()
-        if len(items) != len(truth):
-            raise SystemExit(f"{line_name}: {len(items)} items found for {len(truth)}; crops cannot be paired")
-        for item, known in zip(items, truth, strict=True):
-            crop = best.get(item.item_id)
-            if crop is not None and not known.touching:
-                (folder / known.label).mkdir(parents=True, exist_ok=True)
-                cv2.imwrite(str(folder / known.label / f"{Path(known.image).stem}.jpg"), crop)
-    return [(path, path.parent.name) for path in sorted(folder.glob("*/*.jpg"))]
-
-
 def chosen_crops(crops: list[tuple[Path, str]], count: int) -> set[str]:
     """`count` crops' file names, class-balanced, the same ones every run."""
     rng = np.random.default_rng(1)
     by_label: dict[str, list[str]] = {}
     for path, label in crops:
         by_label.setdefault(label, []).append(path.name)
-    chosen: list[str] = []
-    order = {label: list(rng.permutation(names)) for label, names in sorted(by_label.items())}
-    while len(chosen) < min(count, len(crops)):
-        for names in order.values():
-            if names and len(chosen) < count:
-                chosen.append(str(names.pop(0)))
-    return set(chosen)
+    return balanced(
+        {label: [str(n) for n in rng.permutation(names)] for label, names in sorted(by_label.items())}, count
+    )
 
 
 def table(report: dict) -> str:

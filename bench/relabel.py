@@ -165,15 +165,21 @@ def _top1(decided: np.ndarray, y: np.ndarray) -> float:
 
 def _labelled(rows: list[dict]) -> set[str]:
     """Up to 40 photos (half of a smaller source), class-balanced, the same ones every time."""
-    count = min(LABELLED, len(rows) // 2)
     per_label: dict[str, list[str]] = defaultdict(list)
     for r in sorted(rows, key=lambda r: r["sha256"]):
         per_label[r["label"]].append(r["file"])
+    return balanced(per_label, min(LABELLED, len(rows) // 2))
+
+
+def balanced(per_label: dict[str, list[str]], count: int) -> set[str]:
+    """`count` names (or all there are) taken a label at a time in turn, each label's list from its front."""
+    queues = [list(names) for names in per_label.values()]
+    count = min(count, sum(map(len, queues)))
     chosen: list[str] = []
     while len(chosen) < count:
-        for files in per_label.values():
-            if files and len(chosen) < count:
-                chosen.append(files.pop(0))
+        for names in queues:
+            if names and len(chosen) < count:
+                chosen.append(names.pop(0))
     return set(chosen)
 
 
