@@ -126,13 +126,16 @@ def test_corrupted_file_reconnects_and_streams_again_once_restored(tmp_path, run
     while camera.next_frame(timeout=0.05) is not None:  # a last frame may still wait in the slot
         pass
     assert "cannot decode" in camera.last_error and str(clip) in camera.last_error
+    # the counter rises when a retry starts, after the backoff: wait for retries rather than read it at once
+    wait_until(lambda: camera.reconnects >= 2)
+    assert camera.state == "reconnecting" and camera.next_frame(timeout=0.05) is None
     reconnects = camera.reconnects
 
     clip.write_bytes(good)
     frame = camera.next_frame(timeout=5)
     assert frame is not None and frame_index(frame.image) == 0
     assert camera.state == "streaming"
-    assert camera.reconnects > reconnects >= 1
+    assert camera.reconnects > reconnects
 
 
 def test_hung_source_is_abandoned_and_reopened(tmp_path, running):
@@ -160,7 +163,7 @@ def test_hung_source_is_abandoned_and_reopened(tmp_path, running):
         assert time.monotonic() < deadline, "the hung read was not noticed"
         camera.next_frame(timeout=0.1)
     assert "no frame for 0.5 s" in camera.last_error and str(pipe) in camera.last_error
-    assert camera.reconnects == 1
+    assert camera.reconnects >= 1  # the new grabber may already hang on the same stuck pipe and count again
 
     # the camera comes back: a working source appears at the path, the stuck writer goes away
     os.replace(fixed, pipe)
