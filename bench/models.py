@@ -6,12 +6,12 @@ For every bundle (default: each directory in models/), through the edge's own `C
 familiarity check where the bundle has one): top-1 on the out-of-domain photos; the shares sent to the right lane,
 to reject and to a wrong lane at the thresholds the daemon would use (chosen by the trainer on these same photos:
 in-sample); the same shares **leaving one source out** (the manifest's `source` column): each source scored at the
-thresholds chosen, at most 1 % wrong lane, on all the other sources, pooled over the sources, with one threshold
-for all labels and with one per label; the in-domain test accuracy recorded by the trainer on the shop's own test
-split (`apparel`, where the bundle records it per data folder); interpreter milliseconds per frame (p50 of 100
-invocations, 1 and 2 threads) on this CPU; the model file's size; and how many of 14 crafted inputs that are not
-garments (empty belts, screenshots, noise, a flat card) the daemon's rule rejects. Prints a Markdown table headed
-by the CPU.
+thresholds chosen on all the other sources as the trainer chooses them (the cheapest with at most 1 % wrong lane),
+pooled over the sources, with one threshold for all labels and with one per label; the in-domain test accuracy
+recorded by the trainer on the shop's own test split (`apparel`, where the bundle records it per data folder);
+interpreter milliseconds per frame (p50 of 100 invocations, 1 and 2 threads) on this CPU; the model file's size; and
+how many of 14 crafted inputs that are not garments (empty belts, screenshots, noise, a flat card) the daemon's rule
+rejects. Prints a Markdown table headed by the CPU.
 """
 
 from __future__ import annotations

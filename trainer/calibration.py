@@ -5,7 +5,9 @@ threshold rejects too little where it matters. One temperature T, fitted on vali
 log-likelihood, softens (T > 1) or sharpens the scores without changing any top-1 answer; the trainer
 divides the last layer by T, so the exported model's scores are the calibrated ones and the edge
 applies nothing. The recommended threshold is then read off the risk-coverage table of validation
-scores: the lowest threshold whose wrong-lane rate stays within the target (a reject is cheaper).
+scores: among the thresholds whose wrong-lane rate stays within the target, the one whose decisions cost least,
+a wrong lane costing `WRONG_LANE_COST` rejects. "Fewest rejects within the target" spent the whole allowance:
+it kept a 0.9 % wrong lane to save one reject over 0.2 %, and a new source's wrong lanes came in at the edge.
 
 Classes do not meet each other alike: out of domain nearly every wrong lane is trousers sent to jeans, so one
 threshold for all labels rejects good saree to stop bad jeans. `recommend_per_label` chooses one threshold per
@@ -20,6 +22,7 @@ import itertools
 import numpy as np
 
 THRESHOLDS = np.round(np.arange(0.34, 1.0, 0.01), 2)  # below 1/3 a 3-class top score cannot fall
+WRONG_LANE_COST = 10  # a wrong lane costs as much as this many rejects: a mis-sorted item is found downstream
 _EPS = 1e-7
 
 
@@ -83,27 +86,29 @@ def risk_coverage(scores: np.ndarray, y: np.ndarray, thresholds: np.ndarray = TH
 def recommend_threshold(
     scores: np.ndarray, y: np.ndarray, max_wrong: float, groups: list[np.ndarray] | None = None
 ) -> float:
-    """The lowest threshold whose wrong-lane share is at most `max_wrong` (in each of `groups`, masks over the
-    items, when given); if none is, the one with fewest wrong (on a tie the highest: a reject is cheaper)."""
+    """Of the thresholds whose wrong-lane share is at most `max_wrong` (in each of `groups`, masks over the
+    items, when given), the cheapest (`WRONG_LANE_COST`; on a tie the lowest); if none is within it, the one with
+    fewest wrong (on a tie the highest: a reject is cheaper)."""
     wrong_items = scores.argmax(axis=1) != y
     above = scores.max(axis=1)[None, :] >= THRESHOLDS[:, None]  # (thresholds, items)
     within = np.ones(len(THRESHOLDS), bool)
     for group in groups or [np.ones(len(y), bool)]:
         within &= (above & (wrong_items & group)[None]).sum(1) <= max_wrong * group.sum() + 1e-9
-    if within.any():
-        return float(THRESHOLDS[int(np.argmax(within))])
     total_wrong = (above & wrong_items[None]).sum(1)
+    if within.any():
+        cost = np.where(within, WRONG_LANE_COST * total_wrong + len(y) - above.sum(1), np.iinfo(np.int64).max)
+        return float(THRESHOLDS[int(np.argmin(cost))])
     return float(THRESHOLDS[int(np.lexsort((-THRESHOLDS, total_wrong))[0])])
 
 
 def recommend_per_label(
     scores: np.ndarray, y: np.ndarray, max_wrong: float, groups: list[np.ndarray] | None = None
 ) -> np.ndarray:
-    """One threshold per label (applied to items whose top label it is): the fewest rejects with at most
-    `max_wrong` wrong lane over all items, or within each of `groups` (masks over the items) when given; if no
-    combination is within it, the fewest wrong (then the fewest rejects). Labels do not interact (an item is
-    judged by its top label's threshold alone), so every combination of the labels' risk-coverage tables is
-    scored at once."""
+    """One threshold per label (applied to items whose top label it is): the cheapest decisions (a wrong lane
+    costs `WRONG_LANE_COST` rejects) with at most `max_wrong` wrong lane over all items, or within each of
+    `groups` (masks over the items) when given; if no combination is within it, the fewest wrong (then the
+    fewest rejects). Labels do not interact (an item is judged by its top label's threshold alone), so every
+    combination of the labels' risk-coverage tables is scored at once."""
     top, confidence, right = scores.argmax(axis=1), scores.max(axis=1), scores.argmax(axis=1) == y
     labels = scores.shape[1]
     above = confidence[None, :] >= THRESHOLDS[:, None]  # (thresholds, items)
@@ -119,8 +124,9 @@ def recommend_per_label(
     within = np.ones(grid.shape[1], bool)
     for group in groups or [np.ones(len(y), bool)]:
         within &= per_combination(~right & group) <= max_wrong * group.sum() + 1e-9
-    # Among the allowed, fewest rejects, then lowest thresholds; otherwise fewest wrong, then fewest rejects.
-    key = np.where(within, total_reject, len(y) + total_wrong * (len(y) + 1) + total_reject)
+    # Among the allowed, the cheapest, then lowest thresholds; otherwise fewest wrong, then fewest rejects.
+    cheapest = WRONG_LANE_COST * total_wrong + total_reject
+    key = np.where(within, cheapest, (WRONG_LANE_COST + 1) * len(y) + total_wrong * (len(y) + 1) + total_reject)
     best = grid[:, int(np.lexsort((grid.sum(0), key))[0])]
     return THRESHOLDS[best]
 

@@ -133,8 +133,8 @@ class TrainConfig(BaseSettings):
         0.01,
         gt=0,
         lt=1,
-        description="recommended thresholds: the fewest rejects with at most this wrong-lane share on the"
-        " out-of-domain photos (a wrong lane costs far more than a reject)",
+        description="recommended thresholds: the cheapest (a wrong lane costs ten rejects) with at most this"
+        " wrong-lane share on the out-of-domain photos",
     )
     calibration_per_class: int = Field(40, ge=1, description="training images per class to calibrate int8 ranges")
     max_accuracy_drop: float = Field(1.0, ge=0, description="parity gate: int8 may lose at most this many points")

@@ -90,14 +90,14 @@ def worse(candidate: dict, live: dict) -> bool:
     return c["wrong"] > lv["wrong"] or (c["wrong"] == lv["wrong"] and c["right"] < lv["right"])
 
 
-WRONG_LANE_COST = 10  # rejects a wrong lane costs as much as, when a candidate is judged against the live model
 ELSEWHERE_POINTS = 1.0  # off the line the candidate may cost at most this many points more than the live model ...
 ELSEWHERE_ITEMS = 3  # ... unless that is fewer rejects' worth than this (on a small test split one item is points)
 
 
 def cost(row: dict) -> int:
-    """What a set's decisions cost, in rejects: a wrong lane counts `WRONG_LANE_COST`, a reject one."""
-    return WRONG_LANE_COST * row["counts"]["wrong"] + row["counts"]["reject"]
+    """What a set's decisions cost, in rejects: a wrong lane counts `WRONG_LANE_COST`, a reject one (the cost the
+    thresholds are chosen by)."""
+    return calibration.WRONG_LANE_COST * row["counts"]["wrong"] + row["counts"]["reject"]
 
 
 def worse_elsewhere(candidate: dict, live: dict, names: dict[str, str]) -> dict[str, str]:

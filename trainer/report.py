@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from edge.preprocess import decode_image
+from trainer.calibration import WRONG_LANE_COST
 from trainer.fit import History
 
 PLOTS = {
@@ -168,7 +169,8 @@ def _decisions_section(r: dict) -> list[str]:
     per_label = ", ".join(f"{k} {v:g}" for k, v in d["recommended_thresholds"].items())
     lines += [
         f"Scores calibrated with temperature {d['temperature']:g}. Reject thresholds per top label: **{per_label}**"
-        f" (the fewest rejects with at most {d['max_wrong_lane']:.0%} wrong lane on the {d['threshold_chosen_on']};"
+        f" (the cheapest, a wrong lane costing {WRONG_LANE_COST} rejects, with at most {d['max_wrong_lane']:.0%} wrong"
+        f" lane on the {d['threshold_chosen_on']};"
         f" one threshold for all labels would be {d['recommended_threshold']:g}). An item whose embedding lies"
         f" further from every training image than {d['familiarity_limit']:g} (cosine distance) is rejected as"
         " unfamiliar whatever its scores.",

@@ -36,11 +36,37 @@ def test_outcomes_split_every_item_into_right_reject_or_wrong():
     assert calibration.outcomes(scores, y, 0.75)["wrong"] == 0.0
 
 
-def test_recommended_threshold_is_the_lowest_within_the_wrong_lane_target():
+def _items(*groups: tuple[float, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Scores and labels from (top score, true label, how many); label 0 is every item's top label."""
+    scores = [[top, (1 - top) * 0.6, (1 - top) * 0.4] for top, _, n in groups for _ in range(n)]
+    return np.array(scores), np.array([label for _, label, n in groups for _ in range(n)])
+
+
+def test_recommended_threshold_is_the_cheapest_within_the_wrong_lane_target():
     scores, y = _calibrated_sample(seed=1)
     threshold = calibration.recommend_threshold(scores, y, max_wrong=0.05)
+
+    def cost(t: float) -> float:
+        row = calibration.outcomes(scores, y, t)
+        return calibration.WRONG_LANE_COST * row["wrong"] + row["reject"]
+
+    allowed = [t for t in calibration.THRESHOLDS if calibration.outcomes(scores, y, t)["wrong"] <= 0.05]
     assert calibration.outcomes(scores, y, threshold)["wrong"] <= 0.05
-    assert calibration.outcomes(scores, y, threshold - 0.01)["wrong"] > 0.05
+    assert cost(threshold) == min(cost(t) for t in allowed)
+    assert threshold > min(allowed)  # here the lowest threshold within the target is not the cheapest
+
+
+def test_a_wrong_lane_within_the_target_is_rejected_when_that_costs_fewer_rejects_than_it_is_worth():
+    """200 items, two wrong within the 1 % target. The one at 0.6 shares its score with three right items:
+    rejecting the four costs less than one wrong lane, so the threshold rises past them. The one at 0.8 shares
+    its score with 14 right ones: 15 rejects cost more than it, so it stays. "Fewest rejects within 1 %" kept
+    both (0.34)."""
+    scores, y = _items((0.95, 0, 181), (0.8, 1, 1), (0.8, 0, 14), (0.6, 1, 1), (0.6, 0, 3))
+    assert calibration.recommend_threshold(scores, y, 0.01) == 0.61
+    np.testing.assert_array_equal(calibration.recommend_per_label(scores, y, 0.01), [0.61, 0.34, 0.34])
+    assert calibration.outcomes(scores, y, 0.61) | {"threshold": 0} == {
+        "threshold": 0, "right": 0.975, "reject": 0.02, "wrong": 0.005
+    }  # fmt: skip
 
 
 def test_when_no_threshold_meets_the_target_the_fewest_wrong_wins():
@@ -50,21 +76,20 @@ def test_when_no_threshold_meets_the_target_the_fewest_wrong_wins():
 
 
 def test_the_lines_crops_join_the_guard_which_also_keeps_the_target_alone():
-    """100 guard photos, one sent to a wrong lane at 0.7 (within 1 %); 4 line crops, one wrong at 0.8. Together
-    that is 2 of 104: the threshold must pass one of them; the guard alone still allows its own, so the line's
-    mistake sets it. Nor can many right crops let the guard's own wrong lanes through."""
-    guard = np.array([[0.95, 0.03, 0.02]] * 99 + [[0.7, 0.2, 0.1]])
-    guard_y = np.array([0] * 99 + [1])
-    line = np.array([[0.9, 0.05, 0.05], [0.85, 0.1, 0.05], [0.8, 0.15, 0.05], [0.9, 0.05, 0.05]])
-    line_y = np.array([0, 0, 1, 0])
+    """100 guard photos, one sent to a wrong lane at 0.7 (within 1 %); 24 line crops, one wrong at 0.8. Together
+    that is 2 of 124: the threshold must pass one of them; the guard alone still allows its own, so the line's
+    mistake sets it. Nor can many right crops let the guard's own wrong lanes through. Each wrong item shares
+    its score with 20 right ones, so rejecting it always costs more than it is worth: only the target moves
+    the threshold here."""
+    guard, guard_y = _items((0.95, 0, 79), (0.7, 1, 1), (0.7, 0, 20))
+    line, line_y = _items((0.9, 0, 3), (0.8, 1, 1), (0.8, 0, 20))
     scores, y, groups = chooser(guard, guard_y, line, line_y)
     assert calibration.recommend_threshold(scores, y, 0.01, groups=groups) == 0.71
     assert calibration.recommend_per_label(scores, y, 0.01, groups=groups)[0] == 0.71
     assert calibration.recommend_per_label(guard, guard_y, 0.01)[0] == 0.34  # the guard alone: 1 % allowed
 
-    guard = np.array([[0.95, 0.03, 0.02]] * 148 + [[0.75, 0.15, 0.1], [0.7, 0.2, 0.1]])  # 2 wrong of 150
-    guard_y = np.array([0] * 148 + [1, 1])
-    line, line_y = np.array([[0.9, 0.05, 0.05]] * 60), np.zeros(60, int)  # 60 crops, all right
+    guard, guard_y = _items((0.95, 0, 148), (0.75, 1, 1), (0.75, 0, 20), (0.7, 1, 1), (0.7, 0, 20))  # 2 of 190
+    line, line_y = _items((0.9, 0, 60))  # 60 crops, all right
     scores, y, groups = chooser(guard, guard_y, line, line_y)
-    assert calibration.recommend_threshold(scores, y, 0.01) == 0.34  # pooled: 2 of 210, within 1 %
+    assert calibration.recommend_threshold(scores, y, 0.01) == 0.34  # pooled: 2 of 250, within 1 %
     assert calibration.recommend_threshold(scores, y, 0.01, groups=groups) == 0.71  # the guard alone is not
