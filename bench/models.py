@@ -10,8 +10,8 @@ thresholds chosen on all the other sources as the trainer chooses them (the chea
 pooled over the sources, with one threshold for all labels and with one per label; the in-domain test accuracy
 recorded by the trainer on the shop's own test split (`apparel`, where the bundle records it per data folder);
 interpreter milliseconds per frame (p50 of 100 invocations, 1 and 2 threads) on this CPU; the model file's size; and
-how many of 14 crafted inputs that are not garments (empty belts, screenshots, noise, a flat card) the daemon's rule
-rejects. Prints a Markdown table headed by the CPU.
+how many of the crafted inputs that are not garments (the simulator's five empty belts, the page's screenshots,
+noise, a flat card, a gradient) the daemon's rule rejects. Prints a Markdown table headed by the CPU.
 """
 
 from __future__ import annotations

@@ -26,6 +26,11 @@ WRONG_LANE_COST = 10  # a wrong lane costs as much as this many rejects: a mis-s
 _EPS = 1e-7
 
 
+def decision_cost(wrong: int | np.ndarray, reject: int | np.ndarray) -> int | np.ndarray:
+    """What decisions cost, in rejects: a wrong lane counts `WRONG_LANE_COST`, a reject one."""
+    return WRONG_LANE_COST * wrong + reject
+
+
 def as_decided(scores: np.ndarray, novelty: np.ndarray) -> np.ndarray:
     """Scores as the lanes see them: an unfamiliar item's (novelty above 1) are zero, so no threshold sends it to
     a lane. A NaN novelty (a bundle without the check) leaves the scores as they are."""
@@ -96,7 +101,7 @@ def recommend_threshold(
         within &= (above & (wrong_items & group)[None]).sum(1) <= max_wrong * group.sum() + 1e-9
     total_wrong = (above & wrong_items[None]).sum(1)
     if within.any():
-        cost = np.where(within, WRONG_LANE_COST * total_wrong + len(y) - above.sum(1), np.iinfo(np.int64).max)
+        cost = np.where(within, decision_cost(total_wrong, len(y) - above.sum(1)), np.inf)
         return float(THRESHOLDS[int(np.argmin(cost))])
     return float(THRESHOLDS[int(np.lexsort((-THRESHOLDS, total_wrong))[0])])
 
@@ -124,10 +129,11 @@ def recommend_per_label(
     within = np.ones(grid.shape[1], bool)
     for group in groups or [np.ones(len(y), bool)]:
         within &= per_combination(~right & group) <= max_wrong * group.sum() + 1e-9
-    # Among the allowed, the cheapest, then lowest thresholds; otherwise fewest wrong, then fewest rejects.
-    cheapest = WRONG_LANE_COST * total_wrong + total_reject
-    key = np.where(within, cheapest, (WRONG_LANE_COST + 1) * len(y) + total_wrong * (len(y) + 1) + total_reject)
-    best = grid[:, int(np.lexsort((grid.sum(0), key))[0])]
+    # Allowed combinations first, the cheapest of them; if none is allowed, the fewest wrong, then the fewest
+    # rejects; on a tie the lowest thresholds. (np.lexsort sorts by its last key first.)
+    first = np.where(within, decision_cost(total_wrong, total_reject), total_wrong)
+    then = np.where(within, 0, total_reject)
+    best = grid[:, int(np.lexsort((grid.sum(0), then, first, ~within))[0])]
     return THRESHOLDS[best]
 
 

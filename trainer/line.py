@@ -95,9 +95,8 @@ ELSEWHERE_ITEMS = 3  # ... unless that is fewer rejects' worth than this (on a s
 
 
 def cost(row: dict) -> int:
-    """What a set's decisions cost, in rejects: a wrong lane counts `WRONG_LANE_COST`, a reject one (the cost the
-    thresholds are chosen by)."""
-    return calibration.WRONG_LANE_COST * row["counts"]["wrong"] + row["counts"]["reject"]
+    """What a set's decisions cost, in rejects (`calibration.decision_cost`, the cost the thresholds are chosen by)."""
+    return int(calibration.decision_cost(row["counts"]["wrong"], row["counts"]["reject"]))
 
 
 def worse_elsewhere(candidate: dict, live: dict, names: dict[str, str]) -> dict[str, str]:
