@@ -44,8 +44,9 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge.config import MqttSettings, TlsSettings
-from tests.edge.daemon_helpers import STARTED, free_port
+from tests.edge.daemon_helpers import STARTED
 from tests.edge.daemon_helpers import wait_until as poll_until
+from tests.ports import free_port
 
 MOSQUITTO = Path("/usr/sbin/mosquitto")
 MOSQUITTO_PASSWD = Path("/usr/bin/mosquitto_passwd")

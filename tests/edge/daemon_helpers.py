@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -130,12 +129,6 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = 
             raise AssertionError(f"timed out after {timeout:.1f} s waiting for {what}")
         time.sleep(0.01)
     return result
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def scrape(port: int) -> dict[str, float]:

@@ -26,7 +26,6 @@ from tests.edge.daemon_helpers import (
     LANES,
     command,
     finish,
-    free_port,
     garments,
     queue_depth,
     scrape,
@@ -35,6 +34,7 @@ from tests.edge.daemon_helpers import (
     terminate,
     write_config,
 )
+from tests.ports import free_port
 
 
 @pytest.fixture

@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
-from tests.edge.daemon_helpers import command, free_port, start_daemon, static_clip, terminate, write_config
+from tests.edge.daemon_helpers import command, start_daemon, static_clip, terminate, write_config
 from tests.edge.test_config_cli import run_cli
+from tests.ports import free_port
 
 asyncua = pytest.importorskip("asyncua", reason="the OPC UA server needs the opcua extra")
 ua = asyncua.ua

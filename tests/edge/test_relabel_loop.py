@@ -20,8 +20,9 @@ import pytest
 
 from demo.conveyor import write_conveyor_clip
 from edge.bundle import load_bundle
-from tests.edge.daemon_helpers import command, free_port, start_daemon, terminate, write_config
+from tests.edge.daemon_helpers import command, start_daemon, terminate, write_config
 from tests.edge.test_ui import SCREENSHOTS, get, page_status
+from tests.ports import free_port
 
 pytest.importorskip("starlette", reason="the page needs the ui extra")
 pytest.importorskip("tensorflow", reason="retraining needs the trainer extra")

@@ -8,7 +8,8 @@ import shutil
 
 import pytest
 
-from tests.edge.daemon_helpers import free_port, scrape, start_daemon, static_clip, terminate, write_config
+from tests.edge.daemon_helpers import scrape, start_daemon, static_clip, terminate, write_config
+from tests.ports import free_port
 
 pytest.importorskip("prometheus_client", reason="the metrics endpoint needs prometheus-client (edge extra)")
 

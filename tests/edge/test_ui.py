@@ -17,8 +17,9 @@ import cv2
 import pytest
 
 from demo.conveyor import write_conveyor_clip
-from tests.edge.daemon_helpers import free_port, garments, start_daemon, static_clip, terminate, write_config
+from tests.edge.daemon_helpers import garments, start_daemon, static_clip, terminate, write_config
 from tests.edge.test_config_cli import run_cli
+from tests.ports import free_port
 
 pytest.importorskip("starlette", reason="the page needs the ui extra")
 pytest.importorskip("selenium.webdriver", reason="the page is tested in Chromium through Selenium")

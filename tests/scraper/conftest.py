@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.ports import free_port
 from tests.scraper.shop_site import LOOPBACK_ONLY, ShopSite, serve
 
 
@@ -75,9 +76,7 @@ def scrape_args(shop: ShopSite, tmp_path: Path):
 @pytest.fixture
 def chromedriver_server(browser_available: None) -> Iterator[str]:
     """chromedriver as a standalone W3C WebDriver server: what a Selenium Grid node speaks."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     process = subprocess.Popen(
         [shutil.which("chromedriver") or "/usr/bin/chromedriver", f"--port={port}"],
         stdout=subprocess.DEVNULL,
