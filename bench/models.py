@@ -6,7 +6,8 @@ For every bundle (default: each directory in models/), through the edge's own `C
 familiarity check where the bundle has one): top-1 on the out-of-domain photos; the shares sent to the right lane,
 to reject and to a wrong lane at the thresholds the daemon would use (chosen by the trainer on these same photos:
 in-sample); the same shares **leaving one source out** (the manifest's `source` column): each source scored at the
-thresholds chosen on all the other sources as the trainer chooses them (the cheapest with at most 1 % wrong lane),
+thresholds (and, with the check, familiarity limits per label) chosen on all the other sources as the trainer
+chooses them (the cheapest with at most 1 % wrong lane),
 pooled over the sources, with one threshold for all labels and with one per label; the in-domain test accuracy
 recorded by the trainer on the shop's own test split (`apparel`, where the bundle records it per data folder);
 interpreter milliseconds per frame (p50 of 100 invocations, 1 and 2 threads) on this CPU; the model file's size; and
@@ -35,7 +36,7 @@ from edge.classifier import Classifier, classify_files  # noqa: E402
 from edge.config import ModelSettings  # noqa: E402
 from edge.decision import REJECT, Thresholds, lane_label  # noqa: E402
 from edge.preprocess import IMAGE_SUFFIXES  # noqa: E402
-from trainer.calibration import as_decided, leave_one_source_out, outcomes  # noqa: E402
+from trainer.calibration import as_decided, leave_one_source_out, outcomes, unfamiliar  # noqa: E402
 
 LOSO_MAX_WRONG = 0.01  # the target every bundle is judged at, whatever it was trained with
 
@@ -82,16 +83,18 @@ def measure(bundle_dir: Path, ood: Path | None, crafted: dict[str, np.ndarray]) 
             classify_files(classifier, [p for p, _ in images]), images, strict=True) if a is not None]  # fmt: skip
         scores, y = np.stack([a.scores for _, a, _ in assessed]), np.array([y for _, _, y in assessed])
         novelty = np.array([np.nan if a.novelty is None else a.novelty for _, a, _ in assessed])
-        decided = as_decided(scores, novelty)
+        limits = np.array([thresholds.novelty_limit(label) for label in bundle.labels])
         sources = manifest_sources(ood, [path for path, _, _ in assessed])
         at_daemon = np.array([thresholds.for_label(label) for label in bundle.labels])
         row["ood"] = {
             "images": len(y),
             "top1": round(float(np.mean(scores.argmax(1) == y)), 4),
-            "unfamiliar": round(float(np.mean(novelty > 1.0)), 4),
-            "at_daemon_thresholds": outcomes(decided, y, at_daemon),
+            "unfamiliar": round(float(np.mean(unfamiliar(scores, novelty, limits))), 4),
+            "at_daemon_thresholds": outcomes(as_decided(scores, novelty, limits), y, at_daemon),
             "leave_one_source_out": {
-                kind: leave_one_source_out(decided, y, sources, LOSO_MAX_WRONG, per_label=kind == "per_label")
+                kind: leave_one_source_out(
+                    scores, y, sources, LOSO_MAX_WRONG, per_label=kind == "per_label", novelty=novelty
+                )
                 for kind in ("one", "per_label")
             },
         }

@@ -8,9 +8,9 @@
    source), class-balanced and seeded, are the operator's labelled crops (a folder with line.json, as the page
    exports it); the loop retrains warm with them (`sortline-train train ... --warm-start`), the other sources as
    its out-of-domain guard. The source's other photos judge before and after.
-3. before is judged as a new source would meet it: thresholds chosen on the other sources (leave one source out);
-   after at the thresholds the loop chose (the line's validation crops beside the other sources). Both also on the
-   shop's test split and the other sources, to show what the loop costs elsewhere.
+3. before is judged as a new source would meet it: thresholds and familiarity limits chosen on the other sources
+   (leave one source out); after at those the loop chose (the line's validation crops beside the other sources).
+   Both also on the shop's test split and the other sources, to show what the loop costs elsewhere.
 
 Results go to the JSON with the CPU they ran on, and are printed as a Markdown table for the README.
 """
@@ -65,7 +65,9 @@ def main() -> None:
     labels = tuple(base["labels"])
     test = [(Path(p), labels.index(label)) for p, label in base["test"]]
     all_ood = [(ood_root / r["file"], labels.index(r["label"]), r["source"]) for r in rows]
-    base_decided, base_test, _ = _decided(base["out"], all_ood, test)
+    base_scores, base_novelty, _ = evaluate.bundle_assessed(
+        load_bundle(base["out"]), [path for path, *_ in all_ood] + [path for path, _ in test], threads=2
+    )
     y_ood, sources = np.array([y for _, y, _ in all_ood]), np.array([s for _, _, s in all_ood])
 
     results = []
@@ -91,7 +93,13 @@ def main() -> None:
         held = sources == source
         rest = held & ~np.isin([str(p.relative_to(ood_root)) for p, _, _ in all_ood], list(chosen))
         others = ~held
-        before_thresholds = calibration.recommend_per_label(base_decided[others], y_ood[others], 0.01)
+        n_ood = len(all_ood)
+        before = calibration.recommend_per_label(
+            base_scores[:n_ood][others], y_ood[others], 0.01, novelty=base_novelty[:n_ood][others]
+        )
+        before_thresholds = before.thresholds
+        decided = calibration.as_decided(base_scores, base_novelty, before.novelty_limits)
+        base_decided, base_test = decided[:n_ood], decided[n_ood:]
         after_decided, after_test, after_thresholds = _decided(cfg.out, all_ood, test)
         y_test = np.array([y for _, y in test])
         row = {

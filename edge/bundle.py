@@ -89,7 +89,9 @@ class Familiarity(_Strict):
     The model's second output is an embedding (its head's last hidden layer, every member's joined). `file` holds
     the embeddings of the training images as unit vectors (float16, one row each); a crop's distance is 1 - its
     cosine similarity to the nearest of them. `limit` was read off photos the model never trained on, of the
-    classes it knows (`chosen_on`): an item further away than that is unlike anything trained on.
+    classes it knows (`chosen_on`): an item further away than that is unlike anything trained on. `per_label`
+    tightens it for items whose top label that is (a share of `limit`), where the classes meet: a new shop's
+    trousers taken for jeans lie further from the training jeans than its jeans do. Labels not named keep 1.
     """
 
     file: PlainFileName = "familiar.npy"
@@ -97,6 +99,7 @@ class Familiarity(_Strict):
     embedding_size: int = Field(gt=0)
     limit: float = Field(gt=0.0, le=2.0)
     chosen_on: str = ""
+    per_label: dict[str, Annotated[float, Field(gt=0.0, le=1.0)]] = Field(default_factory=dict)
 
 
 class HeldBackCrop(_Strict):
@@ -163,6 +166,9 @@ class BundleMetadata(_Strict):
             raise ValueError(f"recommended_thresholds must name every label {list(self.labels)}: {list(thresholds)}")
         if any(not 0.0 <= t <= 1.0 for t in thresholds.values()):
             raise ValueError(f"recommended_thresholds must lie in [0, 1], got {thresholds}")
+        tightened = sorted(set(self.familiarity.per_label if self.familiarity else {}) - set(self.labels))
+        if tightened:
+            raise ValueError(f"familiarity.per_label names {tightened}, which are not model labels {list(self.labels)}")
         crops = self.line_check.held_back if self.line_check else ()
         held_back = sorted({crop.label for crop in crops} - set(self.labels))
         if held_back:

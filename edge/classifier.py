@@ -52,14 +52,11 @@ def load_interpreter_class() -> tuple[type, str]:
 @dataclass(frozen=True)
 class Assessment:
     """What the model says of one crop: a score per label, and how unlike the training data the crop is
-    (`FamiliarityCheck.novelty`: above 1, reject whatever the scores; None when the bundle has no check)."""
+    (`FamiliarityCheck.novelty`: above 1, or above its top label's tighter limit, reject whatever the scores
+    (`edge.decision.lane_label`); None when the bundle has no check)."""
 
     scores: np.ndarray
     novelty: float | None = None
-
-    @property
-    def unfamiliar(self) -> bool:
-        return self.novelty is not None and self.novelty > 1.0
 
 
 class Classifier:

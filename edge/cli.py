@@ -68,11 +68,14 @@ def _check_config(settings: EdgeSettings) -> int:
     thresholds = Thresholds.resolve(settings.model, bundle.metadata)
     per_label = f", per label {thresholds.per_label}" if thresholds.per_label else ""
     familiarity = bundle.metadata.familiarity
-    familiar = (
-        f"; unfamiliar items (further than {familiarity.limit:g} from every training image) rejected"
-        if familiarity
-        else "; no familiarity check in this bundle"
-    )
+    familiar = "; no familiarity check in this bundle"
+    if familiarity:
+        tighter = "".join(
+            f", {label} items {familiarity.limit * thresholds.novelty_limit(label):.3g}"
+            for label in familiarity.per_label
+        )
+        distance = familiarity.limit * thresholds.max_novelty
+        familiar = f"; unfamiliar items (further than {distance:.3g} from every training image{tighter}) rejected"
     roi = RoiOverride(settings.camera.roi, settings.state_directory)
     if roi.problem:
         print(f"sortline-edge: warning: {roi.problem}", file=sys.stderr)

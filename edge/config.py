@@ -98,6 +98,7 @@ class ModelSettings(_Section):
     # An item whose novelty (its distance from the training images in the model's feature space, over the
     # bundle's limit) is above this is an "unfamiliar" reject whatever its scores. Raise it where good items
     # come out unfamiliar (crops unlike the training photos: bench/belt.py's top-to-bottom line); 1e9: no check.
+    # Where the bundle tightens the limit for a top label (familiarity.per_label), that label's limit scales too.
     max_novelty: float = Field(default=1.0, gt=0)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -18,13 +18,16 @@ FALLBACK_THRESHOLD = 0.6  # for bundles that recommend none
 @dataclass(frozen=True)
 class Thresholds:
     """The reject threshold for each top label: model.thresholds, else model.threshold, else the bundle's own
-    (per label where it recommends them, else one for all)."""
+    (per label where it recommends them, else one for all); and how unfamiliar an item of each top label may be."""
 
     default: float
     per_label: dict[str, float] = field(default_factory=dict)  # what applies, label by label
     source: str = "config"  # where `default` came from: config, bundle, fallback or command
     configured: dict[str, float] = field(default_factory=dict)  # model.thresholds: outlive a set_threshold
     max_novelty: float = 1.0  # model.max_novelty: above it an item is unfamiliar
+    # The bundle's familiarity.per_label: max_novelty's share for items of that top label. Part of the familiarity
+    # check, not of the thresholds: it holds whatever threshold is configured or commanded.
+    novelty_shares: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def resolve(cls, model: ModelSettings, metadata: BundleMetadata) -> Thresholds:
@@ -33,23 +36,37 @@ class Thresholds:
             raise ConfigError(
                 f"model.thresholds names {unknown}, which the model does not output {list(metadata.labels)}"
             )
-        configured, novelty = dict(model.thresholds), model.max_novelty
+        configured = dict(model.thresholds)
+        familiar = {
+            "max_novelty": model.max_novelty,
+            "novelty_shares": dict(metadata.familiarity.per_label) if metadata.familiarity else {},
+        }
         if model.threshold is not None:
-            return cls(model.threshold, configured, "config", configured, novelty)
+            return cls(model.threshold, configured, "config", configured, **familiar)
         if metadata.recommended_threshold is not None:
             recommended = metadata.recommended_thresholds or {}
-            return cls(metadata.recommended_threshold, recommended | configured, "bundle", configured, novelty)
-        return cls(FALLBACK_THRESHOLD, configured, "fallback", configured, novelty)
+            return cls(metadata.recommended_threshold, recommended | configured, "bundle", configured, **familiar)
+        return cls(FALLBACK_THRESHOLD, configured, "fallback", configured, **familiar)
 
     def commanded(self, value: float) -> Thresholds:
         """One threshold for every label set over MQTT: the bundle's per-label ones give way, the config's stay."""
-        return Thresholds(value, dict(self.configured), "command", self.configured, self.max_novelty)
+        return replace(self, default=value, per_label=dict(self.configured), source="command")
 
     def for_label(self, label: str) -> float:
         return self.per_label.get(label, self.default)
 
+    def novelty_limit(self, label: str) -> float:
+        """Above this novelty an item whose top label this is is unfamiliar."""
+        return self.max_novelty * self.novelty_shares.get(label, 1.0)
+
     def describe(self) -> dict[str, object]:
-        return {"default": self.default, "per_label": self.per_label, "source": self.source}
+        return {
+            "default": self.default,
+            "per_label": self.per_label,
+            "source": self.source,
+            "max_novelty": self.max_novelty,
+            "max_novelty_per_label": {label: self.novelty_limit(label) for label in self.novelty_shares},
+        }
 
 
 def lane_label(
@@ -58,7 +75,7 @@ def lane_label(
     """(label or "reject", confidence, why rejected): unlike anything trained on, or below its label's threshold."""
     best = int(np.argmax(scores))
     confidence, label = float(scores[best]), labels[best]
-    if novelty is not None and novelty > thresholds.max_novelty:
+    if novelty is not None and novelty > thresholds.novelty_limit(label):
         return REJECT, confidence, "unfamiliar"
     if confidence < thresholds.for_label(label):
         return REJECT, confidence, "below_threshold"

@@ -6,7 +6,8 @@ layer); the bundle keeps the training images' embeddings as unit vectors. A crop
 similarity to the nearest of them; past the bundle's limit the item is rejected as `unfamiliar`, whatever its
 scores. Measured on the December Lite2 bundle: every crafted non-garment input (empty belts of five materials,
 screenshots, noise, flat colours) lies beyond the limit, and about 2 % of garment photos from unseen sources do
-(docs/training.md).
+(docs/training.md). Where classes meet, the bundle may tighten the limit for one top label (`Familiarity.per_label`,
+applied in `edge.decision.lane_label`).
 """
 
 from __future__ import annotations
@@ -32,8 +33,11 @@ def nearest_distances(reference_unit: np.ndarray, embeddings: np.ndarray) -> np.
     return 1.0 - (unit_rows(embeddings) @ reference_unit.T).max(axis=-1)
 
 
-def describe(reference: np.ndarray, limit: float, chosen_on: str) -> tuple[bytes, Familiarity]:
-    """The training embeddings as the bundle stores them (.npy bytes, unit rows, float16) and their metadata."""
+def describe(
+    reference: np.ndarray, limit: float, chosen_on: str, per_label: dict[str, float] | None = None
+) -> tuple[bytes, Familiarity]:
+    """The training embeddings as the bundle stores them (.npy bytes, unit rows, float16) and their metadata
+    (`per_label`: the limit's share for items of that top label, where it is below 1)."""
     rows = unit_rows(reference).astype(np.float16)
     buffer = io.BytesIO()
     np.save(buffer, rows, allow_pickle=False)
@@ -43,6 +47,7 @@ def describe(reference: np.ndarray, limit: float, chosen_on: str) -> tuple[bytes
         embedding_size=rows.shape[1],
         limit=round(float(limit), 4),
         chosen_on=chosen_on,
+        per_label={label: round(float(share), 4) for label, share in (per_label or {}).items() if share < 1.0},
     )
     return data, spec
 

@@ -18,10 +18,12 @@ photos it is then scored on says nothing about the next source.
 from __future__ import annotations
 
 import itertools
+from typing import NamedTuple
 
 import numpy as np
 
 THRESHOLDS = np.round(np.arange(0.34, 1.0, 0.01), 2)  # below 1/3 a 3-class top score cannot fall
+NOVELTY_LIMITS = np.round(np.arange(0.2, 1.01, 0.1), 2)  # per top label, shares of the bundle's familiarity limit
 WRONG_LANE_COST = 10  # a wrong lane costs as much as this many rejects: a mis-sorted item is found downstream
 _EPS = 1e-7
 
@@ -31,10 +33,17 @@ def decision_cost(wrong: int | np.ndarray, reject: int | np.ndarray) -> int | np
     return WRONG_LANE_COST * wrong + reject
 
 
-def as_decided(scores: np.ndarray, novelty: np.ndarray) -> np.ndarray:
-    """Scores as the lanes see them: an unfamiliar item's (novelty above 1) are zero, so no threshold sends it to
-    a lane. A NaN novelty (a bundle without the check) leaves the scores as they are."""
-    return np.where((novelty > 1.0)[:, None], 0.0, scores)
+def unfamiliar(scores: np.ndarray, novelty: np.ndarray, limits: np.ndarray | None = None) -> np.ndarray:
+    """Which items the familiarity check rejects: novelty above their top label's limit in `limits` (else above
+    1). A NaN novelty (a bundle without the check) is never unfamiliar."""
+    limit = 1.0 if limits is None else np.asarray(limits)[scores.argmax(axis=1)]
+    return novelty > limit
+
+
+def as_decided(scores: np.ndarray, novelty: np.ndarray, limits: np.ndarray | None = None) -> np.ndarray:
+    """Scores as the lanes see them: an unfamiliar item's (`unfamiliar`) are zero, so no threshold sends it to a
+    lane."""
+    return np.where(unfamiliar(scores, novelty, limits)[:, None], 0.0, scores)
 
 
 def with_temperature(scores: np.ndarray, temperature: float) -> np.ndarray:
@@ -106,53 +115,97 @@ def recommend_threshold(
     return float(THRESHOLDS[int(np.lexsort((-THRESHOLDS, total_wrong))[0])])
 
 
+class OperatingPoint(NamedTuple):
+    """Per top label: the reject threshold, and how far (a share of the bundle's familiarity limit) an item
+    may lie from the training images before it is `unfamiliar`."""
+
+    thresholds: np.ndarray
+    novelty_limits: np.ndarray
+
+
 def recommend_per_label(
-    scores: np.ndarray, y: np.ndarray, max_wrong: float, groups: list[np.ndarray] | None = None
-) -> np.ndarray:
-    """One threshold per label (applied to items whose top label it is): the cheapest decisions (a wrong lane
-    costs `WRONG_LANE_COST` rejects) with at most `max_wrong` wrong lane over all items, or within each of
-    `groups` (masks over the items) when given; if no combination is within it, the fewest wrong (then the
-    fewest rejects). Labels do not interact (an item is judged by its top label's threshold alone), so every
-    combination of the labels' risk-coverage tables is scored at once."""
-    top, confidence, right = scores.argmax(axis=1), scores.max(axis=1), scores.argmax(axis=1) == y
+    scores: np.ndarray,
+    y: np.ndarray,
+    max_wrong: float,
+    groups: list[np.ndarray] | None = None,
+    novelty: np.ndarray | None = None,
+) -> OperatingPoint:
+    """One threshold per label (applied to items whose top label it is) and, with `novelty`, one familiarity
+    limit per label (`NOVELTY_LIMITS`): the cheapest decisions (a wrong lane costs `WRONG_LANE_COST` rejects)
+    with at most `max_wrong` wrong lane over all items, or within each of `groups` (masks over the items) when
+    given; if no combination is within it, the fewest wrong (then the fewest rejects).
+
+    Labels do not interact (an item is judged by its top label's rule alone), so each label's options (limit,
+    threshold) are tabled once, those another option beats on every count are dropped, and every combination
+    of the rest is scored at once. On a tie the loosest limits and the lowest thresholds win."""
+    top, confidence, wrong = scores.argmax(axis=1), scores.max(axis=1), scores.argmax(axis=1) != y
     labels = scores.shape[1]
-    above = confidence[None, :] >= THRESHOLDS[:, None]  # (thresholds, items)
-    grid = np.indices((len(THRESHOLDS),) * labels).reshape(labels, -1)  # every combination
-
-    def per_combination(items: np.ndarray) -> np.ndarray:
-        """How many of `items` (a mask) go to a lane, for every combination of thresholds."""
-        table = np.stack([(above & (items & (top == k))[None]).sum(1) for k in range(labels)])  # (labels, thr)
-        return sum(table[k, grid[k]] for k in range(labels))
-
-    total_reject = len(y) - per_combination(np.ones(len(y), bool))
-    total_wrong = per_combination(~right)
-    within = np.ones(grid.shape[1], bool)
-    for group in groups or [np.ones(len(y), bool)]:
-        within &= per_combination(~right & group) <= max_wrong * group.sum() + 1e-9
+    limits = np.ones(1) if novelty is None else NOVELTY_LIMITS[::-1]
+    distance = np.zeros(len(y)) if novelty is None else np.nan_to_num(novelty, nan=0.0)  # NaN: no check
+    option_limit, option_threshold = np.repeat(limits, len(THRESHOLDS)), np.tile(THRESHOLDS, len(limits))
+    lane = (confidence[None, :] >= option_threshold[:, None]) & (distance[None, :] <= option_limit[:, None])
+    counted = [np.ones(len(y), bool), wrong] + [wrong & group for group in groups or []]
+    options, tables = [], []
+    for k in range(labels):
+        table = np.stack([(lane & (items & (top == k))[None]).sum(1) for items in counted], axis=1)
+        kept = _undominated(table)
+        options.append(kept)
+        tables.append(table[kept])
+    grid = np.indices([len(kept) for kept in options]).reshape(labels, -1)  # every combination of kept options
+    total = sum(tables[k][grid[k]] for k in range(labels))  # (combinations, counts): lanes, wrong, per group
+    total_reject, total_wrong = len(y) - total[:, 0], total[:, 1]
+    within = total_wrong <= max_wrong * len(y) + 1e-9
+    if groups:
+        within = np.all([total[:, 2 + i] <= max_wrong * g.sum() + 1e-9 for i, g in enumerate(groups)], axis=0)
     # Allowed combinations first, the cheapest of them; if none is allowed, the fewest wrong, then the fewest
-    # rejects; on a tie the lowest thresholds. (np.lexsort sorts by its last key first.)
+    # rejects; then the preferred options. (np.lexsort sorts by its last key first.)
     first = np.where(within, decision_cost(total_wrong, total_reject), total_wrong)
     then = np.where(within, 0, total_reject)
-    best = grid[:, int(np.lexsort((grid.sum(0), then, first, ~within))[0])]
-    return THRESHOLDS[best]
+    chosen = [options[k][grid[k]] for k in range(labels)]
+    best = int(np.lexsort((sum(chosen), then, first, ~within))[0])
+    picked = np.array([chosen[k][best] for k in range(labels)])
+    return OperatingPoint(option_threshold[picked], option_limit[picked])
+
+
+def _undominated(table: np.ndarray) -> np.ndarray:
+    """Rows (options, in order of preference) of `table` (lanes, then wrong-lane counts) that no other row
+    beats: one with at least as many lanes and at most as many wrong in every count, and more lanes or fewer
+    wrong lanes in all, or earlier. Dropping those cannot change the best combination."""
+    lanes, wrongs = table[:, 0], table[:, 1:]
+    as_good = (lanes[:, None] >= lanes[None, :]) & np.all(wrongs[:, None, :] <= wrongs[None, :, :], axis=2)
+    better = (lanes[:, None] > lanes[None, :]) | (wrongs[:, None, 0] < wrongs[None, :, 0])
+    earlier = np.arange(len(table))[:, None] < np.arange(len(table))[None, :]
+    beaten = (as_good & (better | earlier)).any(axis=0)  # [j, i]: row j beats row i
+    return np.flatnonzero(~beaten)
 
 
 def leave_one_source_out(
-    scores: np.ndarray, y: np.ndarray, sources: list[str], max_wrong: float, per_label: bool
+    scores: np.ndarray,
+    y: np.ndarray,
+    sources: list[str],
+    max_wrong: float,
+    per_label: bool,
+    novelty: np.ndarray | None = None,
 ) -> dict | None:
-    """Each source scored as a new one: the threshold(s) chosen on all the other sources, applied to it.
+    """Each source scored as a new one: the threshold(s), and with `novelty` the familiarity limits per label,
+    chosen on all the other sources, applied to it. One threshold for all (`per_label` false) is chosen on scores
+    the chosen limits have already decided, as the daemon applies the bundle's limits whatever its thresholds.
 
     Returns the per-source rows and the pooled shares, or None with fewer than two sources (nothing to hold out).
     """
     names, held = sorted(set(sources)), np.asarray(sources)
     if len(names) < 2:
         return None
-    choose = recommend_per_label if per_label else recommend_threshold
     rows, counts = {}, np.zeros(3)
     for name in names:
         out = held == name
-        row = outcomes(scores[out], y[out], choose(scores[~out], y[~out], max_wrong))
-        rows[name] = row | {"images": int(out.sum())}
+        point = recommend_per_label(
+            scores[~out], y[~out], max_wrong, novelty=None if novelty is None else novelty[~out]
+        )
+        decided = scores if novelty is None else as_decided(scores, novelty, point.novelty_limits)
+        threshold = point.thresholds if per_label else recommend_threshold(decided[~out], y[~out], max_wrong)
+        row = outcomes(decided[out], y[out], threshold)
+        rows[name] = row | {"images": int(out.sum()), "novelty_limits": [float(v) for v in point.novelty_limits]}
         counts += int(out.sum()) * np.array([row["right"], row["reject"], row["wrong"]])
     pooled = dict(zip(("right", "reject", "wrong"), (round(float(c / len(y)), 4) for c in counts), strict=True))
     return {"per_label": per_label, "all": pooled | {"images": len(y)}, "sources": rows}

@@ -175,9 +175,12 @@ def _summary(result: dict) -> str:
 def predict(bundle_dir: Path, images: list[Path], threads: int) -> int:
     from edge.bundle import BundleError, load_bundle
     from edge.classifier import Classifier, classify_files
+    from edge.config import ModelSettings
+    from edge.decision import Thresholds
 
     try:
-        classifier = Classifier(load_bundle(bundle_dir), threads=threads)
+        bundle = load_bundle(bundle_dir)
+        classifier = Classifier(bundle, threads=threads)
     except BundleError as exc:
         print(f"sortline-train: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -188,7 +191,9 @@ def predict(bundle_dir: Path, images: list[Path], threads: int) -> int:
             failed += 1
             continue
         ranked = sorted(zip(classifier.labels, assessment.scores, strict=True), key=lambda pair: -pair[1])
-        unfamiliar = f"; unfamiliar (novelty {assessment.novelty:.2f})" if assessment.unfamiliar else ""
+        limit = Thresholds.resolve(ModelSettings(), bundle.metadata).novelty_limit(ranked[0][0])
+        novelty = assessment.novelty
+        unfamiliar = f"; unfamiliar (novelty {novelty:.2f}, above {limit:g})" if novelty and novelty > limit else ""
         print(
             f"{path}: {ranked[0][0]}  ("
             + ", ".join(f"{label} {score:.3f}" for label, score in ranked)

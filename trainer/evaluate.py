@@ -32,18 +32,23 @@ class CandidateScores:
     ood_novelty: np.ndarray
     threshold: float  # one for every label
     thresholds: dict[str, float]  # one per top label, chosen the same way
+    novelty_limits: dict[str, float]  # per top label, a share of the familiarity limit (chosen with `thresholds`)
     chosen_on: str
     parity: dict
     familiar: tuple[bytes, Familiarity]  # what the bundle stores for the check
     loso: dict[str, dict | None]  # "one" / "per_label": each out-of-domain source judged as if left out
 
     @property
+    def limits(self) -> np.ndarray:
+        return np.array(list(self.novelty_limits.values()))
+
+    @property
     def ood_decided(self) -> np.ndarray:
-        return calibration.as_decided(self.ood_int8, self.ood_novelty)
+        return calibration.as_decided(self.ood_int8, self.ood_novelty, self.limits)
 
     @property
     def test_decided(self) -> np.ndarray:
-        return calibration.as_decided(self.test_int8, self.test_novelty)
+        return calibration.as_decided(self.test_int8, self.test_novelty, self.limits)
 
 
 Labelled = tuple[list[Path], np.ndarray]  # image files and their label indices
@@ -76,24 +81,24 @@ def score_candidate(
     reference = familiarity.unit_rows(embedded[len(checked) + n_val :])
     val_distance = familiarity.nearest_distances(reference, embedded[len(checked) : len(checked) + n_val])
     limit = max(float(np.percentile(val_distance, FAMILIAR_PERCENTILE)), 1e-3)  # a collapsed embedding: all alike
-    limit_note = f"{FAMILIAR_PERCENTILE}th percentile of the in-domain validation split ({n_val} images)"
-    familiar = familiarity.describe(reference, limit, limit_note)
     novelty = familiarity.nearest_distances(reference, embedded[: len(checked)]) / limit
     int8_all = scored[: len(checked)]
     test_int8, ood_int8 = int8_all[:n_test], int8_all[n_test:]
     test_novelty, ood_novelty = novelty[:n_test], novelty[n_test:]
-    ood_decided = calibration.as_decided(ood_int8, ood_novelty)
     line_val = np.zeros(n_val, bool) if line_val is None else line_val
-    val_decided = calibration.as_decided(scored[len(checked) : len(checked) + n_val], val_distance / limit)
+    val_scored = (scored[len(checked) : len(checked) + n_val], val_distance / limit, val[1])
     if ood[0]:
-        guard, guard_y, chosen_on = ood_decided, ood[1], "out-of-domain validation"
+        guard, chosen_on = (ood_int8, ood_novelty, ood[1]), "out-of-domain validation"
     else:
-        guard, guard_y, chosen_on = val_decided[~line_val], val[1][~line_val], "in-domain validation split"
-    chooser, chooser_y, groups = line.chooser(guard, guard_y, val_decided[line_val], val[1][line_val])
+        guard, chosen_on = tuple(part[~line_val] for part in val_scored), "in-domain validation split"
+    (scores, novelty_seen, y), groups = line.chooser(guard, tuple(part[line_val] for part in val_scored))
     if line_val.any():
         chosen_on = f"the line's {int(line_val.sum())} validation crops with the {chosen_on} (and on that alone)"
-    threshold = calibration.recommend_threshold(chooser, chooser_y, max_wrong_lane, groups=groups)
-    per_label = calibration.recommend_per_label(chooser, chooser_y, max_wrong_lane, groups=groups)
+    point = calibration.recommend_per_label(scores, y, max_wrong_lane, groups=groups, novelty=novelty_seen)
+    decided = calibration.as_decided(scores, novelty_seen, point.novelty_limits)
+    threshold = calibration.recommend_threshold(decided, y, max_wrong_lane, groups=groups)
+    limits = {label: float(share) for label, share in zip(labels, point.novelty_limits, strict=True)}
+    limit_note = f"{FAMILIAR_PERCENTILE}th percentile of the in-domain validation split ({n_val} images)"
     return CandidateScores(
         test_int8=test_int8,
         test_float32=float_all[:n_test],
@@ -101,31 +106,41 @@ def score_candidate(
         test_novelty=test_novelty,
         ood_novelty=ood_novelty,
         threshold=threshold,
-        thresholds={label: float(t) for label, t in zip(labels, per_label, strict=True)},
+        thresholds={label: float(t) for label, t in zip(labels, point.thresholds, strict=True)},
+        novelty_limits=limits,
         chosen_on=chosen_on,
         parity=parity(np.concatenate([test[1], ood[1]]), float_all, int8_all, threshold),
-        familiar=familiar,
+        familiar=familiarity.describe(reference, limit, limit_note, per_label=limits),
         loso={
-            name: calibration.leave_one_source_out(ood_decided, ood[1], ood_sources, max_wrong_lane, per_label=flag)
+            name: calibration.leave_one_source_out(
+                ood_int8, ood[1], ood_sources, max_wrong_lane, per_label=flag, novelty=ood_novelty
+            )
             for name, flag in (("one", False), ("per_label", True))
         },
     )
 
 
-def bundle_decided(bundle: ModelBundle, images: list[Path], threads: int) -> tuple[np.ndarray, np.ndarray]:
-    """Scores as the lanes see them (unfamiliar ones zeroed) from any bundle, and the per-label thresholds the
-    daemon would apply to them: how a bundle already on the line is judged beside a candidate."""
-    thresholds = Thresholds.resolve(ModelSettings(), bundle.metadata)
+def bundle_assessed(
+    bundle: ModelBundle, images: list[Path], threads: int
+) -> tuple[np.ndarray, np.ndarray, Thresholds]:
+    """Scores and novelty (NaN without the check) from any bundle, and the thresholds the daemon would apply."""
     scores, novelty = [], []
     classifier = Classifier(bundle, threads=threads)
     for path in tqdm(images, desc=f"evaluate {bundle.metadata.model_id}", unit="img"):
         assessment = classifier.assess(decode_image(str(path)))
         scores.append(assessment.scores)
         novelty.append(np.nan if assessment.novelty is None else assessment.novelty)
+    stacked = np.stack(scores) if scores else np.zeros((0, len(bundle.labels)))
+    return stacked, np.array(novelty), Thresholds.resolve(ModelSettings(), bundle.metadata)
+
+
+def bundle_decided(bundle: ModelBundle, images: list[Path], threads: int) -> tuple[np.ndarray, np.ndarray]:
+    """Scores as the lanes see them (unfamiliar ones zeroed) from any bundle, and the per-label thresholds the
+    daemon would apply to them: how a bundle already on the line is judged beside a candidate."""
+    scores, novelty, thresholds = bundle_assessed(bundle, images, threads)
     per_label = np.array([thresholds.for_label(label) for label in bundle.labels])
-    if not images:
-        return np.zeros((0, len(bundle.labels))), per_label
-    return calibration.as_decided(np.stack(scores), np.array(novelty)), per_label
+    limits = np.array([thresholds.novelty_limit(label) for label in bundle.labels])
+    return calibration.as_decided(scores, novelty, limits), per_label
 
 
 def ood_metrics(y_ood: np.ndarray, scores: np.ndarray, styles: list[str], labels: tuple[str, ...]) -> dict:
@@ -183,24 +198,29 @@ def accuracy_by(y_true: np.ndarray, y_pred: np.ndarray, groups: list[str]) -> di
 
 
 def reject_summary(
-    scores: np.ndarray, novelty: np.ndarray, y_true: np.ndarray, thresholds: float | np.ndarray
+    scores: np.ndarray, novelty: np.ndarray, y_true: np.ndarray, thresholds: float | np.ndarray, limits: np.ndarray
 ) -> dict[str, float]:
-    """Right / reject / wrong-lane shares at the threshold(s) with the familiarity check, how many the check
-    rejected, and how well the scores are calibrated (ECE)."""
-    return calibration.outcomes(calibration.as_decided(scores, novelty), y_true, thresholds) | {
-        "unfamiliar": round(float(np.mean(novelty > 1.0)), 4),
+    """Right / reject / wrong-lane shares at the threshold(s) with the familiarity check (`limits` per top label),
+    how many the check rejected, and how well the scores are calibrated (ECE)."""
+    return calibration.outcomes(calibration.as_decided(scores, novelty, limits), y_true, thresholds) | {
+        "unfamiliar": round(float(np.mean(calibration.unfamiliar(scores, novelty, limits))), 4),
         "ece": calibration.expected_calibration_error(scores, y_true),
         "images": len(y_true),
     }
 
 
 def by_source(
-    scores: np.ndarray, novelty: np.ndarray, y_true: np.ndarray, sources: list[str], thresholds: np.ndarray
+    scores: np.ndarray,
+    novelty: np.ndarray,
+    y_true: np.ndarray,
+    sources: list[str],
+    thresholds: np.ndarray,
+    limits: np.ndarray,
 ) -> dict[str, dict]:
-    """Right / reject / wrong (with the familiarity check) and top-1 (of the scores alone) per source: an
-    out-of-domain source, or a training data folder."""
+    """Right / reject / wrong (with the familiarity check, `limits` per top label) and top-1 (of the scores
+    alone) per source: an out-of-domain source, or a training data folder."""
     keys = np.array(sources)
-    decided = calibration.as_decided(scores, novelty)
+    decided = calibration.as_decided(scores, novelty, limits)
     return {
         source: calibration.outcomes(decided[keys == source], y_true[keys == source], thresholds)
         | {"accuracy": round(float(np.mean(scores[keys == source].argmax(1) == y_true[keys == source])), 4),

@@ -43,21 +43,23 @@ def share_weights(is_line: np.ndarray, labels: np.ndarray, share: float) -> np.n
     return weights
 
 
-def chooser(
-    guard: np.ndarray, guard_y: np.ndarray, line: np.ndarray, line_y: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, list[np.ndarray] | None]:
-    """Scores, labels and groups the thresholds are chosen on: the line's validation crops join the guard photos,
-    one photo each, and the wrong-lane target holds on the guard alone as well as on all together.
+Judged = tuple[np.ndarray, np.ndarray, np.ndarray]  # scores, novelty and true labels of the same items
+
+
+def chooser(guard: Judged, line: Judged) -> tuple[Judged, list[np.ndarray] | None]:
+    """Scores, novelty, labels and groups the thresholds are chosen on: the line's validation crops join the
+    guard photos, one photo each, and the wrong-lane target holds on the guard alone as well as on all together.
 
     One photo each, because a handful of crops cannot measure a 1 % rate: weighted up, a single confident
     mistake among ten crops forced thresholds to 0.96 and cost the line more right lanes than its own training
     won (bench/relabel.py); at their natural weight a few dozen crops move the thresholds only where the guard
     leaves room, and hundreds decide them. The guard's own target keeps the shops' wrong lanes where they were.
     """
-    if not len(line):
-        return guard, guard_y, None
-    in_guard = np.arange(len(guard) + len(line)) < len(guard)
-    return np.concatenate([guard, line]), np.concatenate([guard_y, line_y]), [in_guard, np.ones_like(in_guard)]
+    if not len(line[2]):
+        return guard, None
+    in_guard = np.arange(len(guard[2]) + len(line[2])) < len(guard[2])
+    joined = tuple(np.concatenate([ours, theirs]) for ours, theirs in zip(guard, line, strict=True))
+    return joined, [in_guard, np.ones_like(in_guard)]  # type: ignore[return-value]
 
 
 def wilson(hits: int, total: int, z: float = 1.96) -> list[float]:

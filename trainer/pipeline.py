@@ -443,25 +443,29 @@ def _write_outputs(
         "threshold_chosen_on": scored.chosen_on,
         "max_wrong_lane": cfg.max_wrong_lane,
         "familiarity_limit": scored.familiar[1].limit,
-        "test": evaluate.reject_summary(scored.test_int8, scored.test_novelty, y["test"], per_label),
+        "novelty_limits": scored.novelty_limits,
+        "test": evaluate.reject_summary(scored.test_int8, scored.test_novelty, y["test"], per_label, scored.limits),
         "test_by_source": evaluate.by_source(
             scored.test_int8,
             scored.test_novelty,
             y["test"],
             [inputs.data.roots[s.folder].name for s in inputs.parts["test"]],
             per_label,
+            scored.limits,
         ),
     }
     ood_metrics = None
     if inputs.ood:
         ood_metrics = evaluate.ood_metrics(inputs.y_ood, scored.ood_int8, [s.style for s in inputs.ood], labels)
         ood_metrics["sets"] = [str(root) for root in cfg.ood]
-        decisions["ood"] = evaluate.reject_summary(scored.ood_int8, scored.ood_novelty, inputs.y_ood, per_label)
+        decisions["ood"] = evaluate.reject_summary(
+            scored.ood_int8, scored.ood_novelty, inputs.y_ood, per_label, scored.limits
+        )
         decisions["ood_one_threshold"] = evaluate.reject_summary(
-            scored.ood_int8, scored.ood_novelty, inputs.y_ood, scored.threshold
+            scored.ood_int8, scored.ood_novelty, inputs.y_ood, scored.threshold, scored.limits
         )
         decisions["ood_by_source"] = evaluate.by_source(
-            scored.ood_int8, scored.ood_novelty, inputs.y_ood, [s.source for s in inputs.ood], per_label
+            scored.ood_int8, scored.ood_novelty, inputs.y_ood, [s.source for s in inputs.ood], per_label, scored.limits
         )
         decisions["leave_one_source_out"] = scored.loso
         decisions["ood_wrong_lanes"] = evaluate.wrong_lanes(

@@ -173,7 +173,7 @@ def _decisions_section(r: dict) -> list[str]:
         f" lane on the {d['threshold_chosen_on']};"
         f" one threshold for all labels would be {d['recommended_threshold']:g}). An item whose embedding lies"
         f" further from every training image than {d['familiarity_limit']:g} (cosine distance) is rejected as"
-        " unfamiliar whatever its scores.",
+        " unfamiliar whatever its scores" + _tightened(d.get("novelty_limits") or {}, d["familiarity_limit"]) + ".",
         "",
         "| set | right lane | reject | wrong lane | of which unfamiliar | ECE |",
         "|---|---:|---:|---:|---:|---:|",
@@ -273,6 +273,12 @@ def _outcome_table(title: str, rows: dict[str, dict]) -> list[str]:
     ]
 
 
+def _tightened(shares: dict[str, float], limit: float) -> str:
+    """The per-label familiarity limits, where they are tighter than the bundle's (chosen with the thresholds)."""
+    tighter = [f"{label} {share:g} of it ({share * limit:.3g})" for label, share in shares.items() if share < 1]
+    return f"; for some top labels, chosen with the thresholds, closer still: {', '.join(tighter)}" if tighter else ""
+
+
 def _loso_section(d: dict) -> list[str]:
     """The honest estimate: each out-of-domain source scored at thresholds chosen on all the others."""
     loso = d.get("leave_one_source_out") or {}
@@ -281,8 +287,8 @@ def _loso_section(d: dict) -> list[str]:
         return []
     lines = [
         "**Leave one source out** (what a new source can expect): each out-of-domain source is scored at the"
-        " thresholds chosen, as above, on all the other sources; the model never trained or chose its epochs on"
-        " any of them.",
+        " thresholds and familiarity limits chosen, as above, on all the other sources; the model never trained or"
+        " chose its epochs on any of them.",
         "",
         "| source | images | " + " | ".join(f"{_LOSO_NAMES[k]}: right / reject / wrong" for k in done) + " |",
         "|---|---:|" + "---|" * len(done),

@@ -32,7 +32,9 @@ from trainer.cli import main as train
 
 pytestmark = pytest.mark.slow
 
-TINY = tiny_settings(warm_start_epochs=2, max_accuracy_drop=100.0, min_agreement=0.0)
+# Phase 2 gently: at the default rate this random-weight VGG16 falls apart when fine-tuned (validation loss 0.55 ->
+# 2.7, temperature 8.5), and the candidate was rightly refused as worse on the shop's test photos.
+TINY = tiny_settings(warm_start_epochs=2, finetune_lr=1e-5, max_accuracy_drop=100.0, min_agreement=0.0)
 LANES = {"blue_bar": 1, "green_disc": 2, "red_box": 3}
 
 

@@ -84,6 +84,35 @@ def test_an_unfamiliar_item_is_rejected_whatever_its_scores(color_bundle):
     assert lenient.commanded(0.6).max_novelty == 1.5
 
 
+def test_a_label_whose_familiarity_limit_the_bundle_tightens_rejects_further_items_of_that_label_only():
+    """Trousers a new shop sends to the jeans lane lie further from the training jeans than its jeans do: the
+    bundle keeps a tighter limit for items whose top label is jeans (here red). The config's max_novelty scales
+    it, and a threshold set over MQTT leaves it in place."""
+    labels = ("red", "green", "blue")
+    thresholds = Thresholds(0.5, novelty_shares={"red": 0.3})
+    red, green = np.array([0.99, 0.005, 0.005], np.float32), np.array([0.005, 0.99, 0.005], np.float32)
+    assert lane_label(red, 0.25, labels, thresholds)[0] == "red"
+    assert lane_label(red, 0.4, labels, thresholds) == ("reject", pytest.approx(0.99), "unfamiliar")
+    assert lane_label(green, 0.4, labels, thresholds)[0] == "green"  # the bundle's own limit: 1
+    assert lane_label(green, 1.1, labels, thresholds)[2] == "unfamiliar"
+    assert thresholds.commanded(0.9).novelty_limit("red") == pytest.approx(0.3)
+    lenient = Thresholds(0.5, max_novelty=2.0, novelty_shares={"red": 0.3})
+    assert lenient.novelty_limit("red") == pytest.approx(0.6) and lane_label(red, 0.4, labels, lenient)[0] == "red"
+    assert lenient.describe()["max_novelty_per_label"] == {"red": pytest.approx(0.6)}
+
+
+@pytest.mark.parametrize(
+    ("per_label", "error"),
+    [({"jeans": 0.2}, r"familiarity.per_label names \['jeans'\]"), ({"red": 1.5}, r"less than or equal to 1")],
+)
+def test_a_bundle_whose_per_label_familiarity_limits_make_no_sense_is_refused(color_bundle, per_label, error):
+    meta = json.loads((color_bundle / "bundle.json").read_text())
+    meta["familiarity"] = {"sha256": "0" * 64, "embedding_size": 8, "limit": 0.3, "per_label": per_label}
+    (color_bundle / "bundle.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match=rf"bundle.json: invalid bundle metadata: .*{error}"):
+        load_bundle(color_bundle)
+
+
 def test_a_per_label_threshold_for_a_label_the_model_lacks_is_refused(color_bundle):
     with pytest.raises(ConfigError, match=r"model.thresholds names \['jeans'\]"):
         Thresholds.resolve(ModelSettings(thresholds={"jeans": 0.9}), load_bundle(color_bundle).metadata)

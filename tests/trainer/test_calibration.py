@@ -42,6 +42,11 @@ def _items(*groups: tuple[float, int, int]) -> tuple[np.ndarray, np.ndarray]:
     return np.array(scores), np.array([label for _, label, n in groups for _ in range(n)])
 
 
+def _no_check(scores: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scores, novelty and labels of items from a bundle without the familiarity check (novelty NaN)."""
+    return scores, np.full(len(y), np.nan), y
+
+
 def test_recommended_threshold_is_the_cheapest_within_the_wrong_lane_target():
     scores, y = _calibrated_sample(seed=1)
     threshold = calibration.recommend_threshold(scores, y, max_wrong=0.05)
@@ -63,7 +68,7 @@ def test_a_wrong_lane_within_the_target_is_rejected_when_that_costs_fewer_reject
     both (0.34)."""
     scores, y = _items((0.95, 0, 181), (0.8, 1, 1), (0.8, 0, 14), (0.6, 1, 1), (0.6, 0, 3))
     assert calibration.recommend_threshold(scores, y, 0.01) == 0.61
-    np.testing.assert_array_equal(calibration.recommend_per_label(scores, y, 0.01), [0.61, 0.34, 0.34])
+    np.testing.assert_array_equal(calibration.recommend_per_label(scores, y, 0.01).thresholds, [0.61, 0.34, 0.34])
     row = calibration.outcomes(scores, y, 0.61)
     assert (row["right"], row["reject"], row["wrong"]) == (0.975, 0.02, 0.005)
 
@@ -82,13 +87,54 @@ def test_the_lines_crops_join_the_guard_which_also_keeps_the_target_alone():
     the threshold here."""
     guard, guard_y = _items((0.95, 0, 79), (0.7, 1, 1), (0.7, 0, 20))
     line, line_y = _items((0.9, 0, 3), (0.8, 1, 1), (0.8, 0, 20))
-    scores, y, groups = chooser(guard, guard_y, line, line_y)
+    (scores, _, y), groups = chooser(_no_check(guard, guard_y), _no_check(line, line_y))
     assert calibration.recommend_threshold(scores, y, 0.01, groups=groups) == 0.71
-    assert calibration.recommend_per_label(scores, y, 0.01, groups=groups)[0] == 0.71
-    assert calibration.recommend_per_label(guard, guard_y, 0.01)[0] == 0.34  # the guard alone: 1 % allowed
+    assert calibration.recommend_per_label(scores, y, 0.01, groups=groups).thresholds[0] == 0.71
+    assert calibration.recommend_per_label(guard, guard_y, 0.01).thresholds[0] == 0.34  # the guard alone: 1 % allowed
 
     guard, guard_y = _items((0.95, 0, 148), (0.75, 1, 1), (0.75, 0, 20), (0.7, 1, 1), (0.7, 0, 20))  # 2 of 190
     line, line_y = _items((0.9, 0, 60))  # 60 crops, all right
-    scores, y, groups = chooser(guard, guard_y, line, line_y)
+    (scores, _, y), groups = chooser(_no_check(guard, guard_y), _no_check(line, line_y))
     assert calibration.recommend_threshold(scores, y, 0.01) == 0.34  # pooled: 2 of 250, within 1 %
     assert calibration.recommend_threshold(scores, y, 0.01, groups=groups) == 0.71  # the guard alone is not
+
+
+def _jeans_line() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """200 items: 150 jeans (label 0) close to the training jeans (novelty 0.1), 10 trousers (label 1) taken for
+    jeans as confidently (0.95) but further away (0.5), and 40 saree (label 2) all right, rather far (0.6)."""
+    scores, y = _items((0.95, 0, 150), (0.95, 1, 10))
+    saree = np.array([[0.05, 0.05, 0.9]] * 40)
+    return (
+        np.concatenate([scores, saree]),
+        np.concatenate([y, [2] * 40]),
+        np.array([0.1] * 150 + [0.5] * 10 + [0.6] * 40),
+    )
+
+
+def test_a_familiarity_limit_per_label_stops_confident_wrong_lanes_that_no_threshold_can():
+    scores, y, novelty = _jeans_line()
+    without = calibration.recommend_per_label(scores, y, 0.01)
+    assert without.thresholds[0] == 0.96  # no threshold parts them: every jeans item is rejected to stop 10
+    point = calibration.recommend_per_label(scores, y, 0.01, novelty=novelty)
+    np.testing.assert_array_equal(point.thresholds, [0.34, 0.34, 0.34])
+    np.testing.assert_array_equal(point.novelty_limits, [0.4, 1.0, 1.0])  # the loosest that stops them; saree: 1
+    decided = calibration.as_decided(scores, novelty, point.novelty_limits)
+    assert calibration.outcomes(decided, y, point.thresholds) | {"threshold": 0} == {
+        "threshold": 0, "right": 0.95, "reject": 0.05, "wrong": 0.0
+    }  # fmt: skip
+    np.testing.assert_array_equal(calibration.unfamiliar(scores, novelty, point.novelty_limits), novelty == 0.5)
+
+
+def test_each_source_left_out_is_judged_at_familiarity_limits_chosen_on_the_others():
+    """Two sources alike: each teaches the limit that stops the other's trousers. Without novelty the wrong lanes
+    go through (or every jeans is rejected); with it each left-out source is sorted right or rejected."""
+    scores, y, novelty = _jeans_line()
+    both = (np.concatenate([scores, scores]), np.concatenate([y, y]), np.concatenate([novelty, novelty]))
+    sources = ["a"] * len(y) + ["b"] * len(y)
+    loso = calibration.leave_one_source_out(both[0], both[1], sources, 0.01, per_label=True, novelty=both[2])
+    assert loso is not None and loso["all"] == {"right": 0.95, "reject": 0.05, "wrong": 0.0, "images": 400}
+    assert loso["sources"]["a"]["novelty_limits"] == [0.4, 1.0, 1.0]
+    one = calibration.leave_one_source_out(both[0], both[1], sources, 0.01, per_label=False, novelty=both[2])
+    assert one is not None and one["all"]["wrong"] == 0.0 and one["all"]["right"] == 0.95
+    plain = calibration.leave_one_source_out(both[0], both[1], sources, 0.01, per_label=True)
+    assert plain is not None and plain["all"]["right"] == 0.2  # saree only: the jeans lane had to close

@@ -15,7 +15,7 @@ from trainer_images import CLASSES, draw_item
 from edge.bundle import load_bundle
 from edge.classifier import Classifier
 from edge.config import ModelSettings
-from edge.decision import Thresholds
+from edge.decision import Thresholds, lane_label
 from trainer import calibration
 from trainer.augment import Augmentation
 from trainer.cli import build_parser
@@ -180,13 +180,16 @@ def test_the_familiarity_check_rejects_what_is_unlike_the_training_images(lite0_
     classifier = Classifier(bundle, threads=1)
     trained_on = [cfg.data / s["file"] for s in json.loads((cfg.out / "split.json").read_text())["samples"]
                   if s["split"] == "train"]  # fmt: skip
+    thresholds = Thresholds.resolve(ModelSettings(), bundle.metadata)
     ordinary = classifier.assess(cv2.imread(str(trained_on[0])))
-    assert ordinary.novelty is not None and ordinary.novelty < 0.05 and not ordinary.unfamiliar  # its own embedding
+    assert ordinary.novelty is not None and ordinary.novelty < 0.05  # its own embedding
+    assert lane_label(ordinary.scores, ordinary.novelty, bundle.labels, thresholds)[2] != "unfamiliar"
     rng = np.random.default_rng(5)
     crafted = [rng.integers(0, 256, (120, 120, 3), dtype=np.uint8), np.full((120, 120, 3), (30, 160, 230), np.uint8)]
     for image in crafted:  # noise, a flat orange card: no bar of any colour
         assessment = classifier.assess(image)
-        assert assessment.unfamiliar, f"novelty {assessment.novelty}"
+        reason = lane_label(assessment.scores, assessment.novelty, bundle.labels, thresholds)[2]
+        assert reason == "unfamiliar", f"novelty {assessment.novelty}"
 
 
 def test_a_bundle_whose_training_embeddings_were_replaced_is_refused(lite0_run, tmp_path):
