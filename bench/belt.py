@@ -46,7 +46,7 @@ from demo.line import LINES, Line, LineItem, write_line_clip  # noqa: E402
 from edge.bundle import load_bundle  # noqa: E402
 from edge.classifier import Classifier  # noqa: E402
 from edge.config import ModelSettings, PresenceSettings  # noqa: E402
-from edge.decision import REJECT, Thresholds  # noqa: E402
+from edge.decision import REJECT, Thresholds, lane_label  # noqa: E402
 from edge.preprocess import decode_image  # noqa: E402
 from edge.presence import PresenceDetector  # noqa: E402
 
@@ -82,13 +82,13 @@ def sample(photos: list[tuple[Path, str]], per_class: int, seed: int = 0) -> lis
 
 
 def as_photos(bundle_dir: Path, photos: list[tuple[Path, str]]) -> dict[str, object]:
+    """The photos classified one by one as the daemon decides (thresholds and familiarity check)."""
     classifier = Classifier(load_bundle(bundle_dir), threads=2)
     thresholds = Thresholds.resolve(ModelSettings(bundle=bundle_dir), classifier.bundle.metadata)
     outcome = {"items": len(photos), "right": 0, "reject": 0, "wrong": 0}
     for path, label in photos:
-        scores = classifier.classify(decode_image(str(path)))
-        top = classifier.labels[int(scores.argmax())]
-        predicted = top if scores.max() >= thresholds.for_label(top) else REJECT
+        assessment = classifier.assess(decode_image(str(path)))
+        predicted, _, _ = lane_label(assessment.scores, assessment.novelty, classifier.labels, thresholds)
         outcome["right" if predicted == label else "reject" if predicted == REJECT else "wrong"] += 1
     return outcome
 

@@ -71,10 +71,11 @@ def score_candidate(
 ) -> CandidateScores:
     """Score the int8 candidate and its float32 twin on the test split and the out-of-domain photos; fit the
     familiarity check (the training images' int8 embeddings; its limit from the validation split); choose the
-    thresholds where the line is (the out-of-domain photos when there are any, else the validation split), and
-    judge that choice leaving each out-of-domain source out in turn; measure parity on test and OOD together: on
-    113 test images alone one flipped near-tie is a whole point. The line's own validation crops (`line_val`, a
-    mask over `val`) choose the thresholds together with those photos (`trainer.line.chooser`)."""
+    thresholds, and the familiarity limits per top label, where the line is (the out-of-domain photos when there
+    are any, else the validation split), and judge that choice leaving each out-of-domain source out in turn;
+    measure parity on test and OOD together: on 113 test images alone one flipped near-tie is a whole point. The
+    line's own validation crops (`line_val`, a mask over `val`) choose the thresholds together with those photos
+    (`trainer.line.chooser`)."""
     checked, n_test, n_val = test[0] + ood[0], len(test[0]), len(val[0])
     scored, embedded = bundle_outputs(int8_dir, checked + val[0] + train, threads, "evaluate int8 tflite")
     float_all, _ = bundle_outputs(float_dir, checked, threads, "evaluate float32 tflite")
@@ -120,9 +121,7 @@ def score_candidate(
     )
 
 
-def bundle_assessed(
-    bundle: ModelBundle, images: list[Path], threads: int
-) -> tuple[np.ndarray, np.ndarray, Thresholds]:
+def bundle_assessed(bundle: ModelBundle, images: list[Path], threads: int) -> tuple[np.ndarray, np.ndarray, Thresholds]:
     """Scores and novelty (NaN without the check) from any bundle, and the thresholds the daemon would apply."""
     scores, novelty = [], []
     classifier = Classifier(bundle, threads=threads)
