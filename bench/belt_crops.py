@@ -8,7 +8,11 @@ code) and keeps each item's most centred crop, the one the daemon's worker takes
 edge's classifier, at the daemon's thresholds, the item's crop classified both ways up as the worker does.
 
     .venv/bin/python bench/belt_crops.py OUT [--set ood] [--per-class 60] [--lines dark-rubber,light-grey]
-        [--bundle models/apparel-efficientnet-lite2-int8 ...] [--json results.json]
+        [--bundle models/apparel-efficientnet-lite2-int8 ...] [--leave-one-source-out] [--json results.json]
+
+With ``--leave-one-source-out`` (the ood set) each source's crops are also judged as a new line would meet them:
+at the thresholds, and the familiarity limits per label, that the trainer's rule chooses on the other sources'
+photos (all of apparel-ood's), beside the same with thresholds alone; the photos likewise.
 
 Not a test and not the belt benchmark (one crop, not the daemon's vote over several): a quick, larger sample.
 """
@@ -28,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.belt import photo_set, sample  # noqa: E402
 from bench.machine import cpu_description, cpu_line  # noqa: E402
+from bench.models import manifest_sources  # noqa: E402
 from demo.line import LINES, write_line_clip  # noqa: E402
 from edge.bundle import load_bundle  # noqa: E402
 from edge.camera import Frame  # noqa: E402
@@ -38,6 +43,7 @@ from edge.inference import assess_item_crop  # noqa: E402
 from edge.items import Item  # noqa: E402
 from edge.modes.presence import PresenceMode  # noqa: E402
 from edge.preprocess import decode_image  # noqa: E402
+from trainer.calibration import as_decided, decision_cost, outcomes, recommend_per_label  # noqa: E402
 
 
 class BestCrops:
@@ -120,6 +126,53 @@ def score(
     return outcome
 
 
+def _assessed(classifier: Classifier, images: list[tuple[Path, str]], as_cut: bool) -> tuple[np.ndarray, ...]:
+    """Scores, novelty and label indices, each image decided as `score` decides it."""
+    scores, novelty = [], []
+    for path, _ in images:
+        assessment, _ = assess_item_crop(classifier, decode_image(str(path)), False if as_cut else None)
+        scores.append(assessment.scores)
+        novelty.append(np.nan if assessment.novelty is None else assessment.novelty)
+    labels = np.array([classifier.labels.index(label) for _, label in images])
+    return np.stack(scores), np.array(novelty), labels
+
+
+def left_out(classifier: Classifier, photos: list[tuple[Path, str]], crops: list[tuple[Path, str]]) -> dict:
+    """Each source's photos and belt crops at the operating point chosen on the other sources' photos (1 % wrong
+    lane, the cheapest at `decision_cost`), with the familiarity limits per label and with thresholds alone."""
+    ood = photos[0][0].parents[1]
+    sources = np.array(manifest_sources(ood, [path for path, _ in photos]))
+    source_of = {path.stem: source for (path, _), source in zip(photos, sources, strict=True)}
+    judged = {
+        "photos": (*_assessed(classifier, photos, as_cut=True), sources),
+        "crops": (*_assessed(classifier, crops, as_cut=False), np.array([source_of[p.stem] for p, _ in crops])),
+    }
+    scores, novelty, y, _ = judged["photos"]
+    result: dict[str, dict] = {}
+    for rule in ("thresholds_only", "with_limits"):
+        counts = {key: np.zeros(3, int) for key in judged}
+        for name in sorted(set(sources)):
+            chosen_on = sources != name
+            if rule == "with_limits":
+                point = recommend_per_label(scores[chosen_on], y[chosen_on], 0.01, novelty=novelty[chosen_on])
+                thresholds, limits = point.thresholds, point.novelty_limits
+            else:
+                decided = as_decided(scores[chosen_on], novelty[chosen_on])
+                thresholds, limits = recommend_per_label(decided, y[chosen_on], 0.01).thresholds, None
+            for key, (s, n, labels, of) in judged.items():
+                mine = of == name
+                if mine.any():
+                    row = outcomes(as_decided(s[mine], n[mine], limits), labels[mine], thresholds)
+                    counts[key] += np.round(
+                        mine.sum() * np.array([row[k] for k in ("right", "reject", "wrong")])
+                    ).astype(int)
+        result[rule] = {
+            key: {"right": int(c[0]), "reject": int(c[1]), "wrong": int(c[2]), "cost": int(decision_cost(c[2], c[1]))}
+            for key, c in counts.items()
+        }
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="folder for the crops (OUT/<line>/<label>/<photo>.jpg)")
@@ -133,6 +186,7 @@ def main() -> int:
         help="the bundle whose test split the test set is",
     )
     parser.add_argument("--bundle", type=Path, action="append", default=[], help="score the crops with these")
+    parser.add_argument("--leave-one-source-out", action="store_true", help="see above (the ood set)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
@@ -145,16 +199,24 @@ def main() -> int:
     models = {str(bundle_dir): loaded(bundle_dir) for bundle_dir in args.bundle}  # loaded once, for every line
     results["as_photos"] = {name: score(*model, photos) for name, model in models.items()}
     print("as photos", json.dumps(results["as_photos"]), flush=True)
+    all_crops: list[tuple[Path, str]] = []
     for name in args.lines.split(","):
         crops = line_crops(args.out / name, name, photos)
         if crops is None:
             print(f"{name}: presence mode found another number of items than the line carried; crops not paired")
             continue
+        all_crops += crops
         row: dict[str, object] = {"crops": len(crops)}
         for model_name, model in models.items():
             row[model_name] = score(*model, crops)
         results["lines"][name] = row  # type: ignore[index]
         print(name, json.dumps(row), flush=True)
+    if args.leave_one_source_out and args.set == "ood":
+        everything = photo_set("ood", args.split_from)
+        results["leave_one_source_out"] = {
+            name: left_out(model[0], everything, all_crops) for name, model in models.items()
+        }
+        print("leave one source out", json.dumps(results["leave_one_source_out"]), flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0
