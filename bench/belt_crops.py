@@ -43,7 +43,7 @@ from edge.inference import assess_item_crop  # noqa: E402
 from edge.items import Item  # noqa: E402
 from edge.modes.presence import PresenceMode  # noqa: E402
 from edge.preprocess import decode_image  # noqa: E402
-from trainer.calibration import as_decided, decision_cost, outcomes, recommend_per_label  # noqa: E402
+from trainer.calibration import as_decided, decision_cost, operating_point, outcomes  # noqa: E402
 
 
 class BestCrops:
@@ -149,20 +149,23 @@ def left_out(classifier: Classifier, photos: list[tuple[Path, str]], crops: list
     }
     scores, novelty, y, _ = judged["photos"]
     result: dict[str, dict] = {}
-    for rule in ("thresholds_only", "with_limits"):
+    for rule, chosen_on_scores, chosen_on_novelty in (
+        ("thresholds_only", as_decided(scores, novelty), None),
+        ("with_limits", scores, novelty),
+    ):
         counts = {key: np.zeros(3, int) for key in judged}
         for name in sorted(set(sources)):
-            chosen_on = sources != name
-            if rule == "with_limits":
-                point = recommend_per_label(scores[chosen_on], y[chosen_on], 0.01, novelty=novelty[chosen_on])
-                thresholds, limits = point.thresholds, point.novelty_limits
-            else:
-                decided = as_decided(scores[chosen_on], novelty[chosen_on])
-                thresholds, limits = recommend_per_label(decided, y[chosen_on], 0.01).thresholds, None
+            others = sources != name
+            point, _ = operating_point(
+                chosen_on_scores[others],
+                y[others],
+                0.01,
+                novelty=None if chosen_on_novelty is None else chosen_on_novelty[others],
+            )
             for key, (s, n, labels, of) in judged.items():
                 mine = of == name
                 if mine.any():
-                    row = outcomes(as_decided(s[mine], n[mine], limits), labels[mine], thresholds)
+                    row = outcomes(as_decided(s[mine], n[mine], point.novelty_limits), labels[mine], point.thresholds)
                     counts[key] += np.round(
                         mine.sum() * np.array([row[k] for k in ("right", "reject", "wrong")])
                     ).astype(int)

@@ -94,7 +94,7 @@ def main() -> None:
         rest = held & ~np.isin([str(p.relative_to(ood_root)) for p, _, _ in all_ood], list(chosen))
         others = ~held
         n_ood = len(all_ood)
-        before = calibration.recommend_per_label(
+        before, _ = calibration.operating_point(
             base_scores[:n_ood][others], y_ood[others], 0.01, novelty=base_novelty[:n_ood][others]
         )
         before_thresholds = before.thresholds

@@ -179,6 +179,21 @@ def _undominated(table: np.ndarray) -> np.ndarray:
     return np.flatnonzero(~beaten)
 
 
+def operating_point(
+    scores: np.ndarray,
+    y: np.ndarray,
+    max_wrong: float,
+    groups: list[np.ndarray] | None = None,
+    novelty: np.ndarray | None = None,
+) -> tuple[OperatingPoint, float]:
+    """The trainer's rule on these items: the thresholds and familiarity limits per label (limits all 1 without
+    `novelty`), and the one threshold for all labels that would do the same, chosen on scores those limits have
+    already decided, as the daemon applies the bundle's limits whatever its thresholds."""
+    point = recommend_per_label(scores, y, max_wrong, groups=groups, novelty=novelty)
+    decided = scores if novelty is None else as_decided(scores, novelty, point.novelty_limits)
+    return point, recommend_threshold(decided, y, max_wrong, groups=groups)
+
+
 def leave_one_source_out(
     scores: np.ndarray,
     y: np.ndarray,
@@ -188,8 +203,7 @@ def leave_one_source_out(
     novelty: np.ndarray | None = None,
 ) -> dict | None:
     """Each source scored as a new one: the threshold(s), and with `novelty` the familiarity limits per label,
-    chosen on all the other sources, applied to it. One threshold for all (`per_label` false) is chosen on scores
-    the chosen limits have already decided, as the daemon applies the bundle's limits whatever its thresholds.
+    chosen on all the other sources (`operating_point`), applied to it.
 
     Returns the per-source rows and the pooled shares, or None with fewer than two sources (nothing to hold out).
     """
@@ -199,12 +213,11 @@ def leave_one_source_out(
     rows, counts = {}, np.zeros(3)
     for name in names:
         out = held == name
-        point = recommend_per_label(
+        point, one = operating_point(
             scores[~out], y[~out], max_wrong, novelty=None if novelty is None else novelty[~out]
         )
-        decided = scores if novelty is None else as_decided(scores, novelty, point.novelty_limits)
-        threshold = point.thresholds if per_label else recommend_threshold(decided[~out], y[~out], max_wrong)
-        row = outcomes(decided[out], y[out], threshold)
+        judged = scores[out] if novelty is None else as_decided(scores[out], novelty[out], point.novelty_limits)
+        row = outcomes(judged, y[out], point.thresholds if per_label else one)
         rows[name] = row | {"images": int(out.sum()), "novelty_limits": [float(v) for v in point.novelty_limits]}
         counts += int(out.sum()) * np.array([row["right"], row["reject"], row["wrong"]])
     pooled = dict(zip(("right", "reject", "wrong"), (round(float(c / len(y)), 4) for c in counts), strict=True))

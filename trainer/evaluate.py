@@ -95,9 +95,7 @@ def score_candidate(
     (scores, novelty_seen, y), groups = line.chooser(guard, tuple(part[line_val] for part in val_scored))
     if line_val.any():
         chosen_on = f"the line's {int(line_val.sum())} validation crops with the {chosen_on} (and on that alone)"
-    point = calibration.recommend_per_label(scores, y, max_wrong_lane, groups=groups, novelty=novelty_seen)
-    decided = calibration.as_decided(scores, novelty_seen, point.novelty_limits)
-    threshold = calibration.recommend_threshold(decided, y, max_wrong_lane, groups=groups)
+    point, threshold = calibration.operating_point(scores, y, max_wrong_lane, groups=groups, novelty=novelty_seen)
     limits = {label: float(share) for label, share in zip(labels, point.novelty_limits, strict=True)}
     limit_note = f"{FAMILIAR_PERCENTILE}th percentile of the in-domain validation split ({n_val} images)"
     return CandidateScores(
