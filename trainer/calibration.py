@@ -136,35 +136,59 @@ def recommend_per_label(
     given; if no combination is within it, the fewest wrong (then the fewest rejects).
 
     Labels do not interact (an item is judged by its top label's rule alone), so each label's options (limit,
-    threshold) are tabled once, those another option beats on every count are dropped, and every combination
-    of the rest is scored at once. On a tie the loosest limits and the lowest thresholds win."""
+    threshold) are tabled once, those another option beats on every count are dropped, and the labels are then
+    combined one at a time (`_combine`), keeping per count of wrong lanes only the best partial choice: the work
+    grows with the number of labels, not with the number of combinations (six labels of noisy scores had
+    ~10^11 of them). On a tie the loosest limits and the lowest thresholds win."""
     top, confidence, wrong = scores.argmax(axis=1), scores.max(axis=1), scores.argmax(axis=1) != y
     labels = scores.shape[1]
     limits = np.ones(1) if novelty is None else NOVELTY_LIMITS[::-1]
     distance = np.zeros(len(y)) if novelty is None else np.nan_to_num(novelty, nan=0.0)  # NaN: no check
     option_limit, option_threshold = np.repeat(limits, len(THRESHOLDS)), np.tile(THRESHOLDS, len(limits))
     lane = (confidence[None, :] >= option_threshold[:, None]) & (distance[None, :] <= option_limit[:, None])
-    counted = [np.ones(len(y), bool), wrong] + [wrong & group for group in groups or []]
-    options, tables = [], []
+    bounded = groups or [np.ones(len(y), bool)]  # the sets whose wrong lanes `max_wrong` bounds
+    caps = [int(np.floor(max_wrong * group.sum() + 1e-9)) for group in bounded]
+    counted = [np.ones(len(y), bool), wrong, *(wrong & group for group in bounded)]
+    tables = []
     for k in range(labels):
         table = np.stack([(lane & (items & (top == k))[None]).sum(1) for items in counted], axis=1)
         kept = _undominated(table)
-        options.append(kept)
-        tables.append(table[kept])
-    grid = np.indices([len(kept) for kept in options]).reshape(labels, -1)  # every combination of kept options
-    total = sum(tables[k][grid[k]] for k in range(labels))  # (combinations, counts): lanes, wrong, per group
-    total_reject, total_wrong = len(y) - total[:, 0], total[:, 1]
-    within = total_wrong <= max_wrong * len(y) + 1e-9
-    if groups:
-        within = np.all([total[:, 2 + i] <= max_wrong * g.sum() + 1e-9 for i, g in enumerate(groups)], axis=0)
+        tables.append((kept, table[kept]))
     # Allowed combinations first, the cheapest of them; if none is allowed, the fewest wrong, then the fewest
-    # rejects; then the preferred options. (np.lexsort sorts by its last key first.)
-    first = np.where(within, decision_cost(total_wrong, total_reject), total_wrong)
-    then = np.where(within, 0, total_reject)
-    chosen = [options[k][grid[k]] for k in range(labels)]
-    best = int(np.lexsort((sum(chosen), then, first, ~within))[0])
-    picked = np.array([chosen[k][best] for k in range(labels)])
+    # rejects; then the preferred options (the smallest sum of option indices, then the earliest labels' first).
+    allowed = _combine(tables, caps)
+    if allowed:
+        best = min(allowed.items(), key=lambda kv: (decision_cost(kv[0][0], len(y) - kv[1][0]), *kv[1][1:]))
+    else:
+        best = min(_combine(tables, []).items(), key=lambda kv: (kv[0][0], len(y) - kv[1][0], *kv[1][1:]))
+    picked = np.array(best[1][2])
     return OperatingPoint(option_threshold[picked], option_limit[picked])
+
+
+Partial = tuple[int, int, tuple[int, ...]]  # lanes, sum of option indices, option index per label so far
+
+
+def _combine(tables: list[tuple[np.ndarray, np.ndarray]], caps: list[int]) -> dict[tuple[int, ...], Partial]:
+    """Every label's options (indices; rows of counts: lanes, wrong, then the wrong lanes that `caps` bound)
+    combined a label at a time. State: total wrong and the bound counts; for each, only the best partial choice
+    (most lanes, then the smallest index sum, then the earliest labels' first options) is kept, and states beyond
+    a cap are dropped. Exact: two partial choices in one state differ only in lanes and preference, and every
+    later label adds the same to both."""
+    states: dict[tuple[int, ...], Partial] = {(0,) * (1 + len(caps)): (0, 0, ())}
+    for kept, table in tables:
+        grown: dict[tuple[int, ...], Partial] = {}
+        for state, (lanes, order, chosen) in states.items():
+            for index, (row_lanes, row_wrong, *bound) in zip(kept.tolist(), table.tolist(), strict=True):
+                counts = [c + b for c, b in zip(state[1:], bound, strict=False)]
+                if any(c > cap for c, cap in zip(counts, caps, strict=True)):
+                    continue
+                new = (state[0] + row_wrong, *counts)
+                value = (lanes + row_lanes, order + index, (*chosen, index))
+                held = grown.get(new)
+                if held is None or (-value[0], *value[1:]) < (-held[0], *held[1:]):
+                    grown[new] = value
+        states = grown
+    return states
 
 
 def _undominated(table: np.ndarray) -> np.ndarray:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from trainer import calibration
@@ -138,3 +140,69 @@ def test_each_source_left_out_is_judged_at_familiarity_limits_chosen_on_the_othe
     assert one is not None and one["all"]["wrong"] == 0.0 and one["all"]["right"] == 0.95
     plain = calibration.leave_one_source_out(both[0], both[1], sources, 0.01, per_label=True)
     assert plain is not None and plain["all"]["right"] == 0.2  # saree only: the jeans lane had to close
+
+
+def _noisy(
+    labels: int, n: int, seed: int, spread: float | None = None, margin: float | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scores of a model over `labels` classes that is wrong at every confidence (how much: random unless given),
+    rounded so that ties happen, and novelty."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, labels, n)
+    logits = rng.normal(size=(n, labels)) * (spread or rng.uniform(0.5, 2.0))
+    logits[np.arange(n), y] += rng.uniform(0.0, 3.0) if margin is None else margin
+    scores = np.round(np.exp(logits) / np.exp(logits).sum(1, keepdims=True), 2)
+    return scores, y, rng.uniform(0.0, 1.3, n)
+
+
+def _every_combination(scores, y, max_wrong, groups, novelty) -> calibration.OperatingPoint:
+    """The rule as `recommend_per_label` states it, tried on every combination of every label's options."""
+    options = [(limit, t) for limit in calibration.NOVELTY_LIMITS[::-1] for t in calibration.THRESHOLDS]
+    top, wrong = scores.argmax(1), scores.argmax(1) != y
+    best = None
+    for combination in itertools.product(range(len(options)), repeat=scores.shape[1]):
+        limit = np.array([options[i][0] for i in combination])[top]
+        threshold = np.array([options[i][1] for i in combination])[top]
+        lane = (scores.max(1) >= threshold) & (novelty <= limit)
+        bad, rejects = int((lane & wrong).sum()), int((~lane).sum())
+        within = all((lane & wrong & g).sum() <= max_wrong * g.sum() + 1e-9 for g in groups or [lane | ~lane])
+        key = (not within, *((calibration.decision_cost(bad, rejects), 0) if within else (bad, rejects)))
+        key = (*key, sum(combination), combination)
+        if best is None or key < best[0]:
+            best = (key, combination)
+    chosen = [options[i] for i in best[1]]
+    return calibration.OperatingPoint(np.array([t for _, t in chosen]), np.array([lim for lim, _ in chosen]))
+
+
+def test_the_per_label_choice_is_the_best_of_every_combination(monkeypatch):
+    """Combined a label at a time, the choice is the one trying every combination finds (coarse grids, so
+    that the full search runs in a test), with and without groups, within the target and where none is."""
+    monkeypatch.setattr(calibration, "THRESHOLDS", np.array([0.34, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95]))
+    monkeypatch.setattr(calibration, "NOVELTY_LIMITS", np.array([0.5, 1.0]))
+    for seed in range(24):
+        labels, n = 2 + seed % 2, 40 + 7 * seed
+        scores, y, novelty = _noisy(labels, n, seed)
+        groups = [np.arange(n) < n // 2, np.ones(n, bool)] if seed % 3 == 0 else None
+        max_wrong = (0.0, 0.02, 0.08)[seed % 3]
+        got = calibration.recommend_per_label(scores, y, max_wrong, groups=groups, novelty=novelty)
+        want = _every_combination(scores, y, max_wrong, groups, novelty)
+        np.testing.assert_array_equal(got.thresholds, want.thresholds, err_msg=f"seed {seed}")
+        np.testing.assert_array_equal(got.novelty_limits, want.novelty_limits, err_msg=f"seed {seed}")
+
+
+def test_many_labels_are_chosen_without_trying_every_combination():
+    """Six labels of a model wrong at every confidence: every combination of the options left after pruning is
+    ~10^11 (the search used to ask for a terabyte). The choice meets the target on each group and costs no more
+    than the best one threshold for all labels, itself one of the combinations."""
+    scores, y, novelty = _noisy(6, 1500, seed=0, spread=1.5, margin=2.0)
+    everything, guard = np.ones(1500, bool), np.arange(1500) < 1000
+    point = calibration.recommend_per_label(scores, y, 0.01, groups=[guard, everything], novelty=novelty)
+    decided = calibration.as_decided(scores, novelty, point.novelty_limits)
+    for group in (guard, everything):
+        assert calibration.outcomes(decided[group], y[group], point.thresholds)["wrong"] <= 0.01
+    one = calibration.recommend_threshold(scores, y, 0.01, groups=[guard, everything])
+
+    def cost(row: dict) -> float:
+        return calibration.decision_cost(row["wrong"], row["reject"])
+
+    assert cost(calibration.outcomes(decided, y, point.thresholds)) < cost(calibration.outcomes(scores, y, one))
