@@ -10,7 +10,9 @@
    its out-of-domain guard. The source's other photos judge before and after.
 3. before is judged as a new source would meet it: thresholds and familiarity limits chosen on the other sources
    (leave one source out); after at those the loop chose (the line's validation crops beside the other sources).
-   Both also on the shop's test split and the other sources, to show what the loop costs elsewhere.
+   Both also on the shop's test split and the other sources, to show what the loop costs elsewhere. A candidate
+   that fails the trainer's int8 parity gate is no candidate: the row says so (refused: parity) and after is the
+   model before, as on the line.
 
 Results go to the JSON with the CPU they ran on, and are printed as a Markdown table for the README.
 """
@@ -87,7 +89,10 @@ def main() -> None:
         )  # fmt: skip
         shutil.copy(base["split"], work / "split.json")
         started = time.perf_counter()
-        result = run(cfg)
+        try:
+            result, failed = run(cfg), ""
+        except evaluate.ParityError as exc:  # no candidate: the line keeps its model
+            result, failed = {"data": {"line": None}, "decisions": {"line": {}}}, str(exc)
         loop_s = time.perf_counter() - started
 
         held = sources == source
@@ -100,7 +105,10 @@ def main() -> None:
         before_thresholds = before.thresholds
         decided = calibration.as_decided(base_scores, base_novelty, before.novelty_limits)
         base_decided, base_test = decided[:n_ood], decided[n_ood:]
-        after_decided, after_test, after_thresholds = _decided(cfg.out, all_ood, test)
+        if failed:  # judged as what runs after the loop: the model before
+            after_decided, after_test, after_thresholds = base_decided, base_test, before_thresholds
+        else:
+            after_decided, after_test, after_thresholds = _decided(cfg.out, all_ood, test)
         y_test = np.array([y for _, y in test])
         row = {
             "source": source,
@@ -108,7 +116,8 @@ def main() -> None:
             "labelled": len(chosen),
             "judged": int(rest.sum()),
             "line_crops": result["data"]["line"],
-            "refused": _refused(result["decisions"]["line"]),
+            "refused": ["parity"] if failed else _refused(result["decisions"]["line"]),
+            "failed": failed,
             "loop_s": round(loop_s, 1),
             "before": {
                 "line": line.judged(base_decided[rest], y_ood[rest], before_thresholds),
