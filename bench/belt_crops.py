@@ -38,12 +38,18 @@ from edge.bundle import load_bundle  # noqa: E402
 from edge.camera import Frame  # noqa: E402
 from edge.classifier import Classifier  # noqa: E402
 from edge.config import ModelSettings, PresenceSettings  # noqa: E402
-from edge.decision import REJECT, ItemVote, Thresholds, lane_label  # noqa: E402
+from edge.decision import (  # noqa: E402
+    REJECT,
+    ItemVote,
+    Thresholds,
+    decision_cost,
+    lane_label,
+)
 from edge.inference import assess_item_crop  # noqa: E402
 from edge.items import Item  # noqa: E402
 from edge.modes.presence import PresenceMode  # noqa: E402
 from edge.preprocess import decode_image  # noqa: E402
-from trainer.calibration import as_decided, decision_cost, operating_point, outcomes  # noqa: E402
+from trainer.calibration import as_decided, operating_point, outcomes  # noqa: E402
 
 
 class BestCrops:

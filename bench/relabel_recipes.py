@@ -5,7 +5,7 @@
 Each run is the whole benchmark with one recipe (`bench/relabel.py --set KEY=VALUE`). Picking the recipe that
 did best on the very lines it is then reported on would flatter it; here each line gets the recipe that did best
 on the other lines, by what runs after the loop there (the candidate, or the live model where the reload refused
-it), a wrong lane costing `calibration.WRONG_LANE_COST` rejects, as everywhere else. Each line's row says which
+it), a wrong lane costing `edge.decision.WRONG_LANE_COST` rejects, as everywhere else. Each line's row says which
 recipe it got; a recipe that every fold picks is the one to make the default.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.machine import cpu_line
-from trainer.calibration import decision_cost
+from edge.decision import decision_cost
 
 OUTCOMES = ("right", "reject", "wrong")
 

@@ -13,6 +13,13 @@ from edge.config import ConfigError, LaneSettings, ModelSettings
 REJECT = "reject"
 LATE = "late"  # the reject reason of a decision past its deadline: the item has gone by
 FALLBACK_THRESHOLD = 0.6  # for bundles that recommend none
+WRONG_LANE_COST = 10  # a wrong lane costs as much as this many rejects: a mis-sorted item is found downstream
+
+
+def decision_cost(wrong: int | np.ndarray, reject: int | np.ndarray) -> int | np.ndarray:
+    """What decisions cost, in rejects: a wrong lane counts `WRONG_LANE_COST`, a reject one. The trainer chooses
+    thresholds by it and judges candidates by it; the daemon refuses a worse reload by it (`edge.line_check`)."""
+    return WRONG_LANE_COST * wrong + reject
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,9 @@
 A bundle trained with the line's labelled crops names the ones it was trained without (`LineCheck.held_back`, by
 content hash). The crops labelled on this device's page lie in ``crops.labelled``: those held back are classified
 by the live model and by the candidate, each at its own thresholds, exactly as the frame loop would decide them.
-The candidate is worse when it sends more of them to a wrong lane, or as many and fewer to the right one; then the
-rollout is refused unless the reload is forced. Crops labelled elsewhere (another device of the fleet) are not
-here, and then there is nothing to judge on: the rollout goes on and says so.
+The candidate is worse when its decisions cost more (`Outcome.worse_than`, the trainer's rule for every set it
+judges); then the rollout is refused unless the reload is forced. Crops labelled elsewhere (another device of the
+fleet) are not here, and then there is nothing to judge on: the rollout goes on and says so.
 """
 
 from __future__ import annotations
@@ -16,8 +16,11 @@ from pathlib import Path
 from edge.bundle import BundleMetadata, ModelBundle, sha256_file
 from edge.classifier import Classifier
 from edge.config import ModelSettings
-from edge.decision import REJECT, Thresholds, lane_label
+from edge.decision import REJECT, Thresholds, decision_cost, lane_label
 from edge.preprocess import IMAGE_SUFFIXES, decode_image
+
+WORSE_ITEMS = 3  # a model is worse on a set when its decisions cost at least this many rejects' worth more ...
+WORSE_POINTS = 1.0  # ... and more than this many points of the set's items (on a few crops one item is points)
 
 
 @dataclass(frozen=True)
@@ -27,7 +30,13 @@ class Outcome:
     wrong: int
 
     def worse_than(self, other: Outcome) -> bool:
-        return self.wrong > other.wrong or (self.wrong == other.wrong and self.right < other.right)
+        """Costlier on the same items (`decision_cost`: a wrong lane ten rejects) by `WORSE_ITEMS` rejects' worth
+        and `WORSE_POINTS` points. One more wrong lane is worse on any set up to a thousand items; on a line's
+        four held-back crops one more reject is not: it refused a candidate that took the line's other 164
+        items from 5 wrong lanes to 2 and 115 right to 124 (bench/relabel.py)."""
+        more = int(decision_cost(self.wrong, self.reject) - decision_cost(other.wrong, other.reject))
+        items = self.right + self.reject + self.wrong
+        return more >= WORSE_ITEMS and 100 * more / max(items, 1) > WORSE_POINTS
 
     def __str__(self) -> str:
         return f"{self.right} right, {self.reject} rejected, {self.wrong} wrong lane"

@@ -6,8 +6,9 @@ log-likelihood, softens (T > 1) or sharpens the scores without changing any top-
 divides the last layer by T, so the exported model's scores are the calibrated ones and the edge
 applies nothing. The recommended threshold is then read off the risk-coverage table of validation
 scores: among the thresholds whose wrong-lane rate stays within the target, the one whose decisions cost least,
-a wrong lane costing `WRONG_LANE_COST` rejects. "Fewest rejects within the target" spent the whole allowance:
-it kept a 0.9 % wrong lane to save one reject over 0.2 %, and a new source's wrong lanes came in at the edge.
+a wrong lane costing `edge.decision.WRONG_LANE_COST` rejects. "Fewest rejects within the target" spent the
+whole allowance: it kept a 0.9 % wrong lane to save one reject over 0.2 %, and a new source's wrong lanes came
+in at the edge.
 
 Classes do not meet each other alike: out of domain nearly every wrong lane is trousers sent to jeans, so one
 threshold for all labels rejects good saree to stop bad jeans. `recommend_per_label` chooses one threshold per
@@ -22,15 +23,11 @@ from typing import NamedTuple
 
 import numpy as np
 
+from edge.decision import decision_cost
+
 THRESHOLDS = np.round(np.arange(0.34, 1.0, 0.01), 2)  # below 1/3 a 3-class top score cannot fall
 NOVELTY_LIMITS = np.round(np.arange(0.2, 1.01, 0.1), 2)  # per top label, shares of the bundle's familiarity limit
-WRONG_LANE_COST = 10  # a wrong lane costs as much as this many rejects: a mis-sorted item is found downstream
 _EPS = 1e-7
-
-
-def decision_cost(wrong: int | np.ndarray, reject: int | np.ndarray) -> int | np.ndarray:
-    """What decisions cost, in rejects: a wrong lane counts `WRONG_LANE_COST`, a reject one."""
-    return WRONG_LANE_COST * wrong + reject
 
 
 def unfamiliar(scores: np.ndarray, novelty: np.ndarray, limits: np.ndarray | None = None) -> np.ndarray:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.bundle import BundleError, ModelBundle, load_bundle
+from edge.line_check import Outcome
 from trainer import calibration
 from trainer.data import LINE_MARKER
 
@@ -86,32 +87,26 @@ def judged(decided: np.ndarray, y: np.ndarray, thresholds: np.ndarray) -> dict:
     }
 
 
+def outcome(row: dict) -> Outcome:
+    return Outcome(**{key: row["counts"][key] for key in ("right", "reject", "wrong")})
+
+
 def worse(candidate: dict, live: dict) -> bool:
-    """More items to a wrong lane, or as many and fewer to the right one (counts on the same crops)."""
-    c, lv = candidate["counts"], live["counts"]
-    return c["wrong"] > lv["wrong"] or (c["wrong"] == lv["wrong"] and c["right"] < lv["right"])
-
-
-ELSEWHERE_POINTS = 1.0  # off the line the candidate may cost at most this many points more than the live model ...
-ELSEWHERE_ITEMS = 3  # ... unless that is fewer rejects' worth than this (on a small test split one item is points)
-
-
-def cost(row: dict) -> int:
-    """What a set's decisions cost, in rejects (`calibration.decision_cost`, the cost the thresholds are chosen by)."""
-    return int(calibration.decision_cost(row["counts"]["wrong"], row["counts"]["reject"]))
+    """The candidate's decisions cost more than the live model's on the same items (`Outcome.worse_than`, the
+    daemon's rule when it judges a reload on the held-back crops), each at its own thresholds."""
+    return outcome(candidate).worse_than(outcome(live))
 
 
 def worse_elsewhere(candidate: dict, live: dict, names: dict[str, str]) -> dict[str, str]:
-    """Where, off the line, the candidate does worse than the live model (each at its thresholds): set -> what was
-    seen. A loop that helps its line must not cost the shop's other items (`names`: set key -> how to call it).
-    Worse is costlier: fewer wrong lanes for a few more rejects is the trade a line wants, and is not worse."""
+    """Where, off the line, the candidate does worse than the live model (`worse`): set -> what was seen. A loop
+    that helps its line must not cost the shop's other items (`names`: set key -> how to call it). Worse is
+    costlier: fewer wrong lanes for a few more rejects is the trade a line wants, and is not worse."""
     found = {}
     for key, name in names.items():
         if key not in candidate or key not in live or not candidate[key]["images"]:
             continue
         c, lv = candidate[key], live[key]
-        more = cost(c) - cost(lv)
-        if more >= ELSEWHERE_ITEMS and 100 * more / c["images"] > ELSEWHERE_POINTS:
+        if worse(c, lv):
             found[key] = (
                 f"{name}: right {100 * lv['right']:.1f} -> {100 * c['right']:.1f} %,"
                 f" wrong {100 * lv['wrong']:.1f} -> {100 * c['wrong']:.1f} %"

@@ -11,8 +11,8 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 import numpy as np
 
+from edge.decision import WRONG_LANE_COST
 from edge.preprocess import decode_image
-from trainer.calibration import WRONG_LANE_COST
 from trainer.fit import History
 
 PLOTS = {
@@ -238,7 +238,11 @@ def _line_section(comparison: dict | None) -> list[str]:
         lines.append(f"| {name} | {comparison['candidate'][key]['images']} | " + " | ".join(cells) + " |")
     if live and crops["test"]:
         verdict = "**worse**: the daemon refuses it unless forced" if comparison["worse_on_line"] else "not worse"
-        lines += ["", f"On the line's held-back crops the candidate is {verdict}."]
+        lines += [
+            "",
+            f"On the line's held-back crops the candidate is {verdict} (worse: its decisions cost at least three"
+            " rejects' worth and a point more, a wrong lane counting as ten rejects, the rule for every set).",
+        ]
     if live and comparison.get("worse_elsewhere"):
         lines += [
             "",

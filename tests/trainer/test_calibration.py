@@ -6,6 +6,7 @@ import itertools
 
 import numpy as np
 
+from edge.decision import decision_cost
 from trainer import calibration
 from trainer.line import chooser
 
@@ -55,7 +56,7 @@ def test_recommended_threshold_is_the_cheapest_within_the_wrong_lane_target():
 
     def cost(t: float) -> float:
         row = calibration.outcomes(scores, y, t)
-        return calibration.WRONG_LANE_COST * row["wrong"] + row["reject"]
+        return decision_cost(row["wrong"], row["reject"])
 
     allowed = [t for t in calibration.THRESHOLDS if calibration.outcomes(scores, y, t)["wrong"] <= 0.05]
     assert calibration.outcomes(scores, y, threshold)["wrong"] <= 0.05
@@ -166,7 +167,7 @@ def _every_combination(scores, y, max_wrong, groups, novelty) -> calibration.Ope
         lane = (scores.max(1) >= threshold) & (novelty <= limit)
         bad, rejects = int((lane & wrong).sum()), int((~lane).sum())
         within = all((lane & wrong & g).sum() <= max_wrong * g.sum() + 1e-9 for g in groups or [lane | ~lane])
-        key = (not within, *((calibration.decision_cost(bad, rejects), 0) if within else (bad, rejects)))
+        key = (not within, *((decision_cost(bad, rejects), 0) if within else (bad, rejects)))
         key = (*key, sum(combination), combination)
         if best is None or key < best[0]:
             best = (key, combination)
@@ -203,6 +204,6 @@ def test_many_labels_are_chosen_without_trying_every_combination():
     one = calibration.recommend_threshold(scores, y, 0.01, groups=[guard, everything])
 
     def cost(row: dict) -> float:
-        return calibration.decision_cost(row["wrong"], row["reject"])
+        return decision_cost(row["wrong"], row["reject"])
 
     assert cost(calibration.outcomes(decided, y, point.thresholds)) < cost(calibration.outcomes(scores, y, one))

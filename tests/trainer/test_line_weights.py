@@ -45,3 +45,21 @@ def test_a_candidate_is_worse_elsewhere_when_its_decisions_cost_a_point_and_thre
     wrong = scores.copy()
     wrong[2] = [0.05, 0.9, 0.05]  # one more wrong lane: ten rejects' worth
     assert "wrong 1.0 -> 1.5 %" in worse_elsewhere({"test": judged(wrong, y, at)}, live, names)["test"]
+
+
+def test_on_a_few_held_back_crops_one_more_reject_is_not_worse_and_one_more_wrong_lane_is():
+    """The line's held-back crops are judged by the rule every other set is (and the daemon's reload check):
+    four crops cannot tell one more reject from chance, a wrong lane counts ten rejects whatever the set."""
+    from edge.line_check import Outcome
+    from trainer.line import worse
+
+    def row(right: int, reject: int, wrong: int) -> dict:
+        return {"counts": {"right": right, "reject": reject, "wrong": wrong}}
+
+    live = row(2, 2, 0)
+    assert not worse(row(1, 3, 0), live)  # refused a candidate that fixed the rest of its line (bench/relabel.py)
+    assert worse(row(1, 2, 1), live)
+    assert worse(row(0, 4, 0), row(3, 1, 0))  # three more rejects of four crops
+    assert Outcome(1, 3, 0).worse_than(Outcome(2, 2, 0)) is False
+    assert Outcome(1, 2, 1).worse_than(Outcome(2, 2, 0)) is True
+    assert not Outcome(3, 1, 0).worse_than(Outcome(2, 1, 1))  # fewer wrong lanes for more right: better
