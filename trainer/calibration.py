@@ -151,14 +151,17 @@ def recommend_per_label(
         table = np.stack([(lane & (items & (top == k))[None]).sum(1) for items in counted], axis=1)
         kept = _undominated(table)
         tables.append((kept, table[kept]))
-    # Allowed combinations first, the cheapest of them; if none is allowed, the fewest wrong, then the fewest
-    # rejects; then the preferred options (the smallest sum of option indices, then the earliest labels' first).
     allowed = _combine(tables, caps)
-    if allowed:
-        best = min(allowed.items(), key=lambda kv: (decision_cost(kv[0][0], len(y) - kv[1][0]), *kv[1][1:]))
-    else:
-        best = min(_combine(tables, []).items(), key=lambda kv: (kv[0][0], len(y) - kv[1][0], *kv[1][1:]))
-    picked = np.array(best[1][2])
+    within = bool(allowed)  # if no combination is within the target, every one is judged without it
+
+    def rank(found: tuple[tuple[int, ...], Partial]) -> tuple:
+        """Within the target the cheapest; else the fewest wrong, then the fewest rejects; then the preferred
+        options (the smallest sum of option indices, then the earliest labels' first)."""
+        (wrong, *_), (lanes, order, chosen) = found
+        return (decision_cost(wrong, len(y) - lanes) if within else (wrong, len(y) - lanes), order, chosen)
+
+    _, (_, _, chosen) = min((allowed if within else _combine(tables, [])).items(), key=rank)
+    picked = np.array(chosen)
     return OperatingPoint(option_threshold[picked], option_limit[picked])
 
 
