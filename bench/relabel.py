@@ -9,7 +9,8 @@
    exports it); the loop retrains warm with them (`sortline-train train ... --warm-start`), the other sources as
    its out-of-domain guard. The source's other photos judge before and after.
 3. before is judged as a new source would meet it: thresholds and familiarity limits chosen on the other sources
-   (leave one source out); after at those the loop chose (the line's validation crops beside the other sources).
+   (leave one source out), and the loop judges its candidate against that same live model (`live_bundle`); after
+   at those the loop chose (the line's validation crops beside the other sources).
    Both also on the shop's test split and the other sources, to show what the loop costs elsewhere. A candidate
    that fails the trainer's int8 parity gate is no candidate: the row says so (refused: parity) and after is the
    model before, as on the line.
@@ -82,10 +83,17 @@ def main() -> None:
         (line_dir / "line.json").write_text(json.dumps({"line": source, "model": base["model"]}) + "\n")
         link(ood_root, guard_dir, [r for r in rows if r["source"] != source], manifest=True)
         shutil.copytree(base["work"], work / "run", ignore=shutil.ignore_patterns("float32", "int8-candidate"))
+        held = sources == source
+        others = ~held
+        n_ood = len(all_ood)
+        before, one = calibration.operating_point(
+            base_scores[:n_ood][others], y_ood[others], 0.01, novelty=base_novelty[:n_ood][others]
+        )
+        live = live_bundle(base["out"], work / "live", labels, before, one)
         cfg = TrainConfig(
             data=SHARED / "apparel", more_data=[SHARED / "apparel-more"], line=[line_dir], ood=[guard_dir],
             out=work / "bundle", work_dir=work / "run", split_file=work / "split.json", backbone=args.backbone,
-            warm_start=True, compare_with=base["out"], seed=1, **overrides,
+            warm_start=True, compare_with=live, seed=1, **overrides,
         )  # fmt: skip
         shutil.copy(base["split"], work / "split.json")
         started = time.perf_counter()
@@ -95,13 +103,7 @@ def main() -> None:
             result, failed = {"data": {"line": None}, "decisions": {"line": {}}}, str(exc)
         loop_s = time.perf_counter() - started
 
-        held = sources == source
         rest = held & ~np.isin([str(p.relative_to(ood_root)) for p, _, _ in all_ood], list(chosen))
-        others = ~held
-        n_ood = len(all_ood)
-        before, _ = calibration.operating_point(
-            base_scores[:n_ood][others], y_ood[others], 0.01, novelty=base_novelty[:n_ood][others]
-        )
         before_thresholds = before.thresholds
         decided = calibration.as_decided(base_scores, base_novelty, before.novelty_limits)
         base_decided, base_test = decided[:n_ood], decided[n_ood:]
@@ -158,6 +160,24 @@ def base_bundle(work_root: Path, split_file: Path, backbone: str) -> dict:
     test = [(str(Path(s["folder"]) / s["file"]), s["label"]) for s in split if s["split"] == "test"]
     return {"work": work, "out": out, "split": out / "split.json", "model": bundle.metadata.model_id,
             "labels": bundle.labels, "test": test}  # fmt: skip
+
+
+def live_bundle(
+    base: Path, target: Path, labels: tuple[str, ...], point: calibration.OperatingPoint, one: float
+) -> Path:
+    """The base bundle as a line the model never saw runs it: its thresholds and familiarity limits chosen
+    without the line's source (as "before" is judged). The loop's candidate is judged against this, so the
+    reload's refusals are not decided by a live model tuned on the line's own photos."""
+    shutil.copytree(base, target)
+    meta = json.loads((target / "bundle.json").read_text(encoding="utf-8"))
+    meta["recommended_threshold"] = one
+    meta["recommended_thresholds"] = dict(zip(labels, map(float, point.thresholds), strict=True))
+    meta["familiarity"]["per_label"] = {
+        label: float(share) for label, share in zip(labels, point.novelty_limits, strict=True) if share < 1
+    }
+    (target / "bundle.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    load_bundle(target)  # still a valid bundle
+    return target
 
 
 def _decided(
