@@ -184,6 +184,7 @@ def predict(bundle_dir: Path, images: list[Path], threads: int) -> int:
     except BundleError as exc:
         print(f"sortline-train: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    thresholds = Thresholds.resolve(ModelSettings(), bundle.metadata)
     failed = 0
     for path, assessment, error in classify_files(classifier, images):
         if assessment is None:
@@ -191,7 +192,7 @@ def predict(bundle_dir: Path, images: list[Path], threads: int) -> int:
             failed += 1
             continue
         ranked = sorted(zip(classifier.labels, assessment.scores, strict=True), key=lambda pair: -pair[1])
-        limit = Thresholds.resolve(ModelSettings(), bundle.metadata).novelty_limit(ranked[0][0])
+        limit = thresholds.novelty_limit(ranked[0][0])
         novelty = assessment.novelty
         unfamiliar = f"; unfamiliar (novelty {novelty:.2f}, above {limit:g})" if novelty and novelty > limit else ""
         print(

@@ -12,8 +12,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from edge.decision import WRONG_LANE_COST
+from edge.line_check import WORSE_ITEMS, WORSE_POINTS
 from edge.preprocess import decode_image
 from trainer.fit import History
+
+_WORSE = (  # `edge.line_check.Outcome.worse_than`, in words
+    f"its decisions cost at least {WORSE_ITEMS} rejects' worth and more than {WORSE_POINTS:g} point more,"
+    f" a wrong lane counting as {WRONG_LANE_COST} rejects"
+)
 
 PLOTS = {
     "history": "training_curves.png",
@@ -240,14 +246,12 @@ def _line_section(comparison: dict | None) -> list[str]:
         verdict = "**worse**: the daemon refuses it unless forced" if comparison["worse_on_line"] else "not worse"
         lines += [
             "",
-            f"On the line's held-back crops the candidate is {verdict} (worse: its decisions cost at least three"
-            " rejects' worth and a point more, a wrong lane counting as ten rejects, the rule for every set).",
+            f"On the line's held-back crops the candidate is {verdict} (worse: {_WORSE}, the rule for every set).",
         ]
     if live and comparison.get("worse_elsewhere"):
         lines += [
             "",
-            "**Worse than the live model off the line** (its decisions cost more than a point more, a wrong lane"
-            " counting as ten rejects), so the daemon refuses it unless forced: "
+            f"**Worse than the live model off the line** ({_WORSE}), so the daemon refuses it unless forced: "
             + "; ".join(comparison["worse_elsewhere"].values())
             + ".",
         ]
