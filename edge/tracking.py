@@ -10,7 +10,10 @@ left.
 The detector can err both ways, and the tracker notices: a candidate that lies inside another track's
 expected place is a piece of that item (a dark garment shown as two parts), not a new item; a track whose
 expected place is swallowed by another track's candidate has merged with it (two items touching). Both are
-counted, and an item that touched another is marked so it never gets a confident lane.
+counted, and an item that touched another is marked so it never gets a confident lane. Two items that came
+into view already touching show as one region until the detector finds the waist between them: from that
+frame on they are two tracks (the leading one keeps the item). Tracks that share a region share it out along
+the travel, each where it is expected, so each touching item keeps its own place, crossing time and decision.
 
 When an item's centre passes the reference line (a line across the belt, at a set share of the ROI along the
 travel), the time it crossed is fitted to its path over the frames it was in full view: a PLC fires the
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import numpy as np
 
@@ -52,6 +56,7 @@ class Track:
     longest: int = 0  # the most it has measured along the belt while in full view, ROI pixels
     split: bool = False  # was seen in pieces (a suspected split, counted once)
     merged: bool = False  # was swallowed by another track's candidate (a suspected merge, counted once)
+    touching_part: bool = False  # one of two items told apart at a waist: may share a region before it is an item
     spanned: bool = False  # reached from the edge where items come in to where they go out: longer than the view
     path: list[tuple[float, float, float]] = field(default_factory=list)  # (time, centre x, y) while in full view
     crossed_at: float | None = None  # when its centre crossed the reference line (the frames' clock)
@@ -153,33 +158,38 @@ class BeltTracker:
             if vi in track_of:
                 continue
             owner = self._inside_expected(view, expected, view_of)
+            if owner is not None and view.touching and views[view_of[owner]].touching:
+                self._tell_apart(owner, vi, views, view_of, track_of, now)
+                continue
             if owner is not None:  # a piece of an item already followed: part of it, not a new item
                 self.fragments += not self.tracks[owner].split
                 self.tracks[owner].split = True
                 track_of[vi] = owner
                 continue
             if view.area >= self.new_item_area:
-                self.tracks.append(Track(view, now))
+                self.tracks.append(Track(view, now, touching_part=view.touching))
                 view_of[len(self.tracks) - 1] = vi
                 track_of[vi] = len(self.tracks) - 1
+        sharing: dict[int, list[Track]] = {vi: [self.tracks[ti]] for ti, vi in view_of.items()}  # view -> tracks
         for ti, track in enumerate(self.tracks):
             if ti in view_of:
-                self._step(track, views[view_of[ti]], now, dt)
                 continue
-            swallower = next(
-                (views[vi] for vi in view_of.values() if _inside(expected[id(track)], views[vi].box)), None
-            )
-            if swallower is not None and track.confirmed:  # two items now show as one: they touch
+            swallower = next((vi for vi in view_of.values() if _inside(expected[id(track)], views[vi].box)), None)
+            if swallower is not None and (track.confirmed or track.touching_part):  # two items show as one
                 self.merges += not track.merged
                 track.merged = True
-                track.view = ItemView(expected[id(track)], track.view.area, True)
-                track.touching = True
-                for other in self.tracks:
-                    if other is not track and other.view.box == swallower.box:
-                        other.touching = True
-                track.seen += 1
+                sharing[swallower].append(track)
                 continue
             track.seen, track.missed = 0, track.missed + 1
+        for vi, tracks in sharing.items():
+            if len(tracks) == 1:
+                self._step(tracks[0], views[vi], now, dt)
+                continue
+            for track, part in zip(tracks, self._shared_out(views[vi], [expected[id(t)] for t in tracks]), strict=True):
+                if part is None:  # squeezed out of the region: not seen in it this frame
+                    track.seen, track.missed = 0, track.missed + 1
+                else:
+                    self._step(track, part, now, dt)
         for track in self.tracks:
             if track.touching and track.in_full_view:
                 track.touching_frames += 1
@@ -225,6 +235,61 @@ class BeltTracker:
         track.longest = max(track.longest, view.length(axis))
         if track.crossed_at is None and self.along(view.centre) >= self.reference:
             track.fit_crossing(self.along, self.reference, self.speed_px_s)
+
+    def _tell_apart(
+        self, owner: int, vi: int, views: list[ItemView], view_of: dict[int, int], track_of: dict[int, int], now: float
+    ) -> None:
+        """The detector split the region `owner` followed at a waist: two items touching. The leading part
+        stays the owner's (it came into view first, so its item was opened first: decisions stay in belt
+        order), the other starts a track of its own. The region moved with the belt as one, so each part's path
+        is the region's, moved by where the part lies in it now; both are touching, whatever view they are in."""
+        track = self.tracks[owner]
+        mine = view_of[owner]
+        ahead = self.along(views[vi].centre) > self.along(views[mine].centre)
+        keep, other = (vi, mine) if ahead else (mine, vi)
+        region = [views[keep].box, views[other].box]
+        middle = (
+            (min(b[0] for b in region) + max(b[2] for b in region)) / 2,
+            (min(b[1] for b in region) + max(b[3] for b in region)) / 2,
+        )
+        followed = track.path
+        new = Track(views[other], now, touching_part=True)
+        self.tracks.append(new)
+        view_of[owner], track_of[keep] = keep, owner
+        view_of[len(self.tracks) - 1], track_of[other] = other, len(self.tracks) - 1
+        for part, view in ((track, views[keep]), (new, views[other])):
+            dx, dy = view.centre[0] - middle[0], view.centre[1] - middle[1]
+            part.path = [(t, x + dx, y + dy) for t, x, y in followed]
+            part.touching_part, part.crossed_at = True, None
+            part.touching_frames += 1
+            part.longest = view.length(self.direction[0]) if self.direction else 0
+            if self.direction is not None and self.along(view.centre) >= self.reference:
+                part.fit_crossing(self.along, self.reference, self.speed_px_s)
+
+    def _shared_out(self, view: ItemView, expected: list[tuple[int, int, int, int]]) -> list[ItemView | None]:
+        """One region, several items touching: each gets the stretch of it along the travel where it is expected
+        (cut halfway between neighbours), the region's extent across. None for an item left no stretch. While
+        the travel is unknown, the first keeps the region and the others their expected places."""
+        if self.direction is None:
+            return [view] + [ItemView(box, view.area, True) for box in expected[1:]]
+        axis = self.direction[0]
+        order = sorted(range(len(expected)), key=lambda i: expected[i][axis] + expected[i][axis + 2])
+        start, end = view.box[axis], view.box[axis + 2]
+        halfway = [round((expected[a][axis + 2] + expected[b][axis]) / 2) for a, b in pairwise(order)]
+        cuts = [start, *halfway, end]
+        cuts = np.clip(np.maximum.accumulate(cuts), start, end).tolist()
+        parts: list[ItemView | None] = [None] * len(expected)
+        for k, i in enumerate(order):
+            if cuts[k + 1] - cuts[k] < _SAME_SHIFT_PX:
+                continue
+            box = list(view.box)
+            box[axis], box[axis + 2] = cuts[k], cuts[k + 1]
+            x0, y0, x1, y1 = box
+            share = (cuts[k + 1] - cuts[k]) / max(1, end - start)
+            parts[i] = ItemView(
+                (x0, y0, x1, y1), view.area * share, True, 0.0, ((x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0)
+            )
+        return parts
 
     def _clear_of_edges(self, box: tuple[int, int, int, int]) -> bool:
         """Clear of the ROI's edges where items come in and go out (of every edge while the travel is unknown)."""

@@ -26,7 +26,9 @@ from edge.presence import PresenceDetector
 
 LABELS = ("jeans", "trousers", "saree")
 LANES = LaneSettings()
-WALL = time.time()  # the clip's frame 0 on the wall clock (decisions count their deadlines from it)
+# the clip's frame 0 on the wall clock, an hour ago: the clip plays faster than real time, and its items must
+# still have crossed before their decisions are made (decisions count their deadlines from it)
+WALL = time.time() - 3600
 # small clips: half the size and half the speed of a 640x480 line, so the same seconds and frames
 SMALL = {"size": (320, 240), "speed_px_s": 180.0}
 

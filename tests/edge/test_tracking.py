@@ -1,0 +1,59 @@
+"""The tracker on hand-made detections, frame by frame: what it must make of two items that came into view
+already touching (one region, until the detector finds the waist between them in some frame)."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge.item_shapes import ItemView
+from edge.tracking import BeltTracker
+
+FPS = 15
+SPEED = 360.0  # px/s, left to right
+WIDTH, HEIGHT = 640, 480
+ACROSS = (100, 380)  # rows the items cover
+
+
+def visible(lead_at_0: float, length: float, t: float) -> tuple[float, float] | None:
+    """An item's extent along the belt at time t, clipped to the view (None when out of it)."""
+    lead = lead_at_0 + SPEED * t
+    start, end = max(0.0, lead - length), min(float(WIDTH), lead)
+    return (start, end) if end - start > 4 else None
+
+
+def view(start: float, end: float, touching: bool = False) -> ItemView:
+    box = (round(start), ACROSS[0], round(end), ACROSS[1])
+    middle = ((box[0] + box[2]) / 2, (ACROSS[0] + ACROSS[1]) / 2, box[2] - box[0], ACROSS[1] - ACROSS[0])
+    return ItemView(box, (end - start) * (ACROSS[1] - ACROSS[0]) / (WIDTH * HEIGHT), touching, 0.0, middle)
+
+
+@pytest.mark.parametrize("waist_frame", [60, 66], ids=["waist-before-crossing", "waist-after-the-first-crossed"])
+def test_two_items_that_came_in_touching_are_two_items_once_a_waist_is_seen(waist_frame: int):
+    # a single item teaches the tracker the belt's speed; then A (180 px) and B (160 px) come in touching:
+    # one region, except in one frame where the detector finds the waist between them
+    single, first, second = (0.0, 200.0), (-3.0 * SPEED, 180.0), (-3.0 * SPEED - 180.0, 160.0)
+    tracker = BeltTracker(3, 2, (WIDTH, HEIGHT), direction="left_to_right")
+    entered, left = [], []
+    for frame in range(0, 6 * FPS):
+        t = frame / FPS
+        views = []
+        if (extent := visible(*single, t)) is not None:
+            views.append(view(*extent))
+        a, b = visible(*first, t), visible(*second, t)
+        if frame == waist_frame:
+            assert a is not None and b is not None and b[0] > 0 and a[1] < WIDTH  # both wholly in view
+            views += [view(*a, touching=True), view(*b, touching=True)]
+        elif a or b:
+            parts = [extent for extent in (a, b) if extent is not None]
+            views.append(view(min(p[0] for p in parts), max(p[1] for p in parts)))
+        came, went = tracker.update(views, t)
+        entered += came
+        left += went
+
+    assert len(entered) == 3 and len(left) == 3  # the single item, A and B: one each, in belt order
+    assert entered[0].touching_frames == 0
+    assert all(track.touching_frames > 0 for track in entered[1:])  # neither of the pair may get a lane
+    # each crosses the centre line (320 px) when its own middle does, not the region's
+    truths = [(320 + 100) / SPEED, 3 + (320 + 90) / SPEED, 3 + (320 + 180 + 80) / SPEED]
+    for track, truth in zip(entered, truths, strict=True):
+        assert track.crossed_at == pytest.approx(truth, abs=1 / FPS)
