@@ -159,7 +159,7 @@ class BeltTracker:
                 continue
             owner = self._inside_expected(view, expected, view_of)
             if owner is not None and view.touching and views[view_of[owner]].touching:
-                self._tell_apart(owner, vi, views, view_of, track_of, now)
+                self._tell_apart(owner, vi, views, view_of, track_of)
                 continue
             if owner is not None:  # a piece of an item already followed: part of it, not a new item
                 self.fragments += not self.tracks[owner].split
@@ -236,35 +236,50 @@ class BeltTracker:
         if track.crossed_at is None and self.along(view.centre) >= self.reference:
             track.fit_crossing(self.along, self.reference, self.speed_px_s)
 
-    def _tell_apart(
-        self, owner: int, vi: int, views: list[ItemView], view_of: dict[int, int], track_of: dict[int, int], now: float
-    ) -> None:
-        """The detector split the region `owner` followed at a waist: two items touching. The leading part
-        stays the owner's (it came into view first, so its item was opened first: decisions stay in belt
-        order), the other starts a track of its own. The region moved with the belt as one, so each part's path
-        is the region's, moved by where the part lies in it now; both are touching, whatever view they are in."""
-        track = self.tracks[owner]
-        mine = view_of[owner]
-        ahead = self.along(views[vi].centre) > self.along(views[mine].centre)
-        keep, other = (vi, mine) if ahead else (mine, vi)
-        region = [views[keep].box, views[other].box]
+    def divide(self, track: Track, parts: list[ItemView]) -> list[Track]:
+        """`track` followed one region that is several items touching: `parts`, leading first. The leading part
+        stays the track's (it came into view first, so its item was opened first: decisions stay in belt
+        order); each other part starts a track of its own (returned). The region moved with the belt as one, so
+        each part's path so far is the region's, moved by where the part lies in it; all are touching, whatever
+        view they are in."""
+        boxes = [view.box for view in parts]
         middle = (
-            (min(b[0] for b in region) + max(b[2] for b in region)) / 2,
-            (min(b[1] for b in region) + max(b[3] for b in region)) / 2,
+            (min(b[0] for b in boxes) + max(b[2] for b in boxes)) / 2,
+            (min(b[1] for b in boxes) + max(b[3] for b in boxes)) / 2,
         )
         followed = track.path
-        new = Track(views[other], now, touching_part=True)
-        self.tracks.append(new)
-        view_of[owner], track_of[keep] = keep, owner
-        view_of[len(self.tracks) - 1], track_of[other] = other, len(self.tracks) - 1
-        for part, view in ((track, views[keep]), (new, views[other])):
+        new = [Track(view, track.first_seen, touching_part=True) for view in parts[1:]]
+        self.tracks += new
+        for part, view in zip([track, *new], parts, strict=True):
             dx, dy = view.centre[0] - middle[0], view.centre[1] - middle[1]
+            part.view = view
             part.path = [(t, x + dx, y + dy) for t, x, y in followed]
             part.touching_part, part.crossed_at = True, None
             part.touching_frames += 1
             part.longest = view.length(self.direction[0]) if self.direction else 0
             if self.direction is not None and self.along(view.centre) >= self.reference:
                 part.fit_crossing(self.along, self.reference, self.speed_px_s)
+        return new
+
+    def divide_evenly(self, track: Track, count: int) -> list[Track]:
+        """`track`'s region is `count` items touching, laid one after another: equal stretches of it along the
+        travel (see `divide`). Needs the travel known."""
+        assert self.direction is not None, "the travel must be known to divide a region along it"
+        axis, sign = self.direction
+        start, end = track.view.box[axis], track.view.box[axis + 2]
+        edges = np.linspace(start, end, count + 1).round().astype(int).tolist()
+        parts = [_stretch(track.view, axis, a, b) for a, b in pairwise(edges)]
+        return self.divide(track, parts[::-1] if sign > 0 else parts)
+
+    def _tell_apart(
+        self, owner: int, vi: int, views: list[ItemView], view_of: dict[int, int], track_of: dict[int, int]
+    ) -> None:
+        """The detector split the region `owner` followed at a waist: two items touching (see `divide`)."""
+        mine = view_of[owner]
+        keep, other = (vi, mine) if self.along(views[vi].centre) > self.along(views[mine].centre) else (mine, vi)
+        self.divide(self.tracks[owner], [views[keep], views[other]])
+        view_of[owner], track_of[keep] = keep, owner
+        view_of[len(self.tracks) - 1], track_of[other] = other, len(self.tracks) - 1
 
     def _shared_out(self, view: ItemView, expected: list[tuple[int, int, int, int]]) -> list[ItemView | None]:
         """One region, several items touching: each gets the stretch of it along the travel where it is expected
@@ -276,19 +291,11 @@ class BeltTracker:
         order = sorted(range(len(expected)), key=lambda i: expected[i][axis] + expected[i][axis + 2])
         start, end = view.box[axis], view.box[axis + 2]
         halfway = [round((expected[a][axis + 2] + expected[b][axis]) / 2) for a, b in pairwise(order)]
-        cuts = [start, *halfway, end]
-        cuts = np.clip(np.maximum.accumulate(cuts), start, end).tolist()
+        cuts = np.clip(np.maximum.accumulate([start, *halfway, end]), start, end).tolist()
         parts: list[ItemView | None] = [None] * len(expected)
         for k, i in enumerate(order):
-            if cuts[k + 1] - cuts[k] < _SAME_SHIFT_PX:
-                continue
-            box = list(view.box)
-            box[axis], box[axis + 2] = cuts[k], cuts[k + 1]
-            x0, y0, x1, y1 = box
-            share = (cuts[k + 1] - cuts[k]) / max(1, end - start)
-            parts[i] = ItemView(
-                (x0, y0, x1, y1), view.area * share, True, 0.0, ((x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0)
-            )
+            if cuts[k + 1] - cuts[k] >= _SAME_SHIFT_PX:
+                parts[i] = _stretch(view, axis, cuts[k], cuts[k + 1])
         return parts
 
     def _clear_of_edges(self, box: tuple[int, int, int, int]) -> bool:
@@ -307,6 +314,16 @@ class BeltTracker:
             if ti in view_of and id(track) in expected and _inside(view.box, expected[id(track)]):
                 return ti
         return None
+
+
+def _stretch(view: ItemView, axis: int, start: int, end: int) -> ItemView:
+    """The stretch of a region from `start` to `end` along `axis` (its full extent across), as the view of one
+    of the touching items it holds."""
+    box = list(view.box)
+    share = (end - start) / max(1, box[axis + 2] - box[axis])
+    box[axis], box[axis + 2] = start, end
+    x0, y0, x1, y1 = box
+    return ItemView((x0, y0, x1, y1), view.area * share, True, 0.0, ((x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0))
 
 
 def _moved(box: tuple[int, int, int, int], by: np.ndarray) -> tuple[int, int, int, int]:

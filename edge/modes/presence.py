@@ -6,7 +6,8 @@ While an item is in full view and clear of any other, each frame offers a crop t
 its model was trained with; the most centred view waiting is the one the classifier takes next. The item is
 closed when it leaves, or once it has crossed the reference line with ``max_frames`` classified views. What
 is not one item never gets a lane: an item that touched another is a reject (``touching``), a blob longer
-than the items this line carries (or than the view) is a reject (``too_long``).
+than the items this line carries is as many touching items as its length holds, a blob longer than the view
+(or than the items, before their length is known) is a reject (``too_long``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ log = logging.getLogger(__name__)
 
 LEAVE_FRAMES = 2  # frames an item may go unseen (a flicker, a dark garment half out of view) before it has left
 LEARN_LENGTH_FROM = 5  # single items measured before the line's usual item length is trusted
-TOO_LONG = 1.8  # times the line's median item length: not one item
+TOO_LONG = 1.8  # times the line's median item length: not one item ...
+BEYOND_LONGEST = 1.25  # ... nor this many times the longest of its last 25 single items (a line of like items)
 SPLIT_LONGER_THAN = 1.3  # times the median: a blob this long with a waist is two items
 UNLEARNED_MAX_LENGTH = 0.8  # share of the ROI along the travel: the longest item before the line's are known
 
@@ -67,6 +69,7 @@ class PresenceMode:
         direction = tracker.direction
         self.detector.axis = None if direction is None else direction[0]
         self.detector.split_longer_than = self._limit(SPLIT_LONGER_THAN, 0.7)
+        self._divide_too_long(tracker)
         clock = frame.wall_time - frame.captured_at  # monotonic -> wall clock, for the PLC
         for track in entered:
             self.items_seen += 1
@@ -165,6 +168,31 @@ class PresenceMode:
             return UNLEARNED_MAX_LENGTH * along * configured_share
         return times_median * statistics.median(self._lengths)
 
+    def _too_long(self) -> float | None:
+        """Longer than this along the belt (ROI pixels) is not one item: `_limit(TOO_LONG)`, and on a line whose
+        last 25 single items hardly varied in length (like items, the usual line) also a quarter beyond the
+        longest of them, so two short items laid touching are not one item of 1.6 times the usual length."""
+        limit = self._limit(TOO_LONG, 1.0)
+        if limit is not None and self._settings.max_item_length is None and len(self._lengths) == self._lengths.maxlen:
+            return min(limit, BEYOND_LONGEST * max(self._lengths))
+        return limit
+
+    def _divide_too_long(self, tracker: BeltTracker) -> None:
+        """A region in full view longer than one of this line's items is items laid touching without a waist
+        between them: as many as its length holds at the line's usual item length (at least two), each a
+        `touching` reject with a crossing time of its own, so a PLC that pairs decisions with items by order
+        or by time stays in step. Not before the line's item length is known, nor for a region longer than
+        the view (how many it holds cannot be measured)."""
+        too_long = self._too_long()
+        if too_long is None or tracker.direction is None or len(self._lengths) < LEARN_LENGTH_FROM:
+            return
+        axis = tracker.direction[0]
+        usual = statistics.median(self._lengths)
+        for track in list(tracker.tracks):
+            length = track.view.length(axis)
+            if track.in_full_view and not track.spanned and length > too_long:
+                tracker.divide_evenly(track, max(2, round(length / usual)))
+
     def _finish(self, item: Item, track: Track, clock: float, now: float) -> None:
         """What the item's decision needs from its track: when it crossed (else ``now``, when it was last there:
         the decision's deadline counts from it), how fast, whether it is one item."""
@@ -180,7 +208,7 @@ class PresenceMode:
             vote.belt_speed_px_s = speed
             if speed is not None and self.mm_per_px is not None:
                 vote.belt_speed_mm_s = speed * self.mm_per_px
-        too_long = self._limit(TOO_LONG, 1.0)
+        too_long = self._too_long()
         if track.touching_frames:
             vote.veto = "touching"
         elif track.spanned or (too_long is not None and track.longest > too_long):

@@ -202,6 +202,23 @@ def test_touching_items_never_get_a_lane(tmp_path: Path):
     assert rejects and {d["reason"] for d in rejects} <= {"touching", "too_long"}
 
 
+def test_like_items_laid_touching_without_a_waist_are_two_rejects_not_one_lane(tmp_path: Path):
+    # a line of like garments (the usual line); near the end two are laid edge to edge, straight side to
+    # straight side: no waist, and together only about 1.6 times one item's length, under the 1.8 rule
+    touch = [False] * 28 + [True, False]  # the 29th item lies against the 28th
+    line = Line(belt="dark-grey", gap_s=(0.6, 1.0), item_size=(0.6, 0.7), rotation_deg=10, **SMALL)
+    photos = garment_photos(tmp_path, ((BRIGHT + DARK) * 3)[:30])
+    truth = write_line_clip(tmp_path / "like.avi", photos, line=line, seed=8, touch=touch)
+
+    decisions, _ = run_line(tmp_path / "like.avi", line.fps)
+
+    assert len(decisions) == len(truth)  # one decision per item: a PLC pairing by order stays in step
+    pair = [d for d in decisions if d["label"] == "reject"]
+    assert [d["reason"] for d in pair] == ["touching", "touching"]
+    for decision, item in zip(pair, truth[27:29], strict=True):  # each at its own item's crossing
+        assert abs(decision["crossed_at"] - WALL - item.crossed_s) < 1.5 / line.fps
+
+
 def test_light_drift_is_followed_and_a_stopped_item_is_never_learned_into_the_belt():
     settings = PresenceSettings(background_frames=5, relearn_after_frames=0)
     detector = PresenceDetector(settings)
