@@ -8,7 +8,9 @@ never trained on:
 
 1. the photos (``--per-class`` of each label from ../shared/data/apparel-ood) ride each ``--lines`` belt; the
    daemon's presence mode cuts each item's most centred crop (`bench/belt_crops.py`);
-2. base: the bundle a line runs today (`bench/relabel.py`'s, trained once and kept in --work);
+2. base: the bundle a line runs today (`bench/relabel.py`'s, trained once and kept in --work), as a line whose
+   items it never saw runs it: its thresholds and familiarity limits chosen on the out-of-domain photos that do
+   not ride the belt (`bench/relabel.py`'s `live_bundle`), not on all of them, the belt's among them;
 3. on the first line, ``--labelled`` crops (class-balanced, seeded) are the operator's labels (a folder with
    line.json, as the page exports it); the loop retrains warm with them, the out-of-domain photos not on the belt
    as its guard;
@@ -37,7 +39,9 @@ import numpy as np
 from bench.belt import photo_set, sample
 from bench.belt_crops import line_crops, loaded, score
 from bench.machine import cpu_description, cpu_line
-from bench.relabel import SHARED, balanced, base_bundle, link
+from bench.relabel import SHARED, balanced, base_bundle, link, live_bundle
+from edge.bundle import load_bundle
+from trainer import calibration, evaluate
 from trainer.config import TrainConfig
 from trainer.pipeline import run
 
@@ -93,10 +97,11 @@ def main() -> int:
     link(ood_root, guard_dir, guard_rows, manifest=True)
     shutil.copytree(base["work"], work / "run", ignore=shutil.ignore_patterns("float32", "int8-candidate"))
     shutil.copy(base["split"], work / "split.json")
+    live = live_on_guard(base["out"], work / "live", guard)
     cfg = TrainConfig(
         data=SHARED / "apparel", more_data=[SHARED / "apparel-more"], line=[line_dir] if labelled else [],
         ood=[guard_dir], out=work / "bundle", work_dir=work / "run", split_file=work / "split.json",
-        backbone=args.backbone, warm_start=True, compare_with=base["out"], seed=1, **report["settings"],
+        backbone=args.backbone, warm_start=True, compare_with=live, seed=1, **report["settings"],
     )  # fmt: skip
     started = time.perf_counter()
     result = run(cfg)
@@ -114,7 +119,7 @@ def main() -> int:
         "guard photos": (guard, True),
     }
     report["judged"] = {}
-    for when, bundle_dir in (("before", base["out"]), ("after", cfg.out)):
+    for when, bundle_dir in (("before", live), ("after", cfg.out)):
         model = loaded(bundle_dir)
         report["judged"][when] = {
             key: {"items": len(items), **score(*model, items, as_cut)} for key, (items, as_cut) in sets.items()
@@ -124,6 +129,17 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps(report, indent=1) + "\n")
     return 0
+
+
+def live_on_guard(base: Path, target: Path, guard: list[tuple[Path, str]]) -> Path:
+    """The base bundle with the operating point the trainer's rule chooses on the guard photos alone (none of
+    them rides the belt): what a line carrying these items runs before its own crops are labelled."""
+    bundle = load_bundle(base)
+    labels = tuple(bundle.metadata.labels)
+    scores, novelty, _ = evaluate.bundle_assessed(bundle, [path for path, _ in guard], threads=2)
+    y = np.array([labels.index(label) for _, label in guard])
+    point, one = calibration.operating_point(scores, y, 0.01, novelty=novelty)
+    return live_bundle(base, target, labels, point, one)
 
 
 def chosen_crops(crops: list[tuple[Path, str]], count: int) -> set[str]:
