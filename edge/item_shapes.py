@@ -22,6 +22,7 @@ _NOTCH = 0.12  # a notch in an outline this deep (share of the region's width ac
 _CUT = 0.7  # ... and two notches facing each other this close (same share) are one: two items touching
 _SEAM_PX = 8  # working pixels: a band no thicker across the whole belt is a seam
 _SIDE_BY_SIDE_GAP = 0.1  # pieces this close across the belt (share of its width) at one place along it: one item
+_BAND_ACROSS = 0.6  # a region across this share of the ROI, and far shorter along the belt than its items: a splice
 
 
 @dataclass(frozen=True)
@@ -61,11 +62,13 @@ def find_items(
     split_longer_than: float | None,
     smallest_share: float,
     item_share: float,
+    seam_shorter_than: float | None = None,
 ) -> list[ItemView]:
     """The item candidates in a cleaned change mask (working resolution), as ROI-pixel views. `scale`: ROI
     pixels per working pixel; `axis`: the belt's travel (0: x, 1: y) once known; a region longer than
     `split_longer_than` along it (ROI pixels) is looked at for a waist; pieces under `smallest_share` of the
-    mask are ignored, a touching part under `item_share` is not split off."""
+    mask are ignored, a touching part under `item_share` is not split off; a band across most of the ROI
+    shorter than `seam_shorter_than` along the travel (ROI pixels) is a seam, however thick."""
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     smallest = smallest_share * mask.size
     pieces: list[tuple[np.ndarray, np.ndarray, bool]] = []  # (xs, ys, touching), working pixels
@@ -81,8 +84,9 @@ def find_items(
             ys, xs = np.nonzero(part)
             pieces.append((xs + x, ys + y, touching))
     views = []
+    band = None if axis is None or seam_shorter_than is None else seam_shorter_than / scale[axis]
     for xs, ys, touching in _side_by_side(pieces, axis, mask.shape):
-        if _seam_like(xs, ys, mask.shape):
+        if _seam_like(xs, ys, mask.shape) or (band is not None and _band_across(xs, ys, mask.shape, axis, band)):
             continue
         box = (
             int(xs.min() * scale[0]),
@@ -99,6 +103,14 @@ def _seam_like(xs: np.ndarray, ys: np.ndarray, shape: tuple[int, ...]) -> bool:
     """A thin band across most of the ROI: a seam or splice (thickened by motion blur), never an item."""
     width, height = int(np.ptp(xs)) + 1, int(np.ptp(ys)) + 1
     return (width <= _SEAM_PX and height >= 0.5 * shape[0]) or (height <= _SEAM_PX and width >= 0.5 * shape[1])
+
+
+def _band_across(xs: np.ndarray, ys: np.ndarray, shape: tuple[int, ...], axis: int, shorter_than: float) -> bool:
+    """A band across most of the ROI far shorter along the belt than its items: a wide splice or a cleat (thicker
+    than `_seam_like` allows once motion blur and closing have spread it), not an item."""
+    along = float(np.ptp(xs if axis == 0 else ys)) + 1
+    across = float(np.ptp(ys if axis == 0 else xs)) + 1
+    return along < shorter_than and across >= _BAND_ACROSS * shape[0 if axis == 0 else 1]
 
 
 def _side_by_side(

@@ -41,6 +41,9 @@ class PresenceDetector:
         # a region longer than this along the belt (ROI pixels) may be two items touching: looked at for a
         # waist (set from the line's usual item length by whoever knows it)
         self.split_longer_than: float | None = None
+        # a band across the belt shorter than this along it (ROI pixels) is a splice or cleat, not an item (set
+        # from the line's usual item length by whoever knows it)
+        self.seam_shorter_than: float | None = None
         self._learning: list[np.ndarray] = []
         self._mean: np.ndarray | None = None  # float32 HxWx3, working resolution, at gain 1
         self._spread: np.ndarray | None = None  # float32 HxWx3: how much the belt varies at each pixel
@@ -74,7 +77,13 @@ class PresenceDetector:
         mask = clean(changed)
         scale = crop_bgr.shape[1] / small.shape[1], crop_bgr.shape[0] / small.shape[0]
         self.items = find_items(
-            mask, scale, self.axis, self.split_longer_than, self.settings.leave_fraction, self.settings.enter_fraction
+            mask,
+            scale,
+            self.axis,
+            self.split_longer_than,
+            self.settings.leave_fraction,
+            self.settings.enter_fraction,
+            self.seam_shorter_than,
         )
         self._follow_the_belt(small, changed)
         if self.items and self._stuck(small):

@@ -34,7 +34,9 @@ LEARN_LENGTH_FROM = 5  # single items measured before the line's usual item leng
 TOO_LONG = 1.8  # times the line's median item length: not one item ...
 BEYOND_LONGEST = 1.25  # ... nor this many times the longest of its last 25 single items (a line of like items)
 SPLIT_LONGER_THAN = 1.3  # times the median: a blob this long with a waist is two items
+SEAM_SHORTER_THAN = 0.5  # times the median: a band across the belt this short along it is a splice or cleat
 UNLEARNED_MAX_LENGTH = 0.8  # share of the ROI along the travel: the longest item before the line's are known
+UNLEARNED_SEAM = 0.1  # share of the ROI along the travel: a band across the belt shorter than this, before then
 
 
 class PresenceMode:
@@ -69,6 +71,7 @@ class PresenceMode:
         direction = tracker.direction
         self.detector.axis = None if direction is None else direction[0]
         self.detector.split_longer_than = self._limit(SPLIT_LONGER_THAN, 0.7)
+        self.detector.seam_shorter_than = self._seam_shorter_than()
         self._divide_too_long(tracker)
         clock = frame.wall_time - frame.captured_at  # monotonic -> wall clock, for the PLC
         for track in entered:
@@ -167,6 +170,16 @@ class PresenceMode:
         if len(self._lengths) < LEARN_LENGTH_FROM:
             return UNLEARNED_MAX_LENGTH * along * configured_share
         return times_median * statistics.median(self._lengths)
+
+    def _seam_shorter_than(self) -> float | None:
+        """A band across the belt shorter than this along it (ROI pixels) is a splice or a cleat: half the line's
+        usual item length once known, before then a tenth of the ROI; None while the travel is unknown."""
+        tracker = self._tracker
+        if tracker is None or tracker.direction is None:
+            return None
+        if len(self._lengths) >= LEARN_LENGTH_FROM:
+            return SEAM_SHORTER_THAN * statistics.median(self._lengths)
+        return UNLEARNED_SEAM * tracker.roi_size[tracker.direction[0]]
 
     def _too_long(self) -> float | None:
         """Longer than this along the belt (ROI pixels) is not one item: `_limit(TOO_LONG)`, and on a line whose

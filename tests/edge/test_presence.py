@@ -106,6 +106,20 @@ def test_a_moving_belt_with_seams_marks_flicker_and_drift_is_never_an_item(tmp_p
     assert decisions == [] and mode.items_seen == 0
 
 
+def test_splices_blurred_wider_than_a_seam_between_items_are_never_items(tmp_path: Path):
+    # a small ROI and a long exposure: the belt's splices pass as bands across the whole belt, 20-36 px along it,
+    # too wide for the seam rule; items come and go among them
+    line = Line(belt="green-pvc", blur_px=9, noise=6.0, **SMALL)
+    photos = garment_photos(tmp_path, ((BRIGHT + DARK) * 2)[:20])
+    truth = write_line_clip(tmp_path / "splices.avi", photos, line=line, seed=1)
+
+    decisions, _ = run_line(tmp_path / "splices.avi", line.fps)
+
+    assert len(decisions) == len(truth)
+    errors = crossing_errors(decisions, truth, line.fps)  # each decision is its own item's, in belt order
+    assert max(abs(e) for e in errors) < 1.5, errors
+
+
 @pytest.mark.parametrize("belt", ["black-rubber", "dark-grey"])
 def test_dark_items_on_a_dark_belt_are_each_one_item(tmp_path: Path, belt: str):
     line = Line(belt=belt, **SMALL)
