@@ -94,6 +94,8 @@ LINES: dict[str, Line] = {
     "crowded-fast": Line(belt="black-rubber", gap_s=(0.1, 0.6), speed_px_s=520),
     "harsh-light": Line(belt="green-pvc", light_drift=0.2, flicker=0.08, noise=6.0, blur_px=9),
     "touching": Line(belt="dark-grey", touching_share=0.25),
+    # a low-resolution camera (or a small ROI) with a long exposure: splices blur into bands 20-36 px along
+    "small-view": Line(belt="green-pvc", size=(320, 240), speed_px_s=180, noise=6.0, blur_px=9),
 }
 
 
