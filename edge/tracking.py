@@ -23,7 +23,7 @@ diverter from that time, the belt speed and the diverter's distance.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import pairwise
 
 import numpy as np
@@ -56,7 +56,7 @@ class Track:
     longest: int = 0  # the most it has measured along the belt while in full view, ROI pixels
     split: bool = False  # was seen in pieces (a suspected split, counted once)
     merged: bool = False  # was swallowed by another track's candidate (a suspected merge, counted once)
-    touching_part: bool = False  # one of two items told apart at a waist: may share a region before it is an item
+    touching_part: bool = False  # one of items told apart in one region (a waist, its length): may share it unconfirmed
     spanned: bool = False  # reached from the edge where items come in to where they go out: longer than the view
     path: list[tuple[float, float, float]] = field(default_factory=list)  # (time, centre x, y) while in full view
     crossed_at: float | None = None  # when its centre crossed the reference line (the frames' clock)
@@ -286,7 +286,7 @@ class BeltTracker:
         (cut halfway between neighbours), the region's extent across. None for an item left no stretch. While
         the travel is unknown, the first keeps the region and the others their expected places."""
         if self.direction is None:
-            return [view] + [ItemView(box, view.area, True) for box in expected[1:]]
+            return [replace(view, touching=True)] + [ItemView(box, view.area, True) for box in expected[1:]]
         axis = self.direction[0]
         order = sorted(range(len(expected)), key=lambda i: expected[i][axis] + expected[i][axis + 2])
         start, end = view.box[axis], view.box[axis + 2]
