@@ -203,8 +203,10 @@ class PresenceMode:
         usual = statistics.median(self._lengths)
         for track in list(tracker.tracks):
             length = track.view.length(axis)
-            if track.in_full_view and not track.spanned and length > too_long:
-                tracker.divide_evenly(track, max(2, round(length / usual)))
+            count = max(2, round(length / usual))
+            # each stretch must itself pass as one item, or it would be divided again next frame
+            if track.in_full_view and not track.spanned and length > too_long and length / count <= too_long:
+                tracker.divide_evenly(track, count)
 
     def _finish(self, item: Item, track: Track, clock: float, now: float) -> None:
         """What the item's decision needs from its track: when it crossed (else ``now``, when it was last there:
