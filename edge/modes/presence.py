@@ -167,9 +167,13 @@ class PresenceMode:
         along = tracker.roi_size[tracker.direction[0]]
         if self._settings.max_item_length is not None:
             return self._settings.max_item_length * along * configured_share
-        if len(self._lengths) < LEARN_LENGTH_FROM:
-            return UNLEARNED_MAX_LENGTH * along * configured_share
-        return times_median * statistics.median(self._lengths)
+        usual = self._usual_length()
+        return UNLEARNED_MAX_LENGTH * along * configured_share if usual is None else times_median * usual
+
+    def _usual_length(self) -> float | None:
+        """The line's usual item length along the belt (ROI pixels): the median of its last single items, once
+        `LEARN_LENGTH_FROM` have been measured."""
+        return statistics.median(self._lengths) if len(self._lengths) >= LEARN_LENGTH_FROM else None
 
     def _seam_shorter_than(self) -> float | None:
         """A band across the belt shorter than this along it (ROI pixels) is a splice or a cleat: half the line's
@@ -177,9 +181,8 @@ class PresenceMode:
         tracker = self._tracker
         if tracker is None or tracker.direction is None:
             return None
-        if len(self._lengths) >= LEARN_LENGTH_FROM:
-            return SEAM_SHORTER_THAN * statistics.median(self._lengths)
-        return UNLEARNED_SEAM * tracker.roi_size[tracker.direction[0]]
+        usual = self._usual_length()
+        return UNLEARNED_SEAM * tracker.roi_size[tracker.direction[0]] if usual is None else SEAM_SHORTER_THAN * usual
 
     def _too_long(self) -> float | None:
         """Longer than this along the belt (ROI pixels) is not one item: `_limit(TOO_LONG)`, and on a line whose
@@ -196,11 +199,10 @@ class PresenceMode:
         `touching` reject with a crossing time of its own, so a PLC that pairs decisions with items by order
         or by time stays in step. Not before the line's item length is known, nor for a region longer than
         the view (how many it holds cannot be measured)."""
-        too_long = self._too_long()
-        if too_long is None or tracker.direction is None or len(self._lengths) < LEARN_LENGTH_FROM:
+        too_long, usual = self._too_long(), self._usual_length()
+        if too_long is None or tracker.direction is None or usual is None:
             return
         axis = tracker.direction[0]
-        usual = statistics.median(self._lengths)
         for track in list(tracker.tracks):
             length = track.view.length(axis)
             count = max(2, round(length / usual))
