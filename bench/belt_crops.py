@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.belt import photo_set, sample  # noqa: E402
 from bench.machine import cpu_description, cpu_line  # noqa: E402
-from bench.models import manifest_sources  # noqa: E402
+from bench.models import LOSO_MAX_WRONG, manifest_sources  # noqa: E402
 from demo.line import LINES, write_line_clip  # noqa: E402
 from edge.bundle import load_bundle  # noqa: E402
 from edge.camera import Frame  # noqa: E402
@@ -165,7 +165,7 @@ def left_out(classifier: Classifier, photos: list[tuple[Path, str]], crops: list
             point, _ = operating_point(
                 chosen_on_scores[others],
                 y[others],
-                0.01,
+                LOSO_MAX_WRONG,
                 novelty=None if chosen_on_novelty is None else chosen_on_novelty[others],
             )
             for key, (s, n, labels, of) in judged.items():

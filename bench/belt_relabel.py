@@ -39,6 +39,7 @@ import numpy as np
 from bench.belt import photo_set, sample
 from bench.belt_crops import line_crops, loaded, score
 from bench.machine import cpu_description, cpu_line
+from bench.models import LOSO_MAX_WRONG
 from bench.relabel import SHARED, balanced, base_bundle, link, live_bundle
 from edge.bundle import load_bundle
 from trainer import calibration, evaluate
@@ -138,7 +139,7 @@ def live_on_guard(base: Path, target: Path, guard: list[tuple[Path, str]]) -> Pa
     labels = tuple(bundle.metadata.labels)
     scores, novelty, _ = evaluate.bundle_assessed(bundle, [path for path, _ in guard], threads=2)
     y = np.array([labels.index(label) for _, label in guard])
-    point, one = calibration.operating_point(scores, y, 0.01, novelty=novelty)
+    point, one = calibration.operating_point(scores, y, LOSO_MAX_WRONG, novelty=novelty)
     return live_bundle(base, target, labels, point, one)
 
 

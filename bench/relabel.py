@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 
 from bench.machine import cpu_description, cpu_line
+from bench.models import LOSO_MAX_WRONG
 from edge.bundle import load_bundle
 from trainer import calibration, evaluate, line
 from trainer.config import TrainConfig
@@ -87,7 +88,7 @@ def main() -> None:
         others = ~held
         n_ood = len(all_ood)
         before, one = calibration.operating_point(
-            base_scores[:n_ood][others], y_ood[others], 0.01, novelty=base_novelty[:n_ood][others]
+            base_scores[:n_ood][others], y_ood[others], LOSO_MAX_WRONG, novelty=base_novelty[:n_ood][others]
         )
         live = live_bundle(base["out"], work / "live", labels, before, one)
         cfg = TrainConfig(
