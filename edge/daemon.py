@@ -142,6 +142,8 @@ class Daemon:
         if self._watch is not None:
             self._watch.stop()
         self._decide_open_items()
+        if isinstance(self.mode, PresenceMode):
+            self.mode.remember()  # what it learned of the line's items, for the next start
         self.worker.stop()
         self.crops.stop()
         self.camera.stop()

@@ -28,6 +28,8 @@ from edge.item_shapes import CLOSE, ItemView, clean, find_items
 log = logging.getLogger(__name__)
 
 WORK_WIDTH = 160  # pixels across the downscaled ROI; items are far larger than that resolution needs
+CHECK_EVERY = 2  # after learning, one frame in this many (the belt moving) checks what was learned
+CHECKED_WHEN_UNDER = 0.02  # share of the belt a check learned again: under this, what was learned stands
 
 
 class PresenceDetector:
@@ -44,6 +46,8 @@ class PresenceDetector:
         # a band across the belt shorter than this along it (ROI pixels) is a splice or cleat, not an item (set
         # from the line's usual item length by whoever knows it)
         self.seam_shorter_than: float | None = None
+        self.relearned_share = 0.0  # of the belt model, by the last check after learning (`_check_learned`)
+        self.checks = 0  # checks since the belt was learned
         self._learning: list[np.ndarray] = []
         self._mean: np.ndarray | None = None  # float32 HxWx3, working resolution, at gain 1
         self._spread: np.ndarray | None = None  # float32 HxWx3: how much the belt varies at each pixel
@@ -52,6 +56,9 @@ class PresenceDetector:
         self._limit = np.zeros(0, np.float32)  # HxWx3: the change that counts, per pixel and channel
         self._still_frame: np.ndarray | None = None  # first frame of the current still period
         self._still = 0
+        self._checking: list[np.ndarray] | None = None  # frames for `_check_learned`, while it is due
+        self._moving_frames = 0  # frames the belt moved in, since the check began
+        self._last_grey: np.ndarray | None = None  # the frame before, for whether the belt moves
 
     @property
     def learning(self) -> bool:
@@ -63,6 +70,8 @@ class PresenceDetector:
         self._learning.clear()
         self._mean = self._spread = self._belt_mask = None
         self._still_frame, self._still = None, 0
+        self._checking, self._last_grey, self._moving_frames = None, None, 0
+        self.checks = 0
         self.items, self.gain = [], 1.0
 
     def update(self, crop_bgr: np.ndarray) -> list[ItemView]:
@@ -86,6 +95,7 @@ class PresenceDetector:
             self.seam_shorter_than,
         )
         self._follow_the_belt(small, changed)
+        self._check_learned(small)
         if self.items and self._stuck(small):
             log.warning(
                 "presence: %d frames with something in view and nothing moving (the light changed at once, or "
@@ -106,6 +116,7 @@ class PresenceDetector:
         self._spread = (1.4826 * np.median(np.abs(frames - self._mean), axis=0)).astype(np.float32)
         self._belt_mask = np.ones(small.shape[:2], bool)
         self._learning.clear()
+        self._checking = []
         self._derive()
 
     def _derive(self) -> None:
@@ -140,6 +151,45 @@ class PresenceDetector:
         self._mean += weight * (normalised - self._mean)
         self._spread += weight * (1.2533 * deviation - self._spread)  # mean |dev| * sqrt(pi/2) = sigma
         self._derive()
+
+    def _check_learned(self, small: np.ndarray) -> None:
+        """Once, after the belt is learned: learn it again where a longer look disagrees. `background_frames`
+        frames in a row are about a second: started on a running, crowded line, an item that lay under part of
+        the view for most of them is learned into the belt there. The belt passing there then differs from the
+        model, so it is never learned back, and items crossing the ghost come out in pieces or joined to it
+        (bench: a restart on a crowded line, misses and phantoms for the next 12 s). So the next
+        `background_frames` frames in which the belt moves, one in every `CHECK_EVERY`, give a median over
+        several seconds, and where it differs from the model (as an item would) it replaces it. A belt standing
+        still is not looked at: an item stopped on it would be learned."""
+        grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+        last, self._last_grey = self._last_grey, grey
+        if self._checking is None or last is None or last.shape != grey.shape:
+            return
+        moving = np.count_nonzero(cv2.absdiff(grey, last) > self.settings.pixel_delta) >= 0.01 * grey.size
+        self._moving_frames += moving
+        if not moving or self._moving_frames % CHECK_EVERY:
+            return
+        self._checking.append(small / self.gain)
+        if len(self._checking) < self.settings.background_frames:
+            return
+        assert self._mean is not None and self._spread is not None
+        frames, self._checking = np.stack(self._checking), None
+        median = np.median(frames, axis=0).astype(np.float32)
+        spread = (1.4826 * np.median(np.abs(frames - median), axis=0)).astype(np.float32)
+        # measured by the longer look's spread: the model's own is swollen where an item came and went in it
+        limit = np.maximum(self.settings.sigmas * spread, float(self.settings.pixel_delta))
+        wrong = (np.abs(median - self._mean) > limit).any(axis=2)
+        self.relearned_share = float(wrong.mean())
+        self.checks += 1
+        if wrong.any():
+            self._mean[wrong], self._spread[wrong] = median[wrong], spread[wrong]
+            self._derive()
+        if self.relearned_share > CHECKED_WHEN_UNDER:  # the look itself may have had an item in it: look again
+            self._checking = []
+            log.info(
+                "presence: %.1f %% of the belt learned again (something lay there while it was learned)",
+                100 * self.relearned_share,
+            )
 
     def _stuck(self, small: np.ndarray) -> bool:
         """True once something has been in view without any motion for relearn_after_frames frames."""

@@ -54,6 +54,7 @@ class TriggerMode(Protocol):
 
 
 def build_mode(settings: EdgeSettings, roi: Roi | None, next_item_id: Callable[[], str]) -> TriggerMode:
+    from edge.line_memory import LineMemory
     from edge.modes.continuous import ContinuousMode
     from edge.modes.external import ExternalMode
     from edge.modes.presence import PresenceMode
@@ -62,5 +63,5 @@ def build_mode(settings: EdgeSettings, roi: Roi | None, next_item_id: Callable[[
     if mode == "continuous":
         return ContinuousMode(settings.trigger, roi, next_item_id)
     if mode == "presence":
-        return PresenceMode(settings.trigger.presence, roi, next_item_id)
+        return PresenceMode(settings.trigger.presence, roi, next_item_id, memory=LineMemory(settings.state_directory))
     return ExternalMode(settings.trigger, roi)

@@ -13,8 +13,7 @@ than the items this line carries is as many touching items as its length holds, 
 from __future__ import annotations
 
 import logging
-import statistics
-from collections import deque
+import time
 from collections.abc import Callable
 
 import cv2
@@ -22,7 +21,9 @@ import numpy as np
 
 from edge.camera import Frame, crop_roi
 from edge.config import PresenceSettings, Roi
+from edge.item_lengths import ItemLengths
 from edge.items import Item, ItemBook
+from edge.line_memory import LineMemory
 from edge.modes import InView
 from edge.presence import PresenceDetector
 from edge.tracking import BeltTracker, Track
@@ -30,7 +31,6 @@ from edge.tracking import BeltTracker, Track
 log = logging.getLogger(__name__)
 
 LEAVE_FRAMES = 2  # frames an item may go unseen (a flicker, a dark garment half out of view) before it has left
-LEARN_LENGTH_FROM = 5  # single items measured before the line's usual item length is trusted
 TOO_LONG = 1.8  # times the line's median item length: not one item ...
 BEYOND_LONGEST = 1.25  # ... nor this many times the longest of its last 25 single items (a line of like items)
 SPLIT_LONGER_THAN = 1.3  # times the median: a blob this long with a waist is two items
@@ -46,6 +46,7 @@ class PresenceMode:
         roi: Roi | None,
         next_item_id: Callable[[], str],
         item_margin: float = 0.0,
+        memory: LineMemory | None = None,
     ) -> None:
         self._settings = settings
         self._roi = roi
@@ -54,7 +55,10 @@ class PresenceMode:
         self.detector = PresenceDetector(settings)
         self._tracker: BeltTracker | None = None  # made at the first frame, when the ROI's size is known
         self._items: dict[int, Item] = {}  # id(track) -> its item
-        self._lengths: deque[int] = deque(maxlen=25)  # along the belt, of the last single items, ROI pixels
+        self.lengths = ItemLengths()  # of the line's items along the belt
+        self._memory = memory  # keeps the lengths across restarts
+        self._view: tuple[tuple[int, int], int] | None = None  # frame size and travel axis the lengths are in
+        self._kept_version = 0  # the lengths' version last kept
         self.items_seen = 0
         self.reference_line = settings.reference_line  # the page may move it (edge.belt_calibration)
         self.mm_per_px = settings.mm_per_px
@@ -70,6 +74,8 @@ class PresenceMode:
         entered, left = tracker.update(views, frame.captured_at)
         direction = tracker.direction
         self.detector.axis = None if direction is None else direction[0]
+        if direction is not None:
+            self._measured_in((frame.image.shape[1], frame.image.shape[0]), direction[0])
         self.detector.split_longer_than = self._limit(SPLIT_LONGER_THAN, 0.7)
         self.detector.seam_shorter_than = self._seam_shorter_than()
         self._divide_too_long(tracker)
@@ -145,6 +151,32 @@ class PresenceMode:
         at = round(tracker.reference if tracker.direction[1] > 0 else tracker.roi_size[axis] - tracker.reference)
         return ((at, 0), (at, height)) if axis == 0 else ((0, at), (width, at))
 
+    def remember(self) -> None:
+        """Keep what was learned of the line's items now (at shutdown), however recently it was last kept."""
+        self._keep(at_once=True)
+
+    def _keep(self, at_once: bool = False) -> None:
+        memory, view = self._memory, self._view
+        if memory is None or view is None or self.lengths.version == self._kept_version:
+            return
+        if memory.keep(*view, self.lengths.singles, time.monotonic(), at_once=at_once):
+            self._kept_version = self.lengths.version
+
+    def _measured_in(self, frame_size: tuple[int, int], axis: int) -> None:
+        """The lengths are camera pixels along the travel: recalled from the last run once the view is known,
+        forgotten when it changes (another camera size, another travel), kept while the line runs."""
+        view = (frame_size, axis)
+        if view != self._view:
+            if self._view is not None:
+                log.warning("presence: the view changed (frame %s, axis %d); learning the items' length again", *view)
+                self.lengths.forget()
+            self._view = view
+            if self._memory is not None and not self.lengths.singles:
+                self.lengths = ItemLengths(self._memory.recall(frame_size, axis))
+            self._kept_version = self.lengths.version
+        else:
+            self._keep()
+
     def _make_tracker(self, roi: np.ndarray) -> BeltTracker:
         settings = self._settings
         self._tracker = BeltTracker(
@@ -167,13 +199,8 @@ class PresenceMode:
         along = tracker.roi_size[tracker.direction[0]]
         if self._settings.max_item_length is not None:
             return self._settings.max_item_length * along * configured_share
-        usual = self._usual_length()
+        usual = self.lengths.usual
         return UNLEARNED_MAX_LENGTH * along * configured_share if usual is None else times_median * usual
-
-    def _usual_length(self) -> float | None:
-        """The line's usual item length along the belt (ROI pixels): the median of its last single items, once
-        `LEARN_LENGTH_FROM` have been measured."""
-        return statistics.median(self._lengths) if len(self._lengths) >= LEARN_LENGTH_FROM else None
 
     def _seam_shorter_than(self) -> float | None:
         """A band across the belt shorter than this along it (ROI pixels) is a splice or a cleat: half the line's
@@ -181,7 +208,7 @@ class PresenceMode:
         tracker = self._tracker
         if tracker is None or tracker.direction is None:
             return None
-        usual = self._usual_length()
+        usual = self.lengths.usual
         return UNLEARNED_SEAM * tracker.roi_size[tracker.direction[0]] if usual is None else SEAM_SHORTER_THAN * usual
 
     def _too_long(self) -> float | None:
@@ -189,8 +216,9 @@ class PresenceMode:
         last 25 single items hardly varied in length (like items, the usual line) also a quarter beyond the
         longest of them, so two short items laid touching are not one item of 1.6 times the usual length."""
         limit = self._limit(TOO_LONG, 1.0)
-        if limit is not None and self._settings.max_item_length is None and len(self._lengths) == self._lengths.maxlen:
-            return min(limit, BEYOND_LONGEST * max(self._lengths))
+        longest = self.lengths.longest
+        if limit is not None and self._settings.max_item_length is None and longest is not None:
+            return min(limit, BEYOND_LONGEST * longest)
         return limit
 
     def _divide_too_long(self, tracker: BeltTracker) -> None:
@@ -199,7 +227,7 @@ class PresenceMode:
         `touching` reject with a crossing time of its own, so a PLC that pairs decisions with items by order
         or by time stays in step. Not before the line's item length is known, nor for a region longer than
         the view (how many it holds cannot be measured)."""
-        too_long, usual = self._too_long(), self._usual_length()
+        too_long, usual = self._too_long(), self.lengths.usual
         if too_long is None or tracker.direction is None or usual is None:
             return
         axis = tracker.direction[0]
@@ -209,6 +237,7 @@ class PresenceMode:
             # each stretch must itself pass as one item, or it would be divided again next frame
             if track.in_full_view and not track.spanned and length > too_long and length / count <= too_long:
                 tracker.divide_evenly(track, count)
+                self.lengths.too_long(length)
 
     def _finish(self, item: Item, track: Track, clock: float, now: float) -> None:
         """What the item's decision needs from its track: when it crossed (else ``now``, when it was last there:
@@ -228,10 +257,13 @@ class PresenceMode:
         too_long = self._too_long()
         if track.touching_frames:
             vote.veto = "touching"
-        elif track.spanned or (too_long is not None and track.longest > too_long):
+        elif track.spanned:
             vote.veto = "too_long"
+        elif too_long is not None and track.longest > too_long:
+            vote.veto = "too_long"
+            self.lengths.too_long(track.longest)
         elif track.longest:
-            self._lengths.append(track.longest)
+            self.lengths.single(track.longest)
 
     def _centred(self, track: Track) -> float:
         """1.0 with the item in the middle of the ROI, down to 0.0 at an edge: how good a view this is."""

@@ -101,7 +101,7 @@ def test_on_a_simulated_line_every_item_gets_one_decision_timed_at_the_reference
         trigger={"presence": {"mm_per_px": 2.0}},
         metrics={"enabled": True, "port": metrics_port},
     )
-    daemon = start_daemon(config)
+    daemon = start_daemon(config, {"STATE_DIRECTORY": str(tmp_path / "state")})
     # while it runs, /metrics counts the items seen and says how fast the belt goes
     seen = wait_until(lambda: _line_metrics(metrics_port), timeout=60, what="three items on /metrics")
     assert abs(seen["sortline_belt_speed_px_s"] / line.speed_px_s - 1) < 0.05
@@ -121,6 +121,12 @@ def test_on_a_simulated_line_every_item_gets_one_decision_timed_at_the_reference
         assert decision["belt_speed_mm_s"] == pytest.approx(2.0 * decision["belt_speed_px_s"], rel=0.01)
     stats = sub.payloads("sortline/line-1/stats")[-1]
     assert stats["line"]["items_seen"] == len(order) and sum(stats["decisions"].values()) == len(order)
+    # what it learned of the items' length is kept for the next start (edge.line_memory), in camera pixels
+    kept = json.loads((tmp_path / "state" / "line.json").read_text())
+    assert kept["frame_size"] == [320, 240] and kept["axis"] == 0
+    assert len(kept["item_lengths"]) == len(order)
+    # its box on the belt: the item rotated up to 25 degrees, with its shadow
+    assert all(0.9 <= n / item.length_px <= 1.7 for n, item in zip(kept["item_lengths"], truth, strict=True))
 
 
 def test_broker_outage_mid_stream_loses_no_decision(tmp_path, mosquitto, subscriber, color_bundle, items, wait_until):
