@@ -22,6 +22,7 @@ diverter from that time, the belt speed and the diverter's distance.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from itertools import pairwise
@@ -124,9 +125,10 @@ class BeltTracker:
             return None
         return float(abs(self.velocity[direction[0]]))
 
-    def along(self, point: tuple[float, float]) -> float:
-        """How far along the travel a point is, from the edge where items come in (ROI pixels)."""
-        axis, sign = self.direction or (0, 1)
+    def along(self, point: tuple[float, float], direction: Direction | None = None) -> float:
+        """How far along the travel (the belt's, or `direction`) a point is, from the edge where items come in
+        (ROI pixels)."""
+        axis, sign = direction or self.direction or (0, 1)
         return point[axis] if sign > 0 else self.roi_size[axis] - point[axis]
 
     def update(self, views: list[ItemView], now: float) -> tuple[list[Track], list[Track]]:
@@ -200,8 +202,10 @@ class BeltTracker:
         left = [t for t in self.tracks if t.missed > self.leave_frames]
         self.tracks = [t for t in self.tracks if t.missed <= self.leave_frames]
         for track in left:  # it left before or without crossing: extrapolate
-            if track.crossed_at is None and self.direction is not None:
-                track.fit_crossing(self.along, self.reference, self.speed_px_s)
+            travel = self.direction or _travel_of(track)  # the first item after a start passes before it is learned
+            if track.crossed_at is None and travel is not None:
+                along = functools.partial(self.along, direction=travel)
+                track.fit_crossing(along, self.reference_line * self.roi_size[travel[0]], self.speed_px_s)
         return entered, [t for t in left if t.confirmed]
 
     @property
@@ -329,6 +333,15 @@ def _stretch(view: ItemView, axis: int, start: int, end: int) -> ItemView:
 def _moved(box: tuple[int, int, int, int], by: np.ndarray) -> tuple[int, int, int, int]:
     dx, dy = round(float(by[0])), round(float(by[1]))
     return box[0] + dx, box[1] + dy, box[2] + dx, box[3] + dy
+
+
+def _travel_of(track: Track) -> Direction | None:
+    """The travel as the track's own path in full view shows it (first place to last), if it moved."""
+    if len(track.path) < 2:
+        return None
+    moved = np.subtract(track.path[-1][1:], track.path[0][1:])
+    axis = int(np.argmax(np.abs(moved)))
+    return (axis, 1 if moved[axis] > 0 else -1) if abs(moved[axis]) >= _SAME_SHIFT_PX else None
 
 
 def _moved_as_one(before: tuple[int, int, int, int], after: tuple[int, int, int, int]) -> bool:

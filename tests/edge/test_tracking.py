@@ -57,3 +57,20 @@ def test_two_items_that_came_in_touching_are_two_items_once_a_waist_is_seen(wais
     truths = [(320 + 100) / SPEED, 3 + (320 + 90) / SPEED, 3 + (320 + 180 + 80) / SPEED]
     for track, truth in zip(entered, truths, strict=True):
         assert track.crossed_at == pytest.approx(truth, abs=1 / FPS)
+
+
+def test_an_item_already_past_the_line_when_the_tracker_starts_is_timed_by_its_own_path():
+    # a restart while the belt runs: the first item is seen only once it has crossed the reference line, before
+    # the belt's travel is learned (it is not configured); its crossing comes from its own path, so the PLC can
+    # still tell whether the diverter can be fired for it
+    item = (540.0, 100.0)  # leading edge at 540 px at t = 0: its middle crossed the centre line (320 px) before
+    tracker = BeltTracker(2, 2, (WIDTH, HEIGHT))
+    left = []
+    for frame in range(0, 2 * FPS):
+        t = frame / FPS
+        extent = visible(*item, t)
+        left += tracker.update([view(*extent)] if extent is not None else [], t)[1]
+
+    (track,) = left
+    assert tracker.direction is None  # one item's few steps do not teach the belt's travel
+    assert track.crossed_at == pytest.approx((320 - 490) / SPEED, abs=1 / FPS)
