@@ -70,6 +70,17 @@ class _DaemonCollector(Collector):
                     "Belt speed measured from the items, px/s",
                     value=line["belt_speed_px_s"],
                 )
+            if line["item_length_px"] is not None:
+                yield GaugeMetricFamily(
+                    "sortline_item_length_px",
+                    "The line's usual item length along the belt (median of the last single items), px",
+                    value=line["item_length_px"],
+                )
+            yield CounterMetricFamily(
+                "sortline_product_changeovers",
+                "Runs of items longer than the line's, taken for a new product and learned",
+                value=line["product_changeovers"],
+            )
         yield GaugeMetricFamily("sortline_queue_depth", "Decisions waiting to be sent", value=figures["queue_depth"])
         yield CounterMetricFamily("sortline_queue_dropped", "Dropped: queue full", value=figures["queue_dropped"])
         yield CounterMetricFamily("sortline_camera_reconnects", "Camera reconnects", value=figures["camera_reconnects"])

@@ -133,6 +133,8 @@ class PresenceMode:
             "suspected_splits": tracker.fragments if tracker else 0,
             "suspected_merges": tracker.merges if tracker else 0,
             "belt_speed_px_s": None if speed is None else round(speed, 1),
+            "item_length_px": None if (usual := self.lengths.usual) is None else round(usual, 1),
+            "product_changeovers": self.lengths.changeovers,
         }
 
     def use_belt(self, reference_line: float, mm_per_px: float | None) -> None:

@@ -10,6 +10,7 @@ import contextlib
 import json
 import signal
 import socket
+import statistics
 import threading
 import time
 from collections.abc import Iterator
@@ -125,6 +126,8 @@ def test_on_a_simulated_line_every_item_gets_one_decision_timed_at_the_reference
     kept = json.loads((tmp_path / "state" / "line.json").read_text())
     assert kept["frame_size"] == [320, 240] and kept["axis"] == 0
     assert len(kept["item_lengths"]) == len(order)
+    assert stats["line"]["item_length_px"] == statistics.median(kept["item_lengths"])
+    assert stats["line"]["product_changeovers"] == 0
     # its box on the belt: the item rotated up to 25 degrees, with its shadow
     assert all(0.9 <= n / item.length_px <= 1.7 for n, item in zip(kept["item_lengths"], truth, strict=True))
 
