@@ -153,19 +153,22 @@ class PresenceDetector:
         self._derive()
 
     def _check_learned(self, small: np.ndarray) -> None:
-        """Once, after the belt is learned: learn it again where a longer look disagrees. `background_frames`
-        frames in a row are about a second: started on a running, crowded line, an item that lay under part of
-        the view for most of them is learned into the belt there. The belt passing there then differs from the
-        model, so it is never learned back, and items crossing the ghost come out in pieces or joined to it
-        (bench: a restart on a crowded line, misses and phantoms for the next 12 s). So the next
+        """After the belt is learned, until a look agrees with it: learn it again where a longer look disagrees.
+        `background_frames` frames in a row are about a second: started on a running, crowded line, an item that
+        lay under part of the view for most of them is learned into the belt there. The belt passing there then
+        differs from the model, so it is never learned back, and items crossing the ghost come out in pieces or
+        joined to it (bench: a restart on a crowded line, misses and phantoms for the next 12 s). So the next
         `background_frames` frames in which the belt moves, one in every `CHECK_EVERY`, give a median over
         several seconds, and where it differs from the model (as an item would) it replaces it. A belt standing
         still is not looked at: an item stopped on it would be learned."""
+        if self._checking is None:  # checked: nothing more to do on any frame
+            self._last_grey = None
+            return
         grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
         last, self._last_grey = self._last_grey, grey
-        if self._checking is None or last is None or last.shape != grey.shape:
+        if last is None or last.shape != grey.shape:
             return
-        moving = np.count_nonzero(cv2.absdiff(grey, last) > self.settings.pixel_delta) >= 0.01 * grey.size
+        moving = self._moved(grey, last)
         self._moving_frames += moving
         if not moving or self._moving_frames % CHECK_EVERY:
             return
@@ -197,13 +200,15 @@ class PresenceDetector:
             return False
         grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
         reference = self._still_frame
-        if reference is not None:
-            moved = np.count_nonzero(cv2.absdiff(grey, reference) > self.settings.pixel_delta)
-            if moved < 0.01 * grey.size:
-                self._still += 1
-                return self._still >= self.settings.relearn_after_frames
+        if reference is not None and not self._moved(grey, reference):
+            self._still += 1
+            return self._still >= self.settings.relearn_after_frames
         self._still_frame, self._still = grey, 0
         return False
+
+    def _moved(self, grey: np.ndarray, before: np.ndarray) -> bool:
+        """Something moved between two grey frames: 1 % of the pixels changed by more than `pixel_delta`."""
+        return bool(np.count_nonzero(cv2.absdiff(grey, before) > self.settings.pixel_delta) >= 0.01 * grey.size)
 
 
 def _prepare(crop_bgr: np.ndarray) -> np.ndarray:

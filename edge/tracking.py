@@ -201,9 +201,9 @@ class BeltTracker:
                 entered.append(track)
         left = [t for t in self.tracks if t.missed > self.leave_frames]
         self.tracks = [t for t in self.tracks if t.missed <= self.leave_frames]
-        for track in left:  # it left before or without crossing: extrapolate
+        for track in (t for t in left if t.crossed_at is None):  # it left before or without crossing: extrapolate
             travel = self.direction or _travel_of(track)  # the first item after a start passes before it is learned
-            if track.crossed_at is None and travel is not None:
+            if travel is not None:
                 along = functools.partial(self.along, direction=travel)
                 track.fit_crossing(along, self.reference_line * self.roi_size[travel[0]], self.speed_px_s)
         return entered, [t for t in left if t.confirmed]
