@@ -74,12 +74,31 @@ class Line:
     blur_px: int = 5  # motion blur along the travel during the exposure
     tilt: float = 0.03  # keystone: the far side of the belt is this share narrower
     lead_s: float = 2.0  # empty belt before the first item and after the last
+    # the belt stands still now and then: (after it has run this many seconds in all, for this many seconds)
+    stops: tuple[tuple[float, float], ...] = ()
 
     def __post_init__(self) -> None:
         if self.belt not in BELTS:
             raise ValueError(f"unknown belt {self.belt!r}; known: {sorted(BELTS)}")
         if self.speed_px_s <= 0 or self.fps <= 0:
             raise ValueError("speed_px_s and fps must be positive")
+        if any(run < 0 or still <= 0 for run, still in self.stops) or list(self.stops) != sorted(self.stops):
+            raise ValueError("stops: (seconds run, seconds still) pairs, in order, each still a while")
+
+    def clip_time(self, running_s: float) -> float:
+        """The clip's time when the belt has run `running_s` seconds (the stops before then added)."""
+        return running_s + sum(still for run, still in self.stops if run < running_s)
+
+    def running_time(self, clip_s: float) -> float:
+        """How long the belt has run by the clip's time `clip_s` (standing still during a stop)."""
+        stood = 0.0
+        for run, still in self.stops:
+            if clip_s <= run + stood:
+                break
+            if clip_s < run + stood + still:
+                return run
+            stood += still
+        return clip_s - stood
 
 
 # The matrix bench/belt.py runs: every line the issue names, each alone hard in one way.
@@ -175,10 +194,13 @@ def write_line_clip(
         top = belt_top + int(rng.integers(0, max(1, belt_h - sprite.alpha.shape[0])))
         placed.append(_Placed(sprite, centre, top, label, str(image_path), gap))
         front = centre - length / 2
-    speed_pf = line.speed_px_s / line.fps  # pixels per frame
     reference = along / 2
+
+    def frame_at(distance: float) -> float:  # the frame (fractional) when the belt has travelled `distance` px
+        return line.clip_time(distance / line.speed_px_s) * line.fps
+
     total = (
-        math.ceil((-front + along + line.lead_s * line.speed_px_s) / speed_pf)
+        math.ceil(frame_at(-front + along + line.lead_s * line.speed_px_s))
         if placed
         else round(line.lead_s * 2 * line.fps)
     )
@@ -192,9 +214,9 @@ def write_line_clip(
             LineItem(
                 label=item.label,
                 image=item.image,
-                first_frame=max(0, math.ceil((-(item.centre + half)) / speed_pf)),
-                last_frame=min(total - 1, math.floor((along - (item.centre - half)) / speed_pf)),
-                crossed_s=round((reference - item.centre) / line.speed_px_s, 4),
+                first_frame=max(0, math.ceil(frame_at(-(item.centre + half)))),
+                last_frame=min(total - 1, math.floor(frame_at(along - (item.centre - half)))),
+                crossed_s=round(line.clip_time((reference - item.centre) / line.speed_px_s), 4),
                 length_px=int(item.sprite.alpha.shape[1]),
                 cut_out=item.sprite.cut_out,
                 touching=bool(touching),
@@ -212,7 +234,9 @@ def write_line_clip(
         raise RuntimeError(f"{path}: OpenCV cannot write {_FOURCC[path.suffix.lower()]} video here")
     try:
         for frame in range(total):
-            travelled = frame * speed_pf
+            running = line.running_time(frame / line.fps)
+            travelled = running * line.speed_px_s
+            moving = running != line.running_time((frame - 1) / line.fps)
             canvas = np.empty((across, along, 3), np.float32)
             canvas[:belt_top] = guard
             canvas[belt_top + belt_h :] = guard[::-1]
@@ -221,7 +245,7 @@ def write_line_clip(
             canvas[belt_top : belt_top + belt_h] = texture[:, columns]
             for item in placed:
                 _draw(canvas, item, item.centre + travelled)
-            writer.write(camera.expose(canvas, frame))
+            writer.write(camera.expose(canvas, frame, moving))
     finally:
         writer.release()
     return truth
@@ -366,11 +390,11 @@ class _Camera:
         self.size = (along, across)
         self.noise = [rng.normal(0, line.noise, (across, along, 3)).astype(np.float32) for _ in range(8)]
 
-    def expose(self, canvas: np.ndarray, frame: int) -> np.ndarray:
+    def expose(self, canvas: np.ndarray, frame: int, moving: bool = True) -> np.ndarray:
         t = frame / self.line.fps
         gain = 1.0 + self.line.light_drift * math.sin(2 * math.pi * t / self.drift_period_s + self.drift_phase)
         gain += self.line.flicker * math.sin(2 * math.pi * self.flicker_hz * t)
-        image = cv2.filter2D(canvas, -1, self.kernel) if self.line.blur_px > 1 else canvas
+        image = cv2.filter2D(canvas, -1, self.kernel) if self.line.blur_px > 1 and moving else canvas
         image = cv2.warpPerspective(image, self.keystone, self.size, borderMode=cv2.BORDER_REPLICATE)
         image = image * gain + self.noise[int(self.rng.integers(len(self.noise)))]
         image = np.clip(image, 0, 255).astype(np.uint8)

@@ -76,6 +76,9 @@ class _DaemonCollector(Collector):
                     "The line's usual item length along the belt (median of the last single items), px",
                     value=line["item_length_px"],
                 )
+            yield GaugeMetricFamily(
+                "sortline_belt_standing", "1 while the belt stands still", value=int(line["belt_standing"])
+            )
             yield CounterMetricFamily(
                 "sortline_product_changeovers",
                 "Runs of items longer than the line's, taken for a new product and learned",

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 WORK_WIDTH = 160  # pixels across the downscaled ROI; items are far larger than that resolution needs
 CHECK_EVERY = 2  # after learning, one frame in this many (the belt moving) checks what was learned
 CHECKED_WHEN_UNDER = 0.02  # share of the belt a check learned again: under this, what was learned stands
+STANDING_FRAMES = 15  # frames without motion after which the belt stands: its model stops learning
+STOOD_BEFORE_NEW = 0.2  # share of what stands out, new since the frame before, that makes a still scene "at once"
 
 
 class PresenceDetector:
@@ -54,8 +56,10 @@ class PresenceDetector:
         self._belt_mask: np.ndarray | None = None  # bool HxW: the pixels that looked like belt last frame
         self._grey_mean = np.zeros(0, np.float32)  # the belt's mean in grey, for the light's gain
         self._limit = np.zeros(0, np.float32)  # HxWx3: the change that counts, per pixel and channel
-        self._still_frame: np.ndarray | None = None  # first frame of the current still period
-        self._still = 0
+        self._still_frame: np.ndarray | None = None  # first frame of the current still period, at gain 1
+        self._still = 0  # frames since it without motion
+        self._appeared_at_once = False  # what stands out in the still period was not there the frame before it
+        self._last_mask: np.ndarray | None = None  # what stood out last frame
         self._checking: list[np.ndarray] | None = None  # frames for `_check_learned`, while it is due
         self._moving_frames = 0  # frames the belt moved in, since the check began
         self._last_grey: np.ndarray | None = None  # the frame before, for whether the belt moves
@@ -65,11 +69,16 @@ class PresenceDetector:
         """Still learning the empty belt: nothing is detected yet."""
         return self._mean is None
 
+    @property
+    def standing(self) -> bool:
+        """The belt stands still (nothing in view has moved for STANDING_FRAMES frames)."""
+        return self._mean is not None and self._still >= STANDING_FRAMES
+
     def reset(self) -> None:
         """Forget the belt and learn it again (new camera, moved ROI, light changed at once)."""
         self._learning.clear()
         self._mean = self._spread = self._belt_mask = None
-        self._still_frame, self._still = None, 0
+        self._still_frame, self._still, self._appeared_at_once, self._last_mask = None, 0, False, None
         self._checking, self._last_grey, self._moving_frames = None, None, 0
         self.checks = 0
         self.items, self.gain = [], 1.0
@@ -94,12 +103,15 @@ class PresenceDetector:
             self.settings.enter_fraction,
             self.seam_shorter_than,
         )
-        self._follow_the_belt(small, changed)
-        self._check_learned(small)
-        if self.items and self._stuck(small):
+        grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+        self._follow_stillness(grey * (1.0 / self.gain), mask)
+        if not self.standing:  # a standing belt shows one stretch of itself: its spread is not learned
+            self._follow_the_belt(small, changed)
+        self._check_learned(small, grey)
+        if self.items and self._appeared_at_once and 0 < self.settings.relearn_after_frames <= self._still:
             log.warning(
-                "presence: %d frames with something in view and nothing moving (the light changed at once, or "
-                "the belt stopped with an item on it); learning the empty belt again",
+                "presence: %d frames with something in view that came at once and does not move (the light "
+                "changed, or the camera moved); learning the empty belt again",
                 self._still,
             )
             self.reset()
@@ -152,7 +164,7 @@ class PresenceDetector:
         self._spread += weight * (1.2533 * deviation - self._spread)  # mean |dev| * sqrt(pi/2) = sigma
         self._derive()
 
-    def _check_learned(self, small: np.ndarray) -> None:
+    def _check_learned(self, small: np.ndarray, grey: np.ndarray) -> None:
         """After the belt is learned, until a look agrees with it: learn it again where a longer look disagrees.
         `background_frames` frames in a row are about a second: started on a running, crowded line, an item that
         lay under part of the view for most of them is learned into the belt there. The belt passing there then
@@ -164,7 +176,6 @@ class PresenceDetector:
         if self._checking is None:  # checked: nothing more to do on any frame
             self._last_grey = None
             return
-        grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
         last, self._last_grey = self._last_grey, grey
         if last is None or last.shape != grey.shape:
             return
@@ -194,17 +205,20 @@ class PresenceDetector:
                 100 * self.relearned_share,
             )
 
-    def _stuck(self, small: np.ndarray) -> bool:
-        """True once something has been in view without any motion for relearn_after_frames frames."""
-        if self.settings.relearn_after_frames == 0:
-            return False
-        grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+    def _follow_stillness(self, grey: np.ndarray, mask: np.ndarray) -> None:
+        """Count the frames since anything moved (`grey` at the learned light, so drift and flicker are no
+        motion). When a still period begins, note whether what stands out in it was there the frame before: a
+        belt that stopped with items on it shows what was moving a frame ago; a lamp switched on or a camera
+        knocked shows what appeared at once."""
         reference = self._still_frame
         if reference is not None and not self._moved(grey, reference):
             self._still += 1
-            return self._still >= self.settings.relearn_after_frames
-        self._still_frame, self._still = grey, 0
-        return False
+        else:
+            self._still_frame, self._still = grey, 0
+            before = self._last_mask if self._last_mask is not None else np.zeros_like(mask)
+            new = mask & ~cv2.dilate(before.astype(np.uint8), CLOSE).astype(bool)
+            self._appeared_at_once = np.count_nonzero(new) > STOOD_BEFORE_NEW * np.count_nonzero(mask)
+        self._last_mask = mask
 
     def _moved(self, grey: np.ndarray, before: np.ndarray) -> bool:
         """Something moved between two grey frames: 1 % of the pixels changed by more than `pixel_delta`."""

@@ -39,8 +39,10 @@ DIRECTIONS: dict[str, Direction] = {
     "top_to_bottom": (1, 1),
     "bottom_to_top": (1, -1),
 }
-_LEARN_FROM = 6  # full-view steps of items before a learned direction and speed are used
+_LEARN_FROM = 6  # steps of whole items along the travel before a learned direction and speed are used
 _MATCH = 0.2  # share of the smaller box that must overlap for a candidate to continue a track
+_ANCHOR_S = 0.5  # an item that moved less than two working pixels in this long: the belt stood, measure afresh
+_STOOD_S = 0.3  # an item whose path took this much longer than the belt's speed explains stood still on its way
 _SAME_SHIFT_PX = 8  # sides of a box that moved by this much the same (two working pixels) moved alike
 
 
@@ -62,6 +64,7 @@ class Track:
     path: list[tuple[float, float, float]] = field(default_factory=list)  # (time, centre x, y) while in full view
     crossed_at: float | None = None  # when its centre crossed the reference line (the frames' clock)
     speed_px_s: float | None = None  # its own speed, fitted to its path
+    anchor: tuple[float, ItemView] | None = None  # (time, view) the belt's motion is next measured from
 
     def fit_crossing(
         self, along: Callable[[tuple[float, float]], float], reference: float, belt_speed: float | None
@@ -78,7 +81,13 @@ class Track:
         if slope > 0:
             self.speed_px_s = float(slope)
         if belt_speed:
-            self.crossed_at = float(np.median(times + (reference - positions) / belt_speed))
+            crossings = times + (reference - positions) / belt_speed
+            if np.ptp(times) - np.ptp(positions) / belt_speed > _STOOD_S:
+                # the belt stood still on its way: each frame before the stop says it crossed earlier by the
+                # stop's length; the frames since the belt ran again (the last ones) say when it did
+                since = np.median(crossings[-3:])
+                crossings = crossings[crossings >= since - _STOOD_S / 2]
+            self.crossed_at = float(np.median(crossings))
         elif slope > 0:
             self.crossed_at = float(times[0] + (reference - intercept) / slope)
 
@@ -102,7 +111,7 @@ class BeltTracker:
         self.reference_line = reference_line
         self.tracks: list[Track] = []  # in the order the items appeared
         self.velocity = np.zeros(2)  # the belt's, ROI pixels per second, learned from the tracks
-        self._steps = 0  # full-view steps the velocity was learned from
+        self._steps = np.zeros(2, int)  # steps the velocity was learned from, along x and along y
         self.fragments = 0  # items seen in pieces at least once (suspected splits)
         self.merges = 0  # items swallowed by another's candidate at least once (suspected merges: touching)
         self._last_time: float | None = None
@@ -112,16 +121,16 @@ class BeltTracker:
         """(axis, sign) of the travel: configured, else learned once enough items have moved."""
         if self.configured is not None:
             return self.configured
-        if self._steps < _LEARN_FROM:
-            return None
         axis = int(np.argmax(np.abs(self.velocity)))
+        if self._steps[axis] < _LEARN_FROM:
+            return None
         return axis, 1 if self.velocity[axis] > 0 else -1
 
     @property
     def speed_px_s(self) -> float | None:
         """The belt's speed along its travel, ROI pixels per second (None until measured)."""
         direction = self.direction
-        if direction is None or self._steps < _LEARN_FROM:
+        if direction is None or self._steps[direction[0]] < _LEARN_FROM:
             return None
         return float(abs(self.velocity[direction[0]]))
 
@@ -185,13 +194,13 @@ class BeltTracker:
             track.seen, track.missed = 0, track.missed + 1
         for vi, tracks in sharing.items():
             if len(tracks) == 1:
-                self._step(tracks[0], views[vi], now, dt)
+                self._step(tracks[0], views[vi], now)
                 continue
             for track, part in zip(tracks, self._shared_out(views[vi], [expected[id(t)] for t in tracks]), strict=True):
                 if part is None:  # squeezed out of the region: not seen in it this frame
                     track.seen, track.missed = 0, track.missed + 1
                 else:
-                    self._step(track, part, now, dt)
+                    self._step(track, part, now)
         for track in self.tracks:
             if track.touching and track.in_full_view:
                 track.touching_frames += 1
@@ -214,20 +223,13 @@ class BeltTracker:
         axis = (self.direction or (0, 1))[0]
         return self.reference_line * self.roi_size[axis]
 
-    def _step(self, track: Track, view: ItemView, now: float, dt: float) -> None:
+    def _step(self, track: Track, view: ItemView, now: float) -> None:
         """The track's item is at `view` now: learn the belt's velocity, extend its path, time its crossing."""
-        before = track.view
         track.view = view
         track.seen, track.missed = track.seen + 1, 0
         track.touching = track.touching or view.touching
         track.in_full_view = self._clear_of_edges(view.box)
-        if track.seen >= 2 and dt > 0 and not track.touching and _moved_as_one(before.box, view.box):
-            step = (np.array(view.centre) - np.array(before.centre)) / dt
-            if self.configured is not None:  # the travel is known: only the speed along it is learned
-                step[1 - self.configured[0]] = 0.0
-            weight = 1.0 / (self._steps + 1) if self._steps < 20 else 0.05
-            self.velocity += weight * (step - self.velocity)
-            self._steps += 1
+        self._measure_belt(track, view, now)
         if track.in_full_view:
             track.path.append((now, *view.centre))
         if self.direction is None:
@@ -239,6 +241,36 @@ class BeltTracker:
         track.longest = max(track.longest, view.length(axis))
         if track.crossed_at is None and self.along(view.centre) >= self.reference:
             track.fit_crossing(self.along, self.reference, self.speed_px_s)
+
+    def _measure_belt(self, track: Track, view: ItemView, now: float) -> None:
+        """Learn the belt's velocity from how far an item moved since its anchor (a place and time it was seen
+        at): only once it moved by two working pixels, so a standing belt, whose items' outlines flicker by a
+        pixel, teaches nothing; and along an axis only while its box touches neither edge of the view there,
+        because one coming into view moves its box's middle at half the belt's speed (on a slow belt, 5 px a
+        frame, its sides' 5 and 0 px pass as moved alike)."""
+        anchor = track.anchor
+        if track.touching or track.seen < 2:
+            track.anchor = None
+            return
+        if anchor is None or now - anchor[0] > _ANCHOR_S or not _moved_as_one(anchor[1].box, view.box):
+            track.anchor = (now, view)  # the belt stood, or the item changed its outline: measure afresh
+            return
+        shift = np.subtract(view.centre, anchor[1].centre)
+        if np.abs(shift).max() < _SAME_SHIFT_PX or now <= anchor[0]:
+            return
+        measured = self._inside(anchor[1].box) & self._inside(view.box)
+        if self.configured is not None:  # the travel is known: only the speed along it is learned
+            measured[1 - self.configured[0]] = False
+        for axis in np.flatnonzero(measured):
+            steps = self._steps[axis]
+            weight = 1.0 / (steps + 1) if steps < 20 else 0.05
+            self.velocity[axis] += weight * (shift[axis] / (now - anchor[0]) - self.velocity[axis])
+            self._steps[axis] += 1
+        track.anchor = (now, view)
+
+    def _inside(self, box: tuple[int, int, int, int]) -> np.ndarray:
+        """Along x and along y: the box touches neither edge of the view."""
+        return np.array([box[0] > 0 and box[2] < self.roi_size[0], box[1] > 0 and box[3] < self.roi_size[1]])
 
     def divide(self, track: Track, parts: list[ItemView]) -> list[Track]:
         """`track` followed one region that is several items touching: `parts`, leading first. The leading part
@@ -345,10 +377,10 @@ def _travel_of(track: Track) -> Direction | None:
 
 
 def _moved_as_one(before: tuple[int, int, int, int], after: tuple[int, int, int, int]) -> bool:
-    """Every side of the box moved alike (and it moved): the whole item is in view and moves with the belt,
-    not an item coming into view or leaving it, whose box grows or shrinks."""
+    """Every side of the box moved alike: the item moves with the belt as one, its box neither growing nor
+    shrinking (a shadow or a fold changing, pieces of it joining)."""
     lead, trail = np.subtract(after[:2], before[:2]), np.subtract(after[2:], before[2:])
-    return bool(np.all(np.abs(lead - trail) <= _SAME_SHIFT_PX) and np.any(lead != 0))
+    return bool(np.all(np.abs(lead - trail) <= _SAME_SHIFT_PX))
 
 
 def _area(box: tuple[int, int, int, int]) -> int:

@@ -122,7 +122,8 @@ class PresenceMode:
         if self.detector.learning:
             return "learning the empty belt"
         count = len(self.in_view())
-        return "empty belt" if not count else f"{count} item{'s' if count > 1 else ''} in view"
+        seen = "empty belt" if not count else f"{count} item{'s' if count > 1 else ''} in view"
+        return f"belt standing, {seen}" if self.detector.standing else seen
 
     def counts(self) -> dict[str, object]:
         """For stats and /metrics: what a line manager checks the decisions against."""
@@ -135,6 +136,7 @@ class PresenceMode:
             "belt_speed_px_s": None if speed is None else round(speed, 1),
             "item_length_px": None if (usual := self.lengths.usual) is None else round(usual, 1),
             "product_changeovers": self.lengths.changeovers,
+            "belt_standing": self.detector.standing,
         }
 
     def use_belt(self, reference_line: float, mm_per_px: float | None) -> None:

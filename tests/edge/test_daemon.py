@@ -106,6 +106,7 @@ def test_on_a_simulated_line_every_item_gets_one_decision_timed_at_the_reference
     # while it runs, /metrics counts the items seen and says how fast the belt goes
     seen = wait_until(lambda: _line_metrics(metrics_port), timeout=60, what="three items on /metrics")
     assert abs(seen["sortline_belt_speed_px_s"] / line.speed_px_s - 1) < 0.05
+    assert seen["sortline_belt_standing"] == 0  # the belt runs
     finish(daemon)
 
     topic = "sortline/line-1/decision"

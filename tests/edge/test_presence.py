@@ -187,6 +187,22 @@ def test_crossing_times_and_belt_speed_match_the_truth(tmp_path: Path):
     assert first["crossed_ms_before_decision"] >= 0
 
 
+def test_a_belt_that_stops_with_items_on_it_keeps_them_and_times_them(tmp_path: Path):
+    # the belt stands twice with items in view, under steady light: 1.5 s, then 6 s, longer than the still scene
+    # that makes the detector learn the belt again when something appears at once (a lamp switched on)
+    line = Line(belt="dark-grey", light_drift=0.0, flicker=0.0, stops=((2.6, 1.5), (5.0, 6.0)), **SMALL)
+    truth = write_line_clip(tmp_path / "stops.avi", garment_photos(tmp_path, BRIGHT), line=line, seed=6)
+    for run, still in line.stops:  # the clip really stops with items in view
+        middle = round(line.fps * (line.clip_time(run) + still / 2))
+        assert any(item.first_frame <= middle <= item.last_frame for item in truth)
+
+    decisions, mode = run_line(tmp_path / "stops.avi", line.fps, PresenceSettings(relearn_after_frames=45))
+
+    assert [d["label"] for d in decisions] == ["jeans"] * len(truth)  # no item lost, none twice, none a reject
+    assert max(abs(e) for e in crossing_errors(decisions, truth, line.fps)) < 1.5  # timed as the belt ran
+    assert mode.tracker is not None and mode.tracker.speed_px_s == pytest.approx(line.speed_px_s, rel=0.03)
+
+
 def test_calibrated_belt_speed_in_millimetres(tmp_path: Path):
     line = Line(belt="dark-grey", **SMALL)
     write_line_clip(tmp_path / "mm.avi", garment_photos(tmp_path, BRIGHT[:3]), line=line, seed=6)
@@ -318,7 +334,9 @@ def test_light_drift_is_followed_and_a_stopped_item_is_never_learned_into_the_be
     for _ in range(300):
         (view,) = detector.update(stopped)
     assert np.allclose(view.box, (100, 60, 200, 180), atol=4)  # to a pixel of the detector's resolution
+    assert detector.standing
     assert detector.update(belt(140)) == []
+    assert not detector.standing  # the item went: something moved
 
 
 def test_an_item_in_view_while_the_belt_is_learned_leaves_no_ghost():

@@ -74,3 +74,23 @@ def test_an_item_already_past_the_line_when_the_tracker_starts_is_timed_by_its_o
     (track,) = left
     assert tracker.direction is None  # one item's few steps do not teach the belt's travel
     assert track.crossed_at == pytest.approx((320 - 490) / SPEED, abs=1 / FPS)
+
+
+def test_a_slow_belt_is_measured_by_whole_items_not_ones_coming_into_view():
+    # 150 px/s at 30 fps: 5 px a frame, so an item coming into view (its trailing side held at the view's edge)
+    # moves its sides by 5 and 0 px, as alike as two sides of a whole item's box can be told; its box's middle
+    # moves at half the belt's speed. The travel is not configured: it and the speed are learned.
+    fps, speed, length, gap = 30, 150.0, 200.0, 120.0
+    tracker = BeltTracker(3, 2, (WIDTH, HEIGHT))
+    for frame in range(0, 20 * fps):
+        t = frame / fps
+        views = []
+        for k in range(6):  # items one after another, their leading edges `length + gap` apart
+            lead = speed * t - k * (length + gap)
+            start, end = max(0.0, lead - length), min(float(WIDTH), lead)
+            if end - start > 4:
+                views.append(view(start, end))
+        tracker.update(views, t)
+
+    assert tracker.direction == (0, 1)
+    assert tracker.speed_px_s == pytest.approx(speed, rel=0.03)
