@@ -118,8 +118,9 @@ class PresenceSettings(_Section):
     max_frames: int = Field(default=15, ge=1)  # classified views per item; decided then once it has crossed
     background_frames: int = Field(default=20, ge=1)  # empty-belt frames to learn before the first item
     background_rate: float = Field(default=0.02, ge=0, le=1)  # how fast the belt model follows light and wear
-    # Something in view but nothing moving for this many frames: the light changed at once (or the belt
-    # stopped with an item on it); learn the empty belt again instead of seeing an item forever. 0: never.
+    # Something in view that appeared at once (not moving in: a lamp switched on, the camera knocked) and nothing
+    # moving for this many frames: learn the empty belt again instead of seeing an item there forever. A belt
+    # that stops with items on it keeps them, however long it stands. 0: never.
     relearn_after_frames: int = Field(default=300, ge=0)
     # Travel of the belt in the camera's view; auto: learned from the first items' tracks.
     direction: Literal["auto", "left_to_right", "right_to_left", "top_to_bottom", "bottom_to_top"] = "auto"

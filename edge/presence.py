@@ -6,7 +6,8 @@ per pixel as a colour *and how much it varies there* (mean and spread, in colour
 the ROI): where the belt's texture passes, a pixel varies and needs a larger change to count; where the belt
 is plain, a small change is an item. Each frame is first divided by the light's gain (measured on the pixels
 that look like belt), so drift and mains flicker cancel. The model keeps learning while the line runs, on the
-pixels that look like belt only, so an item is never learned into it.
+pixels that look like belt only, so an item is never learned into it, and not while the belt stands: a
+standing belt shows one stretch of itself, and items on it stay items however long it stands.
 
 What changed is then read by shape (`edge.item_shapes`): seams, marks and pieces are told from items, and
 two items touching are told apart.

@@ -191,6 +191,8 @@ def test_a_belt_that_stops_with_items_on_it_keeps_them_and_times_them(tmp_path: 
     # the belt stands twice with items in view, under steady light: 1.5 s, then 6 s, longer than the still scene
     # that makes the detector learn the belt again when something appears at once (a lamp switched on)
     line = Line(belt="dark-grey", light_drift=0.0, flicker=0.0, stops=((2.6, 1.5), (5.0, 6.0)), **SMALL)
+    assert line.running_time(3.0) == line.running_time(4.0) == 2.6  # the simulator's clock stands in a stop
+    assert line.clip_time(line.running_time(13.0)) == pytest.approx(13.0)  # and runs on after it
     truth = write_line_clip(tmp_path / "stops.avi", garment_photos(tmp_path, BRIGHT), line=line, seed=6)
     for run, still in line.stops:  # the clip really stops with items in view
         middle = round(line.fps * (line.clip_time(run) + still / 2))
