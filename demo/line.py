@@ -79,6 +79,7 @@ class Line:
     blur_px: int = 5  # motion blur along the travel during the exposure
     tilt: float = 0.03  # keystone: the far side of the belt is this share narrower
     roll_deg: float = 0.0  # the camera turned about its axis: the belt runs this far off the frame's axis
+    shake_px: float = 0.0  # the camera shakes with the line's vibration: each frame shifted up to this much
     lead_s: float = 2.0  # empty belt before the first item and after the last
     # the belt stands still now and then: (after it has run this many seconds in all, for this many seconds)
     stops: tuple[tuple[float, float], ...] = ()
@@ -139,6 +140,7 @@ HELD_OUT_LINES: dict[str, Line] = {
     "long-stop-steady-light": Line(belt="green-pvc", stops=((10.0, 25.0),), light_drift=0.0, flicker=0.0),
     "plain-10fps": Line(belt="mid-grey-plain", fps=10, speed_px_s=300, rotation_deg=40),
     "camera-rolled": Line(belt="dark-grey", roll_deg=6.0),
+    "shaky-camera": Line(belt="light-grey", shake_px=4.0),
 }
 
 
@@ -421,7 +423,11 @@ class _Camera:
         gain = 1.0 + self.line.light_drift * math.sin(2 * math.pi * t / self.drift_period_s + self.drift_phase)
         gain += self.line.flicker * math.sin(2 * math.pi * self.flicker_hz * t)
         image = cv2.filter2D(canvas, -1, self.kernel) if self.line.blur_px > 1 and moving else canvas
-        image = cv2.warpPerspective(image, self.keystone, self.size, borderMode=cv2.BORDER_REPLICATE)
+        warp = self.keystone
+        if self.line.shake_px:
+            dx, dy = self.rng.uniform(-self.line.shake_px, self.line.shake_px, 2)
+            warp = np.array([[1, 0, dx], [0, 1, dy], [0, 0, 1]]) @ warp
+        image = cv2.warpPerspective(image, warp, self.size, borderMode=cv2.BORDER_REPLICATE)
         image = image * gain + self.noise[int(self.rng.integers(len(self.noise)))]
         image = np.clip(image, 0, 255).astype(np.uint8)
         if self.line.direction == "right_to_left":
