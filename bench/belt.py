@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -79,6 +80,23 @@ def sample(photos: list[tuple[Path, str]], per_class: int, seed: int = 0) -> lis
         of_label = [p for p in photos if p[1] == label]
         chosen += [of_label[i] for i in sorted(rng.choice(len(of_label), min(per_class, len(of_label)), False))]
     return [chosen[i] for i in rng.permutation(len(chosen))]
+
+
+def rendered_clips(
+    folder: Path, sets: list[str], lines: dict[str, Line], bundle_dir: Path, per_class: int, seed: int
+) -> Iterator[tuple[str, str, Line, Path, list[LineItem]]]:
+    """(set, line name, line, clip, truth) for every set whose photos are on this machine and every line: the
+    clip rendered into `folder` from the set's photos, and deleted once the caller is done with it."""
+    for name in sets:
+        photos = sample(photo_set(name, bundle_dir), per_class)
+        if not photos:
+            print(f"{name}: photos not on this machine, skipped", flush=True)
+            continue
+        for line_name, line in lines.items():
+            clip = folder / f"{name}-{line_name}.avi"
+            truth = write_line_clip(clip, [p for p, _ in photos], [label for _, label in photos], line, seed=seed)
+            yield name, line_name, line, clip, truth
+            clip.unlink()
 
 
 def as_photos(bundle_dir: Path, photos: list[tuple[Path, str]]) -> dict[str, object]:

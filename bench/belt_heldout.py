@@ -27,10 +27,10 @@ import cv2
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.belt import match, photo_set, sample  # noqa: E402
+from bench.belt import match, rendered_clips  # noqa: E402
 from bench.belt_restart import Decided  # noqa: E402
 from bench.machine import cpu_description, cpu_line  # noqa: E402
-from demo.line import HELD_OUT_LINES, Line, write_line_clip  # noqa: E402
+from demo.line import HELD_OUT_LINES, Line  # noqa: E402
 from edge.camera import Frame  # noqa: E402
 from edge.config import PresenceSettings  # noqa: E402
 from edge.decision import REJECT  # noqa: E402
@@ -76,29 +76,22 @@ def main() -> int:
     results: dict[str, object] = {"cpu": cpu_description(), "seed": SEED, "presence": args.presence, "sets": {}}
     results["lines"] = {name: HELD_OUT_LINES[name].__dict__ for name in args.lines.split(",")}
     print(cpu_line(results["cpu"]), flush=True)  # type: ignore[arg-type]
+    names = args.lines.split(",")
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.sets.split(","):
-            photos = sample(photo_set(name, args.bundle), args.per_class)
-            if not photos:
-                print(f"{name}: photos not on this machine, skipped", flush=True)
-                continue
-            rows: dict[str, object] = {}
-            for line_name in args.lines.split(","):
-                line = HELD_OUT_LINES[line_name]
-                clip = Path(tmp) / f"{name}-{line_name}.avi"
-                truth = write_line_clip(clip, [p for p, _ in photos], [label for _, label in photos], line, seed=SEED)
-                decisions, mode = run(clip, line, settings)
-                clip.unlink()
-                row = match(decisions, truth, line)
-                for lanes in ("right", "reject", "wrong", "lane_for_merged", "lane_for_touching_told_apart"):
-                    del row[lanes]  # no classifier here: unpaired_decisions and reasons say what was decided
-                gap = row["gap_error_p95_frames"]
-                row["gap_error_p95_ms"] = None if gap is None else round(1000 * gap / line.fps)  # type: ignore[operator]
-                row["suspected_merges"] = mode.tracker.merges if mode.tracker else 0
-                row["suspected_splits"] = mode.tracker.fragments if mode.tracker else 0
-                rows[line_name] = row
-                print(f"{name} {line_name}: {row}", flush=True)
-            results["sets"][name] = rows  # type: ignore[index]
+        clips = rendered_clips(
+            Path(tmp), args.sets.split(","), {n: HELD_OUT_LINES[n] for n in names}, args.bundle, args.per_class, SEED
+        )
+        for name, line_name, line, clip, truth in clips:
+            decisions, mode = run(clip, line, settings)
+            row = match(decisions, truth, line)
+            for lanes in ("right", "reject", "wrong", "lane_for_merged", "lane_for_touching_told_apart"):
+                del row[lanes]  # no classifier here: unpaired_decisions and reasons say what was decided
+            gap = row["gap_error_p95_frames"]
+            row["gap_error_p95_ms"] = None if gap is None else round(1000 * gap / line.fps)  # type: ignore[operator]
+            row["suspected_merges"] = mode.tracker.merges if mode.tracker else 0
+            row["suspected_splits"] = mode.tracker.fragments if mode.tracker else 0
+            results["sets"].setdefault(name, {})[line_name] = row  # type: ignore[attr-defined]
+            print(f"{name} {line_name}: {row}", flush=True)
     print(f"\n{cpu_line(results['cpu'])}")  # type: ignore[arg-type]
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=list) + "\n")

@@ -31,10 +31,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.belt import photo_set, sample  # noqa: E402
+from bench.belt import rendered_clips  # noqa: E402
 from bench.belt_crops import BestCrops  # noqa: E402
 from bench.machine import cpu_description, cpu_line  # noqa: E402
-from demo.line import LINES, LineItem, write_line_clip  # noqa: E402
+from demo.line import LINES, LineItem  # noqa: E402
 from edge.camera import Frame  # noqa: E402
 from edge.config import PresenceSettings  # noqa: E402
 from edge.items import Item  # noqa: E402
@@ -144,35 +144,28 @@ def main() -> int:
     counted = ("items", "decided", "missed_while_learning", "missed_later", "crossed_before_the_start", "untimed",
                "phantoms", "phantom_lanes")  # fmt: skip
     totals = {how: dict.fromkeys(counted, 0) for how in ("afresh", "kept")}
+    names = args.lines.split(",")
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.sets.split(","):
-            photos = sample(photo_set(name, args.bundle), args.per_class)
-            if not photos:
-                print(f"{name}: photos not on this machine, skipped", flush=True)
-                continue
-            rows: dict[str, object] = {}
-            for line_name in args.lines.split(","):
-                line = LINES[line_name]
-                clip = Path(tmp) / f"{name}-{line_name}.avi"
-                truth = write_line_clip(clip, [p for p, _ in photos], [label for _, label in photos], line, seed=1)
-                count = int(cv2.VideoCapture(str(clip)).get(cv2.CAP_PROP_FRAME_COUNT))
-                starts = [int(count * share) for share in shares]
-                kept = kept_lengths(clip, line.fps, starts, Path(tmp) / f"state-{name}-{line_name}", settings)
-                runs = []
-                for start in starts:
-                    run = {
-                        "at_s": round(start / line.fps, 2),
-                        "afresh": after_a_restart(clip, line.fps, start, truth, None, settings),
-                        "kept": after_a_restart(clip, line.fps, start, truth, kept.get(start), settings),
-                    }
-                    for how in ("afresh", "kept"):
-                        for key in totals[how]:
-                            totals[how][key] += run[how][key]  # type: ignore[index]
-                    runs.append(run)
-                rows[line_name] = runs
-                print(f"{name} {line_name}: {runs}", flush=True)
-                clip.unlink()
-            results["sets"][name] = rows  # type: ignore[index]
+        clips = rendered_clips(
+            Path(tmp), args.sets.split(","), {n: LINES[n] for n in names}, args.bundle, args.per_class, 1
+        )
+        for name, line_name, line, clip, truth in clips:
+            count = int(cv2.VideoCapture(str(clip)).get(cv2.CAP_PROP_FRAME_COUNT))
+            starts = [int(count * share) for share in shares]
+            kept = kept_lengths(clip, line.fps, starts, Path(tmp) / f"state-{name}-{line_name}", settings)
+            runs = []
+            for start in starts:
+                run = {
+                    "at_s": round(start / line.fps, 2),
+                    "afresh": after_a_restart(clip, line.fps, start, truth, None, settings),
+                    "kept": after_a_restart(clip, line.fps, start, truth, kept.get(start), settings),
+                }
+                for how in ("afresh", "kept"):
+                    for key in totals[how]:
+                        totals[how][key] += run[how][key]  # type: ignore[index]
+                runs.append(run)
+            results["sets"].setdefault(name, {})[line_name] = runs  # type: ignore[attr-defined]
+            print(f"{name} {line_name}: {runs}", flush=True)
     results["totals"] = totals
     print(f"\n{cpu_line(results['cpu'])}")  # type: ignore[arg-type]
     for how, total in totals.items():
