@@ -336,13 +336,9 @@ class BeltTracker:
 
     def _clear_of_edges(self, box: tuple[int, int, int, int]) -> bool:
         """Clear of the ROI's edges where items come in and go out (of every edge while the travel is unknown)."""
-        width, height = self.roi_size
-        clear_x = box[0] > 0 and box[2] < width
-        clear_y = box[1] > 0 and box[3] < height
+        inside = self._inside(box)
         direction = self.direction
-        if direction is None:
-            return clear_x and clear_y
-        return clear_x if direction[0] == 0 else clear_y
+        return bool(inside.all() if direction is None else inside[direction[0]])
 
     def _inside_expected(self, view: ItemView, expected: dict[int, tuple], view_of: dict[int, int]) -> int | None:
         """The followed track whose expected place holds most of this candidate, if any does."""
