@@ -62,7 +62,8 @@ class PresenceDetector:
         self._limit = np.zeros(0, np.float32)  # HxWx3: the change that counts, per pixel and channel
         self._still_frame: np.ndarray | None = None  # first frame of the current still period, at gain 1
         self._still = 0  # frames since it without motion
-        self._appeared_at_once = False  # what stands out in the still period was not there the frame before it
+        # what stood out in the first frame of the still period, and in the frame before it
+        self._still_began: tuple[np.ndarray, np.ndarray | None] | None = None
         self._last_mask: np.ndarray | None = None  # what stood out last frame
         self._checking: list[np.ndarray] | None = None  # frames for `_check_learned`, while it is due
         self._moving_frames = 0  # frames the belt moved in, since the check began
@@ -82,7 +83,7 @@ class PresenceDetector:
         """Forget the belt and learn it again (new camera, moved ROI, light changed at once)."""
         self._learning.clear()
         self._mean = self._spread = self._belt_mask = None
-        self._still_frame, self._still, self._appeared_at_once, self._last_mask = None, 0, False, None
+        self._still_frame, self._still, self._still_began, self._last_mask = None, 0, None, None
         self._checking, self._last_grey, self._moving_frames = None, None, 0
         self.checks = 0
         self.items, self.gain = [], 1.0
@@ -112,7 +113,7 @@ class PresenceDetector:
         if not self.standing:  # a standing belt shows one stretch of itself: its spread is not learned
             self._follow_the_belt(small, changed)
         self._check_learned(small, grey)
-        if self.items and self._appeared_at_once and 0 < self.settings.relearn_after_frames <= self._still:
+        if self.items and 0 < self.settings.relearn_after_frames <= self._still and self._appeared_at_once():
             log.warning(
                 "presence: %d frames with something in view that came at once and does not move (the light "
                 "changed, or the camera moved); learning the empty belt again",
@@ -211,18 +212,25 @@ class PresenceDetector:
 
     def _follow_stillness(self, grey: np.ndarray, mask: np.ndarray) -> None:
         """Count the frames since anything moved (`grey` at the learned light, so drift and flicker are no
-        motion). When a still period begins, note whether what stands out in it was there the frame before: a
-        belt that stopped with items on it shows what was moving a frame ago; a lamp switched on or a camera
-        knocked shows what appeared at once."""
+        motion), and keep what stood out as the still period began, and the frame before."""
         reference = self._still_frame
         if reference is not None and not self._moved(grey, reference):
             self._still += 1
         else:
             self._still_frame, self._still = grey, 0
-            before = self._last_mask if self._last_mask is not None else np.zeros_like(mask)
-            new = mask & ~cv2.dilate(before.astype(np.uint8), NEAR).astype(bool)
-            self._appeared_at_once = np.count_nonzero(new) > STOOD_BEFORE_NEW * np.count_nonzero(mask)
+            self._still_began = (mask, self._last_mask)
         self._last_mask = mask
+
+    def _appeared_at_once(self) -> bool:
+        """What stands out in the still period was not there (or near) the frame before it began: a lamp
+        switched on or a camera knocked shows what appeared at once; a belt that stopped with items on it shows
+        what was moving a frame ago. Worked out only when a still period has lasted, not on every frame."""
+        assert self._still_began is not None
+        mask, before = self._still_began
+        if before is None:
+            before = np.zeros_like(mask)
+        new = mask & ~cv2.dilate(before.astype(np.uint8), NEAR).astype(bool)
+        return np.count_nonzero(new) > STOOD_BEFORE_NEW * np.count_nonzero(mask)
 
     def _moved(self, grey: np.ndarray, before: np.ndarray) -> bool:
         """Something moved between two grey frames: 1 % of the pixels changed by more than `pixel_delta`."""
