@@ -5,9 +5,11 @@ flickers, and a dark garment on a dark belt differs from it by a few grey levels
 per pixel as a colour *and how much it varies there* (mean and spread, in colour, on a small blurred copy of
 the ROI): where the belt's texture passes, a pixel varies and needs a larger change to count; where the belt
 is plain, a small change is an item. Each frame is first divided by the light's gain (measured on the pixels
-that look like belt), so drift and mains flicker cancel. The model keeps learning while the line runs, on the
-pixels that look like belt only, so an item is never learned into it, and not while the belt stands: a
-standing belt shows one stretch of itself, and items on it stay items however long it stands.
+that look like belt), so drift and mains flicker cancel; where the camera clips (a white belt at the light's
+peak reads 255 however bright the light), the gain is read from the rest, and the belt is expected no brighter
+than the camera shows. The model keeps learning while the line runs, on the pixels that look like belt only
+(and not clipped), so an item is never learned into it, and not while the belt stands: a standing belt shows
+one stretch of itself, and items on it stay items however long it stands.
 
 What changed is then read by shape (`edge.item_shapes`): seams, marks and pieces are told from items, and
 two items touching are told apart.
@@ -36,6 +38,10 @@ STOOD_BEFORE_NEW = 0.2  # share of what stands out, new since the frame before, 
 # what lies this near something that stood out the frame before was there: an item moves up to 7 working pixels
 # a frame (28 px of a 640-px ROI, 420 px/s at 15 fps) as a belt stops
 NEAR = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (15, 15))
+# a level (working copy, blurred) at which the camera has clipped: a white belt under a bright lamp reads this
+# however much brighter the light gets, so it says nothing of the light's gain, nor how bright the belt is
+CLIPPED = 250.0
+CLIPPED_ENOUGH = 0.02  # share of the view: unclipped belt pixels enough to read the light's gain from
 
 
 class PresenceDetector:
@@ -59,6 +65,8 @@ class PresenceDetector:
         self._spread: np.ndarray | None = None  # float32 HxWx3: how much the belt varies at each pixel
         self._belt_mask: np.ndarray | None = None  # bool HxW: the pixels that looked like belt last frame
         self._grey_mean = np.zeros(0, np.float32)  # the belt's mean in grey, for the light's gain
+        self._peak = 0.0  # the belt's brightest channel anywhere: whether the camera may clip it
+        self._ceiling = np.zeros(0, bool)  # HxWx3: where the belt was learned at the camera's ceiling
         self._limit = np.zeros(0, np.float32)  # HxWx3: the change that counts, per pixel and channel
         self._still_frame: np.ndarray | None = None  # first frame of the current still period, at gain 1
         self._still = 0  # frames since it without motion
@@ -140,6 +148,8 @@ class PresenceDetector:
         """What each frame compares against, worked out once per model update instead of per pixel test."""
         assert self._mean is not None and self._spread is not None
         self._grey_mean = cv2.cvtColor(self._mean, cv2.COLOR_BGR2GRAY)
+        self._peak = float(self._mean.max())
+        self._ceiling = self._mean >= CLIPPED
         self._limit = np.maximum(self.settings.sigmas * self._spread, float(self.settings.pixel_delta))
 
     def _changed(self, small: np.ndarray) -> np.ndarray:
@@ -150,8 +160,20 @@ class PresenceDetector:
         grey_belt = self._grey_mean[::2, ::2]
         belt = self._belt_mask[::2, ::2] & (grey_belt > 4)
         if np.count_nonzero(belt) > 0.1 * belt.size:  # with the belt mostly covered, keep the last gain
-            self.gain = float(np.median(grey_now[belt] / grey_belt[belt]))
-        difference = cv2.absdiff(small * (1.0 / self.gain), self._mean)
+            # where the camera clipped (a white belt at the light's peak), now or as the belt was learned, the
+            # gain is read from the rest of the belt when there is enough of it
+            unclipped = belt & (grey_now < CLIPPED) & (grey_belt * max(1.0, self.gain) < CLIPPED)
+            read = unclipped if np.count_nonzero(unclipped) > CLIPPED_ENOUGH * belt.size else belt
+            self.gain = float(np.median(grey_now[read] / grey_belt[read]))
+        scale = 1.0 / self.gain
+        normalised = small * scale
+        if max(1.0, self.gain) * self._peak < CLIPPED:  # nowhere near the camera's ceiling: the usual case
+            difference = cv2.absdiff(normalised, self._mean)
+        else:
+            expected = np.minimum(self._mean, CLIPPED * scale)  # the belt as the camera can show it
+            difference = cv2.absdiff(normalised, expected)
+            # where the belt was learned clipped, it was at least that bright: brighter now is no change
+            difference *= ~(self._ceiling & (normalised > expected))
         return (difference > self._limit).any(axis=2)
 
     def _follow_the_belt(self, small: np.ndarray, changed: np.ndarray) -> None:
@@ -162,6 +184,8 @@ class PresenceDetector:
         rate = self.settings.background_rate
         if rate <= 0:
             return
+        if small.max() >= CLIPPED:  # a clipped pixel is at least as bright as it shows: it teaches nothing
+            belt = belt & cv2.inRange(small, (0.0, 0.0, 0.0), (CLIPPED - 0.01,) * 3).astype(bool)
         normalised = small / self.gain
         weight = (rate * belt)[:, :, None].astype(np.float32)
         deviation = np.abs(normalised - self._mean)

@@ -205,6 +205,23 @@ def test_a_belt_that_stops_with_items_on_it_keeps_them_and_times_them(tmp_path: 
     assert mode.tracker is not None and mode.tracker.speed_px_s == pytest.approx(line.speed_px_s, rel=0.03)
 
 
+def test_a_white_belt_the_camera_clips_at_the_lights_peak_is_never_an_item(tmp_path: Path):
+    # a white belt under a drifting light reads 255 at the light's peaks while the machine's frame beside it (in
+    # view on top-to-bottom travel) gets brighter still: a gain read off the clipped belt made the frame an item
+    line = Line(belt="white-pu", direction="top_to_bottom", light_drift=0.18)
+    colours = [c for c in BRIGHT if min(c) < 200] * 2  # a near-white garment on a clipped white belt is not there
+    truth = write_line_clip(tmp_path / "white.avi", garment_photos(tmp_path, colours), line=line, seed=2)
+    capture, clipped = cv2.VideoCapture(str(tmp_path / "white.avi")), []
+    while (read := capture.read())[0]:
+        clipped.append(np.mean(read[1][:, 160:480] >= 254))
+    assert max(clipped) > 0.5 and min(clipped) < 0.01  # the camera clips the belt at the peaks, not all the time
+
+    decisions, _ = run_line(tmp_path / "white.avi", line.fps)
+
+    assert [d["label"] for d in decisions] == ["jeans"] * len(truth)  # no frame, no item lost, none a reject
+    assert max(abs(e) for e in crossing_errors(decisions, truth, line.fps)) < 1.5
+
+
 def test_calibrated_belt_speed_in_millimetres(tmp_path: Path):
     line = Line(belt="dark-grey", **SMALL)
     write_line_clip(tmp_path / "mm.avi", garment_photos(tmp_path, BRIGHT[:3]), line=line, seed=6)
