@@ -23,7 +23,7 @@ import math
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import cv2
 import numpy as np
@@ -31,7 +31,7 @@ import numpy as np
 # Motion JPEG in AVI: every frame is a key frame, so what is read back is frame-exact.
 _FOURCC = {".avi": "MJPG", ".mp4": "mp4v"}
 
-Direction = Literal["left_to_right", "right_to_left", "top_to_bottom"]
+Direction = Literal["left_to_right", "right_to_left", "top_to_bottom", "bottom_to_top"]
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,8 @@ class Line:
     def __post_init__(self) -> None:
         if self.belt not in BELTS:
             raise ValueError(f"unknown belt {self.belt!r}; known: {sorted(BELTS)}")
+        if self.direction not in get_args(Direction):
+            raise ValueError(f"unknown direction {self.direction!r}; known: {list(get_args(Direction))}")
         if self.speed_px_s <= 0 or self.fps <= 0:
             raise ValueError("speed_px_s and fps must be positive")
         if any(run < 0 or still <= 0 for run, still in self.stops) or list(self.stops) != sorted(self.stops):
@@ -204,7 +206,7 @@ def write_line_clip(
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
     rng = np.random.default_rng(seed)
     width, height = line.size
-    along, across = (height, width) if line.direction == "top_to_bottom" else (width, height)
+    along, across = (height, width) if line.direction in ("top_to_bottom", "bottom_to_top") else (width, height)
     belt_top, belt_h = round(across * 0.06), across - 2 * round(across * 0.06)  # side guards either side
 
     placed: list[_Placed] = []
@@ -435,6 +437,8 @@ class _Camera:
             image = image[:, ::-1]
         elif self.line.direction == "top_to_bottom":
             image = cv2.rotate(image, cv2.ROTATE_90_CLOCKWISE)
+        elif self.line.direction == "bottom_to_top":
+            image = cv2.rotate(image, cv2.ROTATE_90_COUNTERCLOCKWISE)
         return np.ascontiguousarray(image)
 
 

@@ -232,7 +232,9 @@ def test_calibrated_belt_speed_in_millimetres(tmp_path: Path):
     assert last["belt_speed_mm_s"] == pytest.approx(last["belt_speed_px_s"] * 2.5, rel=0.01)
 
 
-@pytest.mark.parametrize(("direction", "learned"), [("right_to_left", (0, -1)), ("top_to_bottom", (1, 1))])
+@pytest.mark.parametrize(
+    ("direction", "learned"), [("right_to_left", (0, -1)), ("top_to_bottom", (1, 1)), ("bottom_to_top", (1, -1))]
+)
 def test_travel_in_another_direction_is_learned_from_the_items(tmp_path: Path, direction: str, learned: tuple):
     line = Line(belt="dark-grey", direction=direction, **SMALL)  # type: ignore[arg-type]
     truth = write_line_clip(tmp_path / "turned.avi", garment_photos(tmp_path, BRIGHT), line=line, seed=7)
@@ -243,6 +245,14 @@ def test_travel_in_another_direction_is_learned_from_the_items(tmp_path: Path, d
     assert mode.tracker is not None and mode.tracker.direction == learned
     errors = crossing_errors(decisions, truth, line.fps)
     assert np.percentile(np.abs(np.diff(errors)), 95) <= 1.0, errors
+
+
+def test_the_simulator_refuses_a_line_it_cannot_render():
+    # a travel it does not know used to be rendered left to right without a word
+    with pytest.raises(ValueError, match="unknown direction 'diagonal'"):
+        Line(direction="diagonal")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown belt 'velvet'"):
+        Line(belt="velvet")
 
 
 def test_a_configured_direction_times_items_from_the_first_one(tmp_path: Path):
