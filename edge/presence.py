@@ -66,7 +66,6 @@ class PresenceDetector:
         self._belt_mask: np.ndarray | None = None  # bool HxW: the pixels that looked like belt last frame
         self._grey_mean = np.zeros(0, np.float32)  # the belt's mean in grey, for the light's gain
         self._peak = 0.0  # the belt's brightest channel anywhere: whether the camera may clip it
-        self._ceiling = np.zeros(0, bool)  # HxWx3: where the belt was learned at the camera's ceiling
         self._limit = np.zeros(0, np.float32)  # HxWx3: the change that counts, per pixel and channel
         self._still_frame: np.ndarray | None = None  # first frame of the current still period, at gain 1
         self._still = 0  # frames since it without motion
@@ -149,7 +148,6 @@ class PresenceDetector:
         assert self._mean is not None and self._spread is not None
         self._grey_mean = cv2.cvtColor(self._mean, cv2.COLOR_BGR2GRAY)
         self._peak = float(self._mean.max())
-        self._ceiling = self._mean >= CLIPPED
         self._limit = np.maximum(self.settings.sigmas * self._spread, float(self.settings.pixel_delta))
 
     def _changed(self, small: np.ndarray) -> np.ndarray:
@@ -160,21 +158,27 @@ class PresenceDetector:
         grey_belt = self._grey_mean[::2, ::2]
         belt = self._belt_mask[::2, ::2] & (grey_belt > 4)
         if np.count_nonzero(belt) > 0.1 * belt.size:  # with the belt mostly covered, keep the last gain
-            # where the camera clipped (a white belt at the light's peak), now or as the belt was learned, the
-            # gain is read from the rest of the belt when there is enough of it
-            unclipped = belt & (grey_now < CLIPPED) & (grey_belt * max(1.0, self.gain) < CLIPPED)
-            read = unclipped if np.count_nonzero(unclipped) > CLIPPED_ENOUGH * belt.size else belt
-            self.gain = float(np.median(grey_now[read] / grey_belt[read]))
+            self.gain = self._gain(grey_now, grey_belt, belt)
         scale = 1.0 / self.gain
         normalised = small * scale
         if max(1.0, self.gain) * self._peak < CLIPPED:  # nowhere near the camera's ceiling: the usual case
             difference = cv2.absdiff(normalised, self._mean)
-        else:
-            expected = np.minimum(self._mean, CLIPPED * scale)  # the belt as the camera can show it
+        else:  # the belt as the camera can show it; where it was learned clipped, it was at least that bright
+            expected = np.minimum(self._mean, CLIPPED * scale)
             difference = cv2.absdiff(normalised, expected)
-            # where the belt was learned clipped, it was at least that bright: brighter now is no change
-            difference *= ~(self._ceiling & (normalised > expected))
+            if self._peak >= CLIPPED:
+                difference *= ~((self._mean >= CLIPPED) & (normalised > expected))
         return (difference > self._limit).any(axis=2)
+
+    def _gain(self, grey_now: np.ndarray, grey_belt: np.ndarray, belt: np.ndarray) -> float:
+        """The light now against the learned belt: the median ratio over the pixels that look like belt. Where
+        the camera clips (a white belt at the light's peak reads 255 however bright the light), now or as the
+        belt was learned, a ratio says nothing: then it is read from the rest of the belt, if enough is left."""
+        if max(1.0, self.gain) * self._peak >= CLIPPED or grey_now.max() >= CLIPPED:
+            unclipped = belt & (grey_now < CLIPPED) & (grey_belt * max(1.0, self.gain) < CLIPPED)
+            if np.count_nonzero(unclipped) > CLIPPED_ENOUGH * belt.size:
+                belt = unclipped
+        return float(np.median(grey_now[belt] / grey_belt[belt]))
 
     def _follow_the_belt(self, small: np.ndarray, changed: np.ndarray) -> None:
         """Keep learning where the pixel looks like belt (and a little away from anything that does not)."""
