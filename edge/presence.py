@@ -25,6 +25,7 @@ import logging
 import cv2
 import numpy as np
 
+from edge.belt_bands import Bands, find_bands
 from edge.config import PresenceSettings
 from edge.item_shapes import CLOSE, ItemView, clean, find_items
 
@@ -38,6 +39,11 @@ STOOD_BEFORE_NEW = 0.2  # share of what stands out, new since the frame before, 
 # what lies this near something that stood out the frame before was there: an item moves up to 7 working pixels
 # a frame (28 px of a 640-px ROI, 420 px/s at 15 fps) as a belt stops
 NEAR = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (15, 15))
+# on a belt with bands across it the light's gain is the most common ratio of now to the learned belt: read
+# from a histogram of GAIN_BINS_PER_UNIT bins per unit of ratio, then the median of the ratios within GAIN_NEAR
+# of its peak
+GAIN_BINS_PER_UNIT, GAIN_NEAR = 200, 0.05
+BANDED = 0.1  # share of the view along the travel: bands across that much of it make a belt banded
 # a level (working copy, blurred) at which the camera has clipped: a white belt under a bright lamp reads this
 # however much brighter the light gets, so it says nothing of the light's gain, nor how bright the belt is
 CLIPPED = 250.0
@@ -64,6 +70,7 @@ class PresenceDetector:
         self._mean: np.ndarray | None = None  # float32 HxWx3, working resolution, at gain 1
         self._spread: np.ndarray | None = None  # float32 HxWx3: how much the belt varies at each pixel
         self._belt_mask: np.ndarray | None = None  # bool HxW: the pixels that looked like belt last frame
+        self._bands: list[Bands | None] = [None, None]  # this frame's across the belt, travel along x and y
         self._grey_mean = np.zeros(0, np.float32)  # the belt's mean in grey, for the light's gain
         self._peak = 0.0  # the belt's brightest channel anywhere: whether the camera may clip it
         self._limit = np.zeros(0, np.float32)  # HxWx3: the change that counts, per pixel and channel
@@ -92,6 +99,7 @@ class PresenceDetector:
         self._mean = self._spread = self._belt_mask = None
         self._still_frame, self._still, self._still_began, self._last_mask = None, 0, None, None
         self._checking, self._last_grey, self._moving_frames = None, None, 0
+        self._bands = [None, None]
         self.checks = 0
         self.items, self.gain = [], 1.0
 
@@ -151,7 +159,8 @@ class PresenceDetector:
         self._limit = np.maximum(self.settings.sigmas * self._spread, float(self.settings.pixel_delta))
 
     def _changed(self, small: np.ndarray) -> np.ndarray:
-        """Pixels that differ from the belt by more than its own variation there, after the light's gain."""
+        """Pixels that differ from the belt by more than its own variation there, after the light's gain, and
+        that no band across the belt explains."""
         assert self._mean is not None and self._spread is not None and self._belt_mask is not None
         # the gain from every other pixel that looked like belt last frame: plenty, at a quarter of the cost
         grey_now = cv2.cvtColor(small[::2, ::2], cv2.COLOR_BGR2GRAY)
@@ -159,31 +168,73 @@ class PresenceDetector:
         belt = self._belt_mask[::2, ::2] & (grey_belt > 4)
         if np.count_nonzero(belt) > 0.1 * belt.size:  # with the belt mostly covered, keep the last gain
             self.gain = self._gain(grey_now, grey_belt, belt)
+        signed, changed = self._differs(small)
+        self._bands = self._find_bands(signed, changed)
+        for bands in self._bands:
+            if bands is not None:  # where a band's offset explains a pixel, it is belt
+                bands.explain(signed, self._limit, changed)
+        return changed
+
+    def _differs(self, small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The frame at the learned light minus the belt as the camera can show it (signed), and where that is
+        more than the belt's own variation."""
+        assert self._mean is not None
         scale = 1.0 / self.gain
         normalised = small * scale
         if max(1.0, self.gain) * self._peak < CLIPPED:  # nowhere near the camera's ceiling: the usual case
-            difference = cv2.absdiff(normalised, self._mean)
+            signed = cv2.subtract(normalised, self._mean)
+            difference = np.abs(signed)
         else:  # the belt as the camera can show it; where it was learned clipped, it was at least that bright
             expected = np.minimum(self._mean, CLIPPED * scale)
-            difference = cv2.absdiff(normalised, expected)
+            signed = cv2.subtract(normalised, expected)
+            difference = np.abs(signed)
             if self._peak >= CLIPPED:
                 difference *= ~((self._mean >= CLIPPED) & (normalised > expected))
-        return (difference > self._limit).any(axis=2)
+        return signed, (difference > self._limit).any(axis=2)
+
+    def _find_bands(self, signed: np.ndarray, changed: np.ndarray) -> list[Bands | None]:
+        """Bands across the belt (a modular belt's hinges, splices), for travel along x and along y: before the
+        travel is known, across either way."""
+        bands: list[Bands | None] = [None, None]
+        for axis in (0, 1) if self.axis is None else (self.axis,):
+            bands[axis] = find_bands(signed, self._limit, changed, axis)
+        return bands
+
+    def _between_bands(self) -> np.ndarray:
+        """HxW: not in a column (or row) where this frame has a band across the belt."""
+        assert self._mean is not None
+        between = np.ones(self._mean.shape[:2], bool)
+        along_x, along_y = self._bands
+        if along_x is not None:
+            between[:, along_x.columns] = False
+        if along_y is not None:
+            between[along_y.columns] = False
+        return between
 
     def _gain(self, grey_now: np.ndarray, grey_belt: np.ndarray, belt: np.ndarray) -> float:
         """The light now against the learned belt: the median ratio over the pixels that look like belt. Where
         the camera clips (a white belt at the light's peak reads 255 however bright the light), now or as the
-        belt was learned, a ratio says nothing: then it is read from the rest of the belt, if enough is left."""
+        belt was learned, a ratio says nothing: then it is read from the rest of the belt, if enough is left.
+        Where bands across the belt (a modular belt's hinges) covered a tenth of the view last frame, the pixels
+        that were belt may hold hinges now: a fifth to a third of them 20-30 % darker would pull the median down
+        by a few per cent, more than the belt's own variation, so there the most common ratio is taken instead
+        (the median of those near it)."""
         if max(1.0, self.gain) * self._peak >= CLIPPED or grey_now.max() >= CLIPPED:
             unclipped = belt & (grey_now < CLIPPED) & (grey_belt * max(1.0, self.gain) < CLIPPED)
             if np.count_nonzero(unclipped) > CLIPPED_ENOUGH * belt.size:
                 belt = unclipped
-        return float(np.median(grey_now[belt] / grey_belt[belt]))
+        ratios = grey_now[belt] / grey_belt[belt]
+        if max((bands.share for bands in self._bands if bands is not None), default=0.0) < BANDED:
+            return float(np.median(ratios))
+        counts = np.bincount(np.minimum(ratios * GAIN_BINS_PER_UNIT, 3 * GAIN_BINS_PER_UNIT).astype(int))
+        peak = np.argmax(cv2.GaussianBlur(counts.astype(np.float32)[None], (9, 1), 0)) / GAIN_BINS_PER_UNIT
+        return float(np.median(ratios[np.abs(ratios - peak) <= GAIN_NEAR]))
 
     def _follow_the_belt(self, small: np.ndarray, changed: np.ndarray) -> None:
         """Keep learning where the pixel looks like belt (and a little away from anything that does not)."""
         assert self._mean is not None and self._spread is not None
         belt = ~cv2.dilate(changed.astype(np.uint8), CLOSE).astype(bool)
+        belt &= self._between_bands()  # a band passing is not the belt as learned: neither learned nor gain
         self._belt_mask = belt
         rate = self.settings.background_rate
         if rate <= 0:

@@ -1,0 +1,150 @@
+"""Bands across the belt: hinges of a modular belt, splices, cleats, told from items before shapes are read.
+
+A modular plastic belt has a hinge across it every few centimetres; where the camera sees them pass, each
+pixel is darker in a fifth to a third of the frames. The per-pixel belt model (`edge.presence`) learns the
+belt between hinges, so every hinge in view differs from it, and hinges a few working pixels apart are joined
+by the shape rules' closing into regions that look like items (210 decisions for 30 items, session 25).
+
+What tells a hinge from an item is that it crosses the whole belt with one and the same change. Each frame,
+per strip across the belt and per column along it, the median change is that strip's offset. A column is a
+clear band where most strips share one offset, no strip of it is plain belt (but at the side guards, or where
+the band runs a column over: hinges lie a little slanted), and it is a few columns wide at most. The clear
+bands' offset is the belt's band of this frame; in other columns, strips with that same offset are the band
+where an item hides the rest of it. A pixel that matches the learned belt plus its band's offset is belt. An
+item covers a column only part of the way across with a change of its own, or many columns along the travel:
+it is not a band.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+STRIP = 8  # working pixels across the belt per strip: thin enough that a slanted hinge stays in a column
+FITS = 0.75  # share of a strip's pixels its offset must explain: the strip is plain belt, or one offset
+CLEAR_SHARE = 0.5  # share of the strips across the ROI a clear band is seen in
+PART_SHARE = 0.2  # ... and a band partly under items, with the clear bands' offset
+LIKE = 0.35  # a strip's offset is the band's when within this share of it (hinges blur by their slant)
+EDGE_SHARE = 0.15  # share of the strips at each side of the ROI that may be plain belt: the side guards
+# columns along the travel: a band no wider (a hinge 3-6 ROI pixels wide, slanted over 4 working columns across
+# the belt, looked at one column either side); an item is wider
+WIDEST = 8
+
+
+@dataclass(frozen=True)
+class Bands:
+    """This frame's bands across the belt, and what each adds to the belt per strip across it."""
+
+    axis: int  # the travel: 0 along x (bands are columns), 1 along y (bands are rows)
+    columns: np.ndarray  # the columns along the travel (rows, for travel along y) that hold a band
+    share: float  # of the view along the travel: how much the bands cover
+    offsets: np.ndarray  # strips x columns x 3: what the band adds to the belt in each strip across it
+
+    def explain(self, difference: np.ndarray, limit: np.ndarray, changed: np.ndarray) -> None:
+        """Clear `changed` (HxW, in place) where the learned belt plus the band's offset explains the pixel."""
+        if self.axis == 1:
+            difference, limit, changed = difference.transpose(1, 0, 2), limit.transpose(1, 0, 2), changed.T
+        across, columns = changed.shape[0], self.columns
+        offsets = np.repeat(self.offsets, STRIP, axis=0)
+        offsets = np.concatenate([offsets, np.repeat(offsets[-1:], across - offsets.shape[0], axis=0)])
+        changed[:, columns] &= ~_within(difference[:, columns], offsets, limit[:, columns])
+
+
+def find_bands(difference: np.ndarray, limit: np.ndarray, changed: np.ndarray, axis: int) -> Bands | None:
+    """The bands across the belt in this frame, or None. `difference`: the frame minus the learned belt,
+    HxWx3, signed; `limit`: the change that counts per pixel and channel; `changed`: where the frame differs,
+    HxW; `axis`: the travel (0 along x, 1 along y)."""
+    if axis == 1:  # columns along the travel are then rows: look at the transposed frame
+        difference, limit, changed = difference.transpose(1, 0, 2), limit.transpose(1, 0, 2), changed.T
+    strips = changed.shape[0] // STRIP
+    if strips < 3:
+        return None
+    # a band crosses the belt: all across it but the guards, something differs in the column or one either
+    # side (a hinge lies a little slanted), and what an item leaves of a hinge with the item makes up the rest.
+    # Items lie across part of the belt, so most frames have no such column: then this is all they cost
+    spanned = _near(changed[: strips * STRIP]).sum(axis=0) >= (1 - 2 * EDGE_SHARE) * strips * STRIP
+    maybe = spanned & ~_wider_than(spanned, WIDEST)  # ... and a clear band is a few columns wide at most
+    if not maybe.any():
+        return None
+    rows = strips * STRIP
+    offset, seen, plain, least_limit = _strips(difference[:rows], limit[:rows], strips, _near(spanned[None])[0])
+    column_offset = (offset * seen[:, :, None]).sum(axis=0) / np.maximum(seen.sum(axis=0), 1)[:, None]
+    agree = seen & (np.abs(offset - column_offset[None]) <= least_limit).all(axis=2)
+    near_agree = _near(agree)
+    # ... one offset in most strips, and no strip of the column plain belt but at the side guards or where the
+    # band runs a column over (hinges lie a little slanted)
+    clear = (near_agree.sum(axis=0) >= CLEAR_SHARE * strips) & _across(~plain | near_agree, EDGE_SHARE * strips)
+    clear &= _near(maybe[None])[0]
+    clear &= ~_wider_than(clear, WIDEST)
+    agree &= clear[None]  # the clear bands' strips
+    if not agree.any():
+        return None
+    signature = np.median(offset[agree], axis=0)
+
+    # the same band where items hide part of it: strips with the clear bands' offset
+    tolerance = np.maximum(least_limit, LIKE * np.abs(signature))
+    like = seen & (np.abs(offset - signature) <= tolerance).all(axis=2)
+    band = (_near(like).sum(axis=0) >= PART_SHARE * strips) | clear
+    band &= _near(spanned[None])[0] & ~_wider_than(band, WIDEST)
+    # each strip its own offset where it has the band's, else the band's (under an item)
+    offsets = np.where((like | agree)[:, band, None], offset[:, band], signature.astype(np.float32))
+    return Bands(axis, np.flatnonzero(band), float(band.mean()), offsets) if band.any() else None
+
+
+def _strips(difference: np.ndarray, limit: np.ndarray, strips: int, looked_at: np.ndarray) -> tuple[np.ndarray, ...]:
+    """For each strip across the belt and column along it: its offset (the mean change, BGR), whether that
+    offset is a change all over the strip (`seen`), whether the strip is plain belt, and its least limit (BGR).
+    `difference` and `limit` hold whole strips; only the columns `looked_at` are worked out (the others: no
+    change, plain)."""
+    along, columns = difference.shape[1], np.flatnonzero(looked_at)
+    difference = np.ascontiguousarray(difference[:, columns])
+    limit = np.ascontiguousarray(limit[:, columns])
+    mean = cv2.resize(difference, (columns.size, strips), interpolation=cv2.INTER_AREA).reshape(strips, -1, 3)
+    expected = np.repeat(mean, STRIP, axis=0)
+    uniform = _within(difference, expected, limit).reshape(strips, STRIP, -1).mean(axis=1) >= FITS
+    least = limit.reshape(strips, STRIP, columns.size, 3).min(axis=1)
+    change = (np.abs(mean) > least).any(axis=2)
+    offset = np.zeros((strips, along, 3), np.float32)
+    least_limit = np.full((strips, along, 3), np.inf, np.float32)
+    seen, plain = np.zeros((strips, along), bool), np.ones((strips, along), bool)
+    offset[:, columns], least_limit[:, columns] = mean, least
+    seen[:, columns], plain[:, columns] = uniform & change, uniform & ~change
+    return offset, seen, plain, least_limit
+
+
+def _within(difference: np.ndarray, expected: np.ndarray, limit: np.ndarray) -> np.ndarray:
+    """HxW: where `difference` is within `limit` of `expected` in every channel (all HxWx3)."""
+    excess = cv2.subtract(cv2.absdiff(np.ascontiguousarray(difference), expected), np.ascontiguousarray(limit))
+    worst = cv2.reduce(excess.reshape(-1, 3), 1, cv2.REDUCE_MAX)
+    return worst.reshape(excess.shape[:2]) <= 0
+
+
+def _near(flags: np.ndarray) -> np.ndarray:
+    """Set in the column or the one either side: a slanted hinge moves a column every few strips."""
+    near = flags.copy()
+    near[:, 1:] |= flags[:, :-1]
+    near[:, :-1] |= flags[:, 1:]
+    return near
+
+
+def _across(occupied: np.ndarray, edge: float) -> np.ndarray:
+    """Per column: whether the strips that are not plain belt run unbroken across the ROI, from within `edge`
+    strips of one side to within `edge` of the other (the guards beyond may be plain)."""
+    strips = occupied.shape[0]
+    first = np.argmax(occupied, axis=0)
+    last = strips - 1 - np.argmax(occupied[::-1], axis=0)
+    unbroken = occupied.sum(axis=0) == last - first + 1
+    return occupied.any(axis=0) & unbroken & (first <= edge) & (last >= strips - 1 - edge)
+
+
+def _wider_than(flags: np.ndarray, widest: int) -> np.ndarray:
+    """Where `flags` is set in a run longer than `widest`."""
+    padded = np.concatenate([[False], flags, [False]])
+    edges = np.flatnonzero(padded[1:] != padded[:-1])
+    wide = np.zeros_like(flags)
+    for start, stop in zip(edges[::2], edges[1::2], strict=True):
+        if stop - start > widest:
+            wide[start:stop] = True
+    return wide
