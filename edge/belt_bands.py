@@ -43,13 +43,17 @@ class Bands:
     offsets: np.ndarray  # strips x columns x 3: what the band adds to the belt in each strip across it
 
     def explain(self, difference: np.ndarray, limit: np.ndarray, changed: np.ndarray) -> None:
-        """Clear `changed` (HxW, in place) where the learned belt plus the band's offset explains the pixel."""
+        """Clear `changed` (HxW, in place) where the band explains the pixel: between the learned belt and the
+        belt plus the band's offset (blur and a hinge's edge mix the two)."""
         if self.axis == 1:
             difference, limit, changed = difference.transpose(1, 0, 2), limit.transpose(1, 0, 2), changed.T
         across, columns = changed.shape[0], self.columns
         offsets = np.repeat(self.offsets, STRIP, axis=0)
         offsets = np.concatenate([offsets, np.repeat(offsets[-1:], across - offsets.shape[0], axis=0)])
-        changed[:, columns] &= ~_within(difference[:, columns], offsets, limit[:, columns])
+        difference, limit = difference[:, columns], limit[:, columns]
+        beyond = np.maximum(difference - np.maximum(offsets, 0.0), np.minimum(offsets, 0.0) - difference) - limit
+        worst = cv2.reduce(beyond.reshape(-1, 3), 1, cv2.REDUCE_MAX).reshape(beyond.shape[:2])
+        changed[:, columns] &= worst > 0
 
 
 def find_bands(difference: np.ndarray, limit: np.ndarray, changed: np.ndarray, axis: int) -> Bands | None:

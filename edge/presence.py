@@ -32,7 +32,10 @@ from edge.item_shapes import CLOSE, ItemView, clean, find_items
 log = logging.getLogger(__name__)
 
 WORK_WIDTH = 160  # pixels across the downscaled ROI; items are far larger than that resolution needs
-CHECK_EVERY = 2  # after learning, one frame in this many (the belt moving) checks what was learned
+# after learning, what was learned is checked on frames the belt moves in, every second and third in turn: a
+# fixed stride can keep meeting a patterned belt in one phase (a hinge every 48 px, 24 px a frame: every second
+# frame shows the hinges in the same places), and the check then learns them into the belt
+CHECK_GAPS = (2, 3)
 CHECKED_WHEN_UNDER = 0.02  # share of the belt a check learned again: under this, what was learned stands
 STANDING_FRAMES = 15  # frames without motion after which the belt stands: its model stops learning
 STOOD_BEFORE_NEW = 0.2  # share of what stands out, new since the frame before, that makes a still scene "at once"
@@ -81,6 +84,7 @@ class PresenceDetector:
         self._last_mask: np.ndarray | None = None  # what stood out last frame
         self._checking: list[np.ndarray] | None = None  # frames for `_check_learned`, while it is due
         self._moving_frames = 0  # frames the belt moved in, since the check began
+        self._next_check = CHECK_GAPS[0]  # ... and the one of them to look at next
         self._last_grey: np.ndarray | None = None  # the frame before, for whether the belt moves
 
     @property
@@ -98,7 +102,7 @@ class PresenceDetector:
         self._learning.clear()
         self._mean = self._spread = self._belt_mask = None
         self._still_frame, self._still, self._still_began, self._last_mask = None, 0, None, None
-        self._checking, self._last_grey, self._moving_frames = None, None, 0
+        self._checking, self._last_grey, self._moving_frames, self._next_check = None, None, 0, CHECK_GAPS[0]
         self._bands = [None, None]
         self.checks = 0
         self.items, self.gain = [], 1.0
@@ -142,10 +146,14 @@ class PresenceDetector:
         self._learning.append(small)
         if len(self._learning) < self.settings.background_frames:
             return
-        # median and median absolute deviation: an item crossing during learning is ignored, as is a seam
+        # median and median absolute deviation: an item crossing during learning is ignored, as is a seam; each
+        # frame first brought to the light of their median, so that the flicker is not learned as the belt's spread
         frames = np.stack(self._learning)
+        median = np.median(frames, axis=0)
+        lights = np.median(frames / np.maximum(median, 1.0), axis=(1, 2, 3))
+        frames /= lights[:, None, None, None]
         self._mean = np.median(frames, axis=0).astype(np.float32)
-        self._spread = (1.4826 * np.median(np.abs(frames - self._mean), axis=0)).astype(np.float32)
+        self._spread = _spread(frames, self._mean)
         self._belt_mask = np.ones(small.shape[:2], bool)
         self._learning.clear()
         self._checking = []
@@ -254,7 +262,7 @@ class PresenceDetector:
         lay under part of the view for most of them is learned into the belt there. The belt passing there then
         differs from the model, so it is never learned back, and items crossing the ghost come out in pieces or
         joined to it (bench: a restart on a crowded line, misses and phantoms for the next 12 s). So the next
-        `background_frames` frames in which the belt moves, one in every `CHECK_EVERY`, give a median over
+        `background_frames` frames in which the belt moves, one in two or three (`CHECK_GAPS`), give a median over
         several seconds, and where it differs from the model (as an item would) it replaces it. A belt standing
         still is not looked at: an item stopped on it would be learned."""
         if self._checking is None:  # checked: nothing more to do on any frame
@@ -265,15 +273,16 @@ class PresenceDetector:
             return
         moving = self._moved(grey, last)
         self._moving_frames += moving
-        if not moving or self._moving_frames % CHECK_EVERY:
+        if not moving or self._moving_frames < self._next_check:
             return
+        self._next_check += CHECK_GAPS[len(self._checking) % len(CHECK_GAPS)]
         self._checking.append(small / self.gain)
         if len(self._checking) < self.settings.background_frames:
             return
         assert self._mean is not None and self._spread is not None
         frames, self._checking = np.stack(self._checking), None
         median = np.median(frames, axis=0).astype(np.float32)
-        spread = (1.4826 * np.median(np.abs(frames - median), axis=0)).astype(np.float32)
+        spread = _spread(frames, median)
         # measured by the longer look's spread: the model's own is swollen where an item came and went in it
         limit = np.maximum(self.settings.sigmas * spread, float(self.settings.pixel_delta))
         wrong = (np.abs(median - self._mean) > limit).any(axis=2)
@@ -314,6 +323,19 @@ class PresenceDetector:
     def _moved(self, grey: np.ndarray, before: np.ndarray) -> bool:
         """Something moved between two grey frames: 1 % of the pixels changed by more than `pixel_delta`."""
         return bool(np.count_nonzero(cv2.absdiff(grey, before) > self.settings.pixel_delta) >= 0.01 * grey.size)
+
+
+def _spread(frames: np.ndarray, median: np.ndarray) -> np.ndarray:
+    """How much the belt varies at each pixel over `frames` (NxHxWx3) about their `median`: the median absolute
+    deviation as a standard deviation, then twice more without the deviations beyond three of it. A modular
+    belt's hinges pass each pixel in a fifth to a third of the frames and make the plain median deviation nearly
+    twice the belt's grain; the limit from it then sees the hinges only in part, and parts of hinges look like
+    items. Of a belt that only varies with its grain, trimming at three spreads drops almost nothing."""
+    deviation = np.abs(frames - median)
+    spread = 1.4826 * np.median(deviation, axis=0)
+    for _ in range(2):
+        spread = 1.4826 * np.nanmedian(np.where(deviation <= 3 * spread, deviation, np.nan), axis=0)
+    return spread.astype(np.float32)
 
 
 def _prepare(crop_bgr: np.ndarray) -> np.ndarray:

@@ -234,6 +234,38 @@ def test_a_white_belt_the_camera_clips_at_the_lights_peak_is_never_an_item(tmp_p
     assert max(abs(e) for e in crossing_errors(decisions, truth, line.fps)) < 1.5
 
 
+def test_a_modular_belts_hinges_are_never_items(tmp_path: Path):
+    # a hinge across the belt every 40 px, 40 grey levels darker: each pixel sees one pass in a fifth to a third
+    # of the frames, and hinges joined by the shape rules made items of the belt itself (210 decisions for 30)
+    line = Line(belt="modular-blue")
+    truth = write_line_clip(tmp_path / "modular.avi", garment_photos(tmp_path, BRIGHT + DARK), line=line, seed=1)
+
+    decisions, mode = run_line(tmp_path / "modular.avi", line.fps)
+
+    assert [d["label"] for d in decisions] == ["jeans"] * len(truth)  # one each, none a reject for its shape
+    assert max(abs(e) for e in crossing_errors(decisions, truth, line.fps)) < 1.5
+    assert mode.detector.relearned_share < 0.02
+
+
+def test_a_uniform_card_on_a_modular_belt_keeps_its_edges():
+    # a band is one change all across the belt: the plain white edge of a card lying across most of the belt is
+    # one change too, over part of it, and must stay the item's
+    belt = np.full((240, 320, 3), (160, 110, 40), np.uint8)
+    detector = PresenceDetector(PresenceSettings())
+    detector.axis = 0
+    for _ in range(PresenceSettings().background_frames):
+        detector.update(belt)
+    frame = belt.copy()
+    frame[:, 100:104] = (120, 70, 0)  # a hinge across the whole belt
+    frame[:, 200:204] = (120, 70, 0)
+    frame[30:200, 130:190] = (250, 250, 250)  # a white card, 70 % of the view across
+    frame[60:170, 150:170] = (30, 30, 30)  # the garment on it
+
+    items = detector.update(frame)
+
+    assert [item.box for item in items] == [(128, 28, 192, 202)], [item.box for item in items]
+
+
 def test_calibrated_belt_speed_in_millimetres(tmp_path: Path):
     line = Line(belt="dark-grey", **SMALL)
     write_line_clip(tmp_path / "mm.avi", garment_photos(tmp_path, BRIGHT[:3]), line=line, seed=6)
