@@ -58,6 +58,10 @@ BELTS = {
     "mid-grey-plain": Belt((128, 128, 128), grain=2, streaks=1, seam_every_px=2000, marks_per_1000px=2),
     # a modular plastic belt: a hinge across it every 40 px (a 40 mm pitch at 1 px/mm)
     "modular-blue": Belt((160, 110, 40), grain=3, streaks=1, seam_every_px=40, seam_contrast=-40, marks_per_1000px=4),
+    # a white one with a hinge every 48 px: at 360 px/s and 15 fps it moves half its pitch a frame
+    "modular-white": Belt((215, 218, 220), grain=3, streaks=1, seam_every_px=48, seam_contrast=-45, marks_per_1000px=4),
+    # hinges that show faintly, under a flatter light
+    "modular-faint": Belt((160, 110, 40), grain=3, streaks=1, seam_every_px=40, seam_contrast=-25, marks_per_1000px=4),
 }
 
 
@@ -130,8 +134,8 @@ LINES: dict[str, Line] = {
 
 # Lines the detector was never tuned on (bench/belt_heldout.py): other cameras, speeds, belts, and a belt that
 # stops. Added in session 24; the slow and stopping ones showed the faults fixed then, so they are in-sample for
-# those fixes, as are the white belt the camera clips at the light's peaks and the small items (session 25). The
-# modular belt (session 25) is a known limit: docs/belt.md.
+# those fixes, as are the white belt the camera clips at the light's peaks and the small items (session 25), and
+# the modular belts (session 26: bands across the belt).
 HELD_OUT_LINES: dict[str, Line] = {
     "hd-fast": Line(belt="green-pvc", size=(1280, 720), fps=30, speed_px_s=900),
     "blue-small-items": Line(belt="blue-pvc", item_size=(0.35, 0.55)),
@@ -149,6 +153,8 @@ HELD_OUT_LINES: dict[str, Line] = {
     "white-clipping-ttb": Line(belt="white-pu", direction="top_to_bottom", light_drift=0.18),
     "small-items": Line(belt="dark-grey", item_size=(0.3, 0.34)),
     "modular-belt": Line(belt="modular-blue"),
+    "modular-white-aliased": Line(belt="modular-white"),
+    "modular-faint-rtl": Line(belt="modular-faint", direction="right_to_left"),
 }
 
 

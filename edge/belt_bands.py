@@ -1,18 +1,19 @@
-"""Bands across the belt: hinges of a modular belt, splices, cleats, told from items before shapes are read.
+"""Bands across the belt: a modular belt's hinges, splices, cleats, told from items before shapes are read.
 
-A modular plastic belt has a hinge across it every few centimetres; where the camera sees them pass, each
-pixel is darker in a fifth to a third of the frames. The per-pixel belt model (`edge.presence`) learns the
-belt between hinges, so every hinge in view differs from it, and hinges a few working pixels apart are joined
-by the shape rules' closing into regions that look like items (210 decisions for 30 items, session 25).
+A modular plastic belt has a hinge across it every few centimetres; each pixel sees one pass in a fifth to a
+third of the frames. The per-pixel belt model (`edge.presence`) learns the belt between the hinges, so every
+hinge in view differs from it, and hinges a few working pixels apart were joined by the shape rules' closing
+into regions that looked like items (210 decisions for 30 items, session 25).
 
 What tells a hinge from an item is that it crosses the whole belt with one and the same change. Each frame,
-per strip across the belt and per column along it, the median change is that strip's offset. A column is a
-clear band where most strips share one offset, no strip of it is plain belt (but at the side guards, or where
-the band runs a column over: hinges lie a little slanted), and it is a few columns wide at most. The clear
-bands' offset is the belt's band of this frame; in other columns, strips with that same offset are the band
-where an item hides the rest of it. A pixel that matches the learned belt plus its band's offset is belt. An
-item covers a column only part of the way across with a change of its own, or many columns along the travel:
-it is not a band.
+per strip across the belt and column along it, the mean change is that strip's offset. A column is a clear
+band where something differs all across the belt but the side guards (in the column or one either side:
+hinges lie a little slanted), most of its strips share one offset, and it is a few columns wide at most. The
+clear bands' offset is the belt's band in this frame; other columns that differ all across are bands too
+where enough of their strips have that same offset (an item hides the rest). A pixel of a band that lies
+between the learned belt and the belt plus the band's offset is belt. An item differs over part of the belt's
+width, or over many columns along the travel: it is not a band. Nor, therefore, is a plain card lying across
+more than about 70 % of the view with edges under 8 working columns wide: its edges would be read as bands.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ import cv2
 import numpy as np
 
 STRIP = 8  # working pixels across the belt per strip: thin enough that a slanted hinge stays in a column
-FITS = 0.75  # share of a strip's pixels its offset must explain: the strip is plain belt, or one offset
+FITS = 0.75  # share of a strip's pixels its offset must explain: the strip shows one change
 CLEAR_SHARE = 0.5  # share of the strips across the ROI a clear band is seen in
 PART_SHARE = 0.2  # ... and a band partly under items, with the clear bands' offset
 LIKE = 0.35  # a strip's offset is the band's when within this share of it (hinges blur by their slant)
-EDGE_SHARE = 0.15  # share of the strips at each side of the ROI that may be plain belt: the side guards
+EDGE_SHARE = 0.15  # share of the ROI at each side, across the belt, that may be side guards (no band there)
 # columns along the travel: a band no wider (a hinge 3-6 ROI pixels wide, slanted over 4 working columns across
 # the belt, looked at one column either side); an item is wider
 WIDEST = 8
@@ -68,21 +69,18 @@ def find_bands(difference: np.ndarray, limit: np.ndarray, changed: np.ndarray, a
     # a band crosses the belt: all across it but the guards, something differs in the column or one either
     # side (a hinge lies a little slanted), and what an item leaves of a hinge with the item makes up the rest.
     # Items lie across part of the belt, so most frames have no such column: then this is all they cost
-    spanned = _near(changed[: strips * STRIP]).sum(axis=0) >= (1 - 2 * EDGE_SHARE) * strips * STRIP
+    rows = strips * STRIP
+    spanned = _near(changed[:rows]).sum(axis=0) >= (1 - 2 * EDGE_SHARE) * rows
     maybe = spanned & ~_wider_than(spanned, WIDEST)  # ... and a clear band is a few columns wide at most
     if not maybe.any():
         return None
-    rows = strips * STRIP
-    offset, seen, plain, least_limit = _strips(difference[:rows], limit[:rows], strips, _near(spanned[None])[0])
+    spanned = _near(spanned)
+    offset, seen, least_limit = _strips(difference[:rows], limit[:rows], strips, spanned)
     column_offset = (offset * seen[:, :, None]).sum(axis=0) / np.maximum(seen.sum(axis=0), 1)[:, None]
     agree = seen & (np.abs(offset - column_offset[None]) <= least_limit).all(axis=2)
-    near_agree = _near(agree)
-    # ... one offset in most strips, and no strip of the column plain belt but at the side guards or where the
-    # band runs a column over (hinges lie a little slanted)
-    clear = (near_agree.sum(axis=0) >= CLEAR_SHARE * strips) & _across(~plain | near_agree, EDGE_SHARE * strips)
-    clear &= _near(maybe[None])[0]
+    clear = (_near(agree).sum(axis=0) >= CLEAR_SHARE * strips) & _near(maybe)  # ... one offset in most strips
     clear &= ~_wider_than(clear, WIDEST)
-    agree &= clear[None]  # the clear bands' strips
+    agree &= clear  # the clear bands' strips
     if not agree.any():
         return None
     signature = np.median(offset[agree], axis=0)
@@ -91,7 +89,7 @@ def find_bands(difference: np.ndarray, limit: np.ndarray, changed: np.ndarray, a
     tolerance = np.maximum(least_limit, LIKE * np.abs(signature))
     like = seen & (np.abs(offset - signature) <= tolerance).all(axis=2)
     band = (_near(like).sum(axis=0) >= PART_SHARE * strips) | clear
-    band &= _near(spanned[None])[0] & ~_wider_than(band, WIDEST)
+    band &= spanned & ~_wider_than(band, WIDEST)
     # each strip its own offset where it has the band's, else the band's (under an item)
     offsets = np.where((like | agree)[:, band, None], offset[:, band], signature.astype(np.float32))
     return Bands(axis, np.flatnonzero(band), float(band.mean()), offsets) if band.any() else None
@@ -99,23 +97,20 @@ def find_bands(difference: np.ndarray, limit: np.ndarray, changed: np.ndarray, a
 
 def _strips(difference: np.ndarray, limit: np.ndarray, strips: int, looked_at: np.ndarray) -> tuple[np.ndarray, ...]:
     """For each strip across the belt and column along it: its offset (the mean change, BGR), whether that
-    offset is a change all over the strip (`seen`), whether the strip is plain belt, and its least limit (BGR).
-    `difference` and `limit` hold whole strips; only the columns `looked_at` are worked out (the others: no
-    change, plain)."""
+    offset is a change all over the strip (`seen`), and the strip's least limit (BGR). `difference` and `limit`
+    hold whole strips; only the columns `looked_at` are worked out (the others: no change)."""
     along, columns = difference.shape[1], np.flatnonzero(looked_at)
     difference = np.ascontiguousarray(difference[:, columns])
     limit = np.ascontiguousarray(limit[:, columns])
     mean = cv2.resize(difference, (columns.size, strips), interpolation=cv2.INTER_AREA).reshape(strips, -1, 3)
-    expected = np.repeat(mean, STRIP, axis=0)
-    uniform = _within(difference, expected, limit).reshape(strips, STRIP, -1).mean(axis=1) >= FITS
+    uniform = _within(difference, np.repeat(mean, STRIP, axis=0), limit).reshape(strips, STRIP, -1).mean(axis=1)
     least = limit.reshape(strips, STRIP, columns.size, 3).min(axis=1)
-    change = (np.abs(mean) > least).any(axis=2)
     offset = np.zeros((strips, along, 3), np.float32)
     least_limit = np.full((strips, along, 3), np.inf, np.float32)
-    seen, plain = np.zeros((strips, along), bool), np.ones((strips, along), bool)
+    seen = np.zeros((strips, along), bool)
     offset[:, columns], least_limit[:, columns] = mean, least
-    seen[:, columns], plain[:, columns] = uniform & change, uniform & ~change
-    return offset, seen, plain, least_limit
+    seen[:, columns] = (uniform >= FITS) & (np.abs(mean) > least).any(axis=2)
+    return offset, seen, least_limit
 
 
 def _within(difference: np.ndarray, expected: np.ndarray, limit: np.ndarray) -> np.ndarray:
@@ -126,21 +121,11 @@ def _within(difference: np.ndarray, expected: np.ndarray, limit: np.ndarray) -> 
 
 
 def _near(flags: np.ndarray) -> np.ndarray:
-    """Set in the column or the one either side: a slanted hinge moves a column every few strips."""
+    """Set in the column (last axis) or the one either side: a slanted hinge moves a column every few strips."""
     near = flags.copy()
-    near[:, 1:] |= flags[:, :-1]
-    near[:, :-1] |= flags[:, 1:]
+    near[..., 1:] |= flags[..., :-1]
+    near[..., :-1] |= flags[..., 1:]
     return near
-
-
-def _across(occupied: np.ndarray, edge: float) -> np.ndarray:
-    """Per column: whether the strips that are not plain belt run unbroken across the ROI, from within `edge`
-    strips of one side to within `edge` of the other (the guards beyond may be plain)."""
-    strips = occupied.shape[0]
-    first = np.argmax(occupied, axis=0)
-    last = strips - 1 - np.argmax(occupied[::-1], axis=0)
-    unbroken = occupied.sum(axis=0) == last - first + 1
-    return occupied.any(axis=0) & unbroken & (first <= edge) & (last >= strips - 1 - edge)
 
 
 def _wider_than(flags: np.ndarray, widest: int) -> np.ndarray:
