@@ -245,20 +245,25 @@ class BeltTracker:
     def _measure_belt(self, track: Track, view: ItemView, now: float) -> None:
         """Learn the belt's velocity from how far an item moved since its anchor (a place and time it was seen
         at): only once it moved by two working pixels, so a standing belt, whose items' outlines flicker by a
-        pixel, teaches nothing; and along an axis only while its box touches neither edge of the view there,
-        because one coming into view moves its box's middle at half the belt's speed (on a slow belt, 5 px a
-        frame, its sides' 5 and 0 px pass as moved alike)."""
+        pixel, teaches nothing; and along an axis only while its box's two sides there moved alike (a splice
+        joining it at one side, or its shadow, changes the box's height, not how it moves along the belt) and
+        touch neither edge of the view, because one coming into view moves its box's middle at half the belt's
+        speed (on a slow belt, 5 px a frame, its sides' 5 and 0 px pass as moved alike)."""
         anchor = track.anchor
         if track.touching or track.seen < 2:
             track.anchor = None
             return
-        if anchor is None or now - anchor[0] > _ANCHOR_S or not _moved_as_one(anchor[1].box, view.box):
+        alike = None if anchor is None else _sides_alike(anchor[1].box, view.box)
+        if anchor is None or now - anchor[0] > _ANCHOR_S or not alike.any():
             track.anchor = (now, view)  # the belt stood, or the item changed its outline: measure afresh
             return
         shift = np.subtract(view.centre, anchor[1].centre)
         if np.abs(shift).max() < _SAME_SHIFT_PX or now <= anchor[0]:
             return
-        measured = self._inside(anchor[1].box) & self._inside(view.box)
+        # an axis whose sides moved apart measures nothing; nor does the other one unless it moved (an item
+        # coming into view: its height holds while its middle moves along the belt, across it by its tilt)
+        moved = alike if alike.all() else alike & (np.abs(shift) >= _SAME_SHIFT_PX)
+        measured = self._inside(anchor[1].box) & self._inside(view.box) & moved
         if self.configured is not None:  # the travel is known: only the speed along it is learned
             measured[1 - self.configured[0]] = False
         for axis in np.flatnonzero(measured):
@@ -372,11 +377,12 @@ def _travel_of(track: Track) -> Direction | None:
     return (axis, 1 if moved[axis] > 0 else -1) if abs(moved[axis]) >= _SAME_SHIFT_PX else None
 
 
-def _moved_as_one(before: tuple[int, int, int, int], after: tuple[int, int, int, int]) -> bool:
-    """Every side of the box moved alike: the item moves with the belt as one, its box neither growing nor
-    shrinking (a shadow or a fold changing, pieces of it joining)."""
+def _sides_alike(before: tuple[int, int, int, int], after: tuple[int, int, int, int]) -> np.ndarray:
+    """Along x and along y: the box's two sides moved alike, so the item moved that way as one, its box neither
+    growing nor shrinking there (a shadow or a fold changing, pieces of it joining, a splice across the belt
+    joining it at one side)."""
     lead, trail = np.subtract(after[:2], before[:2]), np.subtract(after[2:], before[2:])
-    return bool(np.all(np.abs(lead - trail) <= _SAME_SHIFT_PX))
+    return np.abs(lead - trail) <= _SAME_SHIFT_PX
 
 
 def _area(box: tuple[int, int, int, int]) -> int:
