@@ -147,11 +147,13 @@ class PresenceDetector:
         if len(self._learning) < self.settings.background_frames:
             return
         # median and median absolute deviation: an item crossing during learning is ignored, as is a seam; each
-        # frame first brought to the light of their median, so that the flicker is not learned as the belt's spread
+        # frame first brought to the light of their median, so that the flicker is not learned as the belt's
+        # spread (unless the camera clips: a clipped frame says nothing of its light)
         frames = np.stack(self._learning)
-        median = np.median(frames, axis=0)
-        lights = np.median(frames / np.maximum(median, 1.0), axis=(1, 2, 3))
-        frames /= lights[:, None, None, None]
+        if np.mean(frames >= CLIPPED) < CLIPPED_ENOUGH:
+            median = np.median(frames, axis=0)
+            lights = np.median(frames / np.maximum(median, 1.0), axis=(1, 2, 3))
+            frames /= lights[:, None, None, None]
         self._mean = np.median(frames, axis=0).astype(np.float32)
         self._spread = _spread(frames, self._mean)
         self._belt_mask = np.ones(small.shape[:2], bool)
