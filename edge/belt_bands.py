@@ -71,7 +71,9 @@ def find_bands(difference: np.ndarray, limit: np.ndarray, changed: np.ndarray, a
     # Items lie across part of the belt, so most frames have no such column: then this is all they cost
     rows = strips * STRIP
     spanned = _near(changed[:rows]).sum(axis=0) >= (1 - 2 * EDGE_SHARE) * rows
-    maybe = spanned & ~_wider_than(spanned, WIDEST)  # ... and a clear band is a few columns wide at most
+    # ... and a clear band is a few columns wide at most, and not at the ends of the view along the travel,
+    # where a large plain item coming in or going out is a thin column that differs all across too
+    maybe = spanned & ~_wider_than(spanned, WIDEST) & ~_at_the_ends(spanned)
     if not maybe.any():
         return None
     spanned = _near(spanned)
@@ -126,6 +128,16 @@ def _near(flags: np.ndarray) -> np.ndarray:
     near[..., 1:] |= flags[..., :-1]
     near[..., :-1] |= flags[..., 1:]
     return near
+
+
+def _at_the_ends(flags: np.ndarray) -> np.ndarray:
+    """Where `flags` is set in a run that reaches the first or the last column."""
+    ends = np.zeros_like(flags)
+    if flags[0]:
+        ends[: np.argmin(flags) if not flags.all() else flags.size] = True
+    if flags[-1]:
+        ends[flags.size - (np.argmin(flags[::-1]) if not flags.all() else flags.size) :] = True
+    return ends
 
 
 def _wider_than(flags: np.ndarray, widest: int) -> np.ndarray:
