@@ -12,8 +12,9 @@ hinges lie a little slanted), most of its strips share one offset, and it is a f
 clear bands' offset is the belt's band in this frame; other columns that differ all across are bands too
 where enough of their strips have that same offset (an item hides the rest). A pixel of a band that lies
 between the learned belt and the belt plus the band's offset is belt. An item differs over part of the belt's
-width, or over many columns along the travel: it is not a band. Nor, therefore, is a plain card lying across
-more than about 70 % of the view with edges under 8 working columns wide: its edges would be read as bands.
+width, or over many columns along the travel: it is not a band. A plain item lying across more than 70 % of
+the view, whose plain parts make columns under 8 wide, can be read as bands (docs/belt.md, "Known limits");
+at the ends of the view, where such an item comes in and goes out as a thin column, no band is looked for.
 """
 
 from __future__ import annotations
