@@ -50,6 +50,7 @@ from edge.config import ModelSettings, PresenceSettings  # noqa: E402
 from edge.decision import REJECT, Thresholds, lane_label  # noqa: E402
 from edge.preprocess import decode_image  # noqa: E402
 from edge.presence import PresenceDetector  # noqa: E402
+from edge.tracking import DIRECTIONS  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 
@@ -176,7 +177,7 @@ def detection_ms(clip: Path, line: Line) -> dict[str, float]:
     belt both ways)."""
     cv2.setNumThreads(1)
     detector = PresenceDetector(PresenceSettings())
-    detector.axis = 0 if line.direction in ("left_to_right", "right_to_left") else 1
+    detector.axis = DIRECTIONS[line.direction][0]
     capture = cv2.VideoCapture(str(clip))
     costs = []
     while True:

@@ -49,13 +49,11 @@ class Bands:
         belt plus the band's offset (blur and a hinge's edge mix the two)."""
         if self.axis == 1:
             difference, limit, changed = difference.transpose(1, 0, 2), limit.transpose(1, 0, 2), changed.T
-        across, columns = changed.shape[0], self.columns
-        offsets = np.repeat(self.offsets, STRIP, axis=0)
-        offsets = np.concatenate([offsets, np.repeat(offsets[-1:], across - offsets.shape[0], axis=0)])
+        columns = self.columns
+        offsets = _per_row(self.offsets, changed.shape[0])
         difference, limit = difference[:, columns], limit[:, columns]
         beyond = np.maximum(difference - np.maximum(offsets, 0.0), np.minimum(offsets, 0.0) - difference) - limit
-        worst = cv2.reduce(beyond.reshape(-1, 3), 1, cv2.REDUCE_MAX).reshape(beyond.shape[:2])
-        changed[:, columns] &= worst > 0
+        changed[:, columns] &= _worst_channel(beyond) > 0
 
 
 def find_bands(difference: np.ndarray, limit: np.ndarray, changed: np.ndarray, axis: int) -> Bands | None:
@@ -106,7 +104,7 @@ def _strips(difference: np.ndarray, limit: np.ndarray, strips: int, looked_at: n
     difference = np.ascontiguousarray(difference[:, columns])
     limit = np.ascontiguousarray(limit[:, columns])
     mean = cv2.resize(difference, (columns.size, strips), interpolation=cv2.INTER_AREA).reshape(strips, -1, 3)
-    uniform = _within(difference, np.repeat(mean, STRIP, axis=0), limit).reshape(strips, STRIP, -1).mean(axis=1)
+    uniform = _within(difference, _per_row(mean, strips * STRIP), limit).reshape(strips, STRIP, -1).mean(axis=1)
     least = limit.reshape(strips, STRIP, columns.size, 3).min(axis=1)
     offset = np.zeros((strips, along, 3), np.float32)
     least_limit = np.full((strips, along, 3), np.inf, np.float32)
@@ -119,8 +117,19 @@ def _strips(difference: np.ndarray, limit: np.ndarray, strips: int, looked_at: n
 def _within(difference: np.ndarray, expected: np.ndarray, limit: np.ndarray) -> np.ndarray:
     """HxW: where `difference` is within `limit` of `expected` in every channel (all HxWx3)."""
     excess = cv2.subtract(cv2.absdiff(np.ascontiguousarray(difference), expected), np.ascontiguousarray(limit))
-    worst = cv2.reduce(excess.reshape(-1, 3), 1, cv2.REDUCE_MAX)
-    return worst.reshape(excess.shape[:2]) <= 0
+    return _worst_channel(excess) <= 0
+
+
+def _worst_channel(excess: np.ndarray) -> np.ndarray:
+    """HxWx3 -> HxW: the largest of the three channels."""
+    return cv2.reduce(np.ascontiguousarray(excess).reshape(-1, 3), 1, cv2.REDUCE_MAX).reshape(excess.shape[:2])
+
+
+def _per_row(strip_values: np.ndarray, rows: int) -> np.ndarray:
+    """Strips x columns x 3 -> rows x columns x 3: each strip's value on its rows, the last strip's on the rows
+    below the last whole strip."""
+    per_row = np.repeat(strip_values, STRIP, axis=0)
+    return np.concatenate([per_row, np.repeat(per_row[-1:], rows - per_row.shape[0], axis=0)])
 
 
 def _near(flags: np.ndarray) -> np.ndarray:
