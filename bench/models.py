@@ -112,12 +112,11 @@ def crafted_inputs(work: Path) -> dict[str, np.ndarray]:
     and a colour gradient."""
     import cv2
 
-    from demo.line import BELTS, LINES, write_line_clip
+    from demo.line import LINES, write_line_clip
 
     images: dict[str, np.ndarray] = {}
     photo = sorted((ROOT / "demo" / "images").glob("*/*.*"))[0]
-    for belt in BELTS:
-        line = next(line for line in LINES.values() if line.belt == belt)
+    for belt, line in {line.belt: line for line in reversed(LINES.values())}.items():  # each belt's first line
         clip = work / f"empty-{belt}.avi"
         write_line_clip(clip, [photo], ["jeans"], line, seed=1)
         capture = cv2.VideoCapture(str(clip))

@@ -79,9 +79,10 @@ def score_candidate(
     checked, n_test, n_val = test[0] + ood[0], len(test[0]), len(val[0])
     scored, embedded = bundle_outputs(int8_dir, checked + val[0] + train, threads, "evaluate int8 tflite")
     float_all, _ = bundle_outputs(float_dir, checked, threads, "evaluate float32 tflite")
-    reference = familiarity.unit_rows(embedded[len(checked) + n_val :])
+    reference = familiarity.as_stored(embedded[len(checked) + n_val :])  # novelty exactly as the edge reads it
     val_distance = familiarity.nearest_distances(reference, embedded[len(checked) : len(checked) + n_val])
-    limit = max(float(np.percentile(val_distance, FAMILIAR_PERCENTILE)), 1e-3)  # a collapsed embedding: all alike
+    # a collapsed embedding (all alike) has no spread to take a percentile of
+    limit = familiarity.as_stored_limit(max(float(np.percentile(val_distance, FAMILIAR_PERCENTILE)), 1e-3))
     novelty = familiarity.nearest_distances(reference, embedded[: len(checked)]) / limit
     int8_all = scored[: len(checked)]
     test_int8, ood_int8 = int8_all[:n_test], int8_all[n_test:]
