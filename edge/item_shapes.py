@@ -23,6 +23,9 @@ _CUT = 0.7  # ... and two notches facing each other this close (same share) are 
 _SEAM_PX = 8  # working pixels: a band no thicker across the whole belt is a seam
 _SIDE_BY_SIDE_GAP = 0.1  # pieces this close across the belt (share of its width) at one place along it: one item
 _BAND_ACROSS = 0.6  # a region across this share of the ROI, and far shorter along the belt than its items: a splice
+# ... and, wholly in view, at most this share of the view along the belt: splices measured up to 0.07 there (the
+# matrix's eleven lines); a slim garment lying across a line of wider ones is 0.2-0.3 and was dropped as a splice
+_BAND_LONGEST = 0.12
 
 
 @dataclass(frozen=True)
@@ -107,10 +110,17 @@ def _seam_like(xs: np.ndarray, ys: np.ndarray, shape: tuple[int, ...]) -> bool:
 
 def _band_across(xs: np.ndarray, ys: np.ndarray, shape: tuple[int, ...], axis: int, shorter_than: float) -> bool:
     """A band across most of the ROI far shorter along the belt than its items: a wide splice or a cleat (thicker
-    than `_seam_like` allows once motion blur and closing have spread it), not an item."""
-    along = float(np.ptp(xs if axis == 0 else ys)) + 1
+    than `_seam_like` allows once motion blur and closing have spread it), not an item. Wholly in view it must
+    also be short against the view: a garment lying across the belt can be half as long as the line's others."""
+    positions = xs if axis == 0 else ys
+    along, view_along = float(np.ptp(positions)) + 1, shape[1 - axis]
     across = float(np.ptp(ys if axis == 0 else xs)) + 1
-    return along < shorter_than and across >= _BAND_ACROSS * shape[0 if axis == 0 else 1]
+    at_an_end = positions.min() == 0 or positions.max() == view_along - 1  # an item coming in is short too
+    return (
+        along < shorter_than
+        and across >= _BAND_ACROSS * shape[0 if axis == 0 else 1]
+        and (at_an_end or along <= _BAND_LONGEST * view_along)
+    )
 
 
 def _side_by_side(

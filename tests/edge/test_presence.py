@@ -169,6 +169,28 @@ def test_items_a_quarter_of_the_belt_wide_are_each_one_item(tmp_path: Path):
     assert max(abs(e) for e in crossing_errors(decisions, truth, line.fps)) < 1.5
 
 
+def test_a_slim_garment_lying_across_a_line_of_wide_ones_is_an_item_not_a_splice(tmp_path: Path):
+    # folded cloth 70-80 % of the belt wide sets the line's usual length; a slim pair of trousers lying across
+    # the belt is under half of it along the travel and spans most of the belt: the splice rule dropped it
+    # (9 decisions for these 11 items), though a splice is never so long against the view
+    line = Line(belt="light-grey", item_size=(0.7, 0.8), gap_s=(0.6, 1.0))
+    slim = []
+    for index, colour in enumerate(BRIGHT[:4]):
+        image = Image.new("RGB", (110, 340), (248, 248, 246))
+        ImageDraw.Draw(image).rectangle([10, 10, 100, 330], fill=colour)
+        slim.append(tmp_path / "jeans" / f"slim{index}.png")
+        slim[-1].parent.mkdir(parents=True, exist_ok=True)
+        image.save(slim[-1])
+    wide = folded_photos(tmp_path, DARK + BRIGHT[4:])
+    photos = [wide[0], wide[1], slim[0], wide[2], slim[1], wide[3], wide[4], slim[2], wide[5], wide[6], slim[3]]
+    truth = write_line_clip(tmp_path / "slim.avi", photos, line=line, seed=2)
+
+    decisions, _ = run_line(tmp_path / "slim.avi", line.fps)
+
+    assert len(decisions) == len(truth), [d["crossed_at"] and round(d["crossed_at"] - WALL, 2) for d in decisions]
+    assert max(abs(e) for e in crossing_errors(decisions, truth, line.fps)) < 1.5
+
+
 def test_two_or_three_items_in_view_at_once_are_each_one_item_in_belt_order(tmp_path: Path):
     line = Line(belt="green-pvc", gap_s=(0.15, 0.5), **SMALL)
     truth = write_line_clip(tmp_path / "crowded.avi", garment_photos(tmp_path, BRIGHT + DARK), line=line, seed=5)
