@@ -151,8 +151,14 @@ class BeltTracker:
         pairs = sorted(
             (
                 # where it should be now, or where it was: a clock that jumps (a file read unpaced, a stalled
-                # board) must not lose an item
-                (max(_overlap(expected[id(t)], v.box), _overlap(t.view.box, v.box)), ti, vi)
+                # board) must not lose an item. Views wholly inside the box all overlap it fully: the one most
+                # like it in size continues the track (a piece of the next item that had joined it must not)
+                (
+                    max(_overlap(expected[id(t)], v.box), _overlap(t.view.box, v.box)),
+                    _alike(expected[id(t)], v.box),
+                    ti,
+                    vi,
+                )
                 for ti, t in enumerate(self.tracks)
                 for vi, v in enumerate(views)
             ),
@@ -160,7 +166,7 @@ class BeltTracker:
         )
         track_of: dict[int, int] = {}  # view index -> track index
         view_of: dict[int, int] = {}
-        for share, ti, vi in pairs:
+        for share, _, ti, vi in pairs:
             if share < _MATCH or ti in view_of or vi in track_of:
                 continue
             track_of[vi], view_of[ti] = ti, vi
@@ -396,6 +402,12 @@ def _intersection(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) ->
 def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
     """Intersection over the smaller box."""
     return _intersection(a, b) / max(1, min(_area(a), _area(b)))
+
+
+def _alike(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """Intersection over union: 1 for the same box, small for a sliver of a large one."""
+    shared = _intersection(a, b)
+    return shared / max(1, _area(a) + _area(b) - shared)
 
 
 def _inside(inner: tuple[int, int, int, int], outer: tuple[int, int, int, int]) -> bool:

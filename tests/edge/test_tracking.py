@@ -94,3 +94,31 @@ def test_a_slow_belt_is_measured_by_whole_items_not_ones_coming_into_view():
 
     assert tracker.direction == (0, 1)
     assert tracker.speed_px_s == pytest.approx(speed, rel=0.03)
+
+
+def test_an_item_that_joined_the_next_one_coming_in_keeps_its_track_when_they_part():
+    # A (340 px) in full view; B comes in behind it, and for one frame the detector joins them into one region
+    # reaching the view's edge. The next frame shows A again and B's first sliver, both wholly inside where A
+    # is expected: A must continue its track and the sliver become B. The sliver used to win the tie and carry
+    # A's track off to the view's edge, and A came back as a new item: two decisions for A, on a line of folded
+    # cloth 70-80 % of the belt wide (session 27)
+    first, second = (0.0, 340.0), (-1.2 * SPEED, 200.0)
+    tracker = BeltTracker(3, 2, (WIDTH, HEIGHT), direction="left_to_right")
+    entered, left, joined_at = [], [], None
+    for frame in range(0, 5 * FPS):
+        t = frame / FPS
+        a, b = visible(*first, t), visible(*second, t)
+        if a is not None and b is not None and joined_at is None:
+            joined_at = frame
+            views = [view(0.0, a[1])]
+        else:
+            views = [view(*extent) for extent in (a, b) if extent is not None]
+        came, went = tracker.update(views, t)
+        entered += came
+        left += went
+
+    assert joined_at is not None and len(entered) == 2
+    assert [id(track) for track in left] == [id(track) for track in entered]  # one track an item, in and out
+    truths = [(320 + 170) / SPEED, 1.2 + (320 + 100) / SPEED]
+    for track, truth in zip(left, truths, strict=True):
+        assert track.crossed_at == pytest.approx(truth, abs=1 / FPS)
