@@ -46,11 +46,12 @@ def as_stored_limit(limit: float) -> float:
 
 
 def describe(
-    reference: np.ndarray, limit: float, chosen_on: str, per_label: dict[str, float] | None = None
+    stored: np.ndarray, limit: float, chosen_on: str, per_label: dict[str, float] | None = None
 ) -> tuple[bytes, Familiarity]:
-    """The training embeddings as the bundle stores them (.npy bytes, unit rows, float16) and their metadata
-    (`per_label`: the limit's share for items of that top label, where it is below 1)."""
-    rows = as_stored(reference).astype(np.float16)
+    """The training embeddings, already `as_stored` (the rows the trainer judged novelty on, not rounded a
+    second time), as the bundle keeps them (.npy bytes, float16) and their metadata (`per_label`: the limit's
+    share for items of that top label, where it is below 1)."""
+    rows = stored.astype(np.float16)
     buffer = io.BytesIO()
     np.save(buffer, rows, allow_pickle=False)
     data = buffer.getvalue()

@@ -14,12 +14,13 @@ def test_the_trainer_judges_novelty_on_the_rows_and_limit_the_bundle_stores():
     photos were unfamiliar, so the trainer chose thresholds on novelty the edge never computes."""
     rng = np.random.default_rng(4)
     training = np.abs(rng.normal(size=(40, 24))).astype(np.float32)  # ReLU embeddings
-    data, spec = familiarity.describe(training, 0.0351729, "test")
+    judged_on = familiarity.as_stored(training)  # what the trainer computes novelty with
+    data, spec = familiarity.describe(judged_on, 0.0351729, "test")
     stored = np.load(io.BytesIO(data), allow_pickle=False)
     assert stored.dtype == np.float16
-    np.testing.assert_array_equal(familiarity.as_stored(training), stored.astype(np.float32))
+    np.testing.assert_array_equal(judged_on, stored.astype(np.float32))
     assert spec.limit == familiarity.as_stored_limit(0.0351729) == 0.0352
     items = np.abs(rng.normal(size=(200, 24))).astype(np.float32)
     exact = familiarity.nearest_distances(familiarity.unit_rows(training), items)
-    as_read = familiarity.nearest_distances(familiarity.as_stored(training), items)
+    as_read = familiarity.nearest_distances(judged_on, items)
     assert 0 < np.abs(exact - as_read).max() < 2e-3  # the rounding the trainer must not ignore, and no more
