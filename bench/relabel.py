@@ -162,6 +162,12 @@ def base_bundle(work_root: Path, split_file: Path, backbone: str, seed: int = 1)
         )  # fmt: skip
         run(cfg)
     bundle = load_bundle(out)
+    trained = bundle.metadata.training.get("settings", {})
+    if (trained.get("backbone"), trained.get("seed")) != (backbone, seed):
+        sys.exit(
+            f"{out} holds a base trained as {trained.get('backbone')}, seed {trained.get('seed')}, not {backbone},"
+            f" seed {seed}: give this one its own --work"
+        )
     split = json.loads((out / "split.json").read_text())["samples"]
     test = [(str(Path(s["folder"]) / s["file"]), s["label"]) for s in split if s["split"] == "test"]
     return {"work": work, "out": out, "split": out / "split.json", "model": bundle.metadata.model_id,
