@@ -180,12 +180,13 @@ class _Sprite:
     image: np.ndarray  # float32 BGR
     alpha: np.ndarray  # float32 0..1
     cut_out: bool
-    shadow: np.ndarray = field(init=False)  # alpha blurred, _SHADOW_SOFT wider on every side
+    darkens: float  # the share of light its shadow takes from the belt at its core (`Line.shadow`)
+    shadow: np.ndarray = field(init=False)  # alpha blurred, _SHADOW_SOFT wider on every side, times `darkens`
 
     def __post_init__(self) -> None:
         soft = _SHADOW_SOFT
         border = cv2.copyMakeBorder(self.alpha, soft, soft, soft, soft, cv2.BORDER_CONSTANT, 0)
-        self.shadow = cv2.GaussianBlur(border, (0, 0), 5)
+        self.shadow = cv2.GaussianBlur(border, (0, 0), 5) * np.float32(self.darkens)
 
 
 @dataclass
@@ -325,7 +326,7 @@ def _sprite(path: Path, belt_h: int, along: int, line: Line, rng: np.random.Gene
         photo, alpha = cv2.resize(photo, new), cv2.resize(alpha, new)
     ys, xs = np.nonzero(alpha > 0.05)
     box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
-    return _Sprite(photo[box], np.clip(alpha[box], 0, 1), cut_out)
+    return _Sprite(photo[box], np.clip(alpha[box], 0, 1), cut_out, line.shadow)
 
 
 def _cut_out(photo: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -406,8 +407,8 @@ def _blend(canvas: np.ndarray, left: int, top: int, alpha: np.ndarray, image: np
         return
     a = alpha[y0 - top : y1 - top, x0 - left : x1 - left, None]
     region = canvas[y0:y1, x0:x1]
-    if image is None:  # a shadow darkens what is under it
-        region *= 1 - 0.45 * a
+    if image is None:  # a shadow darkens what is under it by its alpha
+        region *= 1 - a
     else:
         region[:] = region * (1 - a) + image[y0 - top : y1 - top, x0 - left : x1 - left] * a
 

@@ -333,6 +333,32 @@ def test_the_simulator_refuses_a_line_it_cannot_render():
         Line(belt="velvet")
 
 
+def _middle_frame(clip: Path, frame: int) -> np.ndarray:
+    capture = cv2.VideoCapture(str(clip))
+    capture.set(cv2.CAP_PROP_POS_FRAMES, frame)
+    ok, image = capture.read()
+    capture.release()
+    assert ok
+    return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32)
+
+
+def test_the_simulators_shadows_are_as_deep_as_the_line_says(tmp_path: Path):
+    # every shadow was drawn at 0.45 whatever the line said: the held-out `dark-shadowy` line (0.75) was not deeper
+    photos = garment_photos(tmp_path, DARK[:1])
+    plain = {"belt": "mid-grey-plain", "noise": 0.0, "light_drift": 0.0, "flicker": 0.0, **SMALL}
+    frames = {}
+    for depth in (0.0, 0.45, 0.75):
+        truth = write_line_clip(tmp_path / f"{depth}.avi", photos, line=Line(shadow=depth, **plain), seed=1)
+        frames[depth] = _middle_frame(tmp_path / f"{depth}.avi", (truth[0].first_frame + truth[0].last_frame) // 2)
+    lit = frames[0.0]
+
+    def darkening(depth: float) -> float:  # the same clip but for the shadow: its darkest visible share
+        return 1 - float(np.percentile((frames[depth] / np.maximum(lit, 1))[lit > 60], 0.5))
+
+    assert darkening(0.45) > 0.2  # the item's shadow shows round its edge
+    assert 1.45 < darkening(0.75) / darkening(0.45) < 1.9, (darkening(0.45), darkening(0.75))  # 0.75 / 0.45 = 1.67
+
+
 def test_a_configured_direction_times_items_from_the_first_one(tmp_path: Path):
     line = Line(belt="dark-grey", direction="right_to_left", **SMALL)
     truth = write_line_clip(tmp_path / "rtl.avi", garment_photos(tmp_path, BRIGHT[:3]), line=line, seed=7)
