@@ -4,6 +4,7 @@ the diverter from?
 
     .venv/bin/python bench/belt.py [--bundle models/apparel-efficientnet-lite2-int8] [--per-class 10]
         [--sets test,ood] [--lines dark-rubber,white-pu,...] [--json bench/results/belt.json]
+    .venv/bin/python bench/belt.py --seed 23 --line 'touching-light-grey={"belt": "light-grey", "touching_share": 0.25}'
 
 For each set of labelled photos (``test``: the bundle's test split, from ../shared/data/apparel, else the six
 demo photos; ``ood``: ../shared/data/apparel-ood, when present) it
@@ -205,12 +206,29 @@ def on_the_line(bundle_dir: Path, clip: Path, port: int, workdir: Path) -> list[
     return sorted({d["seq"]: d for d in decisions}.values(), key=lambda d: d["seq"])
 
 
+def own_lines(specs: list[str]) -> dict[str, Line]:
+    """`NAME=JSON` -> lines of the user's own (JSON lists stand for the fields' pairs)."""
+
+    def tuples(value: object) -> object:
+        return tuple(map(tuples, value)) if isinstance(value, list) else value
+
+    lines = {}
+    for spec in specs:
+        name, _, fields = spec.partition("=")
+        lines[name] = Line(**{key: tuples(value) for key, value in json.loads(fields).items()})
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", type=Path, default=ROOT / "models" / "apparel-efficientnet-lite2-int8")
     parser.add_argument("--per-class", type=int, default=10, help="photos per label and set (30 items per line)")
     parser.add_argument("--sets", default="test,ood", help="photo sets: test, ood")
-    parser.add_argument("--lines", default=",".join(LINES), help=f"lines of the matrix: {', '.join(LINES)}")
+    parser.add_argument("--lines", help=f"lines of the matrix (default: all, or none with --line): {', '.join(LINES)}")
+    parser.add_argument(
+        "--line", action="append", default=[], metavar="NAME=JSON", help="a line of your own: demo.line.Line's fields"
+    )
+    parser.add_argument("--seed", type=int, default=1, help="the clips' seed (items, places, gaps)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
         "--not-in",
@@ -226,7 +244,11 @@ def main() -> int:
     if args.not_in:
         results["photos_left_out"] = len(labelled)
     print(cpu_line(results["cpu"]), flush=True)  # type: ignore[arg-type]
-    results["lines"] = {name: asdict(LINES[name]) for name in args.lines.split(",")}
+    lines = own_lines(args.line)
+    if args.lines or not lines:
+        lines |= {name: LINES[name] for name in (args.lines or ",".join(LINES)).split(",")}
+    results["lines"] = {name: asdict(line) for name, line in lines.items()}
+    results["seed"] = args.seed
     with tempfile.TemporaryDirectory() as tmp, mosquitto(Path(tmp)) as port:
         workdir = Path(tmp)
         for name in args.sets.split(","):
@@ -236,10 +258,10 @@ def main() -> int:
                 continue
             row: dict[str, object] = {"photos": as_photos(args.bundle, photos), "lines": {}}
             print(f"{name} as photos: {row['photos']}", flush=True)
-            for line_name in args.lines.split(","):
-                line = LINES[line_name]
+            for line_name, line in lines.items():
                 clip = workdir / f"{name}-{line_name}.avi"
-                truth = write_line_clip(clip, [p for p, _ in photos], [label for _, label in photos], line, seed=1)
+                paths, labels = [p for p, _ in photos], [label for _, label in photos]
+                truth = write_line_clip(clip, paths, labels, line, seed=args.seed)
                 started = time.monotonic()
                 decisions = on_the_line(args.bundle, clip, port, workdir)
                 run = {**match(decisions, truth, line), "wall_s": round(time.monotonic() - started, 1)}

@@ -29,7 +29,7 @@ import cv2
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.belt import match, rendered_clips  # noqa: E402
+from bench.belt import match, own_lines, rendered_clips  # noqa: E402
 from bench.belt_restart import Decided  # noqa: E402
 from bench.machine import cpu_description, cpu_line  # noqa: E402
 from demo.line import HELD_OUT_LINES, Line  # noqa: E402
@@ -63,19 +63,6 @@ def run(clip: Path, line: Line, settings: PresenceSettings) -> tuple[list[dict],
         for item in book.closed
     ]
     return decisions, mode
-
-
-def own_lines(specs: list[str]) -> dict[str, Line]:
-    """`NAME=JSON` -> lines of the user's own (JSON lists stand for the fields' pairs)."""
-
-    def tuples(value: object) -> object:
-        return tuple(map(tuples, value)) if isinstance(value, list) else value
-
-    lines = {}
-    for spec in specs:
-        name, _, fields = spec.partition("=")
-        lines[name] = Line(**{key: tuples(value) for key, value in json.loads(fields).items()})
-    return lines
 
 
 def main() -> int:
