@@ -206,8 +206,9 @@ def on_the_line(bundle_dir: Path, clip: Path, port: int, workdir: Path) -> list[
     return sorted({d["seq"]: d for d in decisions}.values(), key=lambda d: d["seq"])
 
 
-def own_lines(specs: list[str]) -> dict[str, Line]:
-    """`NAME=JSON` -> lines of the user's own (JSON lists stand for the fields' pairs)."""
+def chosen_lines(catalogue: dict[str, Line], names: str | None, specs: list[str]) -> dict[str, Line]:
+    """The user's own lines (`NAME=JSON`, JSON lists standing for the fields' pairs) and `catalogue`'s lines named
+    in `names` (comma-separated); with neither, the whole catalogue."""
 
     def tuples(value: object) -> object:
         return tuple(map(tuples, value)) if isinstance(value, list) else value
@@ -216,6 +217,8 @@ def own_lines(specs: list[str]) -> dict[str, Line]:
     for spec in specs:
         name, _, fields = spec.partition("=")
         lines[name] = Line(**{key: tuples(value) for key, value in json.loads(fields).items()})
+    if names or not lines:
+        lines |= {name: catalogue[name] for name in (names or ",".join(catalogue)).split(",")}
     return lines
 
 
@@ -244,9 +247,7 @@ def main() -> int:
     if args.not_in:
         results["photos_left_out"] = len(labelled)
     print(cpu_line(results["cpu"]), flush=True)  # type: ignore[arg-type]
-    lines = own_lines(args.line)
-    if args.lines or not lines:
-        lines |= {name: LINES[name] for name in (args.lines or ",".join(LINES)).split(",")}
+    lines = chosen_lines(LINES, args.lines, args.line)
     results["lines"] = {name: asdict(line) for name, line in lines.items()}
     results["seed"] = args.seed
     with tempfile.TemporaryDirectory() as tmp, mosquitto(Path(tmp)) as port:

@@ -29,7 +29,7 @@ import cv2
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.belt import match, own_lines, rendered_clips  # noqa: E402
+from bench.belt import chosen_lines, match, rendered_clips  # noqa: E402
 from bench.belt_restart import Decided  # noqa: E402
 from bench.machine import cpu_description, cpu_line  # noqa: E402
 from demo.line import HELD_OUT_LINES, Line  # noqa: E402
@@ -79,9 +79,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     settings = PresenceSettings(**dict(item.split("=", 1) for item in args.presence))
-    lines = own_lines(args.line)
-    if args.lines or not lines:
-        lines |= {name: HELD_OUT_LINES[name] for name in (args.lines or ",".join(HELD_OUT_LINES)).split(",")}
+    lines = chosen_lines(HELD_OUT_LINES, args.lines, args.line)
     results: dict[str, object] = {"cpu": cpu_description(), "seed": args.seed, "presence": args.presence, "sets": {}}
     results["lines"] = {name: line.__dict__ for name, line in lines.items()}
     print(cpu_line(results["cpu"]), flush=True)  # type: ignore[arg-type]

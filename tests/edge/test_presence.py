@@ -333,7 +333,7 @@ def test_the_simulator_refuses_a_line_it_cannot_render():
         Line(belt="velvet")
 
 
-def _middle_frame(clip: Path, frame: int) -> np.ndarray:
+def _grey_frame(clip: Path, frame: int) -> np.ndarray:
     capture = cv2.VideoCapture(str(clip))
     capture.set(cv2.CAP_PROP_POS_FRAMES, frame)
     ok, image = capture.read()
@@ -349,7 +349,7 @@ def test_the_simulators_shadows_are_as_deep_as_the_line_says(tmp_path: Path):
     frames = {}
     for depth in (0.0, 0.45, 0.75):
         truth = write_line_clip(tmp_path / f"{depth}.avi", photos, line=Line(shadow=depth, **plain), seed=1)
-        frames[depth] = _middle_frame(tmp_path / f"{depth}.avi", (truth[0].first_frame + truth[0].last_frame) // 2)
+        frames[depth] = _grey_frame(tmp_path / f"{depth}.avi", (truth[0].first_frame + truth[0].last_frame) // 2)
     lit = frames[0.0]
 
     def darkening(depth: float) -> float:  # the same clip but for the shadow: its darkest visible share
