@@ -5,8 +5,9 @@ on a dark belt shows as its light edges and folds), then everything thinner than
 (seams and splices across the belt, scratches, small marks). Of what remains, a thin band across most of the
 ROI is a seam; pieces at one place along the belt and close across it are one item seen in pieces (items on a
 sorting line come one after another); a long region with a waist (two deep notches facing each other across
-the belt) is two items touching, split there and both marked so that neither gets a lane. Each item's tilt
-and upright box let the crop stand it up like a product photo.
+the belt) is two items touching, split there and both marked so that neither gets a lane; so is a region that,
+looked at again at a finer resolution, holds two items one after the other with belt between them (a gap the
+working resolution closes). Each item's tilt and upright box let the crop stand it up like a product photo.
 """
 
 from __future__ import annotations
@@ -26,6 +27,14 @@ _BAND_ACROSS = 0.6  # a region across this share of the ROI, and far shorter alo
 # ... and, wholly in view, at most this share of the view along the belt: splices measured up to 0.07 there (the
 # matrix's eleven lines); a slim garment lying across a line of wider ones is 0.2-0.3 and was dropped as a splice
 _BAND_LONGEST = 0.12
+# at the finer resolution, a region's parts are looked at when together they are this share of the region the
+# working resolution found (a pale garment on a pale belt may show there only as its edges and shadow) ...
+_APART_SEEN = 0.6
+# ... and its parts this big (share of its item pixels) are items, not loose pieces ...
+_APART_SHARE = 0.2
+# ... and two of them lie one after the other when, along the belt, they overlap by less than this share of the
+# shorter (garments turned up to 25 degrees, laid a few millimetres apart, overlap by a little)
+_APART_OVERLAP = 0.35
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,29 @@ class ItemView:
     def length(self, axis: int) -> int:
         """Its extent along `axis` (0: x, 1: y), ROI pixels."""
         return self.box[2 + axis] - self.box[axis]
+
+    def stretch(self, axis: int, start: int, end: int) -> ItemView:
+        """The stretch of this region from `start` to `end` along `axis` (its full extent across), as the view of
+        one of the touching items it holds."""
+        box = list(self.box)
+        share = (end - start) / max(1, box[axis + 2] - box[axis])
+        box[axis], box[axis + 2] = start, end
+        x0, y0, x1, y1 = box
+        upright = ((x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0)
+        return ItemView((x0, y0, x1, y1), self.area * share, True, 0.0, upright)
+
+
+def box_area(box: tuple[int, int, int, int]) -> int:
+    return max(0, box[2] - box[0]) * max(0, box[3] - box[1])
+
+
+def box_intersection(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> int:
+    return box_area((max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])))
+
+
+def box_overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """Intersection over the smaller box."""
+    return box_intersection(a, b) / max(1, min(box_area(a), box_area(b)))
 
 
 def clean(changed: np.ndarray) -> np.ndarray:
@@ -221,3 +253,23 @@ def _cut(region: np.ndarray, p: tuple[int, int], q: tuple[int, int], smallest: f
     if areas.min() < max(smallest, 0.25 * region.sum()):
         return None
     return [labels == index for index in largest]
+
+
+def apart_at(item_pixels: np.ndarray, axis: int, smallest: float, region: float) -> int | None:
+    """Where along `axis` (pixels of `item_pixels`: a region's box at a finer resolution than the working one,
+    nonzero where it is not belt) two items lie one after the other with belt between them, or None. Only where
+    those pixels show most of the `region` (pixels) the working resolution found; each item must be a large part
+    of it and at least `smallest` pixels; pieces of one garment (a pale one on a pale belt comes apart) lie at one
+    place along the belt, side by side across it, and are not taken for two."""
+    count, _, stats, _ = cv2.connectedComponentsWithStats(item_pixels.astype(np.uint8), connectivity=8)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    if count < 3 or areas.sum() < _APART_SEEN * region:
+        return None
+    big = [i + 1 for i in np.argsort(areas)[::-1][:2] if areas[i] >= max(smallest, _APART_SHARE * areas.sum())]
+    if len(big) < 2:
+        return None
+    (a0, a1), (b0, b1) = sorted((stats[i, axis], stats[i, axis] + stats[i, 2 + axis]) for i in big)
+    overlap = a1 - b0
+    if overlap >= _APART_OVERLAP * min(a1 - a0, b1 - b0):
+        return None
+    return round((a1 + b0) / 2)

@@ -13,7 +13,8 @@ one stretch of itself, and items on it stay items however long it stands.
 
 Bands across the belt (a modular belt's hinges, splices: `edge.belt_bands`) are taken for belt first. What
 changed is then read by shape (`edge.item_shapes`): seams, marks and pieces are told from items, and two items
-touching are told apart.
+touching are told apart. A region wholly in view is looked at again at twice that resolution, where two items
+laid a centimetre or two apart still have belt between them that the working resolution closes.
 
 A frame costs about a millisecond on one core (160 pixels across, whatever the camera); bench/belt.py
 measures it.
@@ -28,7 +29,7 @@ import numpy as np
 
 from edge.belt_bands import Bands, find_bands
 from edge.config import PresenceSettings
-from edge.item_shapes import CLOSE, ItemView, clean, find_items
+from edge.item_shapes import CLOSE, ItemView, apart_at, box_overlap, clean, find_items
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,17 @@ BANDED = 0.1  # share of the view along the travel: bands across that much of it
 # however much brighter the light gets, so it says nothing of the light's gain, nor how bright the belt is
 CLIPPED = 250.0
 CLIPPED_ENOUGH = 0.02  # share of the view: unclipped belt pixels enough to read the light's gain from
+# pixels across the ROI where a region wholly in view is looked at again for two items a little apart: twice the
+# working resolution sees 11 px of belt between two items on a 640-px view, and costs a quarter of the camera's own
+FINE_WIDTH = 2 * WORK_WIDTH
+# there a pixel is an item's when it differs from the belt by this many times the change that counts at working
+# resolution: the belt's grain and the sensor's noise, which the coarser copy averages away, show more
+APART_LIMIT = 2.0
+_SPECK = np.ones((3, 3), np.uint8)  # what is thinner than this there is noise, not an item
+# looks in a row (one every LOOK_EVERY frames: two items laid close are in full view for a dozen frames or more) a
+# region must be seen holding two items before it is told apart: a crease across a pale garment on a pale belt can
+# look like belt between two items for a frame
+APART_LOOKS, LOOK_EVERY = 2, 2
 
 
 class PresenceDetector:
@@ -87,6 +99,8 @@ class PresenceDetector:
         self._moving_frames = 0  # frames the belt moved in, since the check began
         self._next_check = CHECK_GAPS[0]  # ... and the one of them to look at next
         self._last_grey: np.ndarray | None = None  # the frame before, for whether the belt moves
+        self._apart: list[tuple[tuple[int, int, int, int], int]] = []  # regions holding two items: looks in a row
+        self._frames = 0  # frames detected in since the belt was learned: which of them look again
 
     @property
     def learning(self) -> bool:
@@ -105,6 +119,7 @@ class PresenceDetector:
         self._still_frame, self._still, self._still_began, self._last_mask = None, 0, None, None
         self._checking, self._last_grey, self._moving_frames, self._next_check = None, None, 0, CHECK_GAPS[0]
         self._bands = [None, None]
+        self._apart, self._frames = [], 0
         self.checks = 0
         self.items, self.gain = [], 1.0
 
@@ -119,7 +134,7 @@ class PresenceDetector:
         changed = self._changed(small)
         mask = clean(changed)
         scale = crop_bgr.shape[1] / small.shape[1], crop_bgr.shape[0] / small.shape[0]
-        self.items = find_items(
+        items = find_items(
             mask,
             scale,
             self.axis,
@@ -128,6 +143,7 @@ class PresenceDetector:
             self.settings.enter_fraction,
             self.seam_shorter_than,
         )
+        self.items = self._told_apart(crop_bgr, items, scale)
         grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
         self._follow_stillness(grey * (1.0 / self.gain), mask)
         if not self.standing:  # a standing belt shows one stretch of itself: its spread is not learned
@@ -141,6 +157,68 @@ class PresenceDetector:
             )
             self.reset()
         return self.items
+
+    # ---- two items close together -------------------------------------------------------------
+    def _told_apart(self, crop_bgr: np.ndarray, views: list[ItemView], scale: tuple[float, float]) -> list[ItemView]:
+        """Each region wholly in view, looked at again at `FINE_WIDTH`: where it holds two items lying one after
+        the other with belt between them (laid a centimetre or two apart: a gap the working resolution closes)
+        in `APART_LOOKS` looks in a row, it is two touching views, so that each item gets its own decision and
+        neither a lane. Once told apart, the tracker keeps them apart in the frames between looks."""
+        axis = self.axis
+        self._frames += 1
+        if axis is None or self._frames % LOOK_EVERY:
+            return views
+        size = crop_bgr.shape[1 - axis]  # the ROI's extent along the travel
+        fine = min(1.0, FINE_WIDTH / crop_bgr.shape[1])  # fine pixels per ROI pixel, each way
+        roi_pixels = crop_bgr.shape[0] * crop_bgr.shape[1] * fine**2
+        told: list[ItemView] = []
+        apart: list[tuple[tuple[int, int, int, int], int]] = []
+        for view in views:
+            start, end = view.box[axis], view.box[axis + 2]
+            cut = None
+            if not view.touching and start > 0 and end < size:
+                pixels = self._item_pixels(crop_bgr, view.box, scale, fine)
+                # what the working resolution saw of it, and the least an item is, in fine pixels
+                cut = apart_at(pixels, axis, self.settings.enter_fraction * roi_pixels, view.area * roi_pixels)
+            if cut is not None:
+                looks = 1 + max((n for box, n in self._apart if box_overlap(box, view.box) >= 0.5), default=0)
+                apart.append((view.box, looks))
+                if looks < APART_LOOKS:
+                    cut = None
+            if cut is None:
+                told.append(view)
+            else:
+                at = start + round(cut / fine)
+                told += [view.stretch(axis, start, at), view.stretch(axis, at, end)]
+        self._apart = apart
+        return told
+
+    def _item_pixels(
+        self, crop_bgr: np.ndarray, box: tuple[int, int, int, int], scale: tuple[float, float], fine: float
+    ) -> np.ndarray:
+        """Within `box` (ROI pixels), at `fine` of the ROI's resolution: where the frame differs from the belt.
+        The learned belt and its variation are brought up to that resolution for the box alone."""
+        assert self._mean is not None
+        x0, y0, x1, y1 = box
+        (sx, sy), (height, width) = scale, self._mean.shape[:2]
+        seen = crop_bgr[y0:y1, x0:x1]
+        if fine < 1.0:
+            shape = (max(1, round((x1 - x0) * fine)), max(1, round((y1 - y0) * fine)))
+            seen = cv2.resize(seen, shape, interpolation=cv2.INTER_AREA)
+        seen = cv2.GaussianBlur(seen, (3, 3), 0).astype(np.float32)
+        seen *= 1.0 / self.gain
+        wx0, wy0 = max(0, int(x0 / sx) - 1), max(0, int(y0 / sy) - 1)
+        wx1, wy1 = min(width, int(np.ceil(x1 / sx)) + 1), min(height, int(np.ceil(y1 / sy)) + 1)
+        fx, fy = sx * fine, sy * fine  # fine pixels per working pixel
+        shape = (round((wx1 - wx0) * fx), round((wy1 - wy0) * fy))
+        ox, oy = round(x0 * fine - wx0 * fx), round(y0 * fine - wy0 * fy)
+        inside = slice(oy, oy + seen.shape[0]), slice(ox, ox + seen.shape[1])
+        mean = cv2.resize(self._mean[wy0:wy1, wx0:wx1], shape, interpolation=cv2.INTER_LINEAR)[inside]
+        limit = cv2.resize(self._limit[wy0:wy1, wx0:wx1], shape, interpolation=cv2.INTER_LINEAR)[inside]
+        seen = seen[: mean.shape[0], : mean.shape[1]]
+        blue, green, red = cv2.split(cv2.absdiff(seen, mean) - APART_LIMIT * limit)  # cv2: numpy's max is slower
+        differs = cv2.compare(cv2.max(cv2.max(blue, green), red), 0.0, cv2.CMP_GT)
+        return cv2.morphologyEx(differs, cv2.MORPH_OPEN, _SPECK)
 
     # ---- the empty belt --------------------------------------------------------------------
     def _learn(self, small: np.ndarray) -> None:

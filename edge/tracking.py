@@ -29,7 +29,7 @@ from itertools import pairwise
 
 import numpy as np
 
-from edge.item_shapes import ItemView
+from edge.item_shapes import ItemView, box_area, box_intersection, box_overlap
 
 Direction = tuple[int, int]  # (axis, sign): axis 0 is x, 1 is y; sign +1 when items move to larger x / y
 
@@ -154,7 +154,7 @@ class BeltTracker:
                 # board) must not lose an item. Views wholly inside the box all overlap it fully: the one most
                 # like it in size continues the track (a piece of the next item that had joined it must not)
                 (
-                    max(_overlap(expected[id(t)], v.box), _overlap(t.view.box, v.box)),
+                    max(box_overlap(expected[id(t)], v.box), box_overlap(t.view.box, v.box)),
                     _alike(expected[id(t)], v.box),
                     ti,
                     vi,
@@ -315,7 +315,7 @@ class BeltTracker:
         axis, sign = self.direction
         start, end = track.view.box[axis], track.view.box[axis + 2]
         edges = np.linspace(start, end, count + 1).round().astype(int).tolist()
-        parts = [_stretch(track.view, axis, a, b) for a, b in pairwise(edges)]
+        parts = [track.view.stretch(axis, a, b) for a, b in pairwise(edges)]
         return self.divide(track, parts[::-1] if sign > 0 else parts)
 
     def _tell_apart(
@@ -342,7 +342,7 @@ class BeltTracker:
         parts: list[ItemView | None] = [None] * len(expected)
         for k, i in enumerate(order):
             if cuts[k + 1] - cuts[k] >= _SAME_SHIFT_PX:
-                parts[i] = _stretch(view, axis, cuts[k], cuts[k + 1])
+                parts[i] = view.stretch(axis, cuts[k], cuts[k + 1])
         return parts
 
     def _clear_of_edges(self, box: tuple[int, int, int, int]) -> bool:
@@ -357,16 +357,6 @@ class BeltTracker:
             if ti in view_of and id(track) in expected and _inside(view.box, expected[id(track)]):
                 return ti
         return None
-
-
-def _stretch(view: ItemView, axis: int, start: int, end: int) -> ItemView:
-    """The stretch of a region from `start` to `end` along `axis` (its full extent across), as the view of one
-    of the touching items it holds."""
-    box = list(view.box)
-    share = (end - start) / max(1, box[axis + 2] - box[axis])
-    box[axis], box[axis + 2] = start, end
-    x0, y0, x1, y1 = box
-    return ItemView((x0, y0, x1, y1), view.area * share, True, 0.0, ((x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0))
 
 
 def _moved(box: tuple[int, int, int, int], by: np.ndarray) -> tuple[int, int, int, int]:
@@ -391,25 +381,12 @@ def _sides_alike(before: tuple[int, int, int, int], after: tuple[int, int, int, 
     return np.abs(lead - trail) <= _SAME_SHIFT_PX
 
 
-def _area(box: tuple[int, int, int, int]) -> int:
-    return max(0, box[2] - box[0]) * max(0, box[3] - box[1])
-
-
-def _intersection(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> int:
-    return _area((max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])))
-
-
-def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
-    """Intersection over the smaller box."""
-    return _intersection(a, b) / max(1, min(_area(a), _area(b)))
-
-
 def _alike(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
     """Intersection over union: 1 for the same box, small for a sliver of a large one."""
-    shared = _intersection(a, b)
-    return shared / max(1, _area(a) + _area(b) - shared)
+    shared = box_intersection(a, b)
+    return shared / max(1, box_area(a) + box_area(b) - shared)
 
 
 def _inside(inner: tuple[int, int, int, int], outer: tuple[int, int, int, int]) -> bool:
     """Most (60 %) of `inner` lies within `outer`."""
-    return _intersection(inner, outer) >= 0.6 * max(1, _area(inner))
+    return box_intersection(inner, outer) >= 0.6 * max(1, box_area(inner))

@@ -22,6 +22,7 @@ from edge.config import LaneSettings, PresenceSettings
 from edge.decision import Thresholds, decide
 from edge.inference import InferenceWorker
 from edge.item_lengths import CHANGEOVER_AFTER
+from edge.item_shapes import apart_at
 from edge.items import ItemBook
 from edge.line_memory import LineMemory
 from edge.modes.presence import PresenceMode
@@ -387,6 +388,46 @@ def test_touching_items_never_get_a_lane(tmp_path: Path):
         assert not nearest.touching and abs(nearest.crossed_s - crossed) < 0.1
     rejects = [d for d in decisions if d["label"] == "reject"]
     assert rejects and {d["reason"] for d in rejects} <= {"touching", "too_long"}
+
+
+def test_two_items_laid_a_centimetre_apart_are_two_decisions_never_one_lane(tmp_path: Path):
+    # two garments 18 px apart on a 640x480 view (0.05 s at 360 px/s; 1-2 cm on a real line): at the detector's
+    # working resolution (160 px across) the gap closes and they are one region, and at a line's start, before
+    # its items' length is known, nothing else tells that region from one item
+    line = Line(belt="dark-grey", gap_s=(0.05, 0.05), item_size=(0.6, 0.7), rotation_deg=10)
+    photos = garment_photos(tmp_path, BRIGHT[:2])
+    truth = write_line_clip(tmp_path / "close.avi", photos, line=line, seed=8)
+
+    decisions, _ = run_line(tmp_path / "close.avi", line.fps, PresenceSettings(direction="left_to_right"))
+
+    assert [d["reason"] for d in decisions] == ["touching", "touching"]  # two decisions, neither a lane
+    for decision, item in zip(decisions, truth, strict=True):  # each at its own item's crossing
+        assert abs(decision["crossed_at"] - WALL - item.crossed_s) < 1.5 / line.fps
+
+
+def test_a_region_holds_two_items_only_where_its_parts_lie_one_after_the_other():
+    # item pixels in the camera's own resolution, the belt running along x; r: the pixels of the region the
+    # working resolution found, its gaps closed
+    r = 40_000
+    two = np.zeros((200, 300), np.uint8)
+    two[20:180, 20:130], two[30:170, 150:280] = 1, 1  # two items, 20 px of belt between them
+    assert apart_at(two, 0, smallest=1000, region=r) == 140
+    assert apart_at(two.T, 1, smallest=1000, region=r) == 140  # the belt running along y
+    assert apart_at(two, 1, smallest=1000, region=r) is None  # side by side across the belt: one item in pieces
+    pieces = np.zeros((200, 300), np.uint8)  # a pale garment on a pale belt: waist and legs apart, one place
+    pieces[10:80, 60:200], pieces[95:190, 50:210] = 1, 1
+    assert apart_at(pieces, 0, smallest=1000, region=r) is None
+    turned = np.zeros((200, 300), np.uint8)  # two items lying askew overlap a little along the belt, belt between
+    turned[20:100, 20:140], turned[100:180, 20:125] = 1, 1
+    turned[20:100, 145:280], turned[104:180, 130:280] = 1, 1
+    assert apart_at(turned, 0, smallest=1000, region=r) == 135
+    overlapping = np.zeros((200, 300), np.uint8)  # ... but parts overlapping by half along it lie side by side
+    overlapping[20:100, 20:200], overlapping[110:180, 110:280] = 1, 1
+    assert apart_at(overlapping, 0, smallest=1000, region=r) is None
+    assert apart_at(two, 0, smallest=1000, region=2 * two.sum()) is None  # only its edges seen: no telling
+    loose = np.zeros((200, 300), np.uint8)  # an item and a loose thread or tag beside it
+    loose[20:180, 20:200], loose[90:110, 220:240] = 1, 1
+    assert apart_at(loose, 0, smallest=1000, region=r) is None
 
 
 def test_like_items_laid_touching_without_a_waist_are_two_rejects_not_one_lane(tmp_path: Path):
