@@ -390,12 +390,19 @@ def test_touching_items_never_get_a_lane(tmp_path: Path):
     assert rejects and {d["reason"] for d in rejects} <= {"touching", "too_long"}
 
 
-def test_two_items_laid_a_centimetre_apart_are_two_decisions_never_one_lane(tmp_path: Path):
+@pytest.mark.parametrize(
+    ("belt", "colours"),
+    [("dark-grey", BRIGHT[:2]), ("black-rubber", DARK[3:5]), ("light-grey", BRIGHT[3:5])],
+    ids=["bright-on-dark-grey", "dark-on-black-rubber", "green-and-cream-on-light-grey"],
+)
+def test_two_items_laid_a_centimetre_apart_are_two_decisions_never_one_lane(
+    tmp_path: Path, belt: str, colours: list[tuple[int, int, int]]
+):
     # two garments 18 px apart on a 640x480 view (0.05 s at 360 px/s; 1-2 cm on a real line): at the detector's
     # working resolution (160 px across) the gap closes and they are one region, and at a line's start, before
     # its items' length is known, nothing else tells that region from one item
-    line = Line(belt="dark-grey", gap_s=(0.05, 0.05), item_size=(0.6, 0.7), rotation_deg=10)
-    photos = garment_photos(tmp_path, BRIGHT[:2])
+    line = Line(belt=belt, gap_s=(0.05, 0.05), item_size=(0.6, 0.7), rotation_deg=10)
+    photos = garment_photos(tmp_path, colours)
     truth = write_line_clip(tmp_path / "close.avi", photos, line=line, seed=8)
 
     decisions, _ = run_line(tmp_path / "close.avi", line.fps, PresenceSettings(direction="left_to_right"))
