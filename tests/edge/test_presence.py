@@ -413,8 +413,8 @@ def test_two_items_laid_a_centimetre_apart_are_two_decisions_never_one_lane(
 
 
 def test_a_region_holds_two_items_only_where_its_parts_lie_one_after_the_other():
-    # item pixels in the camera's own resolution, the belt running along x; r: the pixels of the region the
-    # working resolution found, its gaps closed
+    # item pixels at the detector's finer look (twice its working resolution), the belt running along x; r: the
+    # pixels of the region the working resolution found, its gaps closed
     r = 40_000
     two = np.zeros((200, 300), np.uint8)
     two[20:180, 20:130], two[30:170, 150:280] = 1, 1  # two items, 20 px of belt between them
