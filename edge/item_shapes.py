@@ -35,6 +35,16 @@ _APART_SHARE = 0.2
 # ... and two of them lie one after the other when, along the belt, they overlap by less than this share of the
 # shorter (garments turned up to 25 degrees, laid a few millimetres apart, overlap by a little)
 _APART_OVERLAP = 0.35
+# ... and where they touch, their pixels are solid when an opening this size keeps this share of them
+_SOLID_TEST, _SOLID = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)), 0.9
+# ... and their outline is read without what is thinner than this (fine pixels): a seam passing under an item
+# shows above and below it, and the notches either side of it are no waist
+_THIN = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (11, 11))
+# ... and a waist there is two notches as deep as at working resolution, or one deeper and one shallower: two
+# photos laid edge to edge, one reaching further across the belt than the other, leave one deep notch (measured
+# 0.3-0.56) and a shallow one (0.06-0.12); a woman in a saree lying askew has a waist of 0.14 and 0.07-0.1, and
+# is one item
+_FINE_NOTCHES = ((_NOTCH, _NOTCH), (0.2, 0.05))
 
 
 @dataclass(frozen=True)
@@ -209,36 +219,50 @@ def _orientation(xs: np.ndarray, ys: np.ndarray) -> tuple[float, tuple[float, fl
 
 
 def _split_touching(region: np.ndarray, axis: int | None, smallest: float) -> list[tuple[np.ndarray, bool]]:
-    """The region as one part, or as two parts (touching) where it has a waist: two deep notches in its
-    outline, facing each other across the belt, a short cut apart. Two garments laid against each other leave
-    such a waist; one garment rarely does (the notch between a trouser's legs has no partner across the
-    waistband). Each part: its mask (the region's shape), touching."""
-    whole = [(region, False)]
-    if axis is None:
-        return whole
+    """The region as one part, or as two parts (touching) where it has a waist (`_waist`). Each part: its mask
+    (the region's shape), touching."""
+    waist = None if axis is None else _waist(region, axis, smallest)
+    return [(region, False)] if waist is None else [(part, True) for part in waist[1]]
+
+
+def _waist(
+    region: np.ndarray, axis: int, smallest: float, depths: tuple[tuple[float, float], ...] = ((_NOTCH, _NOTCH),)
+) -> tuple[float, list[np.ndarray]] | None:
+    """Where the region has a waist: two notches in its outline as deep as one of `depths` says (the deeper,
+    the shallower; shares of its width across the belt), facing each other across the belt, a short cut apart,
+    leaving two items in their own right. Two items laid against each other leave such a waist; one garment
+    rarely does (the notch between a trouser's legs has no partner across the waistband). The cut's place
+    along `axis` (the middle of its ends) and the two parts, or None."""
     contours, _ = cv2.findContours(region.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     outline = max(contours, key=cv2.contourArea)
     hull = cv2.convexHull(outline, returnPoints=False)
     try:
         defects = cv2.convexityDefects(outline, hull) if len(hull) > 3 else None
     except cv2.error:  # a self-touching outline OpenCV will not take
-        return whole
+        return None
     if defects is None:
-        return whole
+        return None
     across = region.shape[axis]  # rows when the belt runs along x, columns when along y
-    deep = [int(far) for _, _, far, depth in defects.reshape(-1, 4) if depth / 256 > _NOTCH * across]
-    notches = [(int(outline[far][0][0]), int(outline[far][0][1])) for far in deep]
-    best: tuple[float, list[np.ndarray]] | None = None
-    for index, p in enumerate(notches):
-        for q in notches[index + 1 :]:
+    shallowest = min(shallower for _, shallower in depths)
+    notches = [
+        ((int(outline[far][0][0]), int(outline[far][0][1])), depth / 256 / across)
+        for _, _, far, depth in defects.reshape(-1, 4)
+        if depth / 256 > shallowest * across
+    ]
+    best: tuple[float, float, list[np.ndarray]] | None = None
+    for index, (p, p_depth) in enumerate(notches):
+        for q, q_depth in notches[index + 1 :]:
+            pair = max(p_depth, q_depth), min(p_depth, q_depth)
+            if not any(pair[0] > deeper and pair[1] > shallower for deeper, shallower in depths):
+                continue
             step = np.subtract(q, p)
             cut = float(np.hypot(*step))
             if abs(step[axis]) > abs(step[1 - axis]) or cut > _CUT * across:
                 continue  # the cut must run across the belt, and be short
             parts = _cut(region, p, q, smallest)
             if parts and (best is None or cut < best[0]):
-                best = (cut, parts)
-    return whole if best is None else [(part, True) for part in best[1]]
+                best = (cut, (p[axis] + q[axis]) / 2, parts)
+    return None if best is None else (best[1], best[2])
 
 
 def _cut(region: np.ndarray, p: tuple[int, int], q: tuple[int, int], smallest: float) -> list[np.ndarray] | None:
@@ -257,13 +281,45 @@ def _cut(region: np.ndarray, p: tuple[int, int], q: tuple[int, int], smallest: f
 
 def apart_at(item_pixels: np.ndarray, axis: int, smallest: float, region: float) -> int | None:
     """Where along `axis` (pixels of `item_pixels`: a region's box at a finer resolution than the working one,
-    nonzero where it is not belt) two items lie one after the other with belt between them, or None. Only where
-    those pixels show most of the `region` (pixels) the working resolution found; each item must be a large part
-    of it and at least `smallest` pixels; pieces of one garment (a pale one on a pale belt comes apart) lie at one
-    place along the belt, side by side across it, and are not taken for two."""
-    count, _, stats, _ = cv2.connectedComponentsWithStats(item_pixels.astype(np.uint8), connectivity=8)
+    nonzero where it is not belt) two items lie one after the other, or None. Only where those pixels show most
+    of the `region` (pixels) the working resolution found; each item must be a large part of it and at least
+    `smallest` pixels; pieces of one garment (a pale one on a pale belt comes apart) lie at one place along the
+    belt, side by side across it, and are not taken for two. Two items laid a centimetre apart have belt between
+    them; two laid against each other touch, and where the pixels are solid (not the edges and folds of a pale
+    garment) they are looked for in the region's outline (`_touching_at`)."""
+    pixels = np.ascontiguousarray(item_pixels, dtype=np.uint8)
+    seen = cv2.countNonZero(pixels)
+    if seen < _APART_SEEN * region:
+        return None
+    cut = _one_after_the_other(cv2.connectedComponentsWithStats(pixels, connectivity=8)[2], axis, smallest)
+    if cut is not None or cv2.countNonZero(cv2.morphologyEx(pixels, cv2.MORPH_OPEN, _SOLID_TEST)) < _SOLID * seen:
+        return cut
+    return _touching_at(pixels, axis, smallest)
+
+
+def _touching_at(pixels: np.ndarray, axis: int, smallest: float) -> int | None:
+    """Where along `axis` two solid items laid against each other meet: their outline (holes filled, so that a
+    garment the belt's colour on a photo laid flat does not count; without what is thinner than `_THIN`, a seam
+    passing under them or a strap, which would make notches of its own) falls in two, or has a waist
+    (`_FINE_NOTCHES`) between two parts lying one after the other."""
+    contours, _ = cv2.findContours(pixels, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    outline = cv2.drawContours(np.zeros_like(pixels), contours, -1, 1, cv2.FILLED)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(cv2.morphologyEx(outline, cv2.MORPH_OPEN, _THIN))
+    cut = _one_after_the_other(stats, axis, smallest)  # a bridge thinner than _THIN joined them
+    if cut is not None or count < 2:
+        return cut
+    waist = _waist(labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA])), axis, smallest, _FINE_NOTCHES)
+    if waist is None or not _lie_one_after_the_other(*waist[1], axis=axis):
+        return None
+    return round(waist[0])
+
+
+def _one_after_the_other(stats: np.ndarray, axis: int, smallest: float) -> int | None:
+    """Where along `axis` the two largest parts (`stats` of cv2.connectedComponentsWithStats) meet, when both
+    are items (`_APART_SHARE` of all and `smallest`) lying one after the other (overlapping by less than
+    `_APART_OVERLAP`), else None."""
     areas = stats[1:, cv2.CC_STAT_AREA]
-    if count < 3 or areas.sum() < _APART_SEEN * region:
+    if len(areas) < 2:
         return None
     big = [i + 1 for i in np.argsort(areas)[::-1][:2] if areas[i] >= max(smallest, _APART_SHARE * areas.sum())]
     if len(big) < 2:
@@ -273,3 +329,11 @@ def apart_at(item_pixels: np.ndarray, axis: int, smallest: float, region: float)
     if overlap >= _APART_OVERLAP * min(a1 - a0, b1 - b0):
         return None
     return round((a1 + b0) / 2)
+
+
+def _lie_one_after_the_other(first: np.ndarray, second: np.ndarray, axis: int) -> bool:
+    """Two parts' masks overlap along `axis` by less than `_APART_OVERLAP` of the shorter."""
+    (a0, a1), (b0, b1) = sorted(
+        (int(idx.min()), int(idx.max()) + 1) for idx in (np.nonzero(m.any(axis=axis))[0] for m in (first, second))
+    )
+    return a1 - b0 < _APART_OVERLAP * min(a1 - a0, b1 - b0)

@@ -79,6 +79,26 @@ def folded_photos(folder: Path, colours: list[tuple[int, int, int]]) -> list[Pat
     return paths
 
 
+def flat_lay_photos(folder: Path, colours: list[tuple[int, int, int]]) -> list[Path]:
+    """Trouser-shaped garments of the given colours (RGB) laid on floorboards: no plain background to cut them
+    out of, so each lies on the belt as the whole photo. Every second one is shorter (a folded hem)."""
+    paths = []
+    for index, colour in enumerate(colours):
+        height = 340 if index % 2 == 0 else 260
+        image = Image.new("RGB", (240, height), (176, 132, 92))
+        draw = ImageDraw.Draw(image)
+        for x in range(0, 240, 24):  # the boards, each its own shade
+            draw.rectangle([x, 0, x + 21, height], fill=(150 + (x * 7) % 50, 110 + (x * 5) % 30, 80))
+        draw.rectangle([60, 15, 180, 70], fill=colour)
+        draw.polygon([(60, 70), (118, 70), (110, height - 15), (55, height - 15)], fill=colour)
+        draw.polygon([(122, 70), (180, 70), (185, height - 15), (130, height - 15)], fill=colour)
+        path = folder / "jeans" / f"flat{index}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image.save(path)
+        paths.append(path)
+    return paths
+
+
 BRIGHT = [(52, 84, 160), (190, 160, 110), (180, 30, 60), (60, 140, 90), (220, 220, 200), (90, 60, 140)]
 DARK = [(28, 30, 38), (30, 36, 70), (66, 44, 40), (20, 22, 26), (38, 48, 90), (60, 50, 36)]
 
@@ -412,6 +432,28 @@ def test_two_items_laid_a_centimetre_apart_are_two_decisions_never_one_lane(
         assert abs(decision["crossed_at"] - WALL - item.crossed_s) < 1.5 / line.fps
 
 
+@pytest.mark.parametrize(
+    ("belt", "colours", "seed"),
+    [("dark-grey", BRIGHT[1:3], 1), ("black-rubber", DARK[1:3], 1), ("white-pu", DARK[3:5], 3)],
+    ids=["bright-on-dark-grey", "dark-on-black-rubber", "dark-on-white-pu"],
+)
+def test_two_photos_laid_edge_to_edge_are_two_decisions_never_one_lane(
+    tmp_path: Path, belt: str, colours: list[tuple[int, int, int]], seed: int
+):
+    # two flat-lay photos laid against each other at a line's start, one longer than the other and offset
+    # across the belt: no belt between them where they meet, at any resolution, and before the line's item
+    # length is known nothing but their outline tells them from one item
+    line = Line(belt=belt, item_size=(0.5, 0.6), rotation_deg=10)
+    photos = flat_lay_photos(tmp_path, colours)
+    truth = write_line_clip(tmp_path / "against.avi", photos, line=line, seed=seed, touch=[False, True])
+
+    decisions, _ = run_line(tmp_path / "against.avi", line.fps, PresenceSettings(direction="left_to_right"))
+
+    assert [d["reason"] for d in decisions] == ["touching", "touching"]  # two decisions, neither a lane
+    for decision, item in zip(decisions, truth, strict=True):  # each at its own item's crossing
+        assert abs(decision["crossed_at"] - WALL - item.crossed_s) < 1.5 / line.fps
+
+
 def test_a_region_holds_two_items_only_where_its_parts_lie_one_after_the_other():
     # item pixels at the detector's finer look (twice its working resolution), the belt running along x; r: the
     # pixels of the region the working resolution found, its gaps closed
@@ -435,6 +477,25 @@ def test_a_region_holds_two_items_only_where_its_parts_lie_one_after_the_other()
     loose = np.zeros((200, 300), np.uint8)  # an item and a loose thread or tag beside it
     loose[20:180, 20:200], loose[90:110, 220:240] = 1, 1
     assert apart_at(loose, 0, smallest=1000, region=r) is None
+
+
+def test_two_solid_items_laid_against_each_other_are_cut_at_the_waist_their_outlines_make():
+    # no belt between them: two photos laid flat, offset across the belt (running along x), edge against edge
+    r = 40_000
+    against = np.zeros((200, 300), np.uint8)
+    against[20:120, 20:130], against[60:190, 130:280] = 1, 1
+    assert apart_at(against, 0, smallest=1000, region=r) == 130
+    assert apart_at(against.T, 1, smallest=1000, region=r) == 130
+    trousers = np.zeros((200, 300), np.uint8)  # one garment: the notch between its legs has no partner across
+    trousers[40:160, 20:150] = 1
+    trousers[40:95, 150:280], trousers[105:160, 150:280] = 1, 1
+    assert apart_at(trousers, 0, smallest=1000, region=r) is None
+    outlines = against - cv2.erode(against, np.ones((5, 5), np.uint8))  # a pale pair seen as its edges only
+    assert apart_at(outlines, 0, smallest=100, region=outlines.sum()) is None
+    side_by_side = np.zeros((200, 300), np.uint8)  # a waist across the travel, the parts side by side: one item
+    side_by_side[20:100, 40:260], side_by_side[100:190, 60:250] = 1, 1
+    side_by_side[95:105, 40:80], side_by_side[95:105, 220:260] = 0, 0
+    assert apart_at(side_by_side, 0, smallest=1000, region=r) is None
 
 
 def test_like_items_laid_touching_without_a_waist_are_two_rejects_not_one_lane(tmp_path: Path):
