@@ -35,7 +35,10 @@ _APART_SHARE = 0.2
 # ... and two of them lie one after the other when, along the belt, they overlap by less than this share of the
 # shorter (garments turned up to 25 degrees, laid a few millimetres apart, overlap by a little)
 _APART_OVERLAP = 0.35
-# ... and where they touch, their pixels are solid when an opening this size keeps this share of them
+# ... and where they touch, their outline is read only where those pixels show nearly all of the region (two
+# photos laid flat: 0.9-0.94; a white garment on a white belt or a pale photo's background eats into it,
+# 0.72-0.86, and the outline is then the belt's doing) and are solid: an opening this size keeps this share
+_SEEN_WHOLE = 0.88
 _SOLID_TEST, _SOLID = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)), 0.9
 # ... and their outline is read without what is thinner than this (fine pixels): a seam passing under an item
 # shows above and below it, and the notches either side of it are no waist
@@ -45,6 +48,9 @@ _THIN = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (11, 11))
 # 0.3-0.56) and a shallow one (0.06-0.12); a woman in a saree lying askew has a waist of 0.14 and 0.07-0.1, and
 # is one item
 _FINE_NOTCHES = ((_NOTCH, _NOTCH), (0.2, 0.05))
+# ... and a notch whose area is under this times its depth squared is a slit, not a waist: the gap between a
+# garment's legs on a photo whose background reads as belt (measured 0.07-0.1); between two items 0.15-1.1
+_SLIT = 0.12
 
 
 @dataclass(frozen=True)
@@ -226,13 +232,19 @@ def _split_touching(region: np.ndarray, axis: int | None, smallest: float) -> li
 
 
 def _waist(
-    region: np.ndarray, axis: int, smallest: float, depths: tuple[tuple[float, float], ...] = ((_NOTCH, _NOTCH),)
+    region: np.ndarray,
+    axis: int,
+    smallest: float,
+    depths: tuple[tuple[float, float], ...] = ((_NOTCH, _NOTCH),),
+    slit: float = 0.0,
 ) -> tuple[float, list[np.ndarray]] | None:
     """Where the region has a waist: two notches in its outline as deep as one of `depths` says (the deeper,
     the shallower; shares of its width across the belt), facing each other across the belt, a short cut apart,
     leaving two items in their own right. Two items laid against each other leave such a waist; one garment
-    rarely does (the notch between a trouser's legs has no partner across the waistband). The cut's place
-    along `axis` (the middle of its ends) and the two parts, or None."""
+    rarely does (the notch between a trouser's legs has no partner across the waistband). A notch whose area is
+    under `slit` times its depth squared (a slit: narrow for its depth) is not counted: that is belt showing
+    through one item (between a garment's legs, on a photo whose background is the belt's colour). The cut's
+    place along `axis` (the middle of its ends) and the two parts, or None."""
     contours, _ = cv2.findContours(region.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     outline = max(contours, key=cv2.contourArea)
     hull = cv2.convexHull(outline, returnPoints=False)
@@ -246,8 +258,9 @@ def _waist(
     shallowest = min(shallower for _, shallower in depths)
     notches = [
         ((int(outline[far][0][0]), int(outline[far][0][1])), depth / 256 / across)
-        for _, _, far, depth in defects.reshape(-1, 4)
+        for start, end, far, depth in defects.reshape(-1, 4)
         if depth / 256 > shallowest * across
+        and (slit == 0 or _notch_area(outline, start, end) >= slit * (depth / 256) ** 2)
     ]
     best: tuple[float, float, list[np.ndarray]] | None = None
     for index, (p, p_depth) in enumerate(notches):
@@ -263,6 +276,12 @@ def _waist(
             if parts and (best is None or cut < best[0]):
                 best = (cut, (p[axis] + q[axis]) / 2, parts)
     return None if best is None else (best[1], best[2])
+
+
+def _notch_area(outline: np.ndarray, start: int, end: int) -> float:
+    """The area between the outline from `start` to `end` (indices, going round) and the hull's chord across."""
+    notch = outline[start : end + 1] if start <= end else np.concatenate([outline[start:], outline[: end + 1]])
+    return float(cv2.contourArea(notch))
 
 
 def _cut(region: np.ndarray, p: tuple[int, int], q: tuple[int, int], smallest: float) -> list[np.ndarray] | None:
@@ -292,8 +311,10 @@ def apart_at(item_pixels: np.ndarray, axis: int, smallest: float, region: float)
     if seen < _APART_SEEN * region:
         return None
     cut = _one_after_the_other(cv2.connectedComponentsWithStats(pixels, connectivity=8)[2], axis, smallest)
-    if cut is not None or cv2.countNonZero(cv2.morphologyEx(pixels, cv2.MORPH_OPEN, _SOLID_TEST)) < _SOLID * seen:
+    if cut is not None or seen < _SEEN_WHOLE * region:
         return cut
+    if cv2.countNonZero(cv2.morphologyEx(pixels, cv2.MORPH_OPEN, _SOLID_TEST)) < _SOLID * seen:
+        return None
     return _touching_at(pixels, axis, smallest)
 
 
@@ -305,10 +326,10 @@ def _touching_at(pixels: np.ndarray, axis: int, smallest: float) -> int | None:
     contours, _ = cv2.findContours(pixels, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     outline = cv2.drawContours(np.zeros_like(pixels), contours, -1, 1, cv2.FILLED)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(cv2.morphologyEx(outline, cv2.MORPH_OPEN, _THIN))
-    cut = _one_after_the_other(stats, axis, smallest)  # a bridge thinner than _THIN joined them
-    if cut is not None or count < 2:
-        return cut
-    waist = _waist(labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA])), axis, smallest, _FINE_NOTCHES)
+    if count < 2:
+        return None
+    largest = labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    waist = _waist(largest, axis, smallest, _FINE_NOTCHES, _SLIT)
     if waist is None or not _lie_one_after_the_other(*waist[1], axis=axis):
         return None
     return round(waist[0])
