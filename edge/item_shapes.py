@@ -319,20 +319,34 @@ def apart_at(item_pixels: np.ndarray, axis: int, smallest: float, region: float)
 
 
 def _touching_at(pixels: np.ndarray, axis: int, smallest: float) -> int | None:
-    """Where along `axis` two solid items laid against each other meet: their outline (holes filled, so that a
-    garment the belt's colour on a photo laid flat does not count; without what is thinner than `_THIN`, a seam
-    passing under them or a strap, which would make notches of its own) falls in two, or has a waist
+    """Where along `axis` two solid items laid against each other meet: the largest part of their outline (holes
+    filled, so that a garment the belt's colour on a photo laid flat does not count; without what is thinner
+    than `_THIN`, a seam passing under them or a strap, which would make notches of its own) has a waist
     (`_FINE_NOTCHES`) between two parts lying one after the other."""
     contours, _ = cv2.findContours(pixels, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    outline = cv2.drawContours(np.zeros_like(pixels), contours, -1, 1, cv2.FILLED)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(cv2.morphologyEx(outline, cv2.MORPH_OPEN, _THIN))
-    if count < 2:
+    if not contours or _deepest_notch(max(contours, key=cv2.contourArea)) <= _NOTCH * pixels.shape[axis]:
+        return None  # most regions: one item, no notch a waist could begin at (taking things off makes none)
+    outline = cv2.morphologyEx(
+        cv2.drawContours(np.zeros_like(pixels), contours, -1, 1, cv2.FILLED), cv2.MORPH_OPEN, _THIN
+    )
+    contours, _ = cv2.findContours(outline, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
         return None
-    largest = labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    waist = _waist(largest, axis, smallest, _FINE_NOTCHES, _SLIT)
+    largest = cv2.drawContours(np.zeros_like(pixels), [max(contours, key=cv2.contourArea)], -1, 1, cv2.FILLED)
+    waist = _waist(largest.astype(bool), axis, smallest, _FINE_NOTCHES, _SLIT)
     if waist is None or not _lie_one_after_the_other(*waist[1], axis=axis):
         return None
     return round(waist[0])
+
+
+def _deepest_notch(outline: np.ndarray) -> float:
+    """How deep (pixels) the deepest notch in an outline is."""
+    hull = cv2.convexHull(outline, returnPoints=False)
+    try:
+        defects = cv2.convexityDefects(outline, hull) if len(hull) > 3 else None
+    except cv2.error:  # a self-touching outline OpenCV will not take: let the waist's own look decide
+        return float("inf")
+    return 0.0 if defects is None or not len(defects) else float(defects.reshape(-1, 4)[:, 3].max()) / 256
 
 
 def _one_after_the_other(stats: np.ndarray, axis: int, smallest: float) -> int | None:
