@@ -7,7 +7,8 @@ ROI is a seam; pieces at one place along the belt and close across it are one it
 sorting line come one after another); a long region with a waist (two deep notches facing each other across
 the belt) is two items touching, split there and both marked so that neither gets a lane; so is a region that,
 looked at again at a finer resolution, holds two items one after the other with belt between them (a gap the
-working resolution closes). Each item's tilt and upright box let the crop stand it up like a product photo.
+working resolution closes), or two solid items laid edge to edge whose joint outline has a waist there. Each
+item's tilt and upright box let the crop stand it up like a product photo.
 """
 
 from __future__ import annotations

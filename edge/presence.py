@@ -14,7 +14,8 @@ one stretch of itself, and items on it stay items however long it stands.
 Bands across the belt (a modular belt's hinges, splices: `edge.belt_bands`) are taken for belt first. What
 changed is then read by shape (`edge.item_shapes`): seams, marks and pieces are told from items, and two items
 touching are told apart. A region wholly in view is looked at again at twice that resolution, where two items
-laid a centimetre or two apart still have belt between them that the working resolution closes.
+laid a centimetre or two apart still have belt between them that the working resolution closes, and two laid
+edge to edge show the waist their outlines make.
 
 A frame costs about a millisecond on one core (160 pixels across, whatever the camera); bench/belt.py
 measures it.
