@@ -434,8 +434,8 @@ def test_two_items_laid_a_centimetre_apart_are_two_decisions_never_one_lane(
 
 @pytest.mark.parametrize(
     ("belt", "colours", "seed"),
-    [("dark-grey", BRIGHT[1:3], 1), ("black-rubber", DARK[1:3], 1), ("white-pu", DARK[3:5], 3)],
-    ids=["bright-on-dark-grey", "dark-on-black-rubber", "dark-on-white-pu"],
+    [("dark-grey", BRIGHT[1:3], 6), ("light-grey", BRIGHT[1:3], 1), ("white-pu", DARK[3:5], 3)],
+    ids=["bright-on-dark-grey", "bright-on-light-grey", "dark-on-white-pu"],
 )
 def test_two_photos_laid_edge_to_edge_are_two_decisions_never_one_lane(
     tmp_path: Path, belt: str, colours: list[tuple[int, int, int]], seed: int
