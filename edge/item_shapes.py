@@ -248,18 +248,11 @@ def _waist(
     place along `axis` (the middle of its ends) and the two parts, or None."""
     contours, _ = cv2.findContours(region.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     outline = max(contours, key=cv2.contourArea)
-    hull = cv2.convexHull(outline, returnPoints=False)
-    try:
-        defects = cv2.convexityDefects(outline, hull) if len(hull) > 3 else None
-    except cv2.error:  # a self-touching outline OpenCV will not take
-        return None
-    if defects is None:
-        return None
     across = region.shape[axis]  # rows when the belt runs along x, columns when along y
     shallowest = min(shallower for _, shallower in depths)
     notches = [
         ((int(outline[far][0][0]), int(outline[far][0][1])), depth / 256 / across)
-        for start, end, far, depth in defects.reshape(-1, 4)
+        for start, end, far, depth in _notches(outline)
         if depth / 256 > shallowest * across
         and (slit == 0 or _notch_area(outline, start, end) >= slit * (depth / 256) ** 2)
     ]
@@ -277,6 +270,17 @@ def _waist(
             if parts and (best is None or cut < best[0]):
                 best = (cut, (p[axis] + q[axis]) / 2, parts)
     return None if best is None else (best[1], best[2])
+
+
+def _notches(outline: np.ndarray) -> np.ndarray:
+    """The notches in an outline (its convexity defects): rows of start, end and deepest point (indices into
+    the outline) and depth times 256; none for an outline OpenCV will not take (one that touches itself)."""
+    hull = cv2.convexHull(outline, returnPoints=False)
+    try:
+        defects = cv2.convexityDefects(outline, hull) if len(hull) > 3 else None
+    except cv2.error:
+        defects = None
+    return np.zeros((0, 4), np.int32) if defects is None else defects.reshape(-1, 4)
 
 
 def _notch_area(outline: np.ndarray, start: int, end: int) -> float:
@@ -325,7 +329,8 @@ def _touching_at(pixels: np.ndarray, axis: int, smallest: float) -> int | None:
     than `_THIN`, a seam passing under them or a strap, which would make notches of its own) has a waist
     (`_FINE_NOTCHES`) between two parts lying one after the other."""
     contours, _ = cv2.findContours(pixels, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    if not contours or _deepest_notch(max(contours, key=cv2.contourArea)) <= _NOTCH * pixels.shape[axis]:
+    depths = _notches(max(contours, key=cv2.contourArea))[:, 3] / 256 if contours else np.zeros(0)
+    if not np.any(depths > _NOTCH * pixels.shape[axis]):
         return None  # most regions: one item, no notch a waist could begin at (taking things off makes none)
     outline = cv2.morphologyEx(
         cv2.drawContours(np.zeros_like(pixels), contours, -1, 1, cv2.FILLED), cv2.MORPH_OPEN, _THIN
@@ -338,16 +343,6 @@ def _touching_at(pixels: np.ndarray, axis: int, smallest: float) -> int | None:
     if waist is None or not _lie_one_after_the_other(*waist[1], axis=axis):
         return None
     return round(waist[0])
-
-
-def _deepest_notch(outline: np.ndarray) -> float:
-    """How deep (pixels) the deepest notch in an outline is."""
-    hull = cv2.convexHull(outline, returnPoints=False)
-    try:
-        defects = cv2.convexityDefects(outline, hull) if len(hull) > 3 else None
-    except cv2.error:  # a self-touching outline OpenCV will not take: let the waist's own look decide
-        return float("inf")
-    return 0.0 if defects is None or not len(defects) else float(defects.reshape(-1, 4)[:, 3].max()) / 256
 
 
 def _one_after_the_other(stats: np.ndarray, axis: int, smallest: float) -> int | None:
