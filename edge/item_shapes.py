@@ -315,7 +315,7 @@ def apart_at(item_pixels: np.ndarray, axis: int, smallest: float, region: float)
     seen = cv2.countNonZero(pixels)
     if seen < _APART_SEEN * region:
         return None
-    cut = _one_after_the_other(cv2.connectedComponentsWithStats(pixels, connectivity=8)[2], axis, smallest)
+    cut = _between_parts(cv2.connectedComponentsWithStats(pixels, connectivity=8)[2], axis, smallest)
     if cut is not None or seen < _SEEN_WHOLE * region:
         return cut
     if cv2.countNonZero(cv2.morphologyEx(pixels, cv2.MORPH_OPEN, _SOLID_TEST)) < _SOLID * seen:
@@ -340,12 +340,12 @@ def _touching_at(pixels: np.ndarray, axis: int, smallest: float) -> int | None:
         return None
     largest = cv2.drawContours(np.zeros_like(pixels), [max(contours, key=cv2.contourArea)], -1, 1, cv2.FILLED)
     waist = _waist(largest.astype(bool), axis, smallest, _FINE_NOTCHES, _SLIT)
-    if waist is None or not _lie_one_after_the_other(*waist[1], axis=axis):
+    if waist is None or not _one_after_the_other(*(_extent(part, axis) for part in waist[1])):
         return None
     return round(waist[0])
 
 
-def _one_after_the_other(stats: np.ndarray, axis: int, smallest: float) -> int | None:
+def _between_parts(stats: np.ndarray, axis: int, smallest: float) -> int | None:
     """Where along `axis` the two largest parts (`stats` of cv2.connectedComponentsWithStats) meet, when both
     are items (`_APART_SHARE` of all and `smallest`) lying one after the other (overlapping by less than
     `_APART_OVERLAP`), else None."""
@@ -355,16 +355,17 @@ def _one_after_the_other(stats: np.ndarray, axis: int, smallest: float) -> int |
     big = [i + 1 for i in np.argsort(areas)[::-1][:2] if areas[i] >= max(smallest, _APART_SHARE * areas.sum())]
     if len(big) < 2:
         return None
-    (a0, a1), (b0, b1) = sorted((stats[i, axis], stats[i, axis] + stats[i, 2 + axis]) for i in big)
-    overlap = a1 - b0
-    if overlap >= _APART_OVERLAP * min(a1 - a0, b1 - b0):
-        return None
-    return round((a1 + b0) / 2)
+    (a0, a1), (b0, b1) = sorted((int(stats[i, axis]), int(stats[i, axis] + stats[i, 2 + axis])) for i in big)
+    return round((a1 + b0) / 2) if _one_after_the_other((a0, a1), (b0, b1)) else None
 
 
-def _lie_one_after_the_other(first: np.ndarray, second: np.ndarray, axis: int) -> bool:
-    """Two parts' masks overlap along `axis` by less than `_APART_OVERLAP` of the shorter."""
-    (a0, a1), (b0, b1) = sorted(
-        (int(idx.min()), int(idx.max()) + 1) for idx in (np.nonzero(m.any(axis=axis))[0] for m in (first, second))
-    )
+def _extent(part: np.ndarray, axis: int) -> tuple[int, int]:
+    """Where a part's mask begins and ends along `axis` (pixels, the end exclusive)."""
+    along = np.nonzero(part.any(axis=axis))[0]
+    return int(along.min()), int(along.max()) + 1
+
+
+def _one_after_the_other(first: tuple[int, int], second: tuple[int, int]) -> bool:
+    """Two parts' extents along the belt overlap by less than `_APART_OVERLAP` of the shorter."""
+    (a0, a1), (b0, b1) = sorted((first, second))
     return a1 - b0 < _APART_OVERLAP * min(a1 - a0, b1 - b0)

@@ -162,9 +162,10 @@ class PresenceDetector:
     # ---- two items close together -------------------------------------------------------------
     def _told_apart(self, crop_bgr: np.ndarray, views: list[ItemView], scale: tuple[float, float]) -> list[ItemView]:
         """Each region wholly in view, looked at again at `FINE_WIDTH`: where it holds two items lying one after
-        the other with belt between them (laid a centimetre or two apart: a gap the working resolution closes)
-        in `APART_LOOKS` looks in a row, it is two touching views, so that each item gets its own decision and
-        neither a lane. Once told apart, the tracker keeps them apart in the frames between looks."""
+        the other (`apart_at`: laid a centimetre or two apart, a gap the working resolution closes, or edge to
+        edge with a waist in their outline) in `APART_LOOKS` looks in a row, it is two touching views, so that
+        each item gets its own decision and neither a lane. Once told apart, the tracker keeps them apart in the
+        frames between looks."""
         axis = self.axis
         self._frames += 1
         if axis is None or self._frames % LOOK_EVERY:
