@@ -46,21 +46,29 @@ class SureClassifier:
         return Assessment(np.array([0.9, 0.05, 0.05], np.float32))
 
 
+def _saved(image: Image.Image, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return path
+
+
 def garment_photos(folder: Path, colours: list[tuple[int, int, int]]) -> list[Path]:
     """Trouser-shaped garments of the given colours (RGB) on a white studio background, like shop photos."""
     paths = []
     for index, colour in enumerate(colours):
         image = Image.new("RGB", (240, 340), (248, 248, 246))
         draw = ImageDraw.Draw(image)
-        draw.rectangle([60, 15, 180, 70], fill=colour)  # waistband and hips
-        draw.polygon([(60, 70), (118, 70), (110, 325), (55, 325)], fill=colour)  # legs
-        draw.polygon([(122, 70), (180, 70), (185, 325), (130, 325)], fill=colour)
+        _draw_trousers(draw, colour, hems=325)
         draw.line([(70, 120), (105, 300)], fill=tuple(min(255, c + 35) for c in colour), width=3)  # a fold
-        path = folder / "jeans" / f"garment{index}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        image.save(path)
-        paths.append(path)
+        paths.append(_saved(image, folder / "jeans" / f"garment{index}.png"))
     return paths
+
+
+def _draw_trousers(draw: ImageDraw.ImageDraw, colour: tuple[int, int, int], hems: int) -> None:
+    """A pair of trousers on a 240-px-wide photo, waistband at the top, the legs' hems at row `hems`."""
+    draw.rectangle([60, 15, 180, 70], fill=colour)  # waistband and hips
+    draw.polygon([(60, 70), (118, 70), (110, hems), (55, hems)], fill=colour)  # legs
+    draw.polygon([(122, 70), (180, 70), (185, hems), (130, hems)], fill=colour)
 
 
 def folded_photos(folder: Path, colours: list[tuple[int, int, int]]) -> list[Path]:
@@ -72,10 +80,7 @@ def folded_photos(folder: Path, colours: list[tuple[int, int, int]]) -> list[Pat
         draw.rectangle([20, 20, 280, 280], fill=colour)
         for y in (105, 195):  # the folds
             draw.line([(20, y), (280, y)], fill=tuple(max(0, c - 30) for c in colour), width=3)
-        path = folder / "saree" / f"folded{index}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        image.save(path)
-        paths.append(path)
+        paths.append(_saved(image, folder / "saree" / f"folded{index}.png"))
     return paths
 
 
@@ -89,13 +94,8 @@ def flat_lay_photos(folder: Path, colours: list[tuple[int, int, int]]) -> list[P
         draw = ImageDraw.Draw(image)
         for x in range(0, 240, 24):  # the boards, each its own shade
             draw.rectangle([x, 0, x + 21, height], fill=(150 + (x * 7) % 50, 110 + (x * 5) % 30, 80))
-        draw.rectangle([60, 15, 180, 70], fill=colour)
-        draw.polygon([(60, 70), (118, 70), (110, height - 15), (55, height - 15)], fill=colour)
-        draw.polygon([(122, 70), (180, 70), (185, height - 15), (130, height - 15)], fill=colour)
-        path = folder / "jeans" / f"flat{index}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        image.save(path)
-        paths.append(path)
+        _draw_trousers(draw, colour, hems=height - 15)
+        paths.append(_saved(image, folder / "jeans" / f"flat{index}.png"))
     return paths
 
 
