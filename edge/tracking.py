@@ -1,11 +1,11 @@
 """Following items along the belt from frame to frame, and timing them at the reference line.
 
 Each frame the presence detector reports item candidates. A track follows one item: its last box, moved on
-by the belt's velocity, is where the item should be now, and the candidate that overlaps that most continues
-the track. The belt's velocity (direction and speed) is configured or learned from the tracks themselves:
-items lie still on a belt, so every item in full view moves with it. A candidate that continues no track
-starts one, which counts as an item after ``min_frames`` frames; a track unseen for ``leave_frames`` frames has
-left.
+by the belt's velocity for the time since it was seen, is where the item should be now, and the candidate most
+like that box continues the track (where the item was, if no candidate is near where it should be). The
+belt's velocity (direction and speed) is configured or learned from the tracks themselves: items lie still on
+a belt, so every item in full view moves with it. A candidate that continues no track starts one, which counts
+as an item after ``min_frames`` frames; a track unseen for ``leave_frames`` frames has left.
 
 The detector can err both ways, and the tracker notices: a candidate that lies inside another track's
 expected place is a piece of that item (a dark garment shown as two parts), not a new item; a track whose
@@ -50,6 +50,7 @@ _SAME_SHIFT_PX = 8  # sides of a box that moved by this much the same (two worki
 class Track:
     view: ItemView
     first_seen: float  # the frames' clock
+    last_seen: float = field(init=False)  # the frames' clock, when its item was last seen
     seen: int = 1  # frames seen in a row
     missed: int = 0  # frames not seen in a row
     confirmed: bool = False  # an item: seen min_frames times in a row, and once in full view (or longer than it)
@@ -65,6 +66,9 @@ class Track:
     crossed_at: float | None = None  # when its centre crossed the reference line (the frames' clock)
     speed_px_s: float | None = None  # its own speed, fitted to its path
     anchor: tuple[float, ItemView] | None = None  # (time, view) the belt's motion is next measured from
+
+    def __post_init__(self) -> None:
+        self.last_seen = self.first_seen
 
     def fit_crossing(
         self, along: Callable[[tuple[float, float]], float], reference: float, belt_speed: float | None
@@ -114,7 +118,6 @@ class BeltTracker:
         self._steps = np.zeros(2, int)  # steps the velocity was learned from, along x and along y
         self.fragments = 0  # items seen in pieces at least once (suspected splits)
         self.merges = 0  # items swallowed by another's candidate at least once (suspected merges: touching)
-        self._last_time: float | None = None
 
     @property
     def direction(self) -> Direction | None:
@@ -143,33 +146,18 @@ class BeltTracker:
     def update(self, views: list[ItemView], now: float) -> tuple[list[Track], list[Track]]:
         """Follow the items into this frame (captured at `now`, seconds); returns (tracks that became items,
         items that left)."""
-        dt = 0.0 if self._last_time is None else max(0.0, now - self._last_time)
-        self._last_time = now
-        expected = {id(t): _moved(t.view.box, self.velocity * dt * (t.missed + 1)) for t in self.tracks}
+        # where each item should be now: moved on by the belt since it was last seen (a slow board takes one
+        # frame in three, and not evenly)
+        expected = {id(t): _moved(t.view.box, self.velocity * max(0.0, now - t.last_seen)) for t in self.tracks}
         for track in self.tracks:
             track.touching = False
-        pairs = sorted(
-            (
-                # where it should be now, or where it was: a clock that jumps (a file read unpaced, a stalled
-                # board) must not lose an item. Views wholly inside the box all overlap it fully: the one most
-                # like it in size continues the track (a piece of the next item that had joined it must not)
-                (
-                    max(box_overlap(expected[id(t)], v.box), box_overlap(t.view.box, v.box)),
-                    _alike(expected[id(t)], v.box),
-                    ti,
-                    vi,
-                )
-                for ti, t in enumerate(self.tracks)
-                for vi, v in enumerate(views)
-            ),
-            reverse=True,
-        )
         track_of: dict[int, int] = {}  # view index -> track index
         view_of: dict[int, int] = {}
-        for share, _, ti, vi in pairs:
-            if share < _MATCH or ti in view_of or vi in track_of:
-                continue
-            track_of[vi], view_of[ti] = ti, vi
+        # first each item where it should be now; then, for items that matched nothing, where it was: a clock
+        # that jumps (a file read unpaced, a stalled board) must not lose an item, and an item just gone out of
+        # view must not take the place it left from the next item, which moved into it
+        for places in (expected, {id(t): t.view.box for t in self.tracks}):
+            self._match(places, views, track_of, view_of)
         entered = []
         for vi, view in enumerate(views):
             if vi in track_of:
@@ -223,6 +211,28 @@ class BeltTracker:
                 track.fit_crossing(along, self.reference_line * self.roi_size[travel[0]], self.speed_px_s)
         return entered, [t for t in left if t.confirmed]
 
+    def _match(
+        self,
+        places: dict[int, tuple[int, int, int, int]],
+        views: list[ItemView],
+        track_of: dict[int, int],
+        view_of: dict[int, int],
+    ) -> None:
+        """Continue each track not yet matched with the view not yet taken most like its place (intersection
+        over union), of those that overlap the place by at least `_MATCH` of the smaller box. Most like, not
+        most overlapping: a piece of the next item wholly inside an item's place overlaps it fully, as does the
+        place of a track that lost its item (a sliver seen coming in, moved on by the belt's speed since) wholly
+        inside the next view of that item, which another track follows; neither is the item."""
+        pairs = []
+        for ti, track in enumerate(self.tracks):
+            place = places[id(track)]
+            for vi, view in enumerate(views):
+                if ti not in view_of and vi not in track_of and box_overlap(place, view.box) >= _MATCH:
+                    pairs.append((_alike(place, view.box), ti, vi))
+        for _, ti, vi in sorted(pairs, reverse=True):
+            if ti not in view_of and vi not in track_of:
+                track_of[vi], view_of[ti] = ti, vi
+
     @property
     def reference(self) -> float:
         """The reference line's position along the travel, ROI pixels from where items come in."""
@@ -231,7 +241,7 @@ class BeltTracker:
 
     def _step(self, track: Track, view: ItemView, now: float) -> None:
         """The track's item is at `view` now: learn the belt's velocity, extend its path, time its crossing."""
-        track.view = view
+        track.view, track.last_seen = view, now
         track.seen, track.missed = track.seen + 1, 0
         track.touching = track.touching or view.touching
         track.in_full_view = self._clear_of_edges(view.box)
@@ -299,7 +309,7 @@ class BeltTracker:
         self.tracks += new
         for part, view in zip([track, *new], parts, strict=True):
             dx, dy = view.centre[0] - middle[0], view.centre[1] - middle[1]
-            part.view = view
+            part.view, part.last_seen = view, track.last_seen
             part.path = [(t, x + dx, y + dy) for t, x, y in followed]
             part.touching_part, part.crossed_at = True, None
             part.touching_frames += 1

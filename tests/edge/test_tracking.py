@@ -21,10 +21,10 @@ def visible(lead_at_0: float, length: float, t: float) -> tuple[float, float] | 
     return (start, end) if end - start > 4 else None
 
 
-def view(start: float, end: float, touching: bool = False) -> ItemView:
-    box = (round(start), ACROSS[0], round(end), ACROSS[1])
-    middle = ((box[0] + box[2]) / 2, (ACROSS[0] + ACROSS[1]) / 2, box[2] - box[0], ACROSS[1] - ACROSS[0])
-    return ItemView(box, (end - start) * (ACROSS[1] - ACROSS[0]) / (WIDTH * HEIGHT), touching, 0.0, middle)
+def view(start: float, end: float, touching: bool = False, across: tuple[int, int] = ACROSS) -> ItemView:
+    box = (round(start), across[0], round(end), across[1])
+    middle = ((box[0] + box[2]) / 2, (across[0] + across[1]) / 2, box[2] - box[0], across[1] - across[0])
+    return ItemView(box, (end - start) * (across[1] - across[0]) / (WIDTH * HEIGHT), touching, 0.0, middle)
 
 
 @pytest.mark.parametrize("waist_frame", [60, 66], ids=["waist-before-crossing", "waist-after-the-first-crossed"])
@@ -122,3 +122,52 @@ def test_an_item_that_joined_the_next_one_coming_in_keeps_its_track_when_they_pa
     truths = [(320 + 170) / SPEED, 1.2 + (320 + 100) / SPEED]
     for track, truth in zip(left, truths, strict=True):
         assert track.crossed_at == pytest.approx(truth, abs=1 / FPS)
+
+
+def test_on_a_slow_board_taking_frames_unevenly_each_item_stays_one_item_clear_of_the_next():
+    # a board too slow for the camera takes one frame in two to five, unevenly (the camera keeps the newest).
+    # Between two frames taken the next item moves into the place the one before it was last seen at, just
+    # before it left the view; that item, not seen now, used to take the place back from the next one, which
+    # then counted as merged with it (a `touching` reject, no lane)
+    length, gap = 200.0, 60.0
+    leads = [SPEED * 0.5 - k * (length + gap) for k in range(8)]  # leading edges at t = 0
+    taken = list(range(2 * FPS))  # at the camera's pace while the first items teach the tracker the belt's speed
+    while taken[-1] < 8 * FPS:
+        taken.append(taken[-1] + (2, 5, 3, 4, 2, 5, 4)[len(taken) % 7])
+    tracker = BeltTracker(2, 2, (WIDTH, HEIGHT), direction="left_to_right")
+    entered, left = [], []
+    for frame in taken:
+        t = frame / FPS
+        wobble = frame % 3  # an outline seen a pixel or two wider or narrower from frame to frame
+        across = (ACROSS[0] - wobble, ACROSS[1] + wobble)
+        extents = [visible(lead, length, t) for lead in leads]
+        came, went = tracker.update([view(*e, across=across) for e in extents if e is not None], t)
+        entered += came
+        left += went
+
+    assert len(entered) == len(leads) and [id(track) for track in left] == [id(track) for track in entered]
+    assert not any(track.touching_frames or track.merged for track in left)
+    for track, lead in zip(left, leads, strict=True):  # its middle at the centre line (320 px)
+        assert track.crossed_at == pytest.approx((WIDTH / 2 + length / 2 - lead) / SPEED, abs=1 / FPS)
+
+
+def test_a_track_that_lost_its_item_coming_in_does_not_take_it_from_the_track_that_found_it_again():
+    # a slow board, the belt's speed not yet learned: an item's first sliver starts a track, and eight frames
+    # later the item is far from there and starts another, which teaches the speed. Moved on by it, the first
+    # track's place lies wholly inside the item's next view, while the second's lags a little (a speed learned
+    # from two steps): overlapping the view fully, the first used to take it, and the second counted as merged
+    # with it: one item, two `touching` rejects
+    length = 180.0
+    tracker = BeltTracker(2, 2, (WIDTH, HEIGHT))
+    entered, left = [], []
+    for frame in [0, 1, 9, 10, 13, 15, *range(18, 45, 3)]:
+        t = frame / FPS
+        wobble = frame % 3  # an outline read a few pixels differently from frame to frame
+        across = (ACROSS[0] - wobble, ACROSS[1] + wobble)
+        extent = visible(0.1 * SPEED + (frame % 2) * 3, length, t)
+        came, went = tracker.update([view(*extent, across=across)] if extent is not None else [], t)
+        entered += came
+        left += went
+
+    assert len(entered) == 1 and [id(track) for track in left] == [id(entered[0])]
+    assert left[0].touching_frames == 0 and not left[0].merged
