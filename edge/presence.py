@@ -415,11 +415,20 @@ def _spread(frames: np.ndarray, median: np.ndarray) -> np.ndarray:
     half on `modular-blue`: 1.64 against 1.08 grey levels); the limit from it then sees the hinges only in part,
     and parts of hinges look like items. On a plain belt trimming lowers it by a tenth (dark rubber: 0.60 ->
     0.54), where the limit's `pixel_delta` floor holds anyway."""
-    deviation = np.abs(frames - median)
-    spread = 1.4826 * np.median(deviation, axis=0)
-    for _ in range(2):
-        spread = 1.4826 * np.nanmedian(np.where(deviation <= 3 * spread, deviation, np.nan), axis=0)
+    ordered = np.sort(np.abs(frames - median), axis=0)  # each pixel's deviations, least first
+    spread = 1.4826 * _median_of_first(ordered, np.full(ordered.shape[1:], len(ordered)))
+    for _ in range(2):  # (sorted, so those within three spreads are the first ones, at least one)
+        spread = 1.4826 * _median_of_first(ordered, np.count_nonzero(ordered <= 3 * spread, axis=0))
     return spread.astype(np.float32)
+
+
+def _median_of_first(ordered: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Per pixel, the median of the first `count` values of `ordered` (sorted along axis 0). What
+    np.nanmedian of the values masked out gives, a tenth of the time: a frame that took 250 ms stalled the
+    frame loop, and a camera that does not wait dropped the frames an item passed in."""
+    low = np.take_along_axis(ordered, ((count - 1) // 2)[None], axis=0)[0]
+    high = np.take_along_axis(ordered, (count // 2)[None], axis=0)[0]
+    return (low + high) / 2
 
 
 def _prepare(crop_bgr: np.ndarray) -> np.ndarray:

@@ -26,7 +26,7 @@ from edge.item_shapes import apart_at
 from edge.items import ItemBook
 from edge.line_memory import LineMemory
 from edge.modes.presence import PresenceMode
-from edge.presence import PresenceDetector
+from edge.presence import PresenceDetector, _spread
 
 LABELS = ("jeans", "trousers", "saree")
 LANES = LaneSettings()
@@ -631,3 +631,19 @@ def test_roi_size_change_relearns_and_bad_input_is_refused():
     assert detector.learning
     with pytest.raises(ValueError, match="HxWx3"):
         detector.update(np.zeros((120, 160), np.uint8))
+
+
+def test_the_belts_spread_is_its_median_deviation_without_what_passes_it():
+    # each pixel's spread over the learning frames: the median absolute deviation, twice more without the
+    # deviations beyond three of it (a modular belt's hinges pass a pixel in a quarter of the frames), as
+    # np.nanmedian of the masked deviations has it; integer levels give ties, as a camera's frames do
+    rng = np.random.default_rng(5)
+    frames = rng.normal(100, 3, (20, 30, 40, 3)) + (rng.random((20, 30, 40, 3)) < 0.25) * 40
+    for levels in (frames.astype(np.float32), np.round(frames).astype(np.float32)):
+        median = np.median(levels, axis=0).astype(np.float32)
+        deviation = np.abs(levels - median)
+        expected = 1.4826 * np.median(deviation, axis=0)
+        for _ in range(2):
+            expected = 1.4826 * np.nanmedian(np.where(deviation <= 3 * expected, deviation, np.nan), axis=0)
+        assert np.array_equal(_spread(levels, median), expected.astype(np.float32))
+        assert 2.5 < float(np.median(expected)) < 3.5  # the hinges left out: the belt's own 3 levels
