@@ -423,9 +423,10 @@ def _spread(frames: np.ndarray, median: np.ndarray) -> np.ndarray:
 
 
 def _median_of_first(ordered: np.ndarray, count: np.ndarray) -> np.ndarray:
-    """Per pixel, the median of the first `count` values of `ordered` (sorted along axis 0). What
-    np.nanmedian of the values masked out gives, a tenth of the time: a frame that took 250 ms stalled the
-    frame loop, and a camera that does not wait dropped the frames an item passed in."""
+    """Per pixel, the median of the first `count` values of `ordered` (sorted along axis 0): what np.nanmedian
+    gives with the other values masked out, in a tenth of the time. The frame that ended the learning took
+    140 ms with it, a stall of the frame loop in which a live camera's frames are dropped (seconds on a
+    loaded board: an item passed unseen)."""
     low = np.take_along_axis(ordered, ((count - 1) // 2)[None], axis=0)[0]
     high = np.take_along_axis(ordered, (count // 2)[None], axis=0)[0]
     return (low + high) / 2

@@ -220,14 +220,16 @@ class BeltTracker:
     ) -> None:
         """Continue each track not yet matched with the view not yet taken most like its place (intersection
         over union), of those that overlap the place by at least `_MATCH` of the smaller box. Most like, not
-        most overlapping: a piece of the next item wholly inside an item's place overlaps it fully, as does the
-        place of a track that lost its item (a sliver seen coming in, moved on by the belt's speed since) wholly
-        inside the next view of that item, which another track follows; neither is the item."""
+        most overlapping: a piece of the next item lies wholly inside an item's place, and the place of a
+        track that lost its item (a sliver seen coming in, moved on since) wholly inside that item's view; both
+        overlap fully, and neither is the item."""
         pairs = []
         for ti, track in enumerate(self.tracks):
+            if ti in view_of:
+                continue
             place = places[id(track)]
             for vi, view in enumerate(views):
-                if ti not in view_of and vi not in track_of and box_overlap(place, view.box) >= _MATCH:
+                if vi not in track_of and box_overlap(place, view.box) >= _MATCH:
                     pairs.append((_alike(place, view.box), ti, vi))
         for _, ti, vi in sorted(pairs, reverse=True):
             if ti not in view_of and vi not in track_of:
