@@ -21,7 +21,10 @@ def visible(lead_at_0: float, length: float, t: float) -> tuple[float, float] | 
     return (start, end) if end - start > 4 else None
 
 
-def view(start: float, end: float, touching: bool = False, across: tuple[int, int] = ACROSS) -> ItemView:
+def view(start: float, end: float, touching: bool = False, wobble: int = 0) -> ItemView:
+    """The detector's view of an item; `wobble` pixels wider each side across (an outline read a little
+    differently from frame to frame)."""
+    across = (ACROSS[0] - wobble, ACROSS[1] + wobble)
     box = (round(start), across[0], round(end), across[1])
     middle = ((box[0] + box[2]) / 2, (across[0] + across[1]) / 2, box[2] - box[0], across[1] - across[0])
     return ItemView(box, (end - start) * (across[1] - across[0]) / (WIDTH * HEIGHT), touching, 0.0, middle)
@@ -138,10 +141,8 @@ def test_on_a_slow_board_taking_frames_unevenly_each_item_stays_one_item_clear_o
     entered, left = [], []
     for frame in taken:
         t = frame / FPS
-        wobble = frame % 3  # an outline seen a pixel or two wider or narrower from frame to frame
-        across = (ACROSS[0] - wobble, ACROSS[1] + wobble)
         extents = [visible(lead, length, t) for lead in leads]
-        came, went = tracker.update([view(*e, across=across) for e in extents if e is not None], t)
+        came, went = tracker.update([view(*e, wobble=frame % 3) for e in extents if e is not None], t)
         entered += came
         left += went
 
@@ -162,10 +163,8 @@ def test_a_track_that_lost_its_item_coming_in_does_not_take_it_from_the_track_th
     entered, left = [], []
     for frame in [0, 1, 9, 10, 13, 15, *range(18, 45, 3)]:
         t = frame / FPS
-        wobble = frame % 3  # an outline read a few pixels differently from frame to frame
-        across = (ACROSS[0] - wobble, ACROSS[1] + wobble)
-        extent = visible(0.1 * SPEED + (frame % 2) * 3, length, t)
-        came, went = tracker.update([view(*extent, across=across)] if extent is not None else [], t)
+        extent = visible(0.1 * SPEED + (frame % 2) * 3, length, t)  # its leading edge read 3 px off in turn
+        came, went = tracker.update([view(*extent, wobble=frame % 3)] if extent is not None else [], t)
         entered += came
         left += went
 
