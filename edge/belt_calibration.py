@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edge.atomic_file import write_json_atomically
 from edge.config import PresenceSettings
-from edge.roi_override import write_json_atomically
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -19,6 +18,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from edge.atomic_file import write_atomically
 
 BUNDLE_FILE = "bundle.json"
 FORMAT = "sortline-bundle"
@@ -323,21 +324,13 @@ def add_self_test_images(
         while name in taken:
             name = f"selftest/{label}-{len(entries)}-{len(taken)}{source.suffix.lower()}"
         data = source.read_bytes()
-        _atomic_write(bundle.directory / name, data)
+        write_atomically(bundle.directory / name, data)
         entries.append(SelfTestImage(file=name, label=label, sha256=hashlib.sha256(data).hexdigest()))
         taken.add(name)
     metadata = bundle.metadata.model_copy(update={"self_test": tuple(entries)})
     BundleMetadata.model_validate(metadata.model_dump())  # labels checked again as a whole
-    _atomic_write(bundle.metadata_path, (metadata.model_dump_json(indent=2) + "\n").encode())
+    write_atomically(bundle.metadata_path, (metadata.model_dump_json(indent=2) + "\n").encode())
     return ModelBundle(directory=bundle.directory, metadata=metadata)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
-        tmp.write(data)
-        tmp.flush()
-        os.fsync(tmp.fileno())
-    os.replace(tmp.name, path)
 
 
 def write_bundle(
@@ -381,8 +374,8 @@ def write_bundle(
         familiarity=None if familiar is None else familiar[1],
         line_check=line_check,
     )
-    _atomic_write(directory / model_file, model_bytes)
+    write_atomically(directory / model_file, model_bytes)
     if familiar is not None:
-        _atomic_write(directory / familiar[1].file, familiar[0])
-    _atomic_write(directory / BUNDLE_FILE, (metadata.model_dump_json(indent=2) + "\n").encode())
+        write_atomically(directory / familiar[1].file, familiar[0])
+    write_atomically(directory / BUNDLE_FILE, (metadata.model_dump_json(indent=2) + "\n").encode())
     return ModelBundle(directory=directory, metadata=metadata)

@@ -18,8 +18,8 @@ import logging
 import time
 from pathlib import Path
 
+from edge.atomic_file import write_json_atomically
 from edge.item_lengths import KEPT
-from edge.roi_override import write_json_atomically
 
 log = logging.getLogger(__name__)
 

@@ -6,12 +6,11 @@ starting anything."""
 from __future__ import annotations
 
 import hashlib
-import os
 import socket
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge.atomic_file import write_atomically
 from edge.config import EdgeSettings
 
 VALID_DAYS = 3650  # a certificate a PLC was told to trust must not expire under a running line next year
@@ -67,17 +66,6 @@ class ServerCertificate:
             days=VALID_DAYS,
         )
         self.cert_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        _write_atomically(self.key_file, cert_gen.dump_private_key_as_pem(key), mode=0o600)
-        _write_atomically(self.cert_file, certificate.public_bytes(cert_gen.Encoding.DER), mode=0o644)
+        write_atomically(self.key_file, cert_gen.dump_private_key_as_pem(key), mode=0o600)
+        write_atomically(self.cert_file, certificate.public_bytes(cert_gen.Encoding.DER), mode=0o644)
         return self
-
-
-def _write_atomically(path: Path, data: bytes, mode: int) -> None:
-    handle, staging = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(handle, mode)
-        os.write(handle, data)
-        os.fsync(handle)
-    finally:
-        os.close(handle)
-    os.replace(staging, path)

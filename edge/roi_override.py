@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from edge.atomic_file import write_json_atomically
 from edge.config import Roi, validation_problems
 
 log = logging.getLogger(__name__)
@@ -109,22 +108,6 @@ class RoiOverride:
             return
         body = {"roi": _dump(roi), "set_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         write_json_atomically(self.path, body)
-
-
-def write_json_atomically(path: Path, body: dict[str, Any]) -> None:
-    """Write to a temporary name, fsync, rename: a SIGKILL mid-write leaves the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(body, indent=2) + "\n"
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".json")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _dump(roi: Roi | None) -> dict[str, Any] | None:
