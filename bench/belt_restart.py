@@ -6,15 +6,16 @@ item explain?
         [--presence KEY=VALUE ...] [--json bench/results/belt_restart.json]
 
 The photos and clips are bench/belt.py's (30 items a line, seed 1). Presence mode runs in-process on every frame
-(detection, tracking, timing; no classifier: a decision is an item closed, a reject when vetoed), started at
-each point of the clip as a restart would start it: nothing learned, the empty belt learned with items passing.
-Each start runs twice: afresh, and with what the run before it kept in the state directory (``line.json``: the
-line's item lengths, `edge.line_memory`). An item counts as decided when a decision's crossing time lies within
-0.15 s of its own (the clip's clock is exact here); missed items are told apart by when they crossed: in the
-first 1.5 s, while the belt is learned, nothing is seen; later ones are the detector's failures. Not a test: it
-prints a table (and writes JSON) for the README, with the CPU it ran on. Items still in view that had crossed
-before the start are decided too, with their (past) crossing time, and items seen only for a frame or two after
-they crossed are decided without one (untimed): both counted apart, not as phantoms.
+(detection, tracking, timing; no classifier: a decision is an item closed, a reject when vetoed), started at each
+point of the clip as a restart would start it: nothing learned, the empty belt learned with items passing. Each
+start runs twice: afresh, and with what the run before it kept in the state directory (`edge.line_memory`:
+``line.json``, the line's item lengths, and since session 33 ``empty_belt.npz``, the empty belt). An item counts as
+decided when a decision's crossing time lies within 0.15 s of its own (the clip's clock is exact here); missed items
+are told apart by when they crossed: in the first 1.5 s, while the belt is learned, nothing is seen; later ones are
+the detector's failures. Not a test: it prints a table (and writes JSON) for the README, with the CPU it ran on.
+Items still in view that had crossed before the start are decided too, with their (past) crossing time, and items
+seen only for a frame or two after they crossed are decided without one (untimed): both counted apart, not as
+phantoms.
 """
 
 from __future__ import annotations
@@ -70,9 +71,9 @@ def frames(clip: Path, start: int = 0):
     capture.release()
 
 
-def kept_lengths(clip: Path, fps: int, starts: list[int], state: Path, settings: PresenceSettings) -> dict[int, Path]:
-    """One run over the whole clip; at each start, what a daemon stopped there would have kept (its line.json,
-    in a state directory of its own)."""
+def kept_state(clip: Path, fps: int, starts: list[int], state: Path, settings: PresenceSettings) -> dict[int, Path]:
+    """One run over the whole clip; at each start, what a daemon stopped there would have kept (its line.json
+    and empty_belt.npz, in a state directory of its own)."""
     counter = iter(range(1, 1_000_000))
     mode = PresenceMode(settings, None, lambda: str(next(counter)))
     book, kept = Decided(), {}
@@ -81,7 +82,10 @@ def kept_lengths(clip: Path, fps: int, starts: list[int], state: Path, settings:
         if index - 1 in starts and tracker is not None and tracker.direction is not None:
             kept[index - 1] = state / str(index - 1)
             view = (image.shape[1], image.shape[0]), tracker.direction[0]
-            LineMemory(kept[index - 1]).keep(*view, mode.lengths.singles, now=0.0, at_once=True)
+            memory = LineMemory(kept[index - 1])
+            memory.keep(*view, mode.lengths.singles, now=0.0, at_once=True)
+            if (belt := mode.detector.checked_belt) is not None:
+                memory.keep_belt((view[0], (0, 0, *view[0])), belt, now=0.0, at_once=True)
         mode.on_frame(Frame(image, index, index / fps, index / fps), book)
     return kept
 
@@ -96,24 +100,25 @@ def after_a_restart(
     book = Decided()
     for index, image in frames(clip, start):
         mode.on_frame(Frame(image, index, index / fps, index / fps), book)
-    started = start / fps
-    later = [item for item in truth if item.crossed_s > started + 0.05]
-    crossings = np.array([item.crossed_s for item in later])
+    # the items that come into view after the start are this run's; those in view as it starts were the run
+    # before's (it decided them as it stopped): a decision of this run for one of them is a second one
+    mine = [item for item in truth if item.first_frame > start]
+    before = [item for item in truth if item.first_frame <= start <= item.last_frame]
+    crossings = np.array([item.crossed_s for item in mine])
     decisions = [(item.vote.crossed_at, item.vote.veto) for item in book.closed]
     timed = np.array([at for at, _ in decisions if at is not None])
     decided = [_near(t, timed) for t in crossings]
-    # items that had crossed already when the daemon came back, still in view: decided with their own crossing
-    # time (past), which tells a PLC whether the diverter can still be fired for them
-    crossed_before = np.array([item.crossed_s for item in truth if item.crossed_s <= started + 0.05])
-    late = [at for at, _ in decisions if at is not None and not _near(at, crossings) and _near(at, crossed_before)]
-    phantoms = [(at, veto) for at, veto in decisions if at is not None and not (_near(at, crossings) or at in late)]
-    missed = [t - started for t, hit in zip(crossings, decided, strict=True) if not hit]
+    theirs = np.array([item.crossed_s for item in before])
+    again = [at for at, _ in decisions if at is not None and not _near(at, crossings) and _near(at, theirs)]
+    phantoms = [(at, veto) for at, veto in decisions if at is not None and not (_near(at, crossings) or at in again)]
+    missed = [t - start / fps for t, hit in zip(crossings, decided, strict=True) if not hit]
     return {
-        "items": len(later),
+        "items": len(mine),
         "decided": int(sum(decided)),
         "missed_while_learning": sum(bool(m < LEARNING_S) for m in missed),
         "missed_later": sum(bool(m >= LEARNING_S) for m in missed),
-        "crossed_before_the_start": len(late),
+        "in_view_at_the_start": len(before),
+        "decided_again": len(again),
         # an item seen only after it crossed, for too few frames to time it: a decision a PLC pairing by time
         # cannot place (one pairing by order can)
         "untimed": sum(at is None for at, _ in decisions),
@@ -141,8 +146,8 @@ def main() -> int:
     shares = [float(share) for share in args.at.split(",")]
     results: dict[str, object] = {"cpu": cpu_description(), "at": shares, "presence": args.presence, "sets": {}}
     print(cpu_line(results["cpu"]), flush=True)  # type: ignore[arg-type]
-    counted = ("items", "decided", "missed_while_learning", "missed_later", "crossed_before_the_start", "untimed",
-               "phantoms", "phantom_lanes")  # fmt: skip
+    counted = ("items", "decided", "missed_while_learning", "missed_later", "in_view_at_the_start", "decided_again",
+               "untimed", "phantoms", "phantom_lanes")  # fmt: skip
     totals = {how: dict.fromkeys(counted, 0) for how in ("afresh", "kept")}
     names = args.lines.split(",")
     with tempfile.TemporaryDirectory() as tmp:
@@ -152,7 +157,7 @@ def main() -> int:
         for name, line_name, line, clip, truth in clips:
             count = int(cv2.VideoCapture(str(clip)).get(cv2.CAP_PROP_FRAME_COUNT))
             starts = [int(count * share) for share in shares]
-            kept = kept_lengths(clip, line.fps, starts, Path(tmp) / f"state-{name}-{line_name}", settings)
+            kept = kept_state(clip, line.fps, starts, Path(tmp) / f"state-{name}-{line_name}", settings)
             runs = []
             for start in starts:
                 run = {

@@ -123,6 +123,12 @@ class PresenceSettings(_Section):
     # moving for this many frames: learn the empty belt again instead of seeing an item there forever. A belt
     # that stops with items on it keeps them, however long it stands. 0: never.
     relearn_after_frames: int = Field(default=300, ge=0)
+    # After a restart, start from the empty belt the last run kept in the state directory when it was kept at
+    # most this many seconds ago (and fits the first frame), instead of learning it for `background_frames` while
+    # items pass unseen. A belt, lamp or camera changed while the daemon was down may still fit it: then items
+    # can be missed or seen that are not there for a few seconds, until the belt's check learns it again. 0:
+    # always learn afresh.
+    kept_belt_for_s: float = Field(default=3600.0, ge=0)
     # Travel of the belt in the camera's view; auto: learned from the first items' tracks.
     direction: Literal["auto", "left_to_right", "right_to_left", "top_to_bottom", "bottom_to_top"] = "auto"
     # The line across the belt where an item's crossing is timed (`crossed_at`), as a share of the ROI along

@@ -24,6 +24,7 @@ measures it.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -65,6 +66,22 @@ _SPECK = np.ones((3, 3), np.uint8)  # what is thinner than this there is noise, 
 # region must be seen holding two items before it is told apart: a crease across a pale garment on a pale belt can
 # look like belt between two items for a frame
 APART_LOOKS, LOOK_EVERY = 2, 2
+# share of the first frame after a start that may differ from the belt the last run kept: items in view cover up
+# to about half of a crowded line's view; another belt, another lamp or a camera that moved differ almost everywhere
+KEPT_DIFFERS_AT_MOST = 0.5
+# the light then against the light when it was kept: beyond this either way, it is not the same scene. The gain
+# hides a grey belt swapped for a lighter or darker grey one (light grey kept, dark grey now: 30 % differs)
+KEPT_LIGHT_WITHIN = 1.33
+
+
+@dataclass(frozen=True)
+class EmptyBelt:
+    """The learned empty belt: colour and spread per pixel (HxWx3 float32, working resolution, at the light it
+    was first learned in) and the light's gain when it was taken."""
+
+    mean: np.ndarray
+    spread: np.ndarray
+    gain: float
 
 
 class PresenceDetector:
@@ -102,6 +119,7 @@ class PresenceDetector:
         self._last_grey: np.ndarray | None = None  # the frame before, for whether the belt moves
         self._apart: list[tuple[tuple[int, int, int, int], int]] = []  # regions holding two items: looks in a row
         self._frames = 0  # frames detected in since the belt was learned: which of them look again
+        self._kept: EmptyBelt | None = None  # the belt the last run kept, for the first frame
 
     @property
     def learning(self) -> bool:
@@ -123,12 +141,30 @@ class PresenceDetector:
         self._apart, self._frames = [], 0
         self.checks = 0
         self.items, self.gain = [], 1.0
+        self._kept = None
+
+    def start_from(self, belt: EmptyBelt) -> None:
+        """Start from the empty belt a run before kept (`edge.line_memory`) instead of learning it while items
+        pass unseen: it is tried on the next frame, and used if that frame differs from it no more than items in
+        view would and under much the same light, then checked by the same longer look as a freshly learned
+        belt."""
+        self.reset()
+        self._kept = belt
+
+    @property
+    def checked_belt(self) -> EmptyBelt | None:
+        """The empty belt once a longer look has agreed with it: what is worth keeping."""
+        if self._mean is None or self._spread is None or self._checking is not None:
+            return None
+        return EmptyBelt(self._mean, self._spread, self.gain)
 
     def update(self, crop_bgr: np.ndarray) -> list[ItemView]:
         small = _prepare(crop_bgr)
         if self._mean is not None and small.shape != self._mean.shape:
             log.warning("presence: ROI size changed to %s; learning the empty belt again", crop_bgr.shape[:2])
             self.reset()
+        if self._kept is not None:
+            self._try_kept(small)
         if self._mean is None:
             self._learn(small)
             return self.items
@@ -241,6 +277,32 @@ class PresenceDetector:
         self._learning.clear()
         self._checking = []
         self._derive()
+
+    def _try_kept(self, small: np.ndarray) -> None:
+        """Use the kept belt if this frame agrees with it but for what items in view would cover, under much
+        the same light."""
+        kept, self._kept = self._kept, None
+        assert kept is not None
+        if kept.mean.shape != small.shape:
+            return
+        self._mean, self._spread = kept.mean.copy(), kept.spread.copy()
+        self._belt_mask = np.ones(small.shape[:2], bool)
+        self._derive()
+        differs = float(np.mean(self._changed(small)))
+        light = self.gain / kept.gain
+        if differs > KEPT_DIFFERS_AT_MOST or not 1 / KEPT_LIGHT_WITHIN <= light <= KEPT_LIGHT_WITHIN:
+            log.warning(
+                "presence: the empty belt kept by the last run does not fit the view (%.0f %% of it differs, the "
+                "light %.2f times as bright): another belt, lamp or camera position; learning it again",
+                100 * differs,
+                light,
+            )
+            self.reset()
+            return
+        log.info(
+            "presence: starting from the empty belt kept by the last run (%.0f %% of the view differs)", 100 * differs
+        )
+        self._checking = []  # checked by a longer look, as a freshly learned belt is
 
     def _derive(self) -> None:
         """What each frame compares against, worked out once per model update instead of per pixel test."""

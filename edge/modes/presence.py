@@ -23,7 +23,7 @@ from edge.camera import Frame, crop_roi
 from edge.config import PresenceSettings, Roi
 from edge.item_lengths import ItemLengths
 from edge.items import Item, ItemBook
-from edge.line_memory import LineMemory
+from edge.line_memory import BeltView, LineMemory
 from edge.modes import InView
 from edge.presence import PresenceDetector
 from edge.tracking import BeltTracker, Track
@@ -56,10 +56,13 @@ class PresenceMode:
         self._tracker: BeltTracker | None = None  # made at the first frame, when the ROI's size is known
         self._items: dict[int, Item] = {}  # id(track) -> its item
         self.lengths = ItemLengths()  # of the line's items along the belt
-        self._memory = memory  # keeps the lengths across restarts
+        self._memory = memory  # keeps the lengths and the empty belt across restarts
         self._view: tuple[tuple[int, int], int] | None = None  # frame size and travel axis the lengths are in
+        self._belt_view: BeltView | None = None  # frame size and ROI box the empty belt is learned in
         self._kept_version = 0  # the lengths' version last kept
         self.items_seen = 0
+        self._began_at: float | None = None  # the first frame this run took (the frames' clock)
+        self.left_to_the_run_before = 0  # items in view at that frame: see on_frame
         self.reference_line = settings.reference_line  # the page may move it (edge.belt_calibration)
         self.mm_per_px = settings.mm_per_px
 
@@ -69,7 +72,12 @@ class PresenceMode:
 
     def on_frame(self, frame: Frame, items: ItemBook) -> None:
         roi = crop_roi(frame.image, self._roi)
+        if self._began_at is None:
+            self._began_at = frame.captured_at
+        if self._tracker is None:  # the first frame, or the first since the ROI moved
+            self._recall_belt(frame.image)
         views = self.detector.update(roi)
+        self._keep_belt()
         tracker = self._tracker or self._make_tracker(roi)
         entered, left = tracker.update(views, frame.captured_at)
         direction = tracker.direction
@@ -81,10 +89,17 @@ class PresenceMode:
         self._divide_too_long(tracker)
         clock = frame.wall_time - frame.captured_at  # monotonic -> wall clock, for the PLC
         for track in entered:
+            if track.first_seen <= self._began_at:
+                # in view as this run began (seen at once since it starts from the belt it kept): the run
+                # before decided it, at its crossing or as it stopped, and one item gets one decision
+                self.left_to_the_run_before += 1
+                log.info("presence: an item in view as this run began is left to the run before, which decided it")
+                continue
             self.items_seen += 1
             self._items[id(track)] = items.open(self._next_item_id(), first_seen=track.first_seen + clock)
         for track in left:
-            item = self._items.pop(id(track))
+            if (item := self._items.pop(id(track), None)) is None:
+                continue
             self._finish(item, track, clock, frame.wall_time)
             items.close(item)
         for track in tracker.tracks:
@@ -156,8 +171,24 @@ class PresenceMode:
         return ((at, 0), (at, height)) if axis == 0 else ((0, at), (width, at))
 
     def remember(self) -> None:
-        """Keep what was learned of the line's items now (at shutdown), however recently it was last kept."""
+        """Keep what was learned of the line now (at shutdown), however recently it was last kept."""
         self._keep(at_once=True)
+        self._keep_belt(at_once=True)
+
+    def _recall_belt(self, image: np.ndarray) -> None:
+        """The empty belt the last run kept for this view (frame size and ROI), for the detector to try."""
+        height, width = image.shape[:2]
+        box = (0, 0, width, height) if self._roi is None else self._roi.to_pixels(width, height)
+        self._belt_view = ((width, height), box)
+        kept_for_s = self._settings.kept_belt_for_s
+        belt = None if self._memory is None or not kept_for_s else self._memory.recall_belt(self._belt_view, kept_for_s)
+        if belt is not None:
+            self.detector.start_from(belt)
+
+    def _keep_belt(self, at_once: bool = False) -> None:
+        belt = self.detector.checked_belt
+        if self._memory is not None and self._belt_view is not None and belt is not None:
+            self._memory.keep_belt(self._belt_view, belt, time.monotonic(), at_once=at_once)
 
     def _keep(self, at_once: bool = False) -> None:
         memory, view = self._memory, self._view

@@ -133,6 +133,9 @@ def test_on_a_simulated_line_every_item_gets_one_decision_timed_at_the_reference
     assert stats["line"]["product_changeovers"] == 0
     # its box on the belt: the item rotated up to 25 degrees, with its shadow
     assert all(0.9 <= n / item.length_px <= 1.7 for n, item in zip(kept["item_lengths"], truth, strict=True))
+    # and the empty belt, for the view it was learned in (frame size and ROI: the whole frame here)
+    with np.load(tmp_path / "state" / "empty_belt.npz") as belt:
+        assert list(belt["view"]) == [320, 240, 0, 0, 320, 240] and belt["mean"].shape[2] == 3
 
 
 def test_broker_outage_mid_stream_loses_no_decision(tmp_path, mosquitto, subscriber, color_bundle, items, wait_until):

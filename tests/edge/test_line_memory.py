@@ -1,18 +1,31 @@
-"""The line's item lengths kept across restarts (edge.line_memory): written atomically and seldom, read back only
-for the view they were measured in, and an unreadable file costs a relearning, never the daemon."""
+"""What presence mode learned of the line kept across restarts (edge.line_memory), its items' lengths and the empty
+belt: written atomically and seldom, read back only for the view they were measured in, and an unreadable file
+costs a relearning, never the daemon."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edge.item_lengths import CHANGEOVER_AFTER, KEPT, LEARN_FROM, ItemLengths
-from edge.line_memory import EVERY_S, FILE_NAME, LineMemory
+from edge.line_memory import BELT_EVERY_S, BELT_FILE_NAME, EVERY_S, FILE_NAME, LineMemory
+from edge.presence import EmptyBelt
 
 VIEW = ((640, 480), 0)
+BELT_VIEW = ((640, 480), (0, 40, 640, 440))  # frame size, ROI box
+HOUR = 3600.0
+
+
+def a_belt(level: float = 80.0) -> EmptyBelt:
+    rng = np.random.default_rng(0)
+    mean = (level + rng.normal(0, 5, (100, 160, 3))).astype(np.float32)
+    return EmptyBelt(mean, rng.uniform(0.5, 3.0, mean.shape).astype(np.float32), gain=0.93)
 
 
 def test_kept_lengths_come_back_for_the_same_view_only(tmp_path: Path):
@@ -49,6 +62,63 @@ def test_without_a_state_directory_nothing_is_kept(tmp_path: Path):
     memory = LineMemory(None)
     assert not memory.keep(*VIEW, [100] * 5, now=0.0, at_once=True)
     assert memory.recall(*VIEW) == []
+    assert not memory.keep_belt(BELT_VIEW, a_belt(), now=0.0, at_once=True)
+    assert memory.recall_belt(BELT_VIEW, HOUR) is None
+
+
+def test_the_kept_belt_comes_back_for_the_same_view_only_and_not_when_old(tmp_path: Path, monkeypatch):
+    belt = a_belt()
+    LineMemory(tmp_path).keep_belt(BELT_VIEW, belt, now=0.0)
+
+    kept = LineMemory(tmp_path).recall_belt(BELT_VIEW, HOUR)  # the next start
+    assert kept is not None and kept.gain == belt.gain
+    assert np.allclose(kept.mean, belt.mean, atol=0.13) and np.allclose(kept.spread, belt.spread, atol=0.002)
+    assert LineMemory(tmp_path).recall_belt(((1280, 720), (0, 40, 640, 440)), HOUR) is None  # another camera
+    assert LineMemory(tmp_path).recall_belt(((640, 480), (0, 0, 640, 480)), HOUR) is None  # the ROI moved
+    assert not [p.name for p in tmp_path.iterdir() if p.name != BELT_FILE_NAME]  # no temporary file left
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now + HOUR + 60)  # down for over an hour: anything may have changed
+    assert LineMemory(tmp_path).recall_belt(BELT_VIEW, HOUR) is None
+    monkeypatch.setattr(time, "time", lambda: now - 600)  # a clock set back: the age is unknown
+    assert LineMemory(tmp_path).recall_belt(BELT_VIEW, HOUR) is None
+
+
+def test_the_belt_is_written_seldom_but_at_once_at_shutdown(tmp_path: Path):
+    memory = LineMemory(tmp_path)
+    assert memory.keep_belt(BELT_VIEW, a_belt(80.0), now=1000.0)
+    assert not memory.keep_belt(BELT_VIEW, a_belt(90.0), now=1000.0 + BELT_EVERY_S / 2)
+    assert LineMemory(tmp_path).recall_belt(BELT_VIEW, HOUR).mean.mean() == pytest.approx(80.0, abs=0.1)
+    assert memory.keep_belt(BELT_VIEW, a_belt(90.0), now=1000.0 + BELT_EVERY_S / 2, at_once=True)
+    assert LineMemory(tmp_path).recall_belt(BELT_VIEW, HOUR).mean.mean() == pytest.approx(90.0, abs=0.1)
+
+
+def _npz(**arrays: np.ndarray) -> bytes:
+    data = io.BytesIO()
+    np.savez(data, **arrays)
+    return data.getvalue()
+
+
+GOOD = {"view": np.array([640, 480, 0, 40, 640, 440]), "mean": np.full((4, 4, 3), 80.0), "spread": np.ones((4, 4, 3))}
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"PK\x03\x04 cut short",  # a zip's start, the rest lost
+        b"not a belt at all",
+        _npz(**GOOD),  # no gain nor time kept
+        _npz(**GOOD, gain=np.float64(1.0), kept_at=np.float64(0.0)),  # kept in 1970: too old to trust
+        _npz(**{**GOOD, "mean": np.full((4, 4, 3), np.nan)}, gain=np.float64(1.0), kept_at=np.float64(time.time())),
+        _npz(**{**GOOD, "spread": np.ones((4, 4))}, gain=np.float64(1.0), kept_at=np.float64(time.time())),
+        _npz(**GOOD, gain=np.float64(0.0), kept_at=np.float64(time.time())),
+        _npz(**GOOD, gain=np.array([object()], dtype=object), kept_at=np.float64(time.time())),  # pickled
+    ],
+)
+def test_an_unreadable_belt_means_learning_it_again_not_a_crash(tmp_path: Path, content: bytes, caplog):
+    (tmp_path / BELT_FILE_NAME).write_bytes(content)
+    with caplog.at_level(logging.INFO):
+        assert LineMemory(tmp_path).recall_belt(BELT_VIEW, HOUR) is None
+    assert str(tmp_path / BELT_FILE_NAME) in caplog.text and "learning it again" in caplog.text
 
 
 def test_a_run_of_too_long_items_is_a_changeover_a_pair_now_and_then_is_not():

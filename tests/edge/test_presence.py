@@ -6,6 +6,7 @@ and timing."""
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -104,11 +105,15 @@ DARK = [(28, 30, 38), (30, 36, 70), (66, 44, 40), (20, 22, 26), (38, 48, 90), (6
 
 
 def run_line(
-    clip: Path | list[Path], fps: int, settings: PresenceSettings | None = None, memory: LineMemory | None = None
+    clip: Path | list[Path],
+    fps: int,
+    settings: PresenceSettings | None = None,
+    memory: LineMemory | None = None,
+    frames_taken: range | None = None,
 ) -> tuple[list[dict], PresenceMode]:
-    """Every frame through presence mode as the daemon does it (of several clips, one after the other), and
-    what it learned kept in `memory` at the end as the daemon's shutdown does; the decisions in order, and the
-    mode."""
+    """Every frame through presence mode as the daemon does it (of several clips, one after the other; only
+    `frames_taken` of them, on the clip's clock, as a daemon started and stopped then), and what it learned kept
+    in `memory` at the end as the daemon's shutdown does; the decisions in order, and the mode."""
     worker = InferenceWorker(SureClassifier())  # type: ignore[arg-type]
     worker.start()
     book = ItemBook(worker, wait_s=60)  # frames come unpaced: every crop offered is classified, however loaded
@@ -121,6 +126,8 @@ def run_line(
             capture = cv2.VideoCapture(str(path))
             while (read := capture.read())[0]:
                 index = next(frames)
+                if frames_taken is not None and index not in frames_taken:
+                    continue
                 mode.on_frame(Frame(read[1], index + 1, index / fps, WALL + index / fps), book)
                 book.collect()
                 decided += book.decided()
@@ -544,6 +551,49 @@ def test_a_restarted_daemon_keeps_the_line_item_length_and_tells_two_like_items_
     for decision, item in zip(decisions, after, strict=True):  # each at its own item's crossing
         assert abs(decision["crossed_at"] - WALL - item.crossed_s) < 1.5 / line.fps
     assert [d["label"] for d in fresh].count("jeans") == 5  # afresh: one lane for the pair
+
+
+def test_a_restarted_daemon_starts_from_the_belt_it_kept_and_misses_no_item_meanwhile(tmp_path: Path, caplog):
+    # restarted while the belt runs (an update), a daemon learned the empty belt again for 20 frames (1.3 s)
+    # and an item passing then got no decision; the belt the run before kept in the state directory is used
+    # from the first frame. Items in view as it starts were the run before's (it decided them as it stopped)
+    line = Line(belt="dark-grey", gap_s=(0.3, 0.6), size=(320, 240), speed_px_s=400.0)  # 1.2 s in view
+    truth = write_line_clip(tmp_path / "line.avi", garment_photos(tmp_path, (BRIGHT + DARK) * 2), line=line, seed=5)
+    restart = next(item for item in truth if item.crossed_s > 7.0).first_frame - 1  # comes into view at once
+    mine = [item for item in truth if item.first_frame > restart]
+    memory = LineMemory(tmp_path / "state")
+
+    run_line(tmp_path / "line.avi", line.fps, memory=memory, frames_taken=range(restart))
+    with caplog.at_level(logging.INFO):
+        decisions, mode = run_line(tmp_path / "line.avi", line.fps, memory=memory, frames_taken=range(restart, 10**6))
+    fresh, _ = run_line(tmp_path / "line.avi", line.fps, frames_taken=range(restart, 10**6))
+
+    assert len(decisions) == len(mine)  # one decision each, at its own crossing
+    assert max(abs(e) for e in crossing_errors(decisions, mine, line.fps)) < 1.5
+    assert mode.left_to_the_run_before >= 1  # what was in view as it began
+    timed = [d["crossed_at"] - WALL for d in fresh if d["crossed_at"] is not None]
+    # afresh, what passed while the belt was learned got none, or none a PLC can place
+    assert not any(abs(at - mine[0].crossed_s) < 1.5 / line.fps for at in timed)
+    assert "starting from the empty belt kept by the last run" in caplog.text
+    assert mode.detector.checks >= 1  # and the kept belt was checked as a freshly learned one is
+
+
+def test_a_kept_belt_unlike_the_view_is_learned_again(tmp_path: Path, caplog):
+    # the belt was changed while the daemon was down (green PVC for dark grey): the kept one is not used
+    dark = Line(belt="dark-grey", lead_s=6.0, **SMALL)
+    write_line_clip(tmp_path / "dark.avi", [], line=dark, seed=6)
+    green = Line(belt="green-pvc", **SMALL)
+    truth = write_line_clip(tmp_path / "green.avi", garment_photos(tmp_path, BRIGHT), line=green, seed=6)
+    memory = LineMemory(tmp_path / "state")
+    run_line(tmp_path / "dark.avi", dark.fps, memory=memory)
+    assert memory.belt_path is not None and memory.belt_path.exists()
+
+    with caplog.at_level(logging.WARNING):
+        decisions, _ = run_line(tmp_path / "green.avi", green.fps, memory=memory)
+
+    assert [d["label"] for d in decisions] == ["jeans"] * len(truth)
+    assert max(abs(e) for e in crossing_errors(decisions, truth, green.fps)) < 1.5
+    assert "does not fit the view" in caplog.text
 
 
 def test_a_changeover_to_a_product_far_longer_is_learned_not_rejected_for_ever(tmp_path: Path):
