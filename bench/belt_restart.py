@@ -83,7 +83,7 @@ def kept_state(clip: Path, fps: int, starts: list[int], state: Path, settings: P
             kept[index - 1] = state / str(index - 1)
             view = (image.shape[1], image.shape[0]), tracker.direction[0]
             memory = LineMemory(kept[index - 1])
-            memory.keep(*view, mode.lengths.singles, now=0.0, at_once=True)
+            memory.keep(*view, mode.lengths.singles, now=0.0, at_once=True, velocity=tuple(tracker.velocity))
             if (belt := mode.detector.checked_belt) is not None:
                 memory.keep_belt((view[0], (0, 0, *view[0])), belt, now=0.0, at_once=True)
         mode.on_frame(Frame(image, index, index / fps, index / fps), book)

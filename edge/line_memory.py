@@ -24,6 +24,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import time
 import zipfile
 from pathlib import Path
@@ -75,12 +76,34 @@ class LineMemory:
         log.info("presence: %d item lengths of this line kept from the last run", len(lengths))
         return lengths
 
+    def recall_velocity(self, frame_size: tuple[int, int]) -> tuple[float, float] | None:
+        """The belt's velocity (camera pixels a second along x and y) kept for a frame of this size; else None.
+        Unreadable here is said by `recall`, which reads the same file."""
+        if self.path is None or not self.path.exists():
+            return None
+        try:
+            kept = json.loads(self.path.read_text(encoding="utf-8"))
+            vx, vy = (float(v) for v in kept["belt_velocity_px_s"])
+            same = list(kept["frame_size"]) == list(frame_size)
+        except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError, AttributeError):
+            return None
+        if not same or not (math.isfinite(vx) and math.isfinite(vy)) or vx == vy == 0:
+            return None
+        return vx, vy
+
     def keep(
-        self, frame_size: tuple[int, int], axis: int, lengths: list[int], now: float, *, at_once: bool = False
+        self,
+        frame_size: tuple[int, int],
+        axis: int,
+        lengths: list[int],
+        now: float,
+        *,
+        at_once: bool = False,
+        velocity: tuple[float, float] | None = None,
     ) -> bool:
-        """Write the lengths unless the last write was under `EVERY_S` ago (`now`: monotonic seconds) and
-        `at_once` is not asked for; returns whether they were written. A failed write is logged, not raised:
-        the line goes on, and learns again after the next restart."""
+        """Write the lengths (and the belt's velocity, when measured) unless the last write was under `EVERY_S`
+        ago (`now`: monotonic seconds) and `at_once` is not asked for; returns whether they were written. A
+        failed write is logged, not raised: the line goes on, and learns again after the next restart."""
         if self.path is None or (not at_once and now - self._written_at < EVERY_S):
             return False
         self._written_at = now
@@ -91,6 +114,7 @@ class LineMemory:
                     "frame_size": list(frame_size),
                     "axis": axis,
                     "item_lengths": lengths,
+                    **({} if velocity is None else {"belt_velocity_px_s": [round(v, 2) for v in velocity]}),
                     "kept_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 },
             )

@@ -119,6 +119,12 @@ class BeltTracker:
         self.fragments = 0  # items seen in pieces at least once (suspected splits)
         self.merges = 0  # items swallowed by another's candidate at least once (suspected merges: touching)
 
+    def start_from(self, velocity: tuple[float, float]) -> None:
+        """The belt's velocity a run before measured on this view: travel and speed known from the first item
+        (counted as `_LEARN_FROM` steps along each axis), then followed as items move."""
+        self.velocity = np.array(velocity, float)
+        self._steps[:] = _LEARN_FROM
+
     @property
     def direction(self) -> Direction | None:
         """(axis, sign) of the travel: configured, else learned once enough items have moved."""

@@ -78,7 +78,7 @@ class PresenceMode:
             self._recall_belt(frame.image)
         views = self.detector.update(roi)
         self._keep_belt()
-        tracker = self._tracker or self._make_tracker(roi)
+        tracker = self._tracker or self._make_tracker(roi, (frame.image.shape[1], frame.image.shape[0]))
         entered, left = tracker.update(views, frame.captured_at)
         direction = tracker.direction
         self.detector.axis = None if direction is None else direction[0]
@@ -194,7 +194,9 @@ class PresenceMode:
         memory, view = self._memory, self._view
         if memory is None or view is None or self.lengths.version == self._kept_version:
             return
-        if memory.keep(*view, self.lengths.singles, time.monotonic(), at_once=at_once):
+        tracker = self._tracker
+        velocity = None if tracker is None or tracker.speed_px_s is None else tuple(tracker.velocity)
+        if memory.keep(*view, self.lengths.singles, time.monotonic(), at_once=at_once, velocity=velocity):
             self._kept_version = self.lengths.version
 
     def _measured_in(self, frame_size: tuple[int, int], axis: int) -> None:
@@ -212,7 +214,7 @@ class PresenceMode:
         else:
             self._keep()
 
-    def _make_tracker(self, roi: np.ndarray) -> BeltTracker:
+    def _make_tracker(self, roi: np.ndarray, frame_size: tuple[int, int]) -> BeltTracker:
         settings = self._settings
         self._tracker = BeltTracker(
             settings.min_frames,
@@ -222,6 +224,9 @@ class PresenceMode:
             direction=settings.direction,
             reference_line=self.reference_line,
         )
+        kept = None if self._memory is None else self._memory.recall_velocity(frame_size)
+        if kept is not None:  # the travel known at once: the first items are timed and judged as any other
+            self._tracker.start_from(kept)
         return self._tracker
 
     def _limit(self, times_median: float, configured_share: float) -> float | None:

@@ -38,6 +38,16 @@ def test_kept_lengths_come_back_for_the_same_view_only(tmp_path: Path):
     assert not [p.name for p in tmp_path.iterdir() if p.name != FILE_NAME]  # no temporary file left
 
 
+def test_the_belts_velocity_comes_back_for_the_same_camera_size_only(tmp_path: Path):
+    memory = LineMemory(tmp_path)
+    assert memory.recall_velocity((640, 480)) is None
+    memory.keep(*VIEW, [120], now=0.0)  # measured before the velocity was kept: none
+    assert memory.recall_velocity((640, 480)) is None
+    memory.keep(*VIEW, [120], now=0.0, at_once=True, velocity=(352.456, -3.0))
+    assert LineMemory(tmp_path).recall_velocity((640, 480)) == (352.46, -3.0)
+    assert LineMemory(tmp_path).recall_velocity((1280, 720)) is None
+
+
 def test_writes_are_spaced_out_but_shutdown_writes_at_once(tmp_path: Path):
     memory = LineMemory(tmp_path)
     assert memory.keep(*VIEW, [100] * 5, now=1000.0)

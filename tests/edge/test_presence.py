@@ -578,6 +578,21 @@ def test_a_restarted_daemon_starts_from_the_belt_it_kept_and_misses_no_item_mean
     assert mode.detector.checks >= 1  # and the kept belt was checked as a freshly learned one is
 
 
+def test_a_restart_knows_the_belts_travel_and_items_from_its_first_frame(tmp_path: Path):
+    # the travel was learned from six steps of whole items after every start: until then a blurred splice
+    # passing on a small view was taken for an item (a lane for nothing after one of 110 restarts, bench)
+    memory = LineMemory(tmp_path / "state")
+    memory.keep((320, 240), 0, [100] * 5, now=0.0, at_once=True, velocity=(-180.0, 2.0))
+    book = ItemBook(InferenceWorker(SureClassifier()), wait_s=60)  # type: ignore[arg-type]
+    frame = np.full((240, 320, 3), 90, np.uint8)
+
+    for size, known in (((320, 240), True), ((640, 480), False)):  # another camera: other pixels
+        mode = PresenceMode(PresenceSettings(), None, lambda: "item", memory=memory)
+        mode.on_frame(Frame(cv2.resize(frame, size), 1, 0.0, WALL), book)
+        assert (mode.tracker.direction, mode.tracker.speed_px_s) == (((0, -1), 180.0) if known else (None, None))
+        assert mode.lengths.usual == (100 if known else None)
+
+
 def test_a_kept_belt_unlike_the_view_is_learned_again(tmp_path: Path, caplog):
     # the belt was changed while the daemon was down (green PVC for dark grey): the kept one is not used
     dark = Line(belt="dark-grey", lead_s=6.0, **SMALL)
