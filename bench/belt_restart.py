@@ -1,21 +1,21 @@
-"""Restart benchmark: the daemon restarted while the belt runs (an update, a crash, a reboot). Of the items that
-pass once it is back, how many get exactly one decision at their own crossing, and how many decisions does no
-item explain?
+"""Restart benchmark: the daemon restarted while the belt runs (an update, a crash, a reboot). Does every item
+get exactly one decision at its own crossing, from the run before the restart or the one after it, and how many
+decisions does no item explain?
 
     .venv/bin/python bench/belt_restart.py [--sets test,ood] [--lines dark-rubber,...] [--at 0.2,0.35,0.5,0.65,0.8]
         [--presence KEY=VALUE ...] [--json bench/results/belt_restart.json]
 
 The photos and clips are bench/belt.py's (30 items a line, seed 1). Presence mode runs in-process on every frame
-(detection, tracking, timing; no classifier: a decision is an item closed, a reject when vetoed), started at each
-point of the clip as a restart would start it: nothing learned, the empty belt learned with items passing. Each
-start runs twice: afresh, and with what the run before it kept in the state directory (`edge.line_memory`:
-``line.json``, the line's item lengths, and since session 33 ``empty_belt.npz``, the empty belt). An item counts as
-decided when a decision's crossing time lies within 0.15 s of its own (the clip's clock is exact here); missed items
-are told apart by when they crossed: in the first 1.5 s, while the belt is learned, nothing is seen; later ones are
-the detector's failures. Not a test: it prints a table (and writes JSON) for the README, with the CPU it ran on.
-Items still in view that had crossed before the start are decided too, with their (past) crossing time, and items
-seen only for a frame or two after they crossed are decided without one (untimed): both counted apart, not as
-phantoms.
+(detection, tracking, timing; no classifier: a decision is an item closed, a reject when vetoed). For each restart
+point the run before runs from the clip's start and is stopped there as the daemon stops (the items in view decided,
+their crossings as their paths have them; what it learned kept in a state directory of its own); the run after
+starts there twice: afresh, and with what the run before kept (`edge.line_memory`: ``line.json``, the line's item
+lengths and the belt's velocity, and since session 33 ``empty_belt.npz``, the empty belt). Every item in view at the
+restart or after it is the run before's when it decided it, else the run after's; a decision counts for an item when
+its crossing time lies within 0.15 s of the item's own (the clip's clock is exact here). Items the run after missed
+are told apart by when they crossed: in the first 1.5 s, while the belt is learned afresh, nothing is seen; later
+ones are the detector's failures. A decision of the run after for an item the run before decided is a second one.
+Not a test: it prints a table (and writes JSON) for the README, with the CPU it ran on.
 """
 
 from __future__ import annotations
@@ -71,56 +71,66 @@ def frames(clip: Path, start: int = 0):
     capture.release()
 
 
-def kept_state(clip: Path, fps: int, starts: list[int], state: Path, settings: PresenceSettings) -> dict[int, Path]:
-    """One run over the whole clip; at each start, what a daemon stopped there would have kept (its line.json
-    and empty_belt.npz, in a state directory of its own)."""
+def the_run_before(clip: Path, fps: int, stop: int, state: Path, settings: PresenceSettings) -> list[Decision]:
+    """A daemon run from the clip's start, stopped at frame `stop` as the daemon stops (the items in view decided,
+    their crossings as their paths have them; what it learned kept in `state`): its decisions."""
     counter = iter(range(1, 1_000_000))
-    mode = PresenceMode(settings, None, lambda: str(next(counter)))
-    book, kept = Decided(), {}
+    mode = PresenceMode(settings, None, lambda: str(next(counter)), memory=LineMemory(state))
+    book = Decided()
     for index, image in frames(clip):
-        tracker = mode.tracker
-        if index - 1 in starts and tracker is not None and tracker.direction is not None:
-            kept[index - 1] = state / str(index - 1)
-            view = (image.shape[1], image.shape[0]), tracker.direction[0]
-            memory = LineMemory(kept[index - 1])
-            memory.keep(*view, mode.lengths.singles, now=0.0, at_once=True, velocity=tuple(tracker.velocity))
-            if (belt := mode.detector.checked_belt) is not None:
-                memory.keep_belt((view[0], (0, 0, *view[0])), belt, now=0.0, at_once=True)
+        if index > stop:
+            break
         mode.on_frame(Frame(image, index, index / fps, index / fps), book)
-    return kept
+    mode.stop(book)  # type: ignore[arg-type]
+    return [_decision(item) for item in book.closed]
+
+
+Decision = tuple[float | None, str | None]  # crossed_at on the clip's clock (None: untimed), veto
+
+
+def _decision(item: Item) -> Decision:
+    return item.vote.crossed_at, item.vote.veto
 
 
 def after_a_restart(
-    clip: Path, fps: int, start: int, truth: list[LineItem], state: Path | None, settings: PresenceSettings
+    clip: Path,
+    fps: int,
+    start: int,
+    truth: list[LineItem],
+    theirs_decided: list[Decision],
+    state: Path | None,
+    settings: PresenceSettings,
 ) -> dict[str, object]:
-    """Presence mode started at frame `start` (with the state directory `state`, or none); the items that
-    cross after it, against the decisions."""
+    """Presence mode started at frame `start` (with the state directory the run before kept, or none); the
+    items in view then or after, against the decisions of the run before (as it stopped, too) and this one."""
     counter = iter(range(1, 1_000_000))
     mode = PresenceMode(settings, None, lambda: str(next(counter)), memory=LineMemory(state))
     book = Decided()
     for index, image in frames(clip, start):
         mode.on_frame(Frame(image, index, index / fps, index / fps), book)
-    # the items that come into view after the start are this run's; those in view as it starts were the run
-    # before's (it decided them as it stopped): a decision of this run for one of them is a second one
-    mine = [item for item in truth if item.first_frame > start]
-    before = [item for item in truth if item.first_frame <= start <= item.last_frame]
-    crossings = np.array([item.crossed_s for item in mine])
-    decisions = [(item.vote.crossed_at, item.vote.veto) for item in book.closed]
+    # an item in view at the start or after it is the run before's when it decided it (at its own crossing);
+    # the others are this run's to decide
+    earlier = np.array([at for at, _ in theirs_decided if at is not None])
+    untimed_before = sum(at is None for at, _ in theirs_decided)
+    items = [item for item in truth if item.last_frame >= start]
+    theirs = [item for item in items if _near(item.crossed_s, earlier)]
+    mine = [item for item in items if not _near(item.crossed_s, earlier)]
+    decisions = [_decision(item) for item in book.closed]
     timed = np.array([at for at, _ in decisions if at is not None])
-    decided = [_near(t, timed) for t in crossings]
-    theirs = np.array([item.crossed_s for item in before])
-    again = [at for at, _ in decisions if at is not None and not _near(at, crossings) and _near(at, theirs)]
-    phantoms = [(at, veto) for at, veto in decisions if at is not None and not (_near(at, crossings) or at in again)]
-    missed = [t - start / fps for t, hit in zip(crossings, decided, strict=True) if not hit]
+    decided = [_near(item.crossed_s, timed) for item in mine]
+    missed = [item.crossed_s - start / fps for item, hit in zip(mine, decided, strict=True) if not hit]
+    crossings = np.array([item.crossed_s for item in items])
+    phantoms = [(at, veto) for at, veto in decisions if at is not None and not _near(at, crossings)]
     return {
         "items": len(mine),
         "decided": int(sum(decided)),
         "missed_while_learning": sum(bool(m < LEARNING_S) for m in missed),
         "missed_later": sum(bool(m >= LEARNING_S) for m in missed),
-        "in_view_at_the_start": len(before),
-        "decided_again": len(again),
-        # an item seen only after it crossed, for too few frames to time it: a decision a PLC pairing by time
-        # cannot place (one pairing by order can)
+        "decided_before": len(theirs),
+        "decided_again": sum(_near(item.crossed_s, timed) for item in theirs),
+        # decisions without a crossing time: a PLC pairing by time cannot place them (one pairing by order can);
+        # the run before's are those it made for items it had seen too little of as it stopped
+        "untimed_before": untimed_before,
         "untimed": sum(at is None for at, _ in decisions),
         "phantoms": len(phantoms),
         "phantom_lanes": sum(veto is None for _, veto in phantoms),
@@ -146,8 +156,8 @@ def main() -> int:
     shares = [float(share) for share in args.at.split(",")]
     results: dict[str, object] = {"cpu": cpu_description(), "at": shares, "presence": args.presence, "sets": {}}
     print(cpu_line(results["cpu"]), flush=True)  # type: ignore[arg-type]
-    counted = ("items", "decided", "missed_while_learning", "missed_later", "in_view_at_the_start", "decided_again",
-               "untimed", "phantoms", "phantom_lanes")  # fmt: skip
+    counted = ("items", "decided", "missed_while_learning", "missed_later", "decided_before", "decided_again",
+               "untimed_before", "untimed", "phantoms", "phantom_lanes")  # fmt: skip
     totals = {how: dict.fromkeys(counted, 0) for how in ("afresh", "kept")}
     names = args.lines.split(",")
     with tempfile.TemporaryDirectory() as tmp:
@@ -157,13 +167,14 @@ def main() -> int:
         for name, line_name, line, clip, truth in clips:
             count = int(cv2.VideoCapture(str(clip)).get(cv2.CAP_PROP_FRAME_COUNT))
             starts = [int(count * share) for share in shares]
-            kept = kept_state(clip, line.fps, starts, Path(tmp) / f"state-{name}-{line_name}", settings)
             runs = []
             for start in starts:
+                state = Path(tmp) / f"state-{name}-{line_name}-{start}"
+                before = the_run_before(clip, line.fps, start, state, settings)
                 run = {
                     "at_s": round(start / line.fps, 2),
-                    "afresh": after_a_restart(clip, line.fps, start, truth, None, settings),
-                    "kept": after_a_restart(clip, line.fps, start, truth, kept.get(start), settings),
+                    "afresh": after_a_restart(clip, line.fps, start, truth, before, None, settings),
+                    "kept": after_a_restart(clip, line.fps, start, truth, before, state, settings),
                 }
                 for how in ("afresh", "kept"):
                     for key in totals[how]:

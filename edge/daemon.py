@@ -141,9 +141,9 @@ class Daemon:
         self.inbox.close()  # commands from now on are refused: the loop that would carry them out has ended
         if self._watch is not None:
             self._watch.stop()
-        self._decide_open_items()
         if isinstance(self.mode, PresenceMode):
-            self.mode.remember()  # what it learned of the line's items, for the next start
+            self.mode.stop(self.items)  # items in view timed as their paths have them; the line's ways kept
+        self._decide_open_items()
         self.worker.stop()
         self.crops.stop()
         self.camera.stop()

@@ -211,11 +211,16 @@ class BeltTracker:
         left = [t for t in self.tracks if t.missed > self.leave_frames]
         self.tracks = [t for t in self.tracks if t.missed <= self.leave_frames]
         for track in (t for t in left if t.crossed_at is None):  # it left before or without crossing: extrapolate
-            travel = self.direction or _travel_of(track)  # the first item after a start passes before it is learned
-            if travel is not None:
-                along = functools.partial(self.along, direction=travel)
-                track.fit_crossing(along, self.reference_line * self.roi_size[travel[0]], self.speed_px_s)
+            self.time_crossing(track)
         return entered, [t for t in left if t.confirmed]
+
+    def time_crossing(self, track: Track) -> None:
+        """When its path crosses the reference line, extrapolated either way: an item that left before or
+        without crossing it, or one still on its way when the daemon stops (then a crossing still due)."""
+        travel = self.direction or _travel_of(track)  # the first item after a start passes before it is learned
+        if travel is not None:
+            along = functools.partial(self.along, direction=travel)
+            track.fit_crossing(along, self.reference_line * self.roi_size[travel[0]], self.speed_px_s)
 
     def _match(
         self,

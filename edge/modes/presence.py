@@ -62,7 +62,9 @@ class PresenceMode:
         self._kept_version = 0  # the lengths' version last kept
         self.items_seen = 0
         self._began_at: float | None = None  # the first frame this run took (the frames' clock)
+        self._clock = 0.0  # the frames' clock -> the wall clock, as of the last frame
         self.left_to_the_run_before = 0  # items in view at that frame: see on_frame
+        self._coming_in: set[int] = set()  # id() of the tracks coming into view at that frame
         self.reference_line = settings.reference_line  # the page may move it (edge.belt_calibration)
         self.mm_per_px = settings.mm_per_px
 
@@ -80,6 +82,8 @@ class PresenceMode:
         self._keep_belt()
         tracker = self._tracker or self._make_tracker(roi, (frame.image.shape[1], frame.image.shape[0]))
         entered, left = tracker.update(views, frame.captured_at)
+        if frame.captured_at == self._began_at:
+            self._coming_in = {id(track) for track in tracker.tracks if self._coming_in_view(track)}
         direction = tracker.direction
         self.detector.axis = None if direction is None else direction[0]
         if direction is not None:
@@ -87,11 +91,12 @@ class PresenceMode:
         self.detector.split_longer_than = self._limit(SPLIT_LONGER_THAN, 0.7)
         self.detector.seam_shorter_than = self._seam_shorter_than()
         self._divide_too_long(tracker)
-        clock = frame.wall_time - frame.captured_at  # monotonic -> wall clock, for the PLC
+        clock = self._clock = frame.wall_time - frame.captured_at  # monotonic -> wall clock, for the PLC
         for track in entered:
-            if track.first_seen <= self._began_at:
+            if track.first_seen <= self._began_at and id(track) not in self._coming_in:
                 # in view as this run began (seen at once since it starts from the belt it kept): the run
-                # before decided it, at its crossing or as it stopped, and one item gets one decision
+                # before decided it, at its crossing or as it stopped (`stop`), and one item gets one decision;
+                # one only coming into view then was never in full view, so never the run before's
                 self.left_to_the_run_before += 1
                 log.info("presence: an item in view as this run began is left to the run before, which decided it")
                 continue
@@ -170,10 +175,34 @@ class PresenceMode:
         at = round(tracker.reference if tracker.direction[1] > 0 else tracker.roi_size[axis] - tracker.reference)
         return ((at, 0), (at, height)) if axis == 0 else ((0, at), (width, at))
 
-    def remember(self) -> None:
-        """Keep what was learned of the line now (at shutdown), however recently it was last kept."""
+    def stop(self, items: ItemBook) -> None:
+        """The daemon stops: each item still followed is closed with the crossing its path gives (passed, or
+        still due where it is on its way: a decision a PLC pairing by time can place, where it used to have
+        none), and what was learned of the line is kept for the next start, however recently it was last kept.
+        A restart leaves the items in view to this run (`on_frame`)."""
+        tracker = self._tracker
+        if tracker is not None:
+            for track in tracker.tracks:
+                if (item := self._items.pop(id(track), None)) is None or item.closed_at is not None:
+                    continue
+                if track.crossed_at is None:
+                    tracker.time_crossing(track)
+                self._finish(item, track, self._clock, time.time())
+                items.close(item)
         self._keep(at_once=True)
         self._keep_belt(at_once=True)
+
+    def _coming_in_view(self, track: Track) -> bool:
+        """Its box touches the edge items come in at, not the one they leave by (the travel must be known)."""
+        tracker = self._tracker
+        if tracker is None or tracker.direction is None:
+            return False
+        axis, sign = tracker.direction
+        box, size = track.view.box, tracker.roi_size[axis]
+        at_entry, at_exit = (
+            (box[axis] <= 0, box[axis + 2] >= size) if sign > 0 else (box[axis + 2] >= size, box[axis] <= 0)
+        )
+        return at_entry and not at_exit
 
     def _recall_belt(self, image: np.ndarray) -> None:
         """The empty belt the last run kept for this view (frame size and ROI), for the detector to try."""

@@ -112,8 +112,9 @@ def run_line(
     frames_taken: range | None = None,
 ) -> tuple[list[dict], PresenceMode]:
     """Every frame through presence mode as the daemon does it (of several clips, one after the other; only
-    `frames_taken` of them, on the clip's clock, as a daemon started and stopped then), and what it learned kept
-    in `memory` at the end as the daemon's shutdown does; the decisions in order, and the mode."""
+    `frames_taken` of them, on the clip's clock, as a daemon started and stopped then), stopped at the end as
+    the daemon's shutdown stops it (items in view decided, what it learned kept in `memory`); the decisions in
+    order, and the mode."""
     worker = InferenceWorker(SureClassifier())  # type: ignore[arg-type]
     worker.start()
     book = ItemBook(worker, wait_s=60)  # frames come unpaced: every crop offered is classified, however loaded
@@ -132,13 +133,13 @@ def run_line(
                 book.collect()
                 decided += book.decided()
             capture.release()
+        mode.stop(book)
         book.close_all()
         while len(book):
             book.collect()
             decided += book.decided()
     finally:
         worker.stop()
-    mode.remember()
     # a day to live: the clip is played faster than real time on a made-up wall clock (WALL), so no deadline
     return [decide(item.vote, LABELS, Thresholds(0.5), LANES, 86400) for item in decided], mode
 
@@ -553,27 +554,33 @@ def test_a_restarted_daemon_keeps_the_line_item_length_and_tells_two_like_items_
     assert [d["label"] for d in fresh].count("jeans") == 5  # afresh: one lane for the pair
 
 
-def test_a_restarted_daemon_starts_from_the_belt_it_kept_and_misses_no_item_meanwhile(tmp_path: Path, caplog):
+# the next item comes into view just after the restart, or is coming in as it starts (never in full view before)
+@pytest.mark.parametrize("comes_in", [1, -1])
+def test_across_a_restart_each_item_gets_one_decision_at_its_crossing(tmp_path: Path, caplog, comes_in: int):
     # restarted while the belt runs (an update), a daemon learned the empty belt again for 20 frames (1.3 s)
     # and an item passing then got no decision; the belt the run before kept in the state directory is used
-    # from the first frame. Items in view as it starts were the run before's (it decided them as it stopped)
+    # from the first frame. The run before decided the items in view as it stopped, timed where their paths
+    # cross the reference line (they had no crossing time), and the new run leaves those to it
     line = Line(belt="dark-grey", gap_s=(0.3, 0.6), size=(320, 240), speed_px_s=400.0)  # 1.2 s in view
     truth = write_line_clip(tmp_path / "line.avi", garment_photos(tmp_path, (BRIGHT + DARK) * 2), line=line, seed=5)
-    restart = next(item for item in truth if item.crossed_s > 7.0).first_frame - 1  # comes into view at once
-    mine = [item for item in truth if item.first_frame > restart]
+    restart = next(item for item in truth if item.crossed_s > 7.0).first_frame - comes_in
     memory = LineMemory(tmp_path / "state")
 
-    run_line(tmp_path / "line.avi", line.fps, memory=memory, frames_taken=range(restart))
+    before, _ = run_line(tmp_path / "line.avi", line.fps, memory=memory, frames_taken=range(restart))
     with caplog.at_level(logging.INFO):
-        decisions, mode = run_line(tmp_path / "line.avi", line.fps, memory=memory, frames_taken=range(restart, 10**6))
+        after, mode = run_line(tmp_path / "line.avi", line.fps, memory=memory, frames_taken=range(restart, 10**6))
     fresh, _ = run_line(tmp_path / "line.avi", line.fps, frames_taken=range(restart, 10**6))
 
-    assert len(decisions) == len(mine)  # one decision each, at its own crossing
-    assert max(abs(e) for e in crossing_errors(decisions, mine, line.fps)) < 1.5
-    assert mode.left_to_the_run_before >= 1  # what was in view as it began
+    in_view = [item for item in truth if item.first_frame < restart <= item.last_frame]
+    assert any(item.crossed_s * line.fps > restart for item in in_view)  # on its way to the line at the stop
+    assert len(before) + len(after) == len(truth)  # one decision each, at its own crossing
+    assert all(d["crossed_at"] is not None for d in before + after)
+    assert max(abs(e) for e in crossing_errors(before + after, truth, line.fps)) < 1.5
+    assert 1 <= mode.left_to_the_run_before <= len(in_view)  # (a sliver leaving the view is no item)
     timed = [d["crossed_at"] - WALL for d in fresh if d["crossed_at"] is not None]
+    first = next(item for item in truth if item.first_frame > restart - comes_in)
     # afresh, what passed while the belt was learned got none, or none a PLC can place
-    assert not any(abs(at - mine[0].crossed_s) < 1.5 / line.fps for at in timed)
+    assert not any(abs(at - first.crossed_s) < 1.5 / line.fps for at in timed)
     assert "starting from the empty belt kept by the last run" in caplog.text
     assert mode.detector.checks >= 1  # and the kept belt was checked as a freshly learned one is
 
