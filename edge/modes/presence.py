@@ -8,6 +8,10 @@ closed when it leaves, or once it has crossed the reference line with ``max_fram
 is not one item never gets a lane: an item that touched another is a reject (``touching``), a blob longer
 than the items this line carries is as many touching items as its length holds, a blob longer than the view
 (or than the items, before their length is known) is a reject (``too_long``).
+
+Across a restart, one decision per item: the run that stops decides the items in view, timed where their paths
+cross the reference line (`stop`); the run that starts picks up what it kept (`edge.line_memory`: the empty belt,
+the belt's velocity, the items' lengths), so it sees at once, and leaves the items in view to it.
 """
 
 from __future__ import annotations
