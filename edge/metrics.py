@@ -44,6 +44,11 @@ class _DaemonCollector(Collector):
             return  # the daemon has not counted yet
         # No fps gauge: rate(sortline_frames_total[1m]) is right for any number of scrapers and intervals.
         yield CounterMetricFamily("sortline_frames", "Frames taken by the frame loop", value=figures["frames"])
+        yield CounterMetricFamily(
+            "sortline_dropped_frames",
+            "Camera frames replaced by a newer one before the frame loop took them (a board slower than its camera)",
+            value=figures["dropped_frames"],
+        )
         decisions = CounterMetricFamily("sortline_decisions", "Decisions published, by label", labels=["label"])
         for label, count in sorted(figures["decisions"].items()):
             decisions.add_metric([label], count)

@@ -39,6 +39,7 @@ def test_metrics_endpoint_reports_the_running_daemon(tmp_path, mosquitto, subscr
         assert later['sortline_decisions_total{label="blue"}'] >= 10
         assert later["sortline_rejects_total"] == 0
         assert "sortline_fps" not in later  # rates come from sortline_frames_total, right for every scraper
+        assert later["sortline_dropped_frames_total"] >= 0  # how far behind its camera the board is
         assert 'sortline_inference_seconds_bucket{le="0.25"}' in later  # steps of 25 ms where slow CPUs are
         assert 'sortline_decision_latency_seconds_bucket{le="0.7"}' in later  # and 0.1 s where decisions are
         assert later["sortline_inference_seconds_count"] >= later['sortline_decisions_total{label="blue"}'] - 1
