@@ -138,6 +138,51 @@ def test_on_a_simulated_line_every_item_gets_one_decision_timed_at_the_reference
         assert list(belt["view"]) == [320, 240, 0, 0, 320, 240] and belt["mean"].shape[2] == 3
 
 
+def _split_clip(clip: Path, at: int, first: Path, second: Path, fps: int) -> None:
+    """Frames before `at` to `first`, the rest to `second` (Motion JPEG, as demo.line writes)."""
+    capture = cv2.VideoCapture(str(clip))
+    frames = []
+    while (read := capture.read())[0]:
+        frames.append(read[1])
+    capture.release()
+    for path, part in ((first, frames[:at]), (second, frames[at:])):
+        height, width = part[0].shape[:2]
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
+        for image in part:
+            writer.write(image)
+        writer.release()
+
+
+def test_a_daemon_stopped_mid_line_times_the_item_in_view_and_the_next_one_leaves_it_to_it(
+    tmp_path, mosquitto, subscriber, color_bundle, items
+):
+    """An update restarts the daemon while the belt runs: the one stopping decides the item in view, timed where
+    its path crosses the reference line (it had no crossing time), and the one starting picks up the belt it
+    kept in the state directory and does not decide that item again."""
+    order = ["red", "blue", "green", "red"]
+    line = Line(belt="black-rubber", size=(320, 240), speed_px_s=180.0, gap_s=(1.0, 1.4), lead_s=4.0)
+    truth = write_line_clip(tmp_path / "line.avi", [items[label] for label in order], order, line, seed=4)
+    cut = round((truth[1].crossed_s - 0.4) * line.fps)  # the second item in full view, 72 px before the line
+    _split_clip(tmp_path / "line.avi", cut, tmp_path / "before.avi", tmp_path / "after.avi", line.fps)
+    sub = subscriber(mosquitto, ["sortline/line-1/decision", "sortline/line-1/status"])
+    state = {"STATE_DIRECTORY": str(tmp_path / "state")}
+
+    for runs, part in enumerate(("before", "after"), start=1):
+        config = write_config(tmp_path, mosquitto, color_bundle, tmp_path / f"{part}.avi", camera={"realtime": True})
+        stderr = finish(start_daemon(config, state))  # each exits at the end of its part of the clip
+        # it said offline after its last decision: every decision it made has arrived
+        sub.wait_for(lambda got, runs=runs: [m.json().get("state") for m in got].count("offline") == runs)
+        if part == "before":  # the first item decided at its crossing, the second as the daemon stopped
+            first, stopped = sub.payloads("sortline/line-1/decision")
+            assert (first["label"], stopped["label"]) == ("red", "blue")
+            assert first["crossed_at"] is not None and stopped["crossed_at"] is not None
+            gap = stopped["crossed_at"] - first["crossed_at"]
+            assert abs(gap - (truth[1].crossed_s - truth[0].crossed_s)) < 3 / line.fps
+
+    assert "starting from the empty belt kept by the last run" in stderr
+    assert [m.json()["label"] for m in sub.received("sortline/line-1/decision")] == order
+
+
 def test_broker_outage_mid_stream_loses_no_decision(tmp_path, mosquitto, subscriber, color_bundle, items, wait_until):
     pytest.importorskip("prometheus_client", reason="the queue is watched on /metrics (edge extra)")
     clip = static_clip(tmp_path / "blue.avi", (30, 40, 220), frames=45)
