@@ -142,7 +142,7 @@ class Daemon:
         if self._watch is not None:
             self._watch.stop()
         if isinstance(self.mode, PresenceMode):
-            self.mode.stop(self.items)  # items in view timed as their paths have them; the line's ways kept
+            self.mode.stop(self.items)  # items in view timed by their paths; what it learned kept
         self._decide_open_items()
         self.worker.stop()
         self.crops.stop()

@@ -1,11 +1,12 @@
 """What presence mode learned about the line, kept across restarts in the state directory: the lengths of its
-items (``line.json``) and the empty belt (``empty_belt.npz``).
+items and the belt's velocity (``line.json``), and the empty belt (``empty_belt.npz``).
 
 A daemon restarted while the belt runs (an update, a crash, a reboot) used to judge its next items by the rules
 of a line never seen: no item length yet, so two items laid touching without a waist between them got one lane,
 and the first five items after every restart were judged more loosely. Now the lengths of the line's last
-single items are kept with the frame size and the travel axis they were measured in, and a restart with the
-same camera picks them up as soon as it knows the travel; another frame size or axis learns them afresh.
+single items are kept with the frame size and the travel axis they were measured in, and the belt's velocity
+with them, so a restart with the same camera knows the travel from its first frame and picks the lengths up at
+once; another frame size or axis learns them afresh.
 
 Nor did it see anything while it learned the empty belt again (the first 20 frames, 1.3 s at 15 fps): an item
 passing then got no decision, about one every two restarts on the belt benchmark's lines. Now the belt model

@@ -70,7 +70,7 @@ APART_LOOKS, LOOK_EVERY = 2, 2
 # to about half of a crowded line's view; another belt, another lamp or a camera that moved differ almost everywhere
 KEPT_DIFFERS_AT_MOST = 0.5
 # the light then against the light when it was kept: beyond this either way, it is not the same scene. The gain
-# hides a grey belt swapped for a lighter or darker grey one (light grey kept, dark grey now: 30 % differs)
+# hides a grey belt swapped for a lighter or darker grey one (light grey kept, dark grey now: 35 % differs)
 KEPT_LIGHT_WITHIN = 1.33
 
 
