@@ -81,7 +81,7 @@ def the_run_before(clip: Path, fps: int, stop: int, state: Path, settings: Prese
         if index > stop:
             break
         mode.on_frame(Frame(image, index, index / fps, index / fps), book)
-    mode.stop(book)  # type: ignore[arg-type]
+    mode.stop(book)
     return [_decision(item) for item in book.closed]
 
 
