@@ -29,6 +29,7 @@ import math
 import time
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -43,6 +44,9 @@ EVERY_S = 60.0  # at most one write a minute while the line runs
 BELT_FILE_NAME = "empty_belt.npz"
 BELT_EVERY_S = 600.0  # the belt model at most every ten minutes
 
+# what reading line.json or one of its fields can raise: the file cut short, edited by hand, from another version
+_UNREADABLE = (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError, AttributeError)
+
 BeltView = tuple[tuple[int, int], tuple[int, int, int, int]]  # frame size (width, height), ROI box (x0, y0, x1, y1)
 
 
@@ -55,15 +59,14 @@ class LineMemory:
     def recall(self, frame_size: tuple[int, int], axis: int) -> list[int]:
         """The kept lengths of single items (camera pixels along the travel) if they were measured on a frame of
         this size (width, height) along this axis (0: x, 1: y); else none."""
-        if self.path is None or not self.path.exists():
-            return []
         try:
-            kept = json.loads(self.path.read_text(encoding="utf-8"))
+            if (kept := self._kept()) is None:
+                return []
             lengths = [int(v) for v in kept["item_lengths"]][-KEPT:]
             if any(v <= 0 for v in lengths):
                 raise ValueError("an item length is not positive")
             same = list(kept["frame_size"]) == list(frame_size) and int(kept["axis"]) == axis
-        except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        except _UNREADABLE as exc:
             log.error("%s: the line's item lengths kept there are unreadable (%s); learning them again", self.path, exc)
             return []
         if not same:
@@ -80,17 +83,23 @@ class LineMemory:
     def recall_velocity(self, frame_size: tuple[int, int]) -> tuple[float, float] | None:
         """The belt's velocity (camera pixels a second along x and y) kept for a frame of this size; else None.
         Unreadable here is said by `recall`, which reads the same file."""
-        if self.path is None or not self.path.exists():
-            return None
         try:
-            kept = json.loads(self.path.read_text(encoding="utf-8"))
+            if (kept := self._kept()) is None:
+                return None
             vx, vy = (float(v) for v in kept["belt_velocity_px_s"])
             same = list(kept["frame_size"]) == list(frame_size)
-        except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError, AttributeError):
+        except _UNREADABLE:
             return None
         if not same or not (math.isfinite(vx) and math.isfinite(vy)) or vx == vy == 0:
             return None
         return vx, vy
+
+    def _kept(self) -> Any:
+        """``line.json`` as written, None where there is none; raises one of `_UNREADABLE` where it cannot be
+        read (its fields are read by the caller, which may raise the same)."""
+        if self.path is None or not self.path.exists():
+            return None
+        return json.loads(self.path.read_text(encoding="utf-8"))
 
     def keep(
         self,
