@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from edge.belt_bands import Bands, find_bands
+from edge.belt_bands import BANDED, Bands, find_bands
 from edge.config import PresenceSettings
 from edge.item_shapes import CLOSE, ItemView, apart_at, box_overlap, clean, find_items
 
@@ -50,7 +50,6 @@ NEAR = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (15, 15))
 # from a histogram of GAIN_BINS_PER_UNIT bins per unit of ratio, then the median of the ratios within GAIN_NEAR
 # of its peak
 GAIN_BINS_PER_UNIT, GAIN_NEAR = 200, 0.05
-BANDED = 0.1  # share of the view along the travel: bands across that much of it make a belt banded
 # a level (working copy, blurred) at which the camera has clipped: a white belt under a bright lamp reads this
 # however much brighter the light gets, so it says nothing of the light's gain, nor how bright the belt is
 CLIPPED = 250.0
