@@ -34,6 +34,16 @@ def product_photos(directory: Path, count: int) -> list[Path]:
     return paths
 
 
+def read_all(path: Path) -> list[np.ndarray]:
+    """Every frame of a video file, in order."""
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while (read := capture.read())[0]:
+        frames.append(read[1])
+    capture.release()
+    return frames
+
+
 def numbered_clip(path: Path, frames: int, *, fps: int = 30, size: tuple[int, int] = (96, 64)) -> Path:
     """A clip whose frame i is uniformly grey level 10 + 4*i (mod 240): the frame index can be read back."""
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)

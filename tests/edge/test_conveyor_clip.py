@@ -5,25 +5,12 @@ from __future__ import annotations
 import itertools
 import json
 
-import cv2
 import numpy as np
 import pytest
-from frames_helpers import product_photos
+from frames_helpers import product_photos, read_all
 
 from demo import conveyor
 from demo.conveyor import write_conveyor_clip
-
-
-def read_all(path) -> list[np.ndarray]:
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
-    return frames
 
 
 @pytest.mark.parametrize("suffix", [".avi", ".mp4"])

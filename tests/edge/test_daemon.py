@@ -35,6 +35,7 @@ from tests.edge.daemon_helpers import (
     terminate,
     write_config,
 )
+from tests.edge.frames_helpers import read_all
 from tests.ports import free_port
 
 
@@ -140,11 +141,7 @@ def test_on_a_simulated_line_every_item_gets_one_decision_timed_at_the_reference
 
 def _split_clip(clip: Path, at: int, first: Path, second: Path, fps: int) -> None:
     """Frames before `at` to `first`, the rest to `second` (Motion JPEG, as demo.line writes)."""
-    capture = cv2.VideoCapture(str(clip))
-    frames = []
-    while (read := capture.read())[0]:
-        frames.append(read[1])
-    capture.release()
+    frames = read_all(clip)
     for path, part in ((first, frames[:at]), (second, frames[at:])):
         height, width = part[0].shape[:2]
         writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
