@@ -63,6 +63,10 @@ class ItemView:
     touching: bool = False  # split off another item it touches
     tilt: float = 0.0  # degrees its long axis leans from upright (counter-clockwise positive); 0 when unclear
     upright: tuple[float, float, float, float] = (0, 0, 0, 0)  # turned upright: its middle x, y and width, height
+    # the share of its smallest enclosing rectangle (at any angle) it covers, for a region long enough to be
+    # looked at for a waist (else None): 0.91-0.96 for a photo or a bag lying flat, 0.45-0.87 for two items laid
+    # touching (each at its own angle) or a garment's outline
+    fill: float | None = None
 
     @property
     def centre(self) -> tuple[float, float]:
@@ -147,7 +151,9 @@ def find_items(
             int(np.ceil((ys.max() + 1) * scale[1])),
         )
         tilt, upright = _orientation((xs + 0.5) * scale[0], (ys + 0.5) * scale[1])
-        views.append(ItemView(box, float(xs.size) / mask.size, touching, tilt, upright))
+        along = 0 if axis is None else box[axis + 2] - box[axis]
+        fill = _rectangle_fill(xs, ys) if split_longer_than is not None and along > split_longer_than else None
+        views.append(ItemView(box, float(xs.size) / mask.size, touching, tilt, upright, fill))
     return views
 
 
@@ -201,6 +207,20 @@ def _side_by_side(
         (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), any(p[2] for p in parts))
         for parts in joined.values()
     ]
+
+
+def _rectangle_fill(xs: np.ndarray, ys: np.ndarray) -> float:
+    """The share of the region's smallest enclosing rectangle, at any angle, that it covers. The rectangle is
+    that of each row's first and last pixel (the outline; a tenth of the time of all the pixels)."""
+    rows = ys - ys.min()
+    first = np.full(int(rows.max()) + 1, xs.max() + 1)
+    last = np.full(int(rows.max()) + 1, -1)
+    np.minimum.at(first, rows, xs)
+    np.maximum.at(last, rows, xs)
+    row = np.flatnonzero(last >= 0)
+    outline = np.column_stack([np.concatenate([first[row], last[row]]), np.concatenate([row, row])])
+    _, (width, height), _ = cv2.minAreaRect(outline.astype(np.int32))
+    return float(xs.size / ((width + 1) * (height + 1)))
 
 
 def _orientation(xs: np.ndarray, ys: np.ndarray) -> tuple[float, tuple[float, float, float, float]]:

@@ -26,6 +26,7 @@ import numpy as np
 from edge.camera import Frame, crop_roi
 from edge.config import PresenceSettings, Roi
 from edge.item_lengths import ItemLengths
+from edge.item_shapes import ItemView
 from edge.items import Item, ItemBook
 from edge.line_memory import BeltView, LineMemory
 from edge.modes import InView
@@ -37,6 +38,10 @@ log = logging.getLogger(__name__)
 LEAVE_FRAMES = 2  # frames an item may go unseen (a flicker, a dark garment half out of view) before it has left
 TOO_LONG = 1.8  # times the line's median item length: not one item ...
 BEYOND_LONGEST = 1.25  # ... nor this many times the longest of its last 25 single items (a line of like items)
+# ... unless it lies flat, as one piece (its outline fills this share of its rectangle: a photo or a bag, not two
+# items at their own angles), on a line whose longest single item is beyond this many times the median (mixed
+# lengths: one flat item that long is no surprise); it is then one item, a `too_long` reject
+FLAT_FILL, MIXED_LENGTHS = 0.9, 1.3
 SPLIT_LONGER_THAN = 1.3  # times the median: a blob this long with a waist is two items
 SEAM_SHORTER_THAN = 0.5  # times the median: a band across the belt this short along it is a splice or cleat
 UNLEARNED_MAX_LENGTH = 0.8  # share of the ROI along the travel: the longest item before the line's are known
@@ -299,7 +304,8 @@ class PresenceMode:
         between them: as many as its length holds at the line's usual item length (at least two), each a
         `touching` reject with a crossing time of its own, so a PLC that pairs decisions with items by order
         or by time stays in step. Not before the line's item length is known, nor for a region longer than
-        the view (how many it holds cannot be measured)."""
+        the view (how many it holds cannot be measured), nor for one that lies flat (`_lies_flat`): that is one
+        item, rejected as `too_long` when it leaves."""
         too_long, usual = self._too_long(), self.lengths.usual
         if too_long is None or tracker.direction is None or usual is None:
             return
@@ -308,9 +314,18 @@ class PresenceMode:
             length = track.view.length(axis)
             count = max(2, round(length / usual))
             # each stretch must itself pass as one item, or it would be divided again next frame
-            if track.in_full_view and not track.spanned and length > too_long and length / count <= too_long:
+            fits = length / count <= too_long
+            whole = track.in_full_view and not track.spanned
+            if whole and length > too_long and fits and not self._lies_flat(track.view, usual):
                 tracker.divide_evenly(track, count)
                 self.lengths.too_long(length)
+
+    def _lies_flat(self, view: ItemView, usual: float) -> bool:
+        """Whether a too-long region is one flat thing lying as it is (a photo laid flat, a bag): its outline
+        fills its rectangle (two items laid touching lie each at its own angle), on a line of mixed lengths. On a
+        line of like items (its longest single within `MIXED_LENGTHS` of the median) it is still two laid
+        touching: two bags laid square, end to end, are one rectangle too."""
+        return view.fill is not None and view.fill >= FLAT_FILL and max(self.lengths.singles) > MIXED_LENGTHS * usual
 
     def _finish(self, item: Item, track: Track, clock: float, now: float) -> None:
         """What the item's decision needs from its track: when it crossed (else ``now``, when it was last there:

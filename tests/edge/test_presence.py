@@ -646,6 +646,50 @@ def test_a_kept_belt_unlike_the_view_is_learned_again(tmp_path: Path, caplog):
     assert "does not fit the view" in caplog.text
 
 
+def test_one_photo_laid_flat_far_longer_than_a_mixed_lines_usual_item_is_one_reject_not_two(tmp_path: Path):
+    # a line of mixed lengths (slim rolled garments, wider trousers: its longest single 1.5 times its median), then
+    # a square photo laid flat, over twice the median along the belt: too long for one of the line's items, and
+    # it was divided into two touching rejects, a decision for nothing. Its outline fills its rectangle: one item
+    slim = []
+    for index, colour in enumerate(BRIGHT + DARK[:2]):
+        image = Image.new("RGB", (100, 340), (248, 248, 246))
+        ImageDraw.Draw(image).rectangle([10, 15, 90, 325], fill=colour)
+        slim.append(_saved(image, tmp_path / "slim" / f"rolled{index}.png"))
+    wide = garment_photos(tmp_path, DARK[2:5])
+    square = Image.new("RGB", (340, 340), (176, 132, 92))
+    draw = ImageDraw.Draw(square)
+    for x in range(0, 340, 24):  # floorboards: no plain background to cut the garment out of
+        draw.rectangle([x, 0, x + 21, 340], fill=(150 + (x * 7) % 50, 110 + (x * 5) % 30, 80))
+    _draw_trousers(draw, DARK[0], hems=325)
+    photos = [*slim[:4], wide[0], *slim[4:6], wide[1], slim[6], wide[2], _saved(square, tmp_path / "flat.png"), slim[7]]
+    line = Line(belt="dark-grey", gap_s=(0.6, 1.0), item_size=(0.6, 0.7), rotation_deg=10, **SMALL)
+    truth = write_line_clip(tmp_path / "mixed.avi", photos, line=line, seed=8)
+    lengths = [item.length_px for item in truth]
+    assert lengths[10] > 2 * np.median(lengths) and max(lengths[:10]) > 1.4 * np.median(lengths)
+
+    decisions, _ = run_line(tmp_path / "mixed.avi", line.fps)
+
+    assert len(decisions) == len(truth)  # one decision per item: a PLC pairing by order stays in step
+    assert [d["reason"] for d in decisions] == [None] * 10 + ["too_long", None]  # rejected, never a lane
+    assert max(abs(e) for e in crossing_errors(decisions, truth, line.fps)) < 1.5
+
+
+def test_two_like_bags_laid_square_end_to_end_are_two_rejects_though_they_make_one_rectangle(tmp_path: Path):
+    # a line of like items (folded cloth, all square to the belt); two laid end to end fill one rectangle as a
+    # single photo laid flat does, but on a line of like items nothing that long is one item
+    touch = [False] * 8 + [True] + [False] * 3  # the 9th lies against the 8th
+    line = Line(belt="dark-grey", gap_s=(0.6, 1.0), item_size=(0.6, 0.62), rotation_deg=0, **SMALL)
+    truth = write_line_clip(
+        tmp_path / "bags.avi", folded_photos(tmp_path, (BRIGHT + DARK)[:12]), line=line, seed=8, touch=touch
+    )
+
+    decisions, _ = run_line(tmp_path / "bags.avi", line.fps)
+
+    assert [d["reason"] for d in decisions] == [None] * 7 + ["touching", "touching"] + [None] * 3
+    # each at its own item's crossing (the pair's halves to two frames: the pair is divided evenly)
+    assert max(abs(e) for e in crossing_errors(decisions, truth, line.fps)) < 2
+
+
 def test_a_changeover_to_a_product_far_longer_is_learned_not_rejected_for_ever(tmp_path: Path):
     # 15 trousers, then the line changes over to folded cloth nearly three times as long along the belt: longer
     # than the too-long limit learned on the trousers, every piece was divided into touching rejects (the length
