@@ -314,9 +314,11 @@ class PresenceMode:
             length = track.view.length(axis)
             count = max(2, round(length / usual))
             # each stretch must itself pass as one item, or it would be divided again next frame
-            fits = length / count <= too_long
-            whole = track.in_full_view and not track.spanned
-            if whole and length > too_long and fits and not self._lies_flat(track.view, usual):
+            if not track.in_full_view or track.spanned or length <= too_long or length / count > too_long:
+                continue
+            # seen flat once, it stays one item (a frame of a shaking camera may show it a little less flat)
+            track.lies_flat = track.lies_flat or self._lies_flat(track.view, usual)
+            if not track.lies_flat:
                 tracker.divide_evenly(track, count)
                 self.lengths.too_long(length)
 
