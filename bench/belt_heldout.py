@@ -5,6 +5,7 @@ Does every item still get one decision, at its own crossing, with the belt's spe
         [--json bench/results/belt_heldout.json]
     .venv/bin/python bench/belt_heldout.py --sets test --seed 23 \
         --line 'touching-light-grey={"belt": "light-grey", "touching_share": 0.25}'     # a line of your own
+    .venv/bin/python bench/belt_heldout.py --sets test --seed 2 --lines touching,white-pu  # the matrix's, in-process
 
 The lines are demo/line.py's HELD_OUT_LINES (bench/belt.py's matrix is LINES); the photos are bench/belt.py's
 (30 a set), the clips rendered with seed 7. Presence mode runs in-process on every frame (detection, tracking,
@@ -32,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from bench.belt import chosen_lines, match, rendered_clips  # noqa: E402
 from bench.belt_restart import Decided  # noqa: E402
 from bench.machine import cpu_description, cpu_line  # noqa: E402
-from demo.line import HELD_OUT_LINES, Line  # noqa: E402
+from demo.line import HELD_OUT_LINES, LINES, Line  # noqa: E402
 from edge.camera import Frame  # noqa: E402
 from edge.config import PresenceSettings  # noqa: E402
 from edge.decision import REJECT  # noqa: E402
@@ -70,7 +71,9 @@ def main() -> int:
     parser.add_argument("--bundle", type=Path, default=ROOT / "models" / "apparel-efficientnet-lite2-int8")
     parser.add_argument("--per-class", type=int, default=10)
     parser.add_argument("--sets", default="test,ood")
-    parser.add_argument("--lines", help="held-out lines by name (default: all of them, or none with --line)")
+    parser.add_argument(
+        "--lines", help="lines by name, held-out or bench/belt.py's (default: all held-out ones, or none with --line)"
+    )
     parser.add_argument(
         "--line", action="append", default=[], metavar="NAME=JSON", help="a line of your own: demo.line.Line's fields"
     )
@@ -79,7 +82,8 @@ def main() -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     settings = PresenceSettings(**dict(item.split("=", 1) for item in args.presence))
-    lines = chosen_lines(HELD_OUT_LINES, args.lines, args.line)
+    names = args.lines or (None if args.line else ",".join(HELD_OUT_LINES))
+    lines = chosen_lines(HELD_OUT_LINES | LINES, names, args.line)
     results: dict[str, object] = {"cpu": cpu_description(), "seed": args.seed, "presence": args.presence, "sets": {}}
     results["lines"] = {name: line.__dict__ for name, line in lines.items()}
     print(cpu_line(results["cpu"]), flush=True)  # type: ignore[arg-type]
