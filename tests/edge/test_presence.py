@@ -85,15 +85,15 @@ def folded_photos(folder: Path, colours: list[tuple[int, int, int]]) -> list[Pat
     return paths
 
 
-def flat_lay_photos(folder: Path, colours: list[tuple[int, int, int]]) -> list[Path]:
+def flat_lay_photos(folder: Path, colours: list[tuple[int, int, int]], width: int = 240) -> list[Path]:
     """Trouser-shaped garments of the given colours (RGB) laid on floorboards: no plain background to cut them
     out of, so each lies on the belt as the whole photo. Every second one is shorter (a folded hem)."""
     paths = []
     for index, colour in enumerate(colours):
         height = 340 if index % 2 == 0 else 260
-        image = Image.new("RGB", (240, height), (176, 132, 92))
+        image = Image.new("RGB", (width, height), (176, 132, 92))
         draw = ImageDraw.Draw(image)
-        for x in range(0, 240, 24):  # the boards, each its own shade
+        for x in range(0, width, 24):  # the boards, each its own shade
             draw.rectangle([x, 0, x + 21, height], fill=(150 + (x * 7) % 50, 110 + (x * 5) % 30, 80))
         _draw_trousers(draw, colour, hems=height - 15)
         paths.append(_saved(image, folder / "jeans" / f"flat{index}.png"))
@@ -656,12 +656,8 @@ def test_one_photo_laid_flat_far_longer_than_a_mixed_lines_usual_item_is_one_rej
         ImageDraw.Draw(image).rectangle([10, 15, 90, 325], fill=colour)
         slim.append(_saved(image, tmp_path / "slim" / f"rolled{index}.png"))
     wide = garment_photos(tmp_path, DARK[2:5])
-    square = Image.new("RGB", (340, 340), (176, 132, 92))
-    draw = ImageDraw.Draw(square)
-    for x in range(0, 340, 24):  # floorboards: no plain background to cut the garment out of
-        draw.rectangle([x, 0, x + 21, 340], fill=(150 + (x * 7) % 50, 110 + (x * 5) % 30, 80))
-    _draw_trousers(draw, DARK[0], hems=325)
-    photos = [*slim[:4], wide[0], *slim[4:6], wide[1], slim[6], wide[2], _saved(square, tmp_path / "flat.png"), slim[7]]
+    (square,) = flat_lay_photos(tmp_path, DARK[:1], width=340)
+    photos = [*slim[:4], wide[0], *slim[4:6], wide[1], slim[6], wide[2], square, slim[7]]
     line = Line(belt="dark-grey", gap_s=(0.6, 1.0), item_size=(0.6, 0.7), rotation_deg=10, **SMALL)
     truth = write_line_clip(tmp_path / "mixed.avi", photos, line=line, seed=8)
     lengths = [item.length_px for item in truth]
