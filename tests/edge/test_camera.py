@@ -14,11 +14,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from frames_helpers import frame_index, numbered_clip
 
 from edge.camera import Camera, crop_roi, driver_stamp, source_kind
 from edge.config import CameraSettings, ConfigError, Roi
 from tests.edge.daemon_helpers import wait_until
+from tests.edge.frames_helpers import frame_index, numbered_clip
 
 
 def settings(source: str | Path, **overrides) -> CameraSettings:

@@ -7,10 +7,10 @@ import json
 
 import numpy as np
 import pytest
-from frames_helpers import product_photos, read_all
 
 from demo import conveyor
 from demo.conveyor import write_conveyor_clip
+from tests.edge.frames_helpers import product_photos, read_all
 
 
 @pytest.mark.parametrize("suffix", [".avi", ".mp4"])
