@@ -10,9 +10,11 @@ per strip across the belt and column along it, the mean change is that strip's o
 band where something differs all across the belt but the side guards (in the column or one either side:
 hinges lie a little slanted), most of its strips share one offset, and it is a few columns wide at most. The
 clear bands' offset is the belt's band in this frame; other columns that differ all across are bands too
-where enough of their strips have that same offset (an item hides the rest); on a belt with many clear bands
-such a band may be twice as wide, two hinges run together where they lean towards each other (a cluster
-of them made 10 decisions for nothing in 30 items, held-out benchmark's seed 1). A pixel of a band that lies
+where enough of their strips have that same offset (an item hides the rest), or where the belt model has
+learned part of a hinge as belt (it differs over part of the belt, yet its change is one all across and a
+band's); on a belt with many clear bands such a band may be twice as wide, two hinges run together where they
+lean towards each other (a cluster of them made 10 decisions for nothing in 30 items, held-out benchmark's
+seed 1). A pixel of a band that lies
 between the learned belt and the belt plus the band's offset is belt. An item differs over part of the belt's
 width, or over many columns along the travel: it is not a band. A plain item lying across more than 70 % of
 the view, whose plain parts make columns under 8 wide, can be read as bands (docs/belt.md, "Known limits");
@@ -75,7 +77,8 @@ def find_bands(difference: np.ndarray, limit: np.ndarray, changed: np.ndarray, a
     # side (a hinge lies a little slanted), and what an item leaves of a hinge with the item makes up the rest.
     # Items lie across part of the belt, so most frames have no such column: then this is all they cost
     rows = strips * STRIP
-    spanned = _near(changed[:rows]).sum(axis=0) >= (1 - 2 * EDGE_SHARE) * rows
+    differing = _near(changed[:rows]).sum(axis=0)  # rows that differ, per column (or one either side)
+    spanned = differing >= (1 - 2 * EDGE_SHARE) * rows
     # ... and a clear band is a few columns wide at most, and not at the ends of the view along the travel,
     # where a large plain item coming in or going out is a thin column that differs all across too
     maybe = spanned & ~_wider_than(spanned, WIDEST) & ~_at_the_ends(spanned)
@@ -97,9 +100,49 @@ def find_bands(difference: np.ndarray, limit: np.ndarray, changed: np.ndarray, a
     like = seen & (np.abs(offset - signature) <= tolerance).all(axis=2)
     band = (_near(like).sum(axis=0) >= PART_SHARE * strips) | clear
     band &= spanned & ~_wider_than(band, WIDEST_PAIR if clear.mean() >= BANDED else WIDEST)
+    # ... and a band the belt model has half learned, too faint over part of the belt to differ there
+    half, half_offset = _half_learned(difference[:rows], strips, differing, spanned, signature)
+    half &= ~band
+    band |= half
+    offset = np.where(half[None, :, None], half_offset, offset)
+    like |= agree | half[None]
     # each strip its own offset where it has the band's, else the band's (under an item)
-    offsets = np.where((like | agree)[:, band, None], offset[:, band], signature.astype(np.float32))
+    offsets = np.where(like[:, band, None], offset[:, band], signature.astype(np.float32))
     return Bands(axis, np.flatnonzero(band), float(band.mean()), offsets) if band.any() else None
+
+
+def _half_learned(
+    difference: np.ndarray, strips: int, differing: np.ndarray, spanned: np.ndarray, signature: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bands the belt model has half learned, and their offset per strip (the column's own where a strip's is
+    not). A belt moving about two thirds of its hinge pitch a frame shows each pixel the hinges at the same few
+    phases; where light and tilt line them up, the belt model learns their passes as the belt's own variation,
+    and a hinge there no longer differs, though its change is the same as where it does (session 36: a white
+    modular belt, 30 px a frame, 48 px pitch; 13 decisions for nothing in 30 items, each a hinge or two that
+    differed over the lower third of the belt only). Such a column differs over part of the belt in a run a
+    band's width at most, and in the strips all across the belt but the guards its change is one (within `LIKE`
+    of its median) and a band's (the clear bands' sign, at least `LIKE` of their strength). An item differs over
+    part of the belt too, but where it ends the strips are belt: no change."""
+    rows, along = strips * STRIP, difference.shape[1]
+    partial = (differing >= PART_SHARE * rows) & ~spanned
+    partial &= ~_wider_than(partial, WIDEST) & ~_at_the_ends(partial)
+    offsets = np.zeros((strips, along, 3), np.float32)
+    if not partial.any():
+        return partial, offsets
+    columns = np.flatnonzero(_near(partial))
+    there = np.ascontiguousarray(difference[:, columns])
+    offset = cv2.resize(there, (columns.size, strips), interpolation=cv2.INTER_AREA).reshape(strips, -1, 3)
+    own = np.median(offset, axis=0)  # each column's change across the belt
+    strongest = int(np.argmax(np.abs(signature)))
+    a_band = (np.sign(own[:, strongest]) == np.sign(signature[strongest])) & (
+        np.abs(own).max(axis=1) >= LIKE * np.abs(signature).max()
+    )
+    like = np.zeros((strips, along), bool)
+    like[:, columns] = a_band & (np.abs(offset - own) <= LIKE * np.abs(own).max(axis=1)[:, None]).all(axis=2)
+    offsets[:, columns] = np.where(like[:, columns, None], offset, own)
+    half = np.zeros(along, bool)
+    half[columns] = (_near(like).sum(axis=0) >= (1 - 2 * EDGE_SHARE) * strips)[columns]
+    return half, offsets
 
 
 def _strips(difference: np.ndarray, limit: np.ndarray, strips: int, looked_at: np.ndarray) -> tuple[np.ndarray, ...]:

@@ -27,7 +27,7 @@ from edge.item_shapes import apart_at
 from edge.items import ItemBook
 from edge.line_memory import LineMemory
 from edge.modes.presence import PresenceMode
-from edge.presence import PresenceDetector, _spread
+from edge.presence import EmptyBelt, PresenceDetector, _spread
 
 LABELS = ("jeans", "trousers", "saree")
 LANES = LaneSettings()
@@ -336,6 +336,28 @@ def test_two_hinges_run_together_on_a_modular_belt_are_belt():
 
     for beside in (4, 6):
         assert detector.update(_modular_belt(0, beside)) == [], beside
+
+
+@pytest.mark.parametrize("second_hinge_at", [94, 96, 98])
+def test_hinges_the_belt_model_half_learned_are_belt(second_hinge_at: int):
+    # a white modular belt moving 30 px a frame, about two thirds of its 48-px pitch, shows each pixel the hinges
+    # at the same few phases; where the belt model learned their passes as its own spread, two hinges side by side
+    # differed over the lower third of the belt only and closed into an item (13 decisions for nothing in 30)
+    detector = PresenceDetector(PresenceSettings())
+    detector.axis = 0
+    mean = np.full((120, 160, 3), (160, 110, 40), np.float32)  # the working resolution of a 320x240 view
+    spread = np.ones_like(mean)
+    spread[:80, 38:53] = 12  # the upper two thirds round x = 76-106 px: a hinge there is within 4 spreads
+    detector.start_from(EmptyBelt(mean, spread, 1.0))
+    frame = _modular_belt(0)  # a hinge every 40 px, 40 grey levels darker
+    frame[:, second_hinge_at : second_hinge_at + 4] = (120, 70, 0)  # and one beside the hinge at x = 80
+
+    assert detector.update(frame) == []
+
+    # a slim item as narrow as two hinges, over the lower third of the belt: where it ends the belt is belt
+    frame[160:236, 200:212] = (60, 40, 20)
+    (item,) = detector.update(frame)
+    assert np.abs(np.subtract(item.box, (200, 160, 212, 236))).max() <= 4, item.box
 
 
 def test_a_uniform_card_on_a_modular_belt_keeps_its_edges():
