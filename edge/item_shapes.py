@@ -119,12 +119,14 @@ def find_items(
     smallest_share: float,
     item_share: float,
     seam_shorter_than: float | None = None,
+    banded: bool = False,
 ) -> list[ItemView]:
     """The item candidates in a cleaned change mask (working resolution), as ROI-pixel views. `scale`: ROI
     pixels per working pixel; `axis`: the belt's travel (0: x, 1: y) once known; a region longer than
-    `split_longer_than` along it (ROI pixels) is looked at for a waist; pieces under `smallest_share` of the
-    mask are ignored, a touching part under `item_share` is not split off; a band across most of the ROI
-    shorter than `seam_shorter_than` along the travel (ROI pixels) is a seam, however thick."""
+    `split_longer_than` along it (ROI pixels) is looked at for a waist (on a `banded` belt only once wholly in
+    view); pieces under `smallest_share` of the mask are ignored, a touching part under `item_share` is not
+    split off; a band across most of the ROI shorter than `seam_shorter_than` along the travel (ROI pixels) is
+    a seam, however thick."""
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     smallest = smallest_share * mask.size
     pieces: list[tuple[np.ndarray, np.ndarray, bool]] = []  # (xs, ys, touching), working pixels
@@ -136,6 +138,11 @@ def find_items(
         long_enough = (
             axis is not None and split_longer_than is not None and (w, h)[axis] * scale[axis] > split_longer_than
         )
+        if long_enough and banded:
+            # at the ends of the view no band is looked for (`edge.belt_bands`): hinges there close into lumps
+            # beside a region coming in or going out, notches that are no waist (an item on a modular belt cut
+            # in two as it came in: two `touching` rejects). A pair laid touching is told apart once in view
+            long_enough = (x, y)[axis] > 0 and (x + w, y + h)[axis] < mask.shape[1 - axis]
         for part, touching in _split_touching(region, axis if long_enough else None, item_share * mask.size):
             ys, xs = np.nonzero(part)
             pieces.append((xs + x, ys + y, touching))

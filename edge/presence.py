@@ -178,6 +178,7 @@ class PresenceDetector:
             self.settings.leave_fraction,
             self.settings.enter_fraction,
             self.seam_shorter_than,
+            banded=self._banded(),
         )
         self.items = self._told_apart(crop_bgr, items, scale)
         grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
@@ -363,6 +364,10 @@ class PresenceDetector:
             between[along_y.columns] = False
         return between
 
+    def _banded(self) -> bool:
+        """Bands across the belt (a modular belt's hinges) covered a tenth of the view in the last frame looked at."""
+        return max((bands.share for bands in self._bands if bands is not None), default=0.0) >= BANDED
+
     def _gain(self, grey_now: np.ndarray, grey_belt: np.ndarray, belt: np.ndarray) -> float:
         """The light now against the learned belt: the median ratio over the pixels that look like belt. Where
         the camera clips (a white belt at the light's peak reads 255 however bright the light), now or as the
@@ -376,7 +381,7 @@ class PresenceDetector:
             if np.count_nonzero(unclipped) > CLIPPED_ENOUGH * belt.size:
                 belt = unclipped
         ratios = grey_now[belt] / grey_belt[belt]
-        if max((bands.share for bands in self._bands if bands is not None), default=0.0) < BANDED:
+        if not self._banded():
             return float(np.median(ratios))
         counts = np.bincount(np.minimum(ratios * GAIN_BINS_PER_UNIT, 3 * GAIN_BINS_PER_UNIT).astype(int))
         peak = np.argmax(cv2.GaussianBlur(counts.astype(np.float32)[None], (9, 1), 0)) / GAIN_BINS_PER_UNIT
