@@ -23,7 +23,9 @@ _OPEN = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))  # removes what is 
 _NOTCH = 0.12  # a notch in an outline this deep (share of the region's width across the belt) may be a waist
 _CUT = 0.7  # ... and two notches facing each other this close (same share) are one: two items touching
 _SEAM_PX = 8  # working pixels: a band no thicker across the whole belt is a seam
-_SIDE_BY_SIDE_GAP = 0.1  # pieces this close across the belt (share of its width) at one place along it: one item
+# pieces this close across the belt (share of its width) at one place along it: one item (a pale garment on a
+# pale belt shows as its top and bottom, a fifth of the belt apart: two items side by side, one a lane for nothing)
+_SIDE_BY_SIDE_GAP = 0.25
 _BAND_ACROSS = 0.6  # a region across this share of the ROI, and far shorter along the belt than its items: a splice
 # ... and, wholly in view, at most this share of the view along the belt: splices measured up to 0.07 there (the
 # matrix's eleven lines); a slim garment lying across a line of wider ones is 0.2-0.3 and was dropped as a splice

@@ -557,6 +557,20 @@ def test_on_a_modular_belt_a_waist_is_looked_for_only_in_a_region_wholly_in_view
     assert [touching for _, touching in found(dumbbell(start), banded=False)] == [True, True]
 
 
+def test_pieces_a_fifth_of_the_belt_apart_at_one_place_along_it_are_one_item():
+    # a pale garment on a white belt shows as its top and its bottom, 100 px of 480 apart across the belt: taken
+    # for two items side by side, the crowded white modular line gave a lane for nothing (session 36, seed 14)
+    mask = np.zeros((120, 160), bool)  # working pixels of a 640x480 view, the belt running along x
+    mask[30:56, 60:105], mask[81:106, 70:96] = True, True  # 25 working px apart across: a fifth of the belt
+
+    (view,) = find_items(mask, (4.0, 4.0), 0, None, smallest_share=0.007, item_share=0.02)
+    assert view.box == (240, 120, 420, 424)
+
+    # ... while pieces one after the other along the belt are items of their own
+    mask[81:106, 70:96], mask[81:106, 120:146] = False, True
+    assert len(find_items(mask, (4.0, 4.0), 0, None, smallest_share=0.007, item_share=0.02)) == 2
+
+
 def test_two_solid_items_laid_against_each_other_are_cut_at_the_waist_their_outlines_make():
     # no belt between them: two photos laid flat, offset across the belt (running along x), edge against edge;
     # the region the working resolution found is a little larger than what the finer look sees of them
