@@ -48,7 +48,6 @@ from bench.edge import decisions_of, mosquitto  # noqa: E402
 from bench.machine import cpu_description, cpu_line  # noqa: E402
 from demo.line import LINES, Line, LineItem, write_line_clip  # noqa: E402
 from edge.bundle import load_bundle  # noqa: E402
-from edge.camera import Frame  # noqa: E402
 from edge.classifier import Classifier  # noqa: E402
 from edge.config import ModelSettings, PresenceSettings  # noqa: E402
 from edge.decision import REJECT, Thresholds, lane_label  # noqa: E402
@@ -199,19 +198,14 @@ def detection_ms(clip: Path, line: Line, passes: int = 1) -> dict[str, float]:
     the detector was timed alone, the travel given and no item length known (no waist look, no outline's
     rectangle). The best of `passes` (each percentile on its own): on a shared machine another tenant's load
     shows as much as 30 % in one pass."""
-    from bench.belt_crops import BestCrops  # bench.belt_crops imports this module
+    from bench.belt_crops import harvest  # bench.belt_crops imports this module
 
     cv2.setNumThreads(1)
     runs, ids = [], iter(range(1, 1_000_000))
     for _ in range(passes):
         mode = PresenceMode(PresenceSettings(), None, lambda: str(next(ids)))
         detector = mode.detector = TimedDetector(PresenceSettings())
-        capture = cv2.VideoCapture(str(clip))
-        book, seq = BestCrops(), 0
-        while (read := capture.read())[0]:
-            seq += 1
-            mode.on_frame(Frame(read[1], seq, seq / line.fps, seq / line.fps), book)  # type: ignore[arg-type]
-        capture.release()
+        harvest(clip, line.fps, mode)
         runs.append([*np.percentile(detector.costs_ms, [50, 99]), max(detector.costs_ms)])
     p50, p99, most = np.min(runs, axis=0)
     return {"p50": round(float(p50), 2), "p99": round(float(p99), 2), "max": round(float(most), 1)}

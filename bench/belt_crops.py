@@ -72,10 +72,11 @@ class BestCrops:
         item.closed_at = now or 0.0
 
 
-def harvest(clip: Path, fps: int) -> tuple[list[Item], dict[str, np.ndarray]]:
-    """Presence mode over every frame of the clip; the items in order and each one's most centred crop."""
+def harvest(clip: Path, fps: int, mode: PresenceMode | None = None) -> tuple[list[Item], dict[str, np.ndarray]]:
+    """Presence mode (the product's, unless `mode` is given) over every frame of the clip; the items in order and
+    each one's most centred crop."""
     counter = iter(range(1, 1_000_000))
-    mode = PresenceMode(PresenceSettings(), None, lambda: str(next(counter)))
+    mode = mode or PresenceMode(PresenceSettings(), None, lambda: str(next(counter)))
     book = BestCrops()
     capture = cv2.VideoCapture(str(clip))
     seq = 0

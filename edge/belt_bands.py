@@ -130,8 +130,7 @@ def _half_learned(
     if not partial.any():
         return partial, offsets
     columns = np.flatnonzero(_near(partial))
-    there = np.ascontiguousarray(difference[:, columns])
-    offset = cv2.resize(there, (columns.size, strips), interpolation=cv2.INTER_AREA).reshape(strips, -1, 3)
+    offset = _strip_means(np.ascontiguousarray(difference[:, columns]), strips)
     own = np.median(offset, axis=0)  # each column's change across the belt
     strongest = int(np.argmax(np.abs(signature)))
     a_band = (np.sign(own[:, strongest]) == np.sign(signature[strongest])) & (
@@ -152,7 +151,7 @@ def _strips(difference: np.ndarray, limit: np.ndarray, strips: int, looked_at: n
     along, columns = difference.shape[1], np.flatnonzero(looked_at)
     difference = np.ascontiguousarray(difference[:, columns])
     limit = np.ascontiguousarray(limit[:, columns])
-    mean = cv2.resize(difference, (columns.size, strips), interpolation=cv2.INTER_AREA).reshape(strips, -1, 3)
+    mean = _strip_means(difference, strips)
     uniform = _within(difference, _per_row(mean, strips * STRIP), limit).reshape(strips, STRIP, -1).mean(axis=1)
     least = limit.reshape(strips, STRIP, columns.size, 3).min(axis=1)
     offset = np.zeros((strips, along, 3), np.float32)
@@ -161,6 +160,11 @@ def _strips(difference: np.ndarray, limit: np.ndarray, strips: int, looked_at: n
     offset[:, columns], least_limit[:, columns] = mean, least
     seen[:, columns] = (uniform >= FITS) & (np.abs(mean) > least).any(axis=2)
     return offset, seen, least_limit
+
+
+def _strip_means(values: np.ndarray, strips: int) -> np.ndarray:
+    """Whole strips x columns x 3 (contiguous) -> strips x columns x 3: each strip's mean in each column."""
+    return cv2.resize(values, (values.shape[1], strips), interpolation=cv2.INTER_AREA).reshape(strips, -1, 3)
 
 
 def _within(difference: np.ndarray, expected: np.ndarray, limit: np.ndarray) -> np.ndarray:
