@@ -106,7 +106,7 @@ class ItemVote:
     frames: int = 0
     last_captured: float = 0.0  # monotonic capture time of the newest frame voted
     inference_ms: float = 0.0
-    veto: str | None = None  # why it cannot get a lane whatever its scores: touching, too_long
+    veto: str | None = None  # why it cannot get a lane whatever its scores: touching, too_long, untimed
     crossed_at: float | None = None  # wall clock when its centre crossed the reference line
     belt_speed_px_s: float | None = None  # the belt's speed when it crossed, pixels of the frame per second
     belt_speed_mm_s: float | None = None  # the same in millimetres, when the camera is calibrated

@@ -7,7 +7,8 @@ its model was trained with; the most centred view waiting is the one the classif
 closed when it leaves, or once it has crossed the reference line with ``max_frames`` classified views. What
 is not one item never gets a lane: an item that touched another is a reject (``touching``), a blob longer
 than the items this line carries is as many touching items as its length holds, a blob longer than the view
-(or than the items, before their length is known) is a reject (``too_long``).
+(or than the items, before their length is known) is a reject (``too_long``), and so is what was seen too
+briefly for its path to give a crossing (``untimed``: mostly a region at the view's edge for a few frames).
 
 Across a restart, one decision per item: the run that stops decides the items in view, timed where their paths
 cross the reference line (`stop`); the run that starts picks up what it kept (`edge.line_memory`: the empty belt,
@@ -331,7 +332,9 @@ class PresenceMode:
 
     def _finish(self, item: Item, track: Track, clock: float, now: float) -> None:
         """What the item's decision needs from its track: when it crossed (else ``now``, when it was last there:
-        the decision's deadline counts from it), how fast, whether it is one item."""
+        the decision's deadline counts from it), how fast, whether it is one item. One its path cannot time is
+        no lane: a PLC pairing by time cannot place it, and one pairing by order would fire a lane for what was
+        mostly not an item (the belt's edge, a strip at the view's end, seen 2-4 frames)."""
         if item.closed_at is not None:
             return
         tracker = self._tracker
@@ -352,6 +355,8 @@ class PresenceMode:
         elif too_long is not None and track.longest > too_long:
             vote.veto = "too_long"
             self.lengths.too_long(track.longest)
+        elif track.crossed_at is None:
+            vote.veto = "untimed"
         elif track.longest:
             self.lengths.single(track.longest)
 
