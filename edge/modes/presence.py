@@ -333,8 +333,8 @@ class PresenceMode:
     def _finish(self, item: Item, track: Track, clock: float, now: float) -> None:
         """What the item's decision needs from its track: when it crossed (else ``now``, when it was last there:
         the decision's deadline counts from it), how fast, whether it is one item. One its path cannot time is
-        no lane: a PLC pairing by time cannot place it, and one pairing by order would fire a lane for what was
-        mostly not an item (the belt's edge, a strip at the view's end, seen 2-4 frames)."""
+        no lane: no PLC pairing by time could place it, and it was mostly not an item (the belt's edge, a strip
+        at the view's end, seen 2-4 frames)."""
         if item.closed_at is not None:
             return
         tracker = self._tracker

@@ -471,8 +471,8 @@ def test_touching_items_never_get_a_lane(tmp_path: Path):
 @pytest.mark.parametrize("seen_frames", [2, 4])
 def test_what_shows_too_briefly_to_time_gets_no_lane(tmp_path: Path, seen_frames: int):
     # a region seen a few frames that goes nowhere (the belt's side edge as the camera shakes, a strip at the
-    # view's end): its path gives no crossing, no PLC can time a lane for it, and pairing by order a lane for
-    # it shifts every item after (two such lanes in 105 simulator runs). It is counted, as a reject
+    # view's end): its path gives no crossing, no PLC can time a lane for it, and it was no item (two such
+    # lanes in 105 simulator runs). It is counted, as a reject
     rng = np.random.default_rng(0)
     clip = cv2.VideoWriter(str(tmp_path / "flash.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 15, (320, 240))
     for index in range(60):
