@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from edge.channels import any_channel, every_channel, worst_channel
+
 STRIP = 8  # working pixels across the belt per strip: thin enough that a slanted hinge stays in a column
 FITS = 0.75  # share of a strip's pixels its offset must explain: the strip shows one change
 CLEAR_SHARE = 0.5  # share of the strips across the ROI a clear band is seen in
@@ -59,9 +61,9 @@ class Bands:
             difference, limit, changed = difference.transpose(1, 0, 2), limit.transpose(1, 0, 2), changed.T
         columns = self.columns
         offsets = _per_row(self.offsets, changed.shape[0])
-        difference, limit = difference[:, columns], limit[:, columns]
+        difference, limit = _columns(difference, columns), _columns(limit, columns)
         beyond = np.maximum(difference - np.maximum(offsets, 0.0), np.minimum(offsets, 0.0) - difference) - limit
-        changed[:, columns] &= _worst_channel(beyond) > 0
+        changed[:, columns] &= worst_channel(beyond) > 0
 
 
 def find_bands(difference: np.ndarray, limit: np.ndarray, changed: np.ndarray, axis: int) -> Bands | None:
@@ -87,7 +89,7 @@ def find_bands(difference: np.ndarray, limit: np.ndarray, changed: np.ndarray, a
     spanned = _near(spanned)
     offset, seen, least_limit = _strips(difference[:rows], limit[:rows], strips, spanned)
     column_offset = (offset * seen[:, :, None]).sum(axis=0) / np.maximum(seen.sum(axis=0), 1)[:, None]
-    agree = seen & (np.abs(offset - column_offset[None]) <= least_limit).all(axis=2)
+    agree = seen & every_channel(np.abs(offset - column_offset[None]) <= least_limit)
     clear = (_near(agree).sum(axis=0) >= CLEAR_SHARE * strips) & _near(maybe)  # ... one offset in most strips
     clear &= ~_wider_than(clear, WIDEST)
     agree &= clear  # the clear bands' strips
@@ -97,7 +99,7 @@ def find_bands(difference: np.ndarray, limit: np.ndarray, changed: np.ndarray, a
 
     # the same band where items hide part of it: strips with the clear bands' offset
     tolerance = np.maximum(least_limit, LIKE * np.abs(signature))
-    like = seen & (np.abs(offset - signature) <= tolerance).all(axis=2)
+    like = seen & every_channel(np.abs(offset - signature) <= tolerance)
     band = (_near(like).sum(axis=0) >= PART_SHARE * strips) | clear
     band &= spanned & ~_wider_than(band, WIDEST_PAIR if clear.mean() >= BANDED else WIDEST)
     # ... and a band the belt model has half learned, too faint over part of the belt to differ there
@@ -130,14 +132,14 @@ def _half_learned(
     if not partial.any():
         return partial, offsets
     columns = np.flatnonzero(_near(partial))
-    offset = _strip_means(np.ascontiguousarray(difference[:, columns]), strips)
+    offset = _strip_means(_columns(difference, columns), strips)
     own = np.median(offset, axis=0)  # each column's change across the belt
     strongest = int(np.argmax(np.abs(signature)))
     a_band = (np.sign(own[:, strongest]) == np.sign(signature[strongest])) & (
-        np.abs(own).max(axis=1) >= LIKE * np.abs(signature).max()
+        worst_channel(np.abs(own)) >= LIKE * np.abs(signature).max()
     )
     like = np.zeros((strips, along), bool)
-    like[:, columns] = a_band & (np.abs(offset - own) <= LIKE * np.abs(own).max(axis=1)[:, None]).all(axis=2)
+    like[:, columns] = a_band & every_channel(np.abs(offset - own) <= LIKE * worst_channel(np.abs(own))[:, None])
     offsets[:, columns] = np.where(like[:, columns, None], offset, own)
     half = np.zeros(along, bool)
     half[columns] = (_near(like).sum(axis=0) >= (1 - 2 * EDGE_SHARE) * strips)[columns]
@@ -149,8 +151,7 @@ def _strips(difference: np.ndarray, limit: np.ndarray, strips: int, looked_at: n
     offset is a change all over the strip (`seen`), and the strip's least limit (BGR). `difference` and `limit`
     hold whole strips; only the columns `looked_at` are worked out (the others: no change)."""
     along, columns = difference.shape[1], np.flatnonzero(looked_at)
-    difference = np.ascontiguousarray(difference[:, columns])
-    limit = np.ascontiguousarray(limit[:, columns])
+    difference, limit = _columns(difference, columns), _columns(limit, columns)
     mean = _strip_means(difference, strips)
     uniform = _within(difference, _per_row(mean, strips * STRIP), limit).reshape(strips, STRIP, -1).mean(axis=1)
     least = limit.reshape(strips, STRIP, columns.size, 3).min(axis=1)
@@ -158,8 +159,13 @@ def _strips(difference: np.ndarray, limit: np.ndarray, strips: int, looked_at: n
     least_limit = np.full((strips, along, 3), np.inf, np.float32)
     seen = np.zeros((strips, along), bool)
     offset[:, columns], least_limit[:, columns] = mean, least
-    seen[:, columns] = (uniform >= FITS) & (np.abs(mean) > least).any(axis=2)
+    seen[:, columns] = (uniform >= FITS) & any_channel(np.abs(mean) > least)
     return offset, seen, least_limit
+
+
+def _columns(values: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """HxWx3 -> HxCx3 (contiguous): the `columns` alone (np.take: a quarter of what indexing costs)."""
+    return np.take(values, columns, axis=1)
 
 
 def _strip_means(values: np.ndarray, strips: int) -> np.ndarray:
@@ -170,12 +176,7 @@ def _strip_means(values: np.ndarray, strips: int) -> np.ndarray:
 def _within(difference: np.ndarray, expected: np.ndarray, limit: np.ndarray) -> np.ndarray:
     """HxW: where `difference` is within `limit` of `expected` in every channel (all HxWx3)."""
     excess = cv2.subtract(cv2.absdiff(np.ascontiguousarray(difference), expected), np.ascontiguousarray(limit))
-    return _worst_channel(excess) <= 0
-
-
-def _worst_channel(excess: np.ndarray) -> np.ndarray:
-    """HxWx3 -> HxW: the largest of the three channels."""
-    return cv2.reduce(np.ascontiguousarray(excess).reshape(-1, 3), 1, cv2.REDUCE_MAX).reshape(excess.shape[:2])
+    return worst_channel(excess) <= 0
 
 
 def _per_row(strip_values: np.ndarray, rows: int) -> np.ndarray:
@@ -206,9 +207,8 @@ def _at_the_ends(flags: np.ndarray) -> np.ndarray:
 def _wider_than(flags: np.ndarray, widest: int) -> np.ndarray:
     """Where `flags` is set in a run longer than `widest`."""
     padded = np.concatenate([[False], flags, [False]])
-    edges = np.flatnonzero(padded[1:] != padded[:-1])
+    runs = np.flatnonzero(padded[1:] != padded[:-1]).reshape(-1, 2)  # each run's start and stop
     wide = np.zeros_like(flags)
-    for start, stop in zip(edges[::2], edges[1::2], strict=True):
-        if stop - start > widest:
-            wide[start:stop] = True
+    for start, stop in runs[runs[:, 1] - runs[:, 0] > widest]:
+        wide[start:stop] = True
     return wide

@@ -129,14 +129,12 @@ def find_items(
     view); pieces under `smallest_share` of the mask are ignored, a touching part under `item_share` is not
     split off; a band across most of the ROI shorter than `seam_shorter_than` along the travel (ROI pixels) is
     a seam, however thick."""
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    smallest = smallest_share * mask.size
+    labels, areas = _labelled(mask.astype(np.uint8))
     pieces: list[tuple[np.ndarray, np.ndarray, bool]] = []  # (xs, ys, touching), working pixels
-    for index in range(1, count):
-        if stats[index, cv2.CC_STAT_AREA] < smallest:
-            continue
-        x, y, w, h = stats[index, :4]
-        region = labels[y : y + h, x : x + w] == index
+    for index in np.flatnonzero(areas[1:] >= smallest_share * mask.size) + 1:
+        hit = labels == index
+        (x, x1), (y, y1) = _extent(hit, 0), _extent(hit, 1)
+        w, h, region = x1 - x, y1 - y, hit[y:y1, x:x1]
         long_enough = (
             axis is not None and split_longer_than is not None and (w, h)[axis] * scale[axis] > split_longer_than
         )
@@ -322,12 +320,11 @@ def _cut(region: np.ndarray, p: tuple[int, int], q: tuple[int, int], smallest: f
     """The region cut along p-q into its two largest pieces, or None unless both are items in their own right."""
     cut = region.astype(np.uint8)
     cv2.line(cut, p, q, 0, 2)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(cut, connectivity=4)
-    if count < 3:
+    labels, areas = _labelled(cut, connectivity=4)
+    if len(areas) < 3:
         return None
-    largest = np.argsort(stats[1:, cv2.CC_STAT_AREA])[::-1][:2] + 1
-    areas = stats[largest, cv2.CC_STAT_AREA]
-    if areas.min() < max(smallest, 0.25 * region.sum()):
+    largest = np.argsort(areas[1:])[::-1][:2] + 1
+    if areas[largest].min() < max(smallest, 0.25 * region.sum()):
         return None
     return [labels == index for index in largest]
 
@@ -344,7 +341,7 @@ def apart_at(item_pixels: np.ndarray, axis: int, smallest: float, region: float)
     seen = cv2.countNonZero(pixels)
     if seen < _APART_SEEN * region:
         return None
-    cut = _between_parts(cv2.connectedComponentsWithStats(pixels, connectivity=8)[2], axis, smallest)
+    cut = _between_parts(*_labelled(pixels), axis, smallest)
     if cut is not None or seen < _SEEN_WHOLE * region:
         return cut
     if cv2.countNonZero(cv2.morphologyEx(pixels, cv2.MORPH_OPEN, _SOLID_TEST)) < _SOLID * seen:
@@ -374,18 +371,25 @@ def _touching_at(pixels: np.ndarray, axis: int, smallest: float) -> int | None:
     return round(waist[0])
 
 
-def _between_parts(stats: np.ndarray, axis: int, smallest: float) -> int | None:
-    """Where along `axis` the two largest parts (`stats` of cv2.connectedComponentsWithStats) meet, when both
-    are items (`_APART_SHARE` of all and `smallest`) lying one after the other (overlapping by less than
-    `_APART_OVERLAP`), else None."""
-    areas = stats[1:, cv2.CC_STAT_AREA]
+def _between_parts(labels: np.ndarray, areas: np.ndarray, axis: int, smallest: float) -> int | None:
+    """Where along `axis` the two largest parts (`_labelled`) meet, when both are items (`_APART_SHARE` of all
+    and `smallest`) lying one after the other (overlapping by less than `_APART_OVERLAP`), else None."""
+    areas = areas[1:]
     if len(areas) < 2:
         return None
     big = [i + 1 for i in np.argsort(areas)[::-1][:2] if areas[i] >= max(smallest, _APART_SHARE * areas.sum())]
     if len(big) < 2:
         return None
-    (a0, a1), (b0, b1) = sorted((int(stats[i, axis]), int(stats[i, axis] + stats[i, 2 + axis])) for i in big)
+    (a0, a1), (b0, b1) = sorted(_extent(labels == i, axis) for i in big)
     return round((a1 + b0) / 2) if _one_after_the_other((a0, a1), (b0, b1)) else None
+
+
+def _labelled(mask: np.ndarray, connectivity: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """The mask's connected parts: the label image and each label's pixels (label 0: the rest). What
+    cv2.connectedComponentsWithStats gives but the boxes, which cost it five to seven times the labelling (0.1
+    ms a 160x120 mask, 0.4 ms a 320x240 one): a box is worked out for the parts kept alone (`_extent`)."""
+    count, labels = cv2.connectedComponents(mask, connectivity=connectivity)
+    return labels, np.bincount(labels.ravel(), minlength=count)
 
 
 def _extent(part: np.ndarray, axis: int) -> tuple[int, int]:

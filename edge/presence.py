@@ -17,8 +17,8 @@ touching are told apart. A region wholly in view is looked at again at twice tha
 laid a centimetre or two apart still have belt between them that the working resolution closes, and two laid
 edge to edge show the waist their outlines make.
 
-A frame costs about a millisecond on one core (160 pixels across, whatever the camera); bench/belt.py
-measures it.
+A frame costs about 2 ms on one core at the median, 2-4 ms at p99 (160 pixels across, whatever the camera):
+`bench/belt.py --detection-only` measures it, README has the figures.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from edge.belt_bands import BANDED, Bands, find_bands
+from edge.channels import any_channel
 from edge.config import PresenceSettings
 from edge.item_shapes import CLOSE, ItemView, apart_at, box_overlap, clean, find_items
 
@@ -254,8 +255,7 @@ class PresenceDetector:
         mean = cv2.resize(self._mean[wy0:wy1, wx0:wx1], shape, interpolation=cv2.INTER_LINEAR)[inside]
         limit = cv2.resize(self._limit[wy0:wy1, wx0:wx1], shape, interpolation=cv2.INTER_LINEAR)[inside]
         seen = seen[: mean.shape[0], : mean.shape[1]]
-        blue, green, red = cv2.split(cv2.absdiff(seen, mean) - APART_LIMIT * limit)  # cv2: numpy's max is slower
-        differs = cv2.compare(cv2.max(cv2.max(blue, green), red), 0.0, cv2.CMP_GT)
+        differs = any_channel(cv2.absdiff(seen, mean) > APART_LIMIT * limit).astype(np.uint8)
         return cv2.morphologyEx(differs, cv2.MORPH_OPEN, _SPECK)
 
     # ---- the empty belt --------------------------------------------------------------------
@@ -343,7 +343,7 @@ class PresenceDetector:
             difference = np.abs(signed)
             if self._peak >= CLIPPED:
                 difference *= ~((self._mean >= CLIPPED) & (normalised > expected))
-        return signed, (difference > self._limit).any(axis=2)
+        return signed, any_channel(difference > self._limit)
 
     def _find_bands(self, signed: np.ndarray, changed: np.ndarray) -> list[Bands | None]:
         """Bands across the belt (a modular belt's hinges, splices), for travel along x and along y: before the
@@ -398,11 +398,15 @@ class PresenceDetector:
             return
         if small.max() >= CLIPPED:  # a clipped pixel is at least as bright as it shows: it teaches nothing
             belt = belt & cv2.inRange(small, (0.0, 0.0, 0.0), (CLIPPED - 0.01,) * 3).astype(bool)
-        normalised = small / self.gain
         weight = (rate * belt)[:, :, None].astype(np.float32)
-        deviation = np.abs(normalised - self._mean)
-        self._mean += weight * (normalised - self._mean)
-        self._spread += weight * (1.2533 * deviation - self._spread)  # mean |dev| * sqrt(pi/2) = sigma
+        step = small / self.gain - self._mean  # in place from here: a frame's worth of temporaries fewer
+        deviation = np.abs(step)
+        step *= weight
+        self._mean += step
+        deviation *= 1.2533  # mean |dev| * sqrt(pi/2) = sigma
+        deviation -= self._spread
+        deviation *= weight
+        self._spread += deviation
         self._derive()
 
     def _check_learned(self, small: np.ndarray, grey: np.ndarray) -> None:
@@ -434,7 +438,7 @@ class PresenceDetector:
         spread = _spread(frames, median)
         # measured by the longer look's spread: the model's own is swollen where an item came and went in it
         limit = np.maximum(self.settings.sigmas * spread, float(self.settings.pixel_delta))
-        wrong = (np.abs(median - self._mean) > limit).any(axis=2)
+        wrong = any_channel(np.abs(median - self._mean) > limit)
         self.relearned_share = float(wrong.mean())
         self.checks += 1
         if wrong.any():
