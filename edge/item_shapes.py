@@ -134,15 +134,17 @@ def find_items(
     for index in np.flatnonzero(areas[1:] >= smallest_share * mask.size) + 1:
         hit = labels == index
         (x, x1), (y, y1) = _extent(hit, 0), _extent(hit, 1)
-        w, h, region = x1 - x, y1 - y, hit[y:y1, x:x1]
+        region = hit[y:y1, x:x1]
         long_enough = (
-            axis is not None and split_longer_than is not None and (w, h)[axis] * scale[axis] > split_longer_than
+            axis is not None
+            and split_longer_than is not None
+            and (x1 - x, y1 - y)[axis] * scale[axis] > split_longer_than
         )
         if long_enough and banded:
             # at the ends of the view no band is looked for (`edge.belt_bands`): hinges there close into lumps
             # beside a region coming in or going out, notches that are no waist (an item on a modular belt cut
             # in two as it came in: two `touching` rejects). A pair laid touching is told apart once in view
-            long_enough = (x, y)[axis] > 0 and (x + w, y + h)[axis] < mask.shape[1 - axis]
+            long_enough = (x, y)[axis] > 0 and (x1, y1)[axis] < mask.shape[1 - axis]
         for part, touching in _split_touching(region, axis if long_enough else None, item_share * mask.size):
             ys, xs = np.nonzero(part)
             pieces.append((xs + x, ys + y, touching))
