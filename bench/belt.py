@@ -20,7 +20,7 @@ demo photos; ``ood``: ../shared/data/apparel-ood, when present) it
     are counted on their own), the error of the gaps
     between consecutive crossings (in frames) and of the measured belt speed;
   * times the detector on every frame of the clip as presence mode runs it, on one core (`--detection-only`:
-    only that, best of three passes, a few minutes for the matrix).
+    only that, each frame the least of three passes, a few minutes for the matrix).
 Not a test: it prints a table (and writes JSON) for the README, with the CPU it ran on.
 """
 
@@ -196,8 +196,10 @@ def detection_ms(clip: Path, line: Line, passes: int = 1) -> dict[str, float]:
     p50, p99 and the most milliseconds a frame took (the frame that ends the belt's learning, or its check:
     while it runs a live camera's frames are dropped, and an item passing then is not seen). Until session 36
     the detector was timed alone, the travel given and no item length known (no waist look, no outline's
-    rectangle). The best of `passes` (each percentile on its own): on a shared machine another tenant's load
-    shows as much as 30 % in one pass."""
+    rectangle). Each frame's cost is the least it took in `passes` passes: the detector does the same work on
+    the same frame every pass, and what one pass adds is another tenant's load on a shared machine (up to 30 %
+    of a pass, on whichever frames it falls). `p99_best_pass` is the figure before session 38: each pass's own
+    p99, the best of them."""
     from bench.belt_crops import harvest  # bench.belt_crops imports this module
 
     cv2.setNumThreads(1)
@@ -206,9 +208,16 @@ def detection_ms(clip: Path, line: Line, passes: int = 1) -> dict[str, float]:
         mode = PresenceMode(PresenceSettings(), None, lambda: str(next(ids)))
         detector = mode.detector = TimedDetector(PresenceSettings())
         harvest(clip, line.fps, mode)
-        runs.append([*np.percentile(detector.costs_ms, [50, 99]), max(detector.costs_ms)])
-    p50, p99, most = np.min(runs, axis=0)
-    return {"p50": round(float(p50), 2), "p99": round(float(p99), 2), "max": round(float(most), 1)}
+        runs.append(detector.costs_ms)
+    costs = np.min(runs, axis=0)  # the same frames each pass (the clip and the detector are deterministic)
+    p50, p99 = np.percentile(costs, [50, 99])
+    best_pass = min(np.percentile(run, 99) for run in runs)
+    return {
+        "p50": round(float(p50), 2),
+        "p99": round(float(p99), 2),
+        "max": round(float(costs.max()), 1),
+        "p99_best_pass": round(float(best_pass), 2),
+    }
 
 
 def on_the_line(bundle_dir: Path, clip: Path, port: int, workdir: Path) -> list[dict]:

@@ -17,7 +17,7 @@ touching are told apart. A region wholly in view is looked at again at twice tha
 laid a centimetre or two apart still have belt between them that the working resolution closes, and two laid
 edge to edge show the waist their outlines make.
 
-A frame costs about 2 ms on one core at the median, 2-4 ms at p99 (160 pixels across, whatever the camera):
+A frame costs under 2 ms on one core at the median, under 3 ms at p99 (160 pixels across, whatever the camera):
 `bench/belt.py --detection-only` measures it, README has the figures.
 """
 
@@ -484,7 +484,11 @@ def _frames_median(frames: np.ndarray) -> np.ndarray:
     """Per pixel, the median of `frames` (NxHxWx3), as np.median(frames, axis=0) gives it to the bit (the mean
     of the two middle values of an even count) in a quarter of the time: np.median partitions along the first,
     strided axis, and the frame that ended the belt's learning stalled the loop for 45-50 ms."""
-    ordered = np.sort(frames, axis=0)
+    return _middle(np.sort(frames, axis=0))
+
+
+def _middle(ordered: np.ndarray) -> np.ndarray:
+    """Per pixel, the median of values sorted along axis 0: the middle one, or the mean of the middle two."""
     return (ordered[(len(ordered) - 1) // 2] + ordered[len(ordered) // 2]) / 2
 
 
@@ -496,7 +500,7 @@ def _spread(frames: np.ndarray, median: np.ndarray) -> np.ndarray:
     and parts of hinges look like items. On a plain belt trimming lowers it by a tenth (dark rubber: 0.60 ->
     0.54), where the limit's `pixel_delta` floor holds anyway."""
     ordered = np.sort(np.abs(frames - median), axis=0)  # each pixel's deviations, least first
-    spread = 1.4826 * _median_of_first(ordered, np.full(ordered.shape[1:], len(ordered)))
+    spread = 1.4826 * _middle(ordered)
     for _ in range(2):  # (sorted, so those within three spreads are the first ones, at least one)
         spread = 1.4826 * _median_of_first(ordered, np.count_nonzero(ordered <= 3 * spread, axis=0))
     return spread.astype(np.float32)
