@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from bench.belt import photo_set, sample  # noqa: E402
 from bench.machine import cpu_description, cpu_line  # noqa: E402
 from bench.models import LOSO_MAX_WRONG, manifest_sources  # noqa: E402
-from demo.line import LINES, write_line_clip  # noqa: E402
+from demo.line import LINES, LineItem, write_line_clip  # noqa: E402
 from edge.bundle import load_bundle  # noqa: E402
 from edge.camera import Frame  # noqa: E402
 from edge.classifier import Classifier  # noqa: E402
@@ -50,6 +50,8 @@ from edge.items import Item  # noqa: E402
 from edge.modes.presence import PresenceMode  # noqa: E402
 from edge.preprocess import decode_image  # noqa: E402
 from trainer.calibration import as_decided, operating_point, outcomes  # noqa: E402
+
+PAIRED_WITHIN_S = 0.15  # an item and the crossing presence mode gave it: bench/belt.py's tolerance
 
 
 class BestCrops:
@@ -90,10 +92,10 @@ def harvest(clip: Path, fps: int, mode: PresenceMode | None = None) -> tuple[lis
     return book.items, {item_id: crop for item_id, (_, crop) in book.best.items()}
 
 
-def line_crops(folder: Path, line_name: str, photos: list[tuple[Path, str]]) -> list[tuple[Path, str]] | None:
+def line_crops(folder: Path, line_name: str, photos: list[tuple[Path, str]]) -> list[tuple[Path, str]]:
     """The photos ridden on the line, each item's most centred crop as (folder/<label>/<photo>.jpg, label);
-    harvested once, then read back. None when presence mode found another number of items than the line carried
-    (the crops cannot be paired with their photos). Items laid touching a neighbour are left out."""
+    harvested once, then read back. Items laid touching a neighbour are left out, and so are those presence mode
+    did not see as one item crossing where the line's truth has it (`crossed_by`)."""
     if not folder.is_dir():
         line = LINES[line_name]
         clip = folder.parent / f"{line_name}.avi"
@@ -101,14 +103,29 @@ def line_crops(folder: Path, line_name: str, photos: list[tuple[Path, str]]) -> 
         truth = write_line_clip(clip, [p for p, _ in photos], [label for _, label in photos], line, seed=1)
         items, best = harvest(clip, line.fps)
         clip.unlink()
-        if len(items) != len(truth):
-            return None
-        for item, known in zip(items, truth, strict=True):
+        found = crossed_by(truth, items, 1 / line.fps)
+        print(f"{line_name}: {len(found)} of {len(truth)} items seen as one, crossing where they did", flush=True)
+        for known, item in found:
             crop = best.get(item.item_id)
             if crop is not None and not known.touching:
                 (folder / known.label).mkdir(parents=True, exist_ok=True)
                 cv2.imwrite(str(folder / known.label / f"{Path(known.image).stem}.jpg"), crop)
     return [(path, path.parent.name) for path in sorted(folder.glob("*/*.jpg"))]
+
+
+def crossed_by(truth: list[LineItem], items: list[Item], frame_s: float) -> list[tuple[LineItem, Item]]:
+    """Each item the line carried with the one item presence mode saw crossing within `PAIRED_WITHIN_S` of it,
+    where there is exactly one and it has no veto. Paired by crossing as a PLC pairs them, not by order: an item
+    cut in two (a dark garment on a white card on dark rubber shows as two white strips) would shift every
+    later crop onto the next photo. `frame_s`: harvest numbers the first frame 1, the truth's clock 0."""
+    timed = [item for item in items if item.vote.crossed_at is not None]
+    crossings = np.array([item.vote.crossed_at - frame_s for item in timed])
+    found = []
+    for known in truth:
+        near = np.flatnonzero(np.abs(crossings - known.crossed_s) < PAIRED_WITHIN_S) if timed else []
+        if len(near) == 1 and timed[near[0]].vote.veto is None:
+            found.append((known, timed[near[0]]))
+    return found
 
 
 def loaded(bundle_dir: Path) -> tuple[Classifier, Thresholds]:
@@ -212,9 +229,6 @@ def main() -> int:
     all_crops: list[tuple[Path, str]] = []
     for name in args.lines.split(","):
         crops = line_crops(args.out / name, name, photos)
-        if crops is None:
-            print(f"{name}: presence mode found another number of items than the line carried; crops not paired")
-            continue
         all_crops += crops
         row: dict[str, object] = {"crops": len(crops)}
         for model_name, model in models.items():

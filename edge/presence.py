@@ -62,6 +62,9 @@ FINE_WIDTH = 2 * WORK_WIDTH
 # resolution: the belt's grain and the sensor's noise, which the coarser copy averages away, show more
 APART_LIMIT = 2.0
 _SPECK = np.ones((3, 3), np.uint8)  # what is thinner than this there is noise, not an item
+# where the finer look would cut a region in two, a band this many fine pixels either side of the cut: what it
+# takes for belt there must mostly (less than BELT_AT_DIFFERS of it differing) be belt at the working limit too
+BELT_AT_HALF, BELT_AT_DIFFERS = 2, 0.5
 # looks in a row (one every LOOK_EVERY frames: two items laid close are in full view for a dozen frames or more) a
 # region must be seen holding two items before it is told apart: a crease across a pale garment on a pale belt can
 # look like belt between two items for a frame
@@ -216,9 +219,14 @@ class PresenceDetector:
             start, end = view.box[axis], view.box[axis + 2]
             cut = None
             if not view.touching and start > 0 and end < size:
-                pixels = self._item_pixels(crop_bgr, view.box, scale, fine)
+                difference, limit = self._differences(crop_bgr, view.box, scale, fine)
+                pixels = cv2.morphologyEx(
+                    any_channel(difference > APART_LIMIT * limit).astype(np.uint8), cv2.MORPH_OPEN, _SPECK
+                )
                 # what the working resolution saw of it, and the least an item is, in fine pixels
                 cut = apart_at(pixels, axis, self.settings.enter_fraction * roi_pixels, view.area * roi_pixels)
+                if cut is not None and not _belt_at(cut, axis, pixels, any_channel(difference > limit)):
+                    cut = None
             if cut is not None:
                 looks = 1 + max((n for box, n in self._apart if box_overlap(box, view.box) >= 0.5), default=0)
                 apart.append((view.box, looks))
@@ -232,11 +240,12 @@ class PresenceDetector:
         self._apart = apart
         return told
 
-    def _item_pixels(
+    def _differences(
         self, crop_bgr: np.ndarray, box: tuple[int, int, int, int], scale: tuple[float, float], fine: float
-    ) -> np.ndarray:
-        """Within `box` (ROI pixels), at `fine` of the ROI's resolution: where the frame differs from the belt.
-        The learned belt and its variation are brought up to that resolution for the box alone."""
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Within `box` (ROI pixels), at `fine` of the ROI's resolution: how much the frame differs from the belt
+        and the change that counts at working resolution, per pixel and channel. The learned belt and its
+        variation are brought up to that resolution for the box alone."""
         assert self._mean is not None
         x0, y0, x1, y1 = box
         (sx, sy), (height, width) = scale, self._mean.shape[:2]
@@ -255,8 +264,7 @@ class PresenceDetector:
         mean = cv2.resize(self._mean[wy0:wy1, wx0:wx1], shape, interpolation=cv2.INTER_LINEAR)[inside]
         limit = cv2.resize(self._limit[wy0:wy1, wx0:wx1], shape, interpolation=cv2.INTER_LINEAR)[inside]
         seen = seen[: mean.shape[0], : mean.shape[1]]
-        differs = any_channel(cv2.absdiff(seen, mean) > APART_LIMIT * limit).astype(np.uint8)
-        return cv2.morphologyEx(differs, cv2.MORPH_OPEN, _SPECK)
+        return cv2.absdiff(seen, mean), limit
 
     # ---- the empty belt --------------------------------------------------------------------
     def _learn(self, small: np.ndarray) -> None:
@@ -478,6 +486,20 @@ class PresenceDetector:
     def _moved(self, grey: np.ndarray, before: np.ndarray) -> bool:
         """Something moved between two grey frames: 1 % of the pixels changed by more than `pixel_delta`."""
         return bool(np.count_nonzero(cv2.absdiff(grey, before) > self.settings.pixel_delta) >= 0.01 * grey.size)
+
+
+def _belt_at(cut: int, axis: int, items: np.ndarray, differs: np.ndarray) -> bool:
+    """Whether what the finer look takes for belt where it would cut a region in two (`items`: what it takes for
+    items there) is belt at the working resolution's own limit too (`differs`: where the frame differs by it).
+    Two items laid apart have belt between them; a dark garment on a pale card, on a dark belt, comes apart at
+    the finer look's looser limit into the card's two pale strips, and what lies between them still differs
+    from the belt (a 210-item dark rubber line: one trousers photo, two `touching` rejects)."""
+    band = slice(max(0, cut - BELT_AT_HALF), cut + BELT_AT_HALF + 1)
+    at = (slice(None), band) if axis == 0 else (band, slice(None))
+    between = items[at] == 0
+    return bool(
+        not between.any() or np.count_nonzero(differs[at][between]) < BELT_AT_DIFFERS * np.count_nonzero(between)
+    )
 
 
 def _frames_median(frames: np.ndarray) -> np.ndarray:
