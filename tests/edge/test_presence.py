@@ -509,6 +509,30 @@ def test_two_items_laid_a_centimetre_apart_are_two_decisions_never_one_lane(
         assert abs(decision["crossed_at"] - WALL - item.crossed_s) < 1.5 / line.fps
 
 
+@pytest.mark.parametrize("seed", [3, 5])
+def test_a_dark_garment_on_a_pale_card_on_a_dark_belt_is_one_item_not_its_cards_two_strips(tmp_path: Path, seed: int):
+    # trousers reaching the photo's top and bottom edges: no plain border to cut them out by, so the photo lies
+    # on the belt whole, a pale card with a garment the belt's colour down its middle. The finer look's looser
+    # limit sees the card's two pale strips with "belt" between them; at the working limit the garment differs
+    paths = []
+    for index in range(3):
+        image = Image.new("RGB", (240, 340), (248, 248, 246))
+        draw = ImageDraw.Draw(image)
+        draw.rectangle([70, 0, 170, 60], fill=DARK[0])
+        draw.polygon([(70, 60), (118, 60), (112, 340), (65, 340)], fill=DARK[0])
+        draw.polygon([(122, 60), (170, 60), (175, 340), (128, 340)], fill=DARK[0])
+        paths.append(_saved(image, tmp_path / "trousers" / f"card{index}.png"))
+    line = Line(belt="black-rubber", rotation_deg=10)
+    truth = write_line_clip(tmp_path / "cards.avi", paths, line=line, seed=seed)
+    assert not any(item.cut_out for item in truth)
+
+    decisions, _ = run_line(tmp_path / "cards.avi", line.fps, PresenceSettings(direction="left_to_right"))
+
+    assert [d["label"] for d in decisions] == ["jeans"] * 3  # one decision each, a lane (the classifier is sure)
+    for decision, item in zip(decisions, truth, strict=True):
+        assert abs(decision["crossed_at"] - WALL - item.crossed_s) < 1.5 / line.fps
+
+
 @pytest.mark.parametrize(
     ("belt", "colours", "seed"),
     [("dark-grey", BRIGHT[1:3], 6), ("light-grey", BRIGHT[1:3], 1), ("white-pu", DARK[3:5], 3)],
