@@ -45,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.edge import decisions_of, mosquitto  # noqa: E402
+from bench.harvest import harvest  # noqa: E402
 from bench.machine import cpu_description, cpu_line  # noqa: E402
 from demo.line import LINES, Line, LineItem, write_line_clip  # noqa: E402
 from edge.bundle import load_bundle  # noqa: E402
@@ -200,8 +201,6 @@ def detection_ms(clip: Path, line: Line, passes: int = 1) -> dict[str, float]:
     the same frame every pass, and what one pass adds is another tenant's load on a shared machine (up to 30 %
     of a pass, on whichever frames it falls). `p99_best_pass` is the figure before session 38: each pass's own
     p99, the best of them."""
-    from bench.belt_crops import harvest  # bench.belt_crops imports this module
-
     cv2.setNumThreads(1)
     runs, ids = [], iter(range(1, 1_000_000))
     for _ in range(passes):

@@ -31,65 +31,25 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.belt import photo_set, sample  # noqa: E402
+from bench.harvest import harvest  # noqa: E402
 from bench.machine import cpu_description, cpu_line  # noqa: E402
 from bench.models import LOSO_MAX_WRONG, manifest_sources  # noqa: E402
 from demo.line import LINES, LineItem, write_line_clip  # noqa: E402
 from edge.bundle import load_bundle  # noqa: E402
-from edge.camera import Frame  # noqa: E402
 from edge.classifier import Classifier  # noqa: E402
-from edge.config import ModelSettings, PresenceSettings  # noqa: E402
+from edge.config import ModelSettings  # noqa: E402
 from edge.decision import (  # noqa: E402
     REJECT,
-    ItemVote,
     Thresholds,
     decision_cost,
     lane_label,
 )
 from edge.inference import assess_item_crop  # noqa: E402
 from edge.items import Item  # noqa: E402
-from edge.modes.presence import PresenceMode  # noqa: E402
 from edge.preprocess import decode_image  # noqa: E402
 from trainer.calibration import as_decided, operating_point, outcomes  # noqa: E402
 
 PAIRED_WITHIN_S = 0.15  # an item and the crossing presence mode gave it: bench/belt.py's tolerance
-
-
-class BestCrops:
-    """Stands in for the daemon's item book: keeps each item's most centred crop instead of classifying."""
-
-    def __init__(self) -> None:
-        self.items: list[Item] = []
-        self.best: dict[str, tuple[float, np.ndarray]] = {}
-
-    def open(self, item_id: str, first_seen: float | None = None) -> Item:
-        item = Item(ItemVote(item_id=item_id, first_seen=first_seen or 0.0))
-        self.items.append(item)
-        return item
-
-    def offer(self, item: Item, crop: np.ndarray, captured_at: float, quality: float = 0.0) -> None:
-        if item.item_id not in self.best or quality > self.best[item.item_id][0]:
-            self.best[item.item_id] = (quality, crop.copy())
-
-    def close(self, item: Item, now: float | None = None) -> None:
-        item.closed_at = now or 0.0
-
-
-def harvest(clip: Path, fps: int, mode: PresenceMode | None = None) -> tuple[list[Item], dict[str, np.ndarray]]:
-    """Presence mode (the product's, unless `mode` is given) over every frame of the clip; the items in order and
-    each one's most centred crop."""
-    counter = iter(range(1, 1_000_000))
-    mode = mode or PresenceMode(PresenceSettings(), None, lambda: str(next(counter)))
-    book = BestCrops()
-    capture = cv2.VideoCapture(str(clip))
-    seq = 0
-    while True:
-        ok, image = capture.read()
-        if not ok:
-            break
-        seq += 1
-        mode.on_frame(Frame(image, seq, seq / fps, seq / fps), book)  # type: ignore[arg-type]
-    capture.release()
-    return book.items, {item_id: crop for item_id, (_, crop) in book.best.items()}
 
 
 def line_crops(folder: Path, line_name: str, photos: list[tuple[Path, str]]) -> list[tuple[Path, str]]:

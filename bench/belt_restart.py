@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.belt import rendered_clips  # noqa: E402
-from bench.belt_crops import BestCrops  # noqa: E402
+from bench.harvest import BestCrops  # noqa: E402
 from bench.machine import cpu_description, cpu_line  # noqa: E402
 from demo.line import LINES, LineItem  # noqa: E402
 from edge.camera import Frame  # noqa: E402
