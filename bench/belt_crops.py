@@ -75,15 +75,17 @@ def line_crops(folder: Path, line_name: str, photos: list[tuple[Path, str]]) -> 
 
 def crossed_by(truth: list[LineItem], items: list[Item], frame_s: float) -> list[tuple[LineItem, Item]]:
     """Each item the line carried with the one item presence mode saw crossing within `PAIRED_WITHIN_S` of it,
-    where there is exactly one and it has no veto. Paired by crossing as a PLC pairs them, not by order: an item
-    cut in two (a dark garment on a white card on dark rubber shows as two white strips) would shift every
-    later crop onto the next photo. `frame_s`: harvest numbers the first frame 1, the truth's clock 0."""
+    where there is exactly one and it was not taken for items touching (a part of one: its crop is half an
+    item; a photo laid flat, rejected as `too_long`, is still one item and its crop whole). Paired by crossing as
+    a PLC pairs them, not by order: an item cut in two (a dark garment on a white card on dark rubber shows as
+    two white strips) would shift every later crop onto the next photo. `frame_s`: harvest numbers the first
+    frame 1, the truth's clock 0."""
     timed = [item for item in items if item.vote.crossed_at is not None]
     crossings = np.array([item.vote.crossed_at - frame_s for item in timed])
     found = []
     for known in truth:
         near = np.flatnonzero(np.abs(crossings - known.crossed_s) < PAIRED_WITHIN_S) if timed else []
-        if len(near) == 1 and timed[near[0]].vote.veto is None:
+        if len(near) == 1 and timed[near[0]].vote.veto != "touching":
             found.append((known, timed[near[0]]))
     return found
 
