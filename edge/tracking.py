@@ -62,7 +62,7 @@ class Track:
     merged: bool = False  # was swallowed by another track's candidate (a suspected merge, counted once)
     touching_part: bool = False  # one of items told apart in one region (a waist, its length): may share it unconfirmed
     spanned: bool = False  # reached from the edge where items come in to where they go out: longer than the view
-    lies_flat: bool = False  # too long for one of the line's items, but one flat piece (a photo, a bag): not divided
+    one_item: bool = False  # too long for one of the line's items, but one all the same (a photo, a bag): not divided
     path: list[tuple[float, float, float]] = field(default_factory=list)  # (time, centre x, y) while in full view
     crossed_at: float | None = None  # when its centre crossed the reference line (the frames' clock)
     speed_px_s: float | None = None  # its own speed, fitted to its path

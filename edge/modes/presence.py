@@ -305,8 +305,8 @@ class PresenceMode:
         between them: as many as its length holds at the line's usual item length (at least two), each a
         `touching` reject with a crossing time of its own, so a PLC that pairs decisions with items by order
         or by time stays in step. Not before the line's item length is known, nor for a region longer than
-        the view (how many it holds cannot be measured), nor for one that lies flat (`_lies_flat`): that is one
-        item, rejected as `too_long` when it leaves."""
+        the view (how many it holds cannot be measured), nor for one that is one item all the same
+        (`_one_item`): it is rejected as `too_long` when it leaves."""
         too_long, usual = self._too_long(), self.lengths.usual
         if too_long is None or tracker.direction is None or usual is None:
             return
@@ -317,18 +317,23 @@ class PresenceMode:
             # each stretch must itself pass as one item, or it would be divided again next frame
             if not track.in_full_view or track.spanned or length <= too_long or length / count > too_long:
                 continue
-            # seen flat once, it stays one item (a frame of a shaking camera may show it a little less flat)
-            track.lies_flat = track.lies_flat or self._lies_flat(track.view, usual)
-            if not track.lies_flat:
+            # seen as one once, it stays one item (a frame of a shaking camera may show it a little less flat)
+            track.one_item = track.one_item or self._one_item(track.view, length, usual)
+            if not track.one_item:
                 tracker.divide_evenly(track, count)
                 self.lengths.too_long(length)
 
-    def _lies_flat(self, view: ItemView, usual: float) -> bool:
-        """Whether a too-long region is one flat thing lying as it is (a photo laid flat, a bag): its outline
-        fills its rectangle (two items laid touching lie each at its own angle), on a line of mixed lengths. On a
-        line of like items (its longest single within `MIXED_LENGTHS` of the median) it is still two laid
-        touching: two bags laid square, end to end, are one rectangle too."""
-        return view.fill is not None and view.fill >= FLAT_FILL and max(self.lengths.singles) > MIXED_LENGTHS * usual
+    def _one_item(self, view: ItemView, length: float, usual: float) -> bool:
+        """Whether a too-long region is one item all the same: no longer than a single item of the line's last
+        25 (a line that has carried an item that long carries them: a photo laid flat among cut-out garments,
+        0.85-0.95 of the longest, was cut in two, where two laid touching measured 1.27-1.28 of it), or one flat
+        thing lying as it is (a photo laid flat, a bag) on a line of mixed lengths: its outline fills its
+        rectangle (two items laid touching lie each at its own angle). On a line of like items (its longest
+        single within `MIXED_LENGTHS` of the median) it is still two laid touching: two bags laid square, end to
+        end, are one rectangle too."""
+        longest = max(self.lengths.singles)
+        flat = view.fill is not None and view.fill >= FLAT_FILL and longest > MIXED_LENGTHS * usual
+        return length <= longest or flat
 
     def _finish(self, item: Item, track: Track, clock: float, now: float) -> None:
         """What the item's decision needs from its track: when it crossed (else ``now``, when it was last there:

@@ -769,6 +769,36 @@ def test_one_photo_laid_flat_far_longer_than_a_mixed_lines_usual_item_is_one_rej
     assert max(abs(e) for e in crossing_errors(decisions, truth, line.fps)) < 1.5
 
 
+@pytest.mark.parametrize("seed", [8, 10])
+def test_an_item_no_longer_than_one_the_line_has_carried_is_one_reject_not_several(tmp_path: Path, seed: int):
+    # the line's first item is a piece of folded cloth over three times the slim garments that follow; later a
+    # pair of wide trousers, legs apart, about as long: too long for the line's usual item, and its outline is
+    # no rectangle (belt between its legs), so it was divided into two or three touching rejects, decisions for
+    # nothing. This line has carried an item that long: it is one item (the photo laid flat of held-out lines,
+    # its card's outline notched by a dark garment, was cut in two so)
+    slim = []
+    for index, colour in enumerate(BRIGHT + DARK[:4]):
+        image = Image.new("RGB", (100, 340), (248, 248, 246))
+        ImageDraw.Draw(image).rectangle([10, 15, 90, 325], fill=colour)
+        slim.append(_saved(image, tmp_path / "slim" / f"rolled{index}.png"))
+    (cloth,) = folded_photos(tmp_path, DARK[4:5])
+    image = Image.new("RGB", (340, 340), (248, 248, 246))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([20, 15, 320, 80], fill=BRIGHT[0])
+    draw.polygon([(20, 80), (160, 80), (120, 325), (15, 325)], fill=BRIGHT[0])
+    draw.polygon([(180, 80), (320, 80), (325, 325), (220, 325)], fill=BRIGHT[0])
+    wide = _saved(image, tmp_path / "jeans" / "wide.png")
+    line = Line(belt="dark-grey", gap_s=(0.6, 1.0), item_size=(0.6, 0.7), rotation_deg=10, **SMALL)
+    truth = write_line_clip(tmp_path / "mixed.avi", [cloth, *slim[:9], wide, slim[9]], line=line, seed=seed)
+    lengths = [item.length_px for item in truth]
+    assert lengths[0] > lengths[10] > 2 * np.median(lengths)
+
+    decisions, _ = run_line(tmp_path / "mixed.avi", line.fps)
+
+    assert [d["reason"] for d in decisions] == [None] * 10 + ["too_long", None]  # one decision each, no lane
+    assert max(abs(e) for e in crossing_errors(decisions, truth, line.fps)) < 1.5
+
+
 def test_two_like_bags_laid_square_end_to_end_are_two_rejects_though_they_make_one_rectangle(tmp_path: Path):
     # a line of like items (folded cloth, all square to the belt); two laid end to end fill one rectangle as a
     # single photo laid flat does, but on a line of like items nothing that long is one item
