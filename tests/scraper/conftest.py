@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -75,12 +77,16 @@ def scrape_args(shop: ShopSite, tmp_path: Path):
 
 @pytest.fixture
 def chromedriver_server(browser_available: None) -> Iterator[str]:
-    """chromedriver as a standalone W3C WebDriver server: what a Selenium Grid node speaks."""
+    """chromedriver as a standalone W3C WebDriver server: what a Selenium Grid node speaks. Its browser's temp
+    files (org.chromium.Chromium.* folders, left behind by each session) go to a TMPDIR of the node's own, short
+    enough for Chromium's sockets, removed with it: as on a Grid, they are the node's, not the scraper's."""
     port = free_port()
+    node_tmp = tempfile.mkdtemp(prefix="sl-node-")
     process = subprocess.Popen(
         [shutil.which("chromedriver") or "/usr/bin/chromedriver", f"--port={port}"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env={**os.environ, "TMPDIR": node_tmp},
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -89,6 +95,7 @@ def chromedriver_server(browser_available: None) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(10)
+        shutil.rmtree(node_tmp, ignore_errors=True)
 
 
 def _wait_for_port(port: int) -> None:
