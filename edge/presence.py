@@ -225,7 +225,7 @@ class PresenceDetector:
                 )
                 # what the working resolution saw of it, and the least an item is, in fine pixels
                 cut = apart_at(pixels, axis, self.settings.enter_fraction * roi_pixels, view.area * roi_pixels)
-                if cut is not None and not _belt_at(cut, axis, pixels, any_channel(difference > limit)):
+                if cut is not None and not _belt_at(cut, axis, pixels, difference, limit):
                     cut = None
             if cut is not None:
                 looks = 1 + max((n for box, n in self._apart if box_overlap(box, view.box) >= 0.5), default=0)
@@ -488,18 +488,17 @@ class PresenceDetector:
         return bool(np.count_nonzero(cv2.absdiff(grey, before) > self.settings.pixel_delta) >= 0.01 * grey.size)
 
 
-def _belt_at(cut: int, axis: int, items: np.ndarray, differs: np.ndarray) -> bool:
+def _belt_at(cut: int, axis: int, items: np.ndarray, difference: np.ndarray, limit: np.ndarray) -> bool:
     """Whether what the finer look takes for belt where it would cut a region in two (`items`: what it takes for
-    items there) is belt at the working resolution's own limit too (`differs`: where the frame differs by it).
+    items there) is belt at the working resolution's own limit too (`difference`, `limit`: `_differences`).
     Two items laid apart have belt between them; a dark garment on a pale card, on a dark belt, comes apart at
     the finer look's looser limit into the card's two pale strips, and what lies between them still differs
     from the belt (a 210-item dark rubber line: one trousers photo, two `touching` rejects)."""
     band = slice(max(0, cut - BELT_AT_HALF), cut + BELT_AT_HALF + 1)
     at = (slice(None), band) if axis == 0 else (band, slice(None))
     between = items[at] == 0
-    return bool(
-        not between.any() or np.count_nonzero(differs[at][between]) < BELT_AT_DIFFERS * np.count_nonzero(between)
-    )
+    differs = any_channel(difference[at] > limit[at])
+    return bool(not between.any() or np.count_nonzero(differs[between]) < BELT_AT_DIFFERS * np.count_nonzero(between))
 
 
 def _frames_median(frames: np.ndarray) -> np.ndarray:
