@@ -85,6 +85,16 @@ def folded_photos(folder: Path, colours: list[tuple[int, int, int]]) -> list[Pat
     return paths
 
 
+def rolled_photos(folder: Path, colours: list[tuple[int, int, int]]) -> list[Path]:
+    """Slim rolled garments of the given colours (RGB) on a white studio background: short along the belt."""
+    paths = []
+    for index, colour in enumerate(colours):
+        image = Image.new("RGB", (100, 340), (248, 248, 246))
+        ImageDraw.Draw(image).rectangle([10, 15, 90, 325], fill=colour)
+        paths.append(_saved(image, folder / "slim" / f"rolled{index}.png"))
+    return paths
+
+
 def flat_lay_photos(folder: Path, colours: list[tuple[int, int, int]], width: int = 240) -> list[Path]:
     """Trouser-shaped garments of the given colours (RGB) laid on floorboards: no plain background to cut them
     out of, so each lies on the belt as the whole photo. Every second one is shorter (a folded hem)."""
@@ -749,11 +759,7 @@ def test_one_photo_laid_flat_far_longer_than_a_mixed_lines_usual_item_is_one_rej
     # a line of mixed lengths (slim rolled garments, wider trousers: its longest single 1.5 times its median), then
     # a square photo laid flat, over twice the median along the belt: too long for one of the line's items, and
     # it was divided into two touching rejects, a decision for nothing. Its outline fills its rectangle: one item
-    slim = []
-    for index, colour in enumerate(BRIGHT + DARK[:2]):
-        image = Image.new("RGB", (100, 340), (248, 248, 246))
-        ImageDraw.Draw(image).rectangle([10, 15, 90, 325], fill=colour)
-        slim.append(_saved(image, tmp_path / "slim" / f"rolled{index}.png"))
+    slim = rolled_photos(tmp_path, BRIGHT + DARK[:2])
     wide = garment_photos(tmp_path, DARK[2:5])
     (square,) = flat_lay_photos(tmp_path, DARK[:1], width=340)
     photos = [*slim[:4], wide[0], *slim[4:6], wide[1], slim[6], wide[2], square, slim[7]]
@@ -776,11 +782,7 @@ def test_an_item_no_longer_than_one_the_line_has_carried_is_one_reject_not_sever
     # no rectangle (belt between its legs), so it was divided into two or three touching rejects, decisions for
     # nothing. This line has carried an item that long: it is one item (the photo laid flat of held-out lines,
     # its card's outline notched by a dark garment, was cut in two so)
-    slim = []
-    for index, colour in enumerate(BRIGHT + DARK[:4]):
-        image = Image.new("RGB", (100, 340), (248, 248, 246))
-        ImageDraw.Draw(image).rectangle([10, 15, 90, 325], fill=colour)
-        slim.append(_saved(image, tmp_path / "slim" / f"rolled{index}.png"))
+    slim = rolled_photos(tmp_path, BRIGHT + DARK[:4])
     (cloth,) = folded_photos(tmp_path, DARK[4:5])
     image = Image.new("RGB", (340, 340), (248, 248, 246))
     draw = ImageDraw.Draw(image)
