@@ -84,7 +84,7 @@ def crossed_by(truth: list[LineItem], items: list[Item], frame_s: float) -> list
     crossings = np.array([item.vote.crossed_at - frame_s for item in timed])
     found = []
     for known in truth:
-        near = np.flatnonzero(np.abs(crossings - known.crossed_s) < PAIRED_WITHIN_S) if timed else []
+        near = np.flatnonzero(np.abs(crossings - known.crossed_s) < PAIRED_WITHIN_S)
         if len(near) == 1 and timed[near[0]].vote.veto != "touching":
             found.append((known, timed[near[0]]))
     return found
