@@ -8,7 +8,8 @@ code) and keeps each item's most centred crop, the one the daemon's worker takes
 edge's classifier, at the daemon's thresholds, the item's crop classified both ways up as the worker does.
 
     .venv/bin/python bench/belt_crops.py OUT [--set ood] [--per-class 60] [--lines dark-rubber,light-grey]
-        [--bundle models/apparel-efficientnet-lite2-int8 ...] [--leave-one-source-out] [--json results.json]
+        [--line 'NAME={"belt": "dark-grey", "blur_px": 1}' ...] [--bundle models/apparel-efficientnet-lite2-int8 ...]
+        [--leave-one-source-out] [--json results.json]
 
 With ``--leave-one-source-out`` (the ood set) each source's crops are also judged as a new line would meet them:
 at the thresholds, and the familiarity limits per label, that the trainer's rule chooses on the other sources'
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import cv2
@@ -30,11 +32,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.belt import photo_set, sample  # noqa: E402
+from bench.belt import chosen_lines, photo_set, sample  # noqa: E402
 from bench.harvest import harvest  # noqa: E402
 from bench.machine import cpu_description, cpu_line  # noqa: E402
 from bench.models import LOSO_MAX_WRONG, manifest_sources  # noqa: E402
-from demo.line import LINES, LineItem, write_line_clip  # noqa: E402
+from demo.line import LINES, Line, LineItem, write_line_clip  # noqa: E402
 from edge.bundle import load_bundle  # noqa: E402
 from edge.classifier import Classifier  # noqa: E402
 from edge.config import ModelSettings  # noqa: E402
@@ -49,15 +51,19 @@ from edge.items import Item  # noqa: E402
 from edge.preprocess import decode_image  # noqa: E402
 from trainer.calibration import as_decided, operating_point, outcomes  # noqa: E402
 
+DEFAULT_LINES = "dark-rubber,light-grey,green-pvc"
 PAIRED_WITHIN_S = 0.15  # an item and the crossing presence mode gave it: bench/belt.py's tolerance
 
 
-def line_crops(folder: Path, line_name: str, photos: list[tuple[Path, str]]) -> list[tuple[Path, str]]:
-    """The photos ridden on the line, each item's most centred crop as (folder/<label>/<photo>.jpg, label);
-    harvested once, then read back. Items laid touching a neighbour are left out, and so are those presence mode
-    did not see as one item crossing where the line's truth has it (`crossed_by`)."""
+def line_crops(
+    folder: Path, line_name: str, photos: list[tuple[Path, str]], line: Line | None = None
+) -> list[tuple[Path, str]]:
+    """The photos ridden on the line (`line`, else the matrix's of that name), each item's most centred crop as
+    (folder/<label>/<photo>.jpg, label); harvested once, then read back. Items laid touching a neighbour are left
+    out, and so are those presence mode did not see as one item crossing where the line's truth has it
+    (`crossed_by`)."""
     if not folder.is_dir():
-        line = LINES[line_name]
+        line = line or LINES[line_name]
         clip = folder.parent / f"{line_name}.avi"
         clip.parent.mkdir(parents=True, exist_ok=True)
         truth = write_line_clip(clip, [p for p, _ in photos], [label for _, label in photos], line, seed=1)
@@ -167,7 +173,10 @@ def main() -> int:
     parser.add_argument("out", type=Path, help="folder for the crops (OUT/<line>/<label>/<photo>.jpg)")
     parser.add_argument("--set", default="ood", help="photos: ood (../shared/data/apparel-ood) or test")
     parser.add_argument("--per-class", type=int, default=60)
-    parser.add_argument("--lines", default="dark-rubber,light-grey,green-pvc")
+    parser.add_argument("--lines", help=f"lines of the matrix (default: {DEFAULT_LINES}, or none with --line)")
+    parser.add_argument(
+        "--line", action="append", default=[], metavar="NAME=JSON", help="a line of your own: demo.line.Line's fields"
+    )
     parser.add_argument(
         "--split-from",
         type=Path,
@@ -189,10 +198,16 @@ def main() -> int:
     results["as_photos"] = {name: score(*model, photos) for name, model in models.items()}
     print("as photos", json.dumps(results["as_photos"]), flush=True)
     all_crops: list[tuple[Path, str]] = []
-    for name in args.lines.split(","):
-        crops = line_crops(args.out / name, name, photos)
+    names = args.lines or (None if args.line else DEFAULT_LINES)
+    for name, line in chosen_lines(LINES, names, args.line).items():
+        crops = line_crops(args.out / name, name, photos, line)
         all_crops += crops
-        row: dict[str, object] = {"crops": len(crops)}
+        long_sides = [max(cv2.imread(str(path)).shape[:2]) for path, _ in crops]
+        row: dict[str, object] = {
+            "line": asdict(line),
+            "crops": len(crops),
+            "long_side_px_median": float(np.median(long_sides)),
+        }
         for model_name, model in models.items():
             row[model_name] = score(*model, crops)
         results["lines"][name] = row  # type: ignore[index]
