@@ -84,6 +84,12 @@ class _DaemonCollector(Collector):
             yield GaugeMetricFamily(
                 "sortline_belt_standing", "1 while the belt stands still", value=int(line["belt_standing"])
             )
+            if line["motion_blur_px"] is not None:
+                yield GaugeMetricFamily(
+                    "sortline_motion_blur_px",
+                    "How far the belt moves while the camera exposes a frame (read from the frames), px",
+                    value=line["motion_blur_px"],
+                )
             yield CounterMetricFamily(
                 "sortline_product_changeovers",
                 "Runs of items longer than the line's, taken for a new product and learned",

@@ -31,6 +31,7 @@ from edge.item_shapes import ItemView
 from edge.items import Item, ItemBook
 from edge.line_memory import BeltView, LineMemory
 from edge.modes import InView
+from edge.motion_blur import MotionBlur
 from edge.presence import PresenceDetector
 from edge.tracking import BeltTracker, Track
 
@@ -66,6 +67,7 @@ class PresenceMode:
         self._tracker: BeltTracker | None = None  # made at the first frame, when the ROI's size is known
         self._items: dict[int, Item] = {}  # id(track) -> its item
         self.lengths = ItemLengths()  # of the line's items along the belt
+        self.motion_blur = MotionBlur()  # how far the belt moves in an exposure: the camera's to fix
         self._memory = memory  # keeps the lengths and the empty belt across restarts
         self._view: tuple[tuple[int, int], int] | None = None  # frame size and travel axis the lengths are in
         self._belt_view: BeltView | None = None  # frame size and ROI box the empty belt is learned in
@@ -98,6 +100,8 @@ class PresenceMode:
         self.detector.axis = None if direction is None else direction[0]
         if direction is not None:
             self._measured_in((frame.image.shape[1], frame.image.shape[0]), direction[0])
+            if not self.detector.standing:  # a standing belt smears nothing
+                self.motion_blur.look(roi, direction[0], {id(t): t.view.box for t in tracker.tracks if t.confirmed})
         self.detector.split_longer_than = self._limit(SPLIT_LONGER_THAN, 0.7)
         self.detector.seam_shorter_than = self._seam_shorter_than()
         self._divide_too_long(tracker)
@@ -139,6 +143,7 @@ class PresenceMode:
         self._roi = roi
         self.detector.reset()
         self._tracker = None
+        self.motion_blur.reset()
 
     def in_view(self) -> list[InView]:
         tracks = self._tracker.tracks if self._tracker is not None else []
@@ -167,6 +172,7 @@ class PresenceMode:
             "item_length_px": None if (usual := self.lengths.usual) is None else round(usual, 1),
             "product_changeovers": self.lengths.changeovers,
             "belt_standing": self.detector.standing,
+            "motion_blur_px": self.motion_blur.px,
         }
 
     def use_belt(self, reference_line: float, mm_per_px: float | None) -> None:

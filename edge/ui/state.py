@@ -50,6 +50,7 @@ class LiveView:
     _decisions: deque[_Decided] = field(default_factory=deque)
     _snapshot: tuple[float, bytes] | None = None
     _history: deque[dict[str, Any]] = field(default_factory=deque)
+    _line: dict[str, Any] = field(default_factory=dict)  # presence mode's figures as of the last stats message
 
     def frame(
         self,
@@ -93,6 +94,7 @@ class LiveView:
             "queue_depth": message["queue_depth"],
         }
         with self._lock:
+            self._line = dict(message.get("line") or {})
             self._history.append(point)
             while len(self._history) > self.max_history:
                 self._history.popleft()
@@ -115,6 +117,7 @@ class LiveView:
                 "belt": self._belt,
                 "direction": self._direction,
                 "reference_line": self._reference,
+                "line": self._line,
                 "last_decision": last,
             }
 

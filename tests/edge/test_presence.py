@@ -183,6 +183,18 @@ def test_splices_blurred_wider_than_a_seam_between_items_are_never_items(tmp_pat
     assert max(abs(e) for e in errors) < 1.5, errors
 
 
+def test_presence_mode_says_how_far_the_belt_moves_in_an_exposure_once_it_knows_the_travel(tmp_path: Path):
+    # a long exposure: the belt moves 9 px while a frame is exposed (edge/motion_blur.py)
+    line = Line(belt="dark-grey", blur_px=9, noise=6.0, **SMALL)
+    write_line_clip(tmp_path / "smeared.avi", garment_photos(tmp_path, BRIGHT + DARK), line=line, seed=2)
+
+    _, mode = run_line(tmp_path / "smeared.avi", line.fps)
+
+    assert abs(mode.counts()["motion_blur_px"] - 9) <= 1.0
+    mode.use_roi(None)  # another region of the frame: read afresh
+    assert mode.counts()["motion_blur_px"] is None
+
+
 @pytest.mark.parametrize("belt", ["black-rubber", "dark-grey"])
 def test_dark_items_on_a_dark_belt_are_each_one_item(tmp_path: Path, belt: str):
     line = Line(belt=belt, **SMALL)

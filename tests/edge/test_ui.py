@@ -8,6 +8,7 @@ import http.client
 import io
 import json
 import os
+import re
 import tarfile
 import urllib.error
 import urllib.request
@@ -17,7 +18,8 @@ import cv2
 import pytest
 
 from demo.conveyor import write_conveyor_clip
-from tests.edge.daemon_helpers import garments, start_daemon, static_clip, terminate, write_config
+from demo.line import Line, write_line_clip
+from tests.edge.daemon_helpers import garments, scrape, start_daemon, static_clip, terminate, write_config
 from tests.edge.test_config_cli import run_cli
 from tests.ports import free_port
 
@@ -459,6 +461,48 @@ def test_the_reference_line_and_the_scale_are_marked_on_the_live_frame_and_used(
     browser.find_element("id", "belt-reset").click()
     wait.until(lambda d: "(from the config)" in d.find_element("id", "belt-state").text)
     assert not (tmp_path / "state" / "belt.json").exists()
+
+
+def test_the_page_says_when_the_exposure_smears_the_items_and_how_short_it_should_be(
+    tmp_path: Path, mosquitto, color_bundle: Path, browser, wait_until
+) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    # a long exposure: the belt moves 9 px while a frame is exposed (edge/motion_blur.py)
+    line = Line(belt="green-pvc", size=(320, 240), speed_px_s=180.0, blur_px=9, noise=6.0)
+    order = ["red", "green", "blue"]
+    photos = garments(tmp_path)
+    clip = tmp_path / "smeared.avi"
+    write_line_clip(clip, [photos[label] for label in order], order, line, seed=1)
+    port, metrics_port = free_port(), free_port()
+    config = write_config(
+        tmp_path,
+        mosquitto,
+        color_bundle,
+        clip,
+        camera={"realtime": True, "loop": True},
+        ui={"enabled": True, "port": port},
+        metrics={"enabled": True, "port": metrics_port},
+    )
+    daemon = start_daemon(config, {"STATE_DIRECTORY": str(tmp_path / "state")})
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until(lambda: page_status(base, None), timeout=30, what="the page")
+        browser.get(base + "/")
+        said = WebDriverWait(browser, 90, poll_frequency=0.2).until(
+            lambda d: d.find_element("id", "motion-blur").text or None
+        )
+        smear = float(re.search(r"moves about ([0-9.]+) px", said).group(1))
+        assert abs(smear - 9) <= 1.0, said
+        assert re.search(r"Set the camera's exposure to 1/\d+ s or shorter", said), said
+        assert browser.find_element("id", "motion-blur").get_attribute("class") == "warning"
+        assert abs(scrape(metrics_port)["sortline_motion_blur_px"] - 9) <= 1.0  # and /metrics has it
+        if os.environ.get("SORTLINE_SCREENSHOTS"):
+            warning = browser.find_element("id", "motion-blur")
+            browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", warning)
+            browser.save_screenshot(str(SCREENSHOTS / "ui-motion-blur.png"))
+    finally:
+        terminate(daemon)
 
 
 def test_a_belt_calibration_that_makes_no_sense_is_refused(page_daemon: str, wait_until) -> None:

@@ -33,6 +33,7 @@ async function refreshStatus() {
       if (![...filter.options].some((o) => o.value === label)) filter.add(new Option(label, label));
     }
     text("belt", status.belt ? `Now: ${status.belt}.` : "");
+    showMotionBlur(status.line || {});
     showLineFigures(status);
     document.getElementById("last").textContent = status.last_decision ? "Last: " + describe(status.last_decision) : "No decision yet.";
     if (status.threshold !== undefined) {
@@ -44,6 +45,20 @@ async function refreshStatus() {
 
 function counts(c) {
   return c ? `${c.right} / ${c.reject} / ${c.wrong}` : "–";
+}
+
+// How far the belt moves while the camera exposes a frame (edge/motion_blur.py): over two pixels costs right lanes.
+const SHARP_PX = 2;
+
+function showMotionBlur(line) {
+  const element = document.getElementById("motion-blur");
+  if (line.motion_blur_px === undefined || line.motion_blur_px === null) { element.textContent = ""; return; }
+  const smear = `Motion blur: the belt moves about ${line.motion_blur_px} px along the travel while a frame is exposed.`;
+  if (line.motion_blur_px <= SHARP_PX) { element.textContent = smear; element.className = "muted"; return; }
+  const speed = line.belt_speed_px_s;
+  const exposure = speed ? ` Set the camera's exposure to 1/${Math.ceil(speed / SHARP_PX)} s or shorter (${SHARP_PX} px at ${Math.round(speed)} px/s), with more light if needed:` : " Shorten the camera's exposure:";
+  element.textContent = `${smear}${exposure} a smeared item is classified worse (README, "The camera: pixels and exposure").`;
+  element.className = "warning";
 }
 
 let shownLine = null;
