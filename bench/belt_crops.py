@@ -206,7 +206,7 @@ def main() -> int:
         row: dict[str, object] = {
             "line": asdict(line),
             "crops": len(crops),
-            "long_side_px_median": float(np.median(long_sides)),
+            "long_side_px_median": float(np.median(long_sides)) if long_sides else None,
         }
         for model_name, model in models.items():
             row[model_name] = score(*model, crops)
