@@ -9,7 +9,7 @@ within a pixel on the simulator's lines (demo/line.py: smears of 0 to 12 px, eve
 docs/belt.md, "Motion blur").
 
 Why the daemon reads it: a smear costs more right lanes than a coarser camera does. On the simulator's dark-grey
-line at 640x480, a 5 px smear sent 139 of 210 unseen garments' crops to the right lane, 1 px 160, three times the
+line at 640x480, a 5 px smear sent 139 of 210 unseen garments' crops to the right lane, none 160, three times the
 pixels 150 (README, "The camera: pixels and exposure"). The exposure is the camera's setting, not Sortline's: the
 figure tells the installer to shorten it (stats ``line.motion_blur_px``, /metrics, the commissioning page).
 """
