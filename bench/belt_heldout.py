@@ -10,7 +10,9 @@ Does every item still get one decision, at its own crossing, with the belt's spe
 The lines are demo/line.py's HELD_OUT_LINES (bench/belt.py's matrix is LINES); the photos are bench/belt.py's
 (30 a set), the clips rendered with seed 7. Presence mode runs in-process on every frame (detection, tracking,
 timing; no classifier: a decision is an item closed, a reject when vetoed), and each decision is paired with the
-item that crossed the reference line at its crossing time, as bench/belt.py pairs the daemon's. Crossing gaps are
+item that crossed the reference line at its crossing time, as bench/belt.py pairs the daemon's. Each run also
+records how far presence mode read the belt moving in an exposure against the smear the clip was made with
+(`motion_blur_px`, edge/motion_blur.py). Crossing gaps are
 given in frames and in milliseconds: on a slow belt at 30 fps a frame is 5 px, so the same error on the belt is
 more frames than on the matrix's lines. Not a test: it prints a table (and writes JSON) for the README, with the
 CPU it ran on.
@@ -100,6 +102,9 @@ def main() -> int:
             row["gap_error_p95_ms"] = None if gap is None else round(1000 * gap / line.fps)  # type: ignore[operator]
             row["suspected_merges"] = mode.tracker.merges if mode.tracker else 0
             row["suspected_splits"] = mode.tracker.fragments if mode.tracker else 0
+            # how far the belt moves in an exposure, as presence mode read it, beside the smear the clip was made
+            # with (edge/motion_blur.py; the simulator smears from 2 px, so blur_px 1 is none)
+            row["motion_blur_px"] = {"made": line.blur_px if line.blur_px > 1 else 0, "read": mode.motion_blur.px}
             results["sets"].setdefault(name, {})[line_name] = row  # type: ignore[attr-defined]
             print(f"{name} {line_name}: {row}", flush=True)
     print(f"\n{cpu_line(results['cpu'])}")  # type: ignore[arg-type]
