@@ -103,8 +103,8 @@ def main() -> int:
             row["suspected_merges"] = mode.tracker.merges if mode.tracker else 0
             row["suspected_splits"] = mode.tracker.fragments if mode.tracker else 0
             # how far the belt moves in an exposure, as presence mode read it, beside the smear the clip was made
-            # with (edge/motion_blur.py; the simulator smears from 2 px, so blur_px 1 is none)
-            row["motion_blur_px"] = {"made": line.blur_px if line.blur_px > 1 else 0, "read": mode.motion_blur.px}
+            # with (edge/motion_blur.py)
+            row["motion_blur_px"] = {"made": line.smear_px, "read": mode.motion_blur.px}
             results["sets"].setdefault(name, {})[line_name] = row  # type: ignore[attr-defined]
             print(f"{name} {line_name}: {row}", flush=True)
     print(f"\n{cpu_line(results['cpu'])}")  # type: ignore[arg-type]

@@ -100,6 +100,11 @@ class Line:
         if any(run < 0 or still <= 0 for run, still in self.stops) or list(self.stops) != sorted(self.stops):
             raise ValueError("stops: (seconds run, seconds still) pairs, in order, each still a while")
 
+    @property
+    def smear_px(self) -> int:
+        """The motion blur the camera gives a moving belt: `blur_px`, none below 2 (a box of one pixel)."""
+        return self.blur_px if self.blur_px > 1 else 0
+
     def clip_time(self, running_s: float) -> float:
         """The clip's time when the belt has run `running_s` seconds (the stops before then added)."""
         return running_s + sum(still for run, still in self.stops if run < running_s)
@@ -437,7 +442,7 @@ class _Camera:
         t = frame / self.line.fps
         gain = 1.0 + self.line.light_drift * math.sin(2 * math.pi * t / self.drift_period_s + self.drift_phase)
         gain += self.line.flicker * math.sin(2 * math.pi * self.flicker_hz * t)
-        image = cv2.filter2D(canvas, -1, self.kernel) if self.line.blur_px > 1 and moving else canvas
+        image = cv2.filter2D(canvas, -1, self.kernel) if self.line.smear_px and moving else canvas
         warp = self.keystone
         if self.line.shake_px:
             dx, dy = self.rng.uniform(-self.line.shake_px, self.line.shake_px, 2)

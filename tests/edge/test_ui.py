@@ -41,14 +41,17 @@ def page_daemon(tmp_path: Path, mosquitto, color_bundle: Path, wait_until):
     terminate(daemon)
 
 
-def page_config(tmp_path: Path, mosquitto, color_bundle: Path, **sections: dict) -> tuple[Path, str]:
-    """A presence-mode config on a looping 320x240 belt clip, every crop kept as unsure unless `sections`
-    say otherwise; (config, the page's URL)."""
-    order = ["red", "green", "blue"]
-    photos = garments(tmp_path)
-    images = [photos[label] for label in order]
-    clip = tmp_path / "belt.avi"
-    write_conveyor_clip(clip, images, order, fps=15, size=(320, 240), gap_frames=5, crossing_s=1.0, lead_frames=15)
+def page_config(
+    tmp_path: Path, mosquitto, color_bundle: Path, clip: Path | None = None, **sections: dict
+) -> tuple[Path, str]:
+    """A presence-mode config on a looping 320x240 belt clip (`clip`, else a clean one of three garments), every
+    crop kept as unsure unless `sections` say otherwise; (config, the page's URL)."""
+    if clip is None:
+        order = ["red", "green", "blue"]
+        photos = garments(tmp_path)
+        images = [photos[label] for label in order]
+        clip = tmp_path / "belt.avi"
+        write_conveyor_clip(clip, images, order, fps=15, size=(320, 240), gap_frames=5, crossing_s=1.0, lead_frames=15)
     port = free_port()
     tables = {
         "camera": {"realtime": True, "loop": True, "roi": {"x": 0, "y": 0, "width": 1, "height": 1}},
@@ -474,19 +477,10 @@ def test_the_page_says_when_the_exposure_smears_the_items_and_how_short_it_shoul
     photos = garments(tmp_path)
     clip = tmp_path / "smeared.avi"
     write_line_clip(clip, [photos[label] for label in order], order, line, seed=1)
-    port, metrics_port = free_port(), free_port()
-    config = write_config(
-        tmp_path,
-        mosquitto,
-        color_bundle,
-        clip,
-        camera={"realtime": True, "loop": True},
-        ui={"enabled": True, "port": port},
-        metrics={"enabled": True, "port": metrics_port},
-    )
+    metrics_port = free_port()
+    config, base = page_config(tmp_path, mosquitto, color_bundle, clip, metrics={"enabled": True, "port": metrics_port})
     daemon = start_daemon(config, {"STATE_DIRECTORY": str(tmp_path / "state")})
     try:
-        base = f"http://127.0.0.1:{port}"
         wait_until(lambda: page_status(base, None), timeout=30, what="the page")
         browser.get(base + "/")
         said = WebDriverWait(browser, 90, poll_frequency=0.2).until(
