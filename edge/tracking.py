@@ -44,6 +44,10 @@ _MATCH = 0.2  # share of the smaller box that must overlap for a candidate to co
 _ANCHOR_S = 0.5  # an item that moved less than two working pixels in this long: the belt stood, measure afresh
 _STOOD_S = 0.3  # an item whose path took this much longer than the belt's speed explains stood still on its way
 _SAME_SHIFT_PX = 8  # sides of a box that moved by this much the same (two working pixels) moved alike
+# an item at least this share of the view long along the travel may be in full view for one frame only (a
+# garment 86 % of a 480 px view long at 24 px a frame, session 40): timed by that frame. A sliver seen a few frames
+# at the view's edge (an `untimed` reject) is far shorter
+_LONG = 0.5
 
 
 @dataclass
@@ -72,14 +76,23 @@ class Track:
         self.last_seen = self.first_seen
 
     def fit_crossing(
-        self, along: Callable[[tuple[float, float]], float], reference: float, belt_speed: float | None
+        self,
+        along: Callable[[tuple[float, float]], float],
+        reference: float,
+        belt_speed: float | None,
+        *,
+        long: bool = False,
     ) -> None:
         """The time its centre was at `reference` along the travel. With the belt's speed known, each frame of
         its path says when it crossed (its time + distance left / speed) and the median of those is taken: an
         outline seen a little differently from frame to frame (white on a white belt) moves its centre, not the
-        median. Else a straight line through its path."""
+        median. Else a straight line through its path. An item nearly as long as the view (`long`) can be in
+        full view for one frame only; with the belt's speed known, that frame says it."""
         times = np.array([t for t, _, _ in self.path])
         positions = np.array([along((x, y)) for _, x, y in self.path])
+        if len(times) == 1 and long and belt_speed:
+            self.crossed_at = float(times[0] + (reference - positions[0]) / belt_speed)
+            return
         if len(times) < 2 or np.ptp(positions) < 1e-6:
             return
         slope, intercept = np.polyfit(times - times[0], positions, 1)
@@ -221,7 +234,8 @@ class BeltTracker:
         travel = self.direction or _travel_of(track)  # the first item after a start passes before it is learned
         if travel is not None:
             along = functools.partial(self.along, direction=travel)
-            track.fit_crossing(along, self.reference_line * self.roi_size[travel[0]], self.speed_px_s)
+            reference = self.reference_line * self.roi_size[travel[0]]
+            track.fit_crossing(along, reference, self.speed_px_s, long=self._long(track, travel[0]))
 
     def _match(
         self,
@@ -270,7 +284,11 @@ class BeltTracker:
             return
         track.longest = max(track.longest, view.length(axis))
         if track.crossed_at is None and self.along(view.centre) >= self.reference:
-            track.fit_crossing(self.along, self.reference, self.speed_px_s)
+            track.fit_crossing(self.along, self.reference, self.speed_px_s, long=self._long(track, axis))
+
+    def _long(self, track: Track, axis: int) -> bool:
+        """Measured at least `_LONG` of the view along the travel: in full view a few frames at most."""
+        return track.longest >= _LONG * self.roi_size[axis]
 
     def _measure_belt(self, track: Track, view: ItemView, now: float) -> None:
         """Learn the belt's velocity from how far an item moved since its anchor (a place and time it was seen

@@ -170,3 +170,23 @@ def test_a_track_that_lost_its_item_coming_in_does_not_take_it_from_the_track_th
 
     assert len(entered) == 1 and [id(track) for track in left] == [id(entered[0])]
     assert left[0].touching_frames == 0 and not left[0].merged
+
+
+def test_an_item_nearly_as_long_as_the_view_is_timed_by_the_one_frame_it_is_wholly_in_view():
+    # five 200 px items teach the tracker the belt's speed; then a garment lying 616 px along a 640 px view,
+    # which moves 24 px a frame: wholly in view (clear of both edges) in one frame only. Its path is that one
+    # point, and a straight line needs two; with the speed known, that frame says when it crossed (it used to
+    # leave untimed, an `untimed` reject: a long garment laid diagonally on a top-to-bottom line, session 40)
+    length = 616.0
+    leads = [SPEED * 0.5 - k * 460.0 for k in range(5)] + [630.0 - 8 * SPEED]  # the long one: lead 630 at t = 8 s
+    tracker = BeltTracker(3, 2, (WIDTH, HEIGHT), direction="left_to_right")
+    left = []
+    for frame in range(0, 11 * FPS):
+        t = frame / FPS
+        extents = [visible(lead, 200.0 if k < 5 else length, t) for k, lead in enumerate(leads)]
+        left += tracker.update([view(*e) for e in extents if e is not None], t)[1]
+
+    assert len(left) == len(leads)
+    long_one = left[-1]
+    assert len(long_one.path) == 1 and long_one.longest >= 0.9 * WIDTH
+    assert long_one.crossed_at == pytest.approx(8.0 - (630.0 - length / 2 - WIDTH / 2) / SPEED, abs=1 / FPS)
