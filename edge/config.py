@@ -111,8 +111,10 @@ class PresenceSettings(_Section):
     pixel_delta: int = Field(default=6, ge=1, le=255)
     sigmas: float = Field(default=4.0, gt=0)
     # Smallest new item, as a share of the ROI: less is a mark or a reflection (2 %: garments a third of the
-    # belt's width on a 640x480 view are 2.7 % each). An item already followed is followed down to
-    # leave_fraction (hysteresis), as it leaves the view.
+    # belt's width on a 640x480 view are 2.7 % each). Down to half of it, a candidate is an item once followed
+    # wholly in view, where the belt moved it, five frames in a row (garments a fifth of the belt wide; the belt's
+    # speed must be known: edge.tracking). An item already followed is followed down to leave_fraction
+    # (hysteresis), as it leaves the view.
     enter_fraction: float = Field(default=0.02, gt=0, lt=1)
     leave_fraction: float = Field(default=0.007, gt=0, lt=1)
     min_frames: int = Field(default=2, ge=1)  # frames an item must be seen before it counts (debounce)

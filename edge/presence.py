@@ -43,6 +43,7 @@ WORK_WIDTH = 160  # pixels across the downscaled ROI; items are far larger than 
 CHECK_GAPS = (2, 3)
 CHECKED_WHEN_UNDER = 0.02  # share of the belt a check learned again: under this, what was learned stands
 STANDING_FRAMES = 15  # frames without motion after which the belt stands: its model stops learning
+BANDED_LATELY = 45  # frames (3 s at 15 fps) after bands across the belt were last seen that it counts as banded
 STOOD_BEFORE_NEW = 0.2  # share of what stands out, new since the frame before, that makes a still scene "at once"
 # what lies this near something that stood out the frame before was there: an item moves up to 7 working pixels
 # a frame (28 px of a 640-px ROI, 420 px/s at 15 fps) as a belt stops
@@ -122,6 +123,7 @@ class PresenceDetector:
         self._last_grey: np.ndarray | None = None  # the frame before, for whether the belt moves
         self._apart: list[tuple[tuple[int, int, int, int], int]] = []  # regions holding two items: looks in a row
         self._frames = 0  # frames detected in since the belt was learned: which of them look again
+        self._since_banded = BANDED_LATELY  # frames since bands across the belt covered a tenth of the view
         self._kept: EmptyBelt | None = None  # the belt the last run kept, for the first frame
 
     @property
@@ -134,6 +136,12 @@ class PresenceDetector:
         """The belt stands still (nothing in view has moved for STANDING_FRAMES frames)."""
         return self._mean is not None and self._still >= STANDING_FRAMES
 
+    @property
+    def banded_lately(self) -> bool:
+        """Bands across the belt (a modular belt's hinges) covered a tenth of the view in one of the last
+        `BANDED_LATELY` frames: pieces of hinges, moving with the belt, are about as big as small items there."""
+        return self._since_banded < BANDED_LATELY
+
     def reset(self) -> None:
         """Forget the belt and learn it again (new camera, moved ROI, light changed at once)."""
         self._learning.clear()
@@ -141,7 +149,7 @@ class PresenceDetector:
         self._still_frame, self._still, self._still_began, self._last_mask = None, 0, None, None
         self._checking, self._last_grey, self._moving_frames, self._next_check = None, None, 0, CHECK_GAPS[0]
         self._bands = [None, None]
-        self._apart, self._frames = [], 0
+        self._apart, self._frames, self._since_banded = [], 0, BANDED_LATELY
         self.checks = 0
         self.items, self.gain = [], 1.0
         self._kept = None
@@ -172,6 +180,7 @@ class PresenceDetector:
             self._learn(small)
             return self.items
         changed = self._changed(small)
+        self._since_banded = 0 if self._banded() else self._since_banded + 1
         mask = clean(changed)
         scale = crop_bgr.shape[1] / small.shape[1], crop_bgr.shape[0] / small.shape[0]
         items = find_items(

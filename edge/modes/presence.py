@@ -47,7 +47,7 @@ FLAT_FILL, MIXED_LENGTHS = 0.9, 1.3
 SPLIT_LONGER_THAN = 1.3  # times the median: a blob this long with a waist is two items
 SEAM_SHORTER_THAN = 0.5  # times the median: a band across the belt this short along it is a splice or cleat
 UNLEARNED_MAX_LENGTH = 0.8  # share of the ROI along the travel: the longest item before the line's are known
-UNLEARNED_SEAM = 0.1  # share of the ROI along the travel: a band across the belt shorter than this, before then
+UNLEARNED_SEAM = 0.1  # share of the ROI along the travel: a band across the belt shorter than this, on any line
 
 
 class PresenceMode:
@@ -93,6 +93,7 @@ class PresenceMode:
         views = self.detector.update(roi)
         self._keep_belt()
         tracker = self._tracker or self._make_tracker(roi, (frame.image.shape[1], frame.image.shape[0]))
+        tracker.small_items = not self.detector.banded_lately
         entered, left = tracker.update(views, frame.captured_at)
         if frame.captured_at == self._began_at:
             self._coming_in = {id(track) for track in tracker.tracks if self._coming_in_view(track)}
@@ -288,13 +289,16 @@ class PresenceMode:
         return UNLEARNED_MAX_LENGTH * along * configured_share if usual is None else times_median * usual
 
     def _seam_shorter_than(self) -> float | None:
-        """A band across the belt shorter than this along it (ROI pixels) is a splice or a cleat: half the line's
-        usual item length once known, before then a tenth of the ROI; None while the travel is unknown."""
+        """A band across the belt shorter than this along it (ROI pixels) is a splice or a cleat: a tenth of the
+        ROI, or half the line's usual item length once known if more (a line of garments a fifth of the belt wide,
+        40-50 px along a 320 px view, took a splice blurred to 24 px for an item, a lane for nothing); None while
+        the travel is unknown."""
         tracker = self._tracker
         if tracker is None or tracker.direction is None:
             return None
         usual = self.lengths.usual
-        return UNLEARNED_SEAM * tracker.roi_size[tracker.direction[0]] if usual is None else SEAM_SHORTER_THAN * usual
+        least = UNLEARNED_SEAM * tracker.roi_size[tracker.direction[0]]
+        return least if usual is None else max(least, SEAM_SHORTER_THAN * usual)
 
     def _too_long(self) -> float | None:
         """Longer than this along the belt (ROI pixels) is not one item: `_limit(TOO_LONG)`, and on a line whose
