@@ -5,7 +5,9 @@ by the belt's velocity for the time since it was seen, is where the item should 
 like that box continues the track (where the item was, if no candidate is near where it should be). The
 belt's velocity (direction and speed) is configured or learned from the tracks themselves: items lie still on
 a belt, so every item in full view moves with it. A candidate that continues no track starts one, which counts
-as an item after ``min_frames`` frames; a track unseen for ``leave_frames`` frames has left.
+as an item after ``min_frames`` frames, if it covers ``new_item_area`` of the view; a smaller one (down to half
+that) once it has been followed wholly in view where the belt moved it for a few frames (`_SMALL`). A track
+unseen for ``leave_frames`` frames has left.
 
 The detector can err both ways, and the tracker notices: a candidate that lies inside another track's
 expected place is a piece of that item (a dark garment shown as two parts), not a new item; a track whose
@@ -16,8 +18,9 @@ frame on they are two tracks (the leading one keeps the item). Tracks that share
 the travel, each where it is expected, so each touching item keeps its own place, crossing time and decision.
 
 When an item's centre passes the reference line (a line across the belt, at a set share of the ROI along the
-travel), the time it crossed is fitted to its path over the frames it was in full view: a PLC fires the
-diverter from that time, the belt speed and the diverter's distance.
+travel), the time it crossed is fitted to its path over the frames it was in full view (one frame, for an item
+nearly as long as the view, with the belt's speed known): a PLC fires the diverter from that time, the belt
+speed and the diverter's distance.
 """
 
 from __future__ import annotations
