@@ -180,7 +180,8 @@ class PresenceDetector:
             self._learn(small)
             return self.items
         changed = self._changed(small)
-        self._since_banded = 0 if self._banded() else self._since_banded + 1
+        banded = self._banded()
+        self._since_banded = 0 if banded else self._since_banded + 1
         mask = clean(changed)
         scale = crop_bgr.shape[1] / small.shape[1], crop_bgr.shape[0] / small.shape[0]
         items = find_items(
@@ -191,7 +192,7 @@ class PresenceDetector:
             self.settings.leave_fraction,
             self.settings.enter_fraction,
             self.seam_shorter_than,
-            banded=self._banded(),
+            banded=banded,
         )
         self.items = self._told_apart(crop_bgr, items, scale)
         grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
