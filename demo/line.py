@@ -89,6 +89,12 @@ class Line:
     lead_s: float = 2.0  # empty belt before the first item and after the last
     # the belt stands still now and then: (after it has run this many seconds in all, for this many seconds)
     stops: tuple[tuple[float, float], ...] = ()
+    # the light changes at once: (from this clip second, gain on blue, green, red), before the camera clips: a lamp
+    # switched on or off, daylight through a door, a camera left on automatic white balance or exposure
+    light_steps: tuple[tuple[float, tuple[float, float, float]], ...] = ()
+    # the camera knocked while the line runs: (from this clip second, pixels it moved across the belt); across only,
+    # so the reference line still marks the same place along the belt and the crossings stay true
+    camera_knocks: tuple[tuple[float, float], ...] = ()
 
     def __post_init__(self) -> None:
         if self.belt not in BELTS:
@@ -99,6 +105,11 @@ class Line:
             raise ValueError("speed_px_s and fps must be positive")
         if any(run < 0 or still <= 0 for run, still in self.stops) or list(self.stops) != sorted(self.stops):
             raise ValueError("stops: (seconds run, seconds still) pairs, in order, each still a while")
+        for name, steps in (("light_steps", self.light_steps), ("camera_knocks", self.camera_knocks)):
+            if [at for at, _ in steps] != sorted(at for at, _ in steps):
+                raise ValueError(f"{name}: (clip second, ...) pairs, in order")
+        if any(len(gains) != 3 or min(gains) <= 0 for _, gains in self.light_steps):
+            raise ValueError("light_steps: (clip second, (blue, green, red) gains, each positive)")
 
     @property
     def smear_px(self) -> int:
@@ -140,7 +151,8 @@ LINES: dict[str, Line] = {
 # Lines the detector was never tuned on (bench/belt_heldout.py): other cameras, speeds, belts, and a belt that
 # stops. Added in session 24; the slow and stopping ones showed the faults fixed then, so they are in-sample for
 # those fixes, as are the white belt the camera clips at the light's peaks and the small items (session 25), and
-# the modular belts (session 26: bands across the belt).
+# the modular belts (session 26: bands across the belt), a light that changes colour and a camera knocked aside
+# (session 41).
 HELD_OUT_LINES: dict[str, Line] = {
     "hd-fast": Line(belt="green-pvc", size=(1280, 720), fps=30, speed_px_s=900),
     "blue-small-items": Line(belt="blue-pvc", item_size=(0.35, 0.55)),
@@ -160,6 +172,10 @@ HELD_OUT_LINES: dict[str, Line] = {
     "modular-belt": Line(belt="modular-blue"),
     "modular-white-aliased": Line(belt="modular-white"),
     "modular-faint-rtl": Line(belt="modular-faint", direction="right_to_left"),
+    # a warmer lamp on from 8 s to 22 s (or a camera's white balance following it)
+    "colour-step": Line(belt="green-pvc", light_steps=((8.0, (0.85, 1.0, 1.12)), (22.0, (1.0, 1.0, 1.0)))),
+    # the camera knocked 12 px across the belt at 10 s, the belt running
+    "knocked-camera": Line(belt="dark-grey", camera_knocks=((10.0, 12.0),)),
 }
 
 
@@ -442,13 +458,15 @@ class _Camera:
         t = frame / self.line.fps
         gain = 1.0 + self.line.light_drift * math.sin(2 * math.pi * t / self.drift_period_s + self.drift_phase)
         gain += self.line.flicker * math.sin(2 * math.pi * self.flicker_hz * t)
+        colour = next((gains for at, gains in reversed(self.line.light_steps) if at <= t), (1.0, 1.0, 1.0))
         image = cv2.filter2D(canvas, -1, self.kernel) if self.line.smear_px and moving else canvas
         warp = self.keystone
-        if self.line.shake_px:
-            dx, dy = self.rng.uniform(-self.line.shake_px, self.line.shake_px, 2)
-            warp = np.array([[1, 0, dx], [0, 1, dy], [0, 0, 1]]) @ warp
+        knocked = next((px for at, px in reversed(self.line.camera_knocks) if at <= t), 0.0)
+        if self.line.shake_px or knocked:
+            dx, dy = self.rng.uniform(-self.line.shake_px, self.line.shake_px, 2) if self.line.shake_px else (0, 0)
+            warp = np.array([[1, 0, dx], [0, 1, dy + knocked], [0, 0, 1]]) @ warp
         image = cv2.warpPerspective(image, warp, self.size, borderMode=cv2.BORDER_REPLICATE)
-        image = image * gain + self.noise[int(self.rng.integers(len(self.noise)))]
+        image = image * (np.float32(gain) * np.float32(colour)) + self.noise[int(self.rng.integers(len(self.noise)))]
         image = np.clip(image, 0, 255).astype(np.uint8)
         if self.line.direction == "right_to_left":
             image = image[:, ::-1]

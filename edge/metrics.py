@@ -95,6 +95,11 @@ class _DaemonCollector(Collector):
                 "Runs of items longer than the line's, taken for a new product and learned",
                 value=line["product_changeovers"],
             )
+            yield CounterMetricFamily(
+                "sortline_belt_looked_again",
+                "Times part of the view stayed unlike the running belt (the camera moved) and it was looked at again",
+                value=line["belt_looked_again"],
+            )
         yield GaugeMetricFamily("sortline_queue_depth", "Decisions waiting to be sent", value=figures["queue_depth"])
         yield CounterMetricFamily("sortline_queue_dropped", "Dropped: queue full", value=figures["queue_dropped"])
         yield CounterMetricFamily("sortline_camera_reconnects", "Camera reconnects", value=figures["camera_reconnects"])

@@ -5,11 +5,14 @@ flickers, and a dark garment on a dark belt differs from it by a few grey levels
 per pixel as a colour *and how much it varies there* (mean and spread, in colour, on a small blurred copy of
 the ROI): where the belt's texture passes, a pixel varies and needs a larger change to count; where the belt
 is plain, a small change is an item. Each frame is first divided by the light's gain (measured on the pixels
-that look like belt), so drift and mains flicker cancel; where the camera clips (a white belt at the light's
-peak reads 255 however bright the light), the gain is read from the rest, and the belt is expected no brighter
-than the camera shows. The model keeps learning while the line runs, on the pixels that look like belt only
-(and not clipped), so an item is never learned into it, and not while the belt stands: a standing belt shows
-one stretch of itself, and items on it stay items however long it stands.
+that look like belt), so drift and mains flicker cancel, and per channel by the light's colour where that
+changed (a lamp of another colour, a camera's automatic white balance); where the camera clips (a white belt at
+the light's peak reads 255 however bright the light), the gain is read from the rest, and the belt is expected
+no brighter than the camera shows. The model keeps learning while the line runs, on the pixels that look like
+belt only (and not clipped), so an item is never learned into it, and not while the belt stands: a standing belt
+shows one stretch of itself, and items on it stay items however long it stands. Where part of the view stays
+unlike the belt for longer than the running belt takes to carry an item past (the camera knocked aside), the
+belt is looked at again.
 
 Bands across the belt (a modular belt's hinges, splices: `edge.belt_bands`) are taken for belt first. What
 changed is then read by shape (`edge.item_shapes`): seams, marks and pieces are told from items, and two items
@@ -73,6 +76,18 @@ APART_LOOKS, LOOK_EVERY = 2, 2
 # share of the first frame after a start that may differ from the belt the last run kept: items in view cover up
 # to about half of a crowded line's view; another belt, another lamp or a camera that moved differ almost everywhere
 KEPT_DIFFERS_AT_MOST = 0.5
+# the light's colour against the learned belt's, per channel, that is a change of colour: under it the reading's
+# own noise (a few thousandths on the matrix's belts), and the belt model's learning follows slow changes
+TINTED_AT_LEAST = 0.03
+GREY_WEIGHTS = np.array([0.114, 0.587, 0.299])  # BGR to grey, as cv2.cvtColor: the tint leaves grey as it is
+PLAIN_WITHIN = 0.03  # the colour is read where the belt's brightness is the gain's within this
+# a pixel unlike the belt for this many frames in a row while the belt moves is not an item's (until whoever knows
+# the belt's speed and the line's items says how long an item takes to pass: `stays_at_most`)
+STAYS_AT_MOST = 300
+# share of the view stayed unlike the belt that long that makes the belt looked at again (`_check_learned`): the
+# camera knocked 8-14 px aside while the belt ran left the rails' edges and the belt's streaks where they were
+# not, a region across the whole view from then on (session 41: 22-26 of 30 items missed, 2-11 `too_long` rejects)
+STAYED_SHARE = 0.01
 # the light then against the light when it was kept: beyond this either way, it is not the same scene. The gain
 # hides a grey belt swapped for a lighter or darker grey one (light grey kept, dark grey now: 35 % differs)
 KEPT_LIGHT_WITHIN = 1.33
@@ -95,6 +110,12 @@ class PresenceDetector:
         self.settings = settings
         self.items: list[ItemView] = []
         self.gain = 1.0  # the light now, relative to when the belt was learned
+        self.tint: np.ndarray | None = None  # its colour, per channel (BGR) beside the gain; None: as learned
+        # frames the belt moves while an item passes a pixel, at most (set from the line's items and the belt's
+        # speed by whoever knows them)
+        self.stays_at_most = STAYS_AT_MOST
+        self.looked_again = 0  # times part of the view stayed unlike the belt and the belt was looked at again
+        self._stayed = np.zeros((0, 0), np.uint16)  # HxW: frames in a row each pixel differed while the belt moved
         self.axis: int | None = None  # the belt's travel: 0 along x, 1 along y (set by whoever knows it)
         # a region longer than this along the belt (ROI pixels) may be two items touching: looked at for a
         # waist (set from the line's usual item length by whoever knows it)
@@ -110,6 +131,7 @@ class PresenceDetector:
         self._belt_mask: np.ndarray | None = None  # bool HxW: the pixels that looked like belt last frame
         self._bands: list[Bands | None] = [None, None]  # this frame's across the belt, travel along x and y
         self._grey_mean = np.zeros(0, np.float32)  # the belt's mean in grey, for the light's gain
+        self._mean_quarter = np.zeros(0, np.float32)  # the belt's mean at every other pixel, for the light's colour
         self._peak = 0.0  # the belt's brightest channel anywhere: whether the camera may clip it
         self._limit = np.zeros(0, np.float32)  # HxWx3: the change that counts, per pixel and channel
         self._still_frame: np.ndarray | None = None  # first frame of the current still period, at gain 1
@@ -151,7 +173,7 @@ class PresenceDetector:
         self._bands = [None, None]
         self._apart, self._frames, self._since_banded = [], 0, BANDED_LATELY
         self.checks = 0
-        self.items, self.gain = [], 1.0
+        self.items, self.gain, self.tint, self._stayed = [], 1.0, None, np.zeros((0, 0), np.uint16)
         self._kept = None
 
     def start_from(self, belt: EmptyBelt) -> None:
@@ -180,6 +202,8 @@ class PresenceDetector:
             self._learn(small)
             return self.items
         changed = self._changed(small)
+        if not self.standing:
+            self._follow_what_stays(changed)
         banded = self._banded()
         self._since_banded = 0 if banded else self._since_banded + 1
         mask = clean(changed)
@@ -264,7 +288,7 @@ class PresenceDetector:
             shape = (max(1, round((x1 - x0) * fine)), max(1, round((y1 - y0) * fine)))
             seen = cv2.resize(seen, shape, interpolation=cv2.INTER_AREA)
         seen = cv2.GaussianBlur(seen, (3, 3), 0).astype(np.float32)
-        seen *= 1.0 / self.gain
+        seen *= 1.0 / self._light()
         wx0, wy0 = max(0, int(x0 / sx) - 1), max(0, int(y0 / sy) - 1)
         wx1, wy1 = min(width, int(np.ceil(x1 / sx)) + 1), min(height, int(np.ceil(y1 / sy)) + 1)
         fx, fy = sx * fine, sy * fine  # fine pixels per working pixel
@@ -326,6 +350,7 @@ class PresenceDetector:
         """What each frame compares against, worked out once per model update instead of per pixel test."""
         assert self._mean is not None and self._spread is not None
         self._grey_mean = cv2.cvtColor(self._mean, cv2.COLOR_BGR2GRAY)
+        self._mean_quarter = self._mean[::2, ::2]  # as the light is read: every other pixel (`_changed`)
         self._peak = float(self._mean.max())
         self._limit = np.maximum(self.settings.sigmas * self._spread, float(self.settings.pixel_delta))
 
@@ -334,11 +359,14 @@ class PresenceDetector:
         that no band across the belt explains."""
         assert self._mean is not None and self._spread is not None and self._belt_mask is not None
         # the gain from every other pixel that looked like belt last frame: plenty, at a quarter of the cost
-        grey_now = cv2.cvtColor(small[::2, ::2], cv2.COLOR_BGR2GRAY)
+        quarter = small[::2, ::2]
+        grey_now = cv2.cvtColor(quarter, cv2.COLOR_BGR2GRAY)
         grey_belt = self._grey_mean[::2, ::2]
         belt = self._belt_mask[::2, ::2] & (grey_belt > 4)
         if np.count_nonzero(belt) > 0.1 * belt.size:  # with the belt mostly covered, keep the last gain
+            belt = self._lit(grey_now, grey_belt, belt)
             self.gain = self._gain(grey_now, grey_belt, belt)
+            self.tint = self._tint(quarter, grey_now, grey_belt, belt)
         signed, changed = self._differs(small)
         self._bands = self._find_bands(signed, changed)
         for bands in self._bands:
@@ -350,7 +378,7 @@ class PresenceDetector:
         """The frame at the learned light minus the belt as the camera can show it (signed), and where that is
         more than the belt's own variation."""
         assert self._mean is not None
-        scale = 1.0 / self.gain
+        scale = 1.0 / self._light()
         normalised = small * scale
         if max(1.0, self.gain) * self._peak < CLIPPED:  # nowhere near the camera's ceiling: the usual case
             signed = cv2.subtract(normalised, self._mean)
@@ -386,24 +414,51 @@ class PresenceDetector:
         """Bands across the belt (a modular belt's hinges) covered a tenth of the view in the last frame looked at."""
         return max((bands.share for bands in self._bands if bands is not None), default=0.0) >= BANDED
 
-    def _gain(self, grey_now: np.ndarray, grey_belt: np.ndarray, belt: np.ndarray) -> float:
-        """The light now against the learned belt: the median ratio over the pixels that look like belt. Where
-        the camera clips (a white belt at the light's peak reads 255 however bright the light), now or as the
-        belt was learned, a ratio says nothing: then it is read from the rest of the belt, if enough is left.
-        Where bands across the belt (a modular belt's hinges) covered a tenth of the view last frame, the pixels
-        that were belt may hold hinges now: a fifth to a third of them 20-30 % darker would pull the median down
-        by a few per cent, more than the belt's own variation, so there the most common ratio is taken instead
-        (the median of those near it)."""
+    def _light(self) -> float | np.ndarray:
+        """What a frame is divided by to bring it to the light the belt was learned in: the gain, and per channel
+        (BGR) where the light's colour changed."""
+        return self.gain if self.tint is None else self.gain * self.tint
+
+    def _lit(self, grey_now: np.ndarray, grey_belt: np.ndarray, belt: np.ndarray) -> np.ndarray:
+        """The pixels to read the light from: those that look like belt. Where the camera clips (a white belt at
+        the light's peak reads 255 however bright the light), now or as the belt was learned, a ratio says
+        nothing: then it is read from the rest of the belt, if enough is left."""
         if max(1.0, self.gain) * self._peak >= CLIPPED or grey_now.max() >= CLIPPED:
             unclipped = belt & (grey_now < CLIPPED) & (grey_belt * max(1.0, self.gain) < CLIPPED)
             if np.count_nonzero(unclipped) > CLIPPED_ENOUGH * belt.size:
-                belt = unclipped
+                return unclipped
+        return belt
+
+    def _gain(self, grey_now: np.ndarray, grey_belt: np.ndarray, belt: np.ndarray) -> float:
+        """The light now against the learned belt: the median ratio over the pixels `belt`. Where bands across the
+        belt (a modular belt's hinges) covered a tenth of the view last frame, the pixels that were belt may hold
+        hinges now: a fifth to a third of them 20-30 % darker would pull the median down by a few per cent, more
+        than the belt's own variation, so there the most common ratio is taken instead (the median of those near
+        it)."""
         ratios = grey_now[belt] / grey_belt[belt]
         if not self._banded():
             return float(np.median(ratios))
         counts = np.bincount(np.minimum(ratios * GAIN_BINS_PER_UNIT, 3 * GAIN_BINS_PER_UNIT).astype(int))
         peak = np.argmax(cv2.GaussianBlur(counts.astype(np.float32)[None], (9, 1), 0)) / GAIN_BINS_PER_UNIT
         return float(np.median(ratios[np.abs(ratios - peak) <= GAIN_NEAR]))
+
+    def _tint(
+        self, quarter: np.ndarray, grey_now: np.ndarray, grey_belt: np.ndarray, belt: np.ndarray
+    ) -> np.ndarray | None:
+        """The light's colour now against the learned belt's, per channel: the belt's mean now over its mean as
+        learned, over the same in grey, where the belt is as bright as the gain says (not a hinge, seam or mark
+        passing: a hinge 40 levels darker takes a dark channel to nothing and the others by a third). A lamp of
+        another colour or a camera's white balance moves the channels apart at once: blue up a tenth and red down
+        a tenth made the whole view differ from the belt for as long as it lasted. None where no channel moved by
+        `TINTED_AT_LEAST`."""
+        plain = belt & (np.abs(grey_now / np.maximum(grey_belt, 1.0) - self.gain) <= PLAIN_WITHIN)
+        if np.count_nonzero(plain) < 0.1 * plain.size:
+            return self.tint
+        mask = plain.view(np.uint8)
+        now = np.array(cv2.mean(quarter, mask)[:3])
+        was = np.maximum(np.array(cv2.mean(self._mean_quarter, mask)[:3]), 1.0)
+        tint = (now / was) * (GREY_WEIGHTS @ was / max(float(GREY_WEIGHTS @ now), 1.0))
+        return tint.astype(np.float32) if np.abs(tint - 1.0).max() >= TINTED_AT_LEAST else None
 
     def _follow_the_belt(self, small: np.ndarray, changed: np.ndarray) -> None:
         """Keep learning where the pixel looks like belt (and a little away from anything that does not)."""
@@ -419,7 +474,7 @@ class PresenceDetector:
         weight = belt.astype(np.float32)
         weight *= rate
         weight = cv2.merge([weight, weight, weight])  # per channel: numpy broadcasts an HxWx1 ten times slower
-        step = small / self.gain - self._mean  # in place from here: a frame's worth of temporaries fewer
+        step = small / self._light() - self._mean  # in place from here: a frame's worth of temporaries fewer
         deviation = np.abs(step)
         step *= weight
         self._mean += step
@@ -449,7 +504,7 @@ class PresenceDetector:
         if not moving or self._moving_frames < self._next_check:
             return
         self._next_check += CHECK_GAPS[len(self._checking) % len(CHECK_GAPS)]
-        self._checking.append(small / self.gain)
+        self._checking.append(small / self._light())
         if len(self._checking) < self.settings.background_frames:
             return
         assert self._mean is not None and self._spread is not None
@@ -470,6 +525,31 @@ class PresenceDetector:
                 "presence: %.1f %% of the belt learned again (something lay there while it was learned)",
                 100 * self.relearned_share,
             )
+
+    def _follow_what_stays(self, changed: np.ndarray) -> None:
+        """Count, per pixel, the frames in a row it differed from the belt while the belt moved. Where a share of the
+        view stayed unlike the belt for longer than an item takes to pass, no item is there: the belt is not what
+        was learned (the camera knocked aside, something fixed in view) and it is looked at again, as after
+        learning, and learned again where a longer look disagrees. An item held still on a running belt (caught
+        at a guide) is learned into it so."""
+        if self._checking is not None:  # being looked at already
+            return
+        if self._stayed.shape != changed.shape:
+            self._stayed = np.zeros(changed.shape, np.uint16)
+        self._stayed += 1  # a pixel unlike the belt for 65536 frames starts again from 0: no matter
+        self._stayed *= changed
+        stayed = np.count_nonzero(self._stayed >= self.stays_at_most)
+        if stayed >= STAYED_SHARE * changed.size:
+            log.warning(
+                "presence: %.1f %% of the view has been unlike the empty belt for %d frames while the belt ran, longer "
+                "than an item takes to pass (the camera moved, or something is fixed in view); looking at the belt "
+                "again",
+                100 * stayed / changed.size,
+                self.stays_at_most,
+            )
+            self.looked_again += 1
+            self._checking = []
+            self._stayed[:] = 0
 
     def _follow_stillness(self, grey: np.ndarray, mask: np.ndarray) -> None:
         """Count the frames since anything moved (`grey` at the learned light, so drift and flicker are no

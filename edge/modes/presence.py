@@ -18,6 +18,7 @@ the belt's velocity, the items' lengths), so it sees at once, and leaves the ite
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 
@@ -32,7 +33,7 @@ from edge.items import Item, ItemBook
 from edge.line_memory import BeltView, LineMemory
 from edge.modes import InView
 from edge.motion_blur import MotionBlur
-from edge.presence import PresenceDetector
+from edge.presence import STAYS_AT_MOST, PresenceDetector
 from edge.tracking import BeltTracker, Track
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,9 @@ SPLIT_LONGER_THAN = 1.3  # times the median: a blob this long with a waist is tw
 SEAM_SHORTER_THAN = 0.5  # times the median: a band across the belt this short along it is a splice or cleat
 UNLEARNED_MAX_LENGTH = 0.8  # share of the ROI along the travel: the longest item before the line's are known
 UNLEARNED_SEAM = 0.1  # share of the ROI along the travel: a band across the belt shorter than this, on any line
+# an item passes a pixel of the view in its length over the belt's speed: this many times the usual one's (two
+# long items touching, their shadows), and this many seconds at least, a pixel unlike the belt is not an item's
+PASSES_WITHIN, PASSES_WITHIN_S = 4.0, 2.0
 
 
 class PresenceMode:
@@ -75,6 +79,8 @@ class PresenceMode:
         self.items_seen = 0
         self._began_at: float | None = None  # the first frame this run took (the frames' clock)
         self._clock = 0.0  # the frames' clock -> the wall clock, as of the last frame
+        self._last_at: float | None = None  # the frames' clock at the last frame
+        self._frame_s: float | None = None  # seconds from one frame to the next, on average of late
         self.left_to_the_run_before = 0  # items in view at that frame: see on_frame
         self._coming_in: set[int] = set()  # id() of the tracks coming into view at that frame
         self.reference_line = settings.reference_line  # the page may move it (edge.belt_calibration)
@@ -105,6 +111,7 @@ class PresenceMode:
                 self.motion_blur.look(roi, direction[0], {id(t): t.view.box for t in tracker.tracks if t.confirmed})
         self.detector.split_longer_than = self._limit(SPLIT_LONGER_THAN, 0.7)
         self.detector.seam_shorter_than = self._seam_shorter_than()
+        self.detector.stays_at_most = self._passes_within(frame.captured_at)
         self._divide_too_long(tracker)
         clock = self._clock = frame.wall_time - frame.captured_at  # monotonic -> wall clock, for the PLC
         for track in entered:
@@ -172,6 +179,7 @@ class PresenceMode:
             "belt_speed_px_s": None if speed is None else round(speed, 1),
             "item_length_px": None if (usual := self.lengths.usual) is None else round(usual, 1),
             "product_changeovers": self.lengths.changeovers,
+            "belt_looked_again": self.detector.looked_again,
             "belt_standing": self.detector.standing,
             "motion_blur_px": self.motion_blur.px,
         }
@@ -287,6 +295,18 @@ class PresenceMode:
             return self._settings.max_item_length * along * configured_share
         usual = self.lengths.usual
         return UNLEARNED_MAX_LENGTH * along * configured_share if usual is None else times_median * usual
+
+    def _passes_within(self, now: float) -> int:
+        """Frames an item takes to pass a pixel of the view, at most (`PASSES_WITHIN`), once the belt's speed is
+        known; the detector's own figure before."""
+        if self._last_at is not None and now > self._last_at:
+            step = now - self._last_at
+            self._frame_s = step if self._frame_s is None else 0.9 * self._frame_s + 0.1 * step
+        self._last_at = now
+        tracker, length = self._tracker, self._limit(1.0, 1.0)  # the usual item's length, or the longest expected
+        if tracker is None or tracker.speed_px_s is None or length is None or self._frame_s is None:
+            return STAYS_AT_MOST
+        return math.ceil(max(PASSES_WITHIN_S, PASSES_WITHIN * length / tracker.speed_px_s) / self._frame_s)
 
     def _seam_shorter_than(self) -> float | None:
         """A band across the belt shorter than this along it (ROI pixels) is a splice or a cleat: a tenth of the

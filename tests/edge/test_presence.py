@@ -298,6 +298,44 @@ def test_a_belt_that_stops_with_items_on_it_keeps_them_and_times_them(tmp_path: 
     assert mode.tracker is not None and mode.tracker.speed_px_s == pytest.approx(line.speed_px_s, rel=0.03)
 
 
+@pytest.mark.parametrize("colour", [(0.85, 1.0, 1.12), (1.12, 1.0, 0.88)])
+def test_a_light_that_changes_colour_at_once_loses_no_item(tmp_path: Path, colour: tuple[float, float, float]):
+    # a lamp of another colour switched on, or a camera left on automatic white balance: red and blue apart by a
+    # quarter from 4 s on; a gain for the light's brightness alone left the whole view unlike the belt from then on
+    line = Line(belt="dark-grey", light_steps=((4.0, colour),), **SMALL)
+    truth = write_line_clip(tmp_path / "tinted.avi", garment_photos(tmp_path, BRIGHT + DARK), line=line, seed=3)
+    assert sum(item.crossed_s > 4.0 for item in truth) >= 8
+
+    decisions, mode = run_line(tmp_path / "tinted.avi", line.fps)
+
+    assert [d["label"] for d in decisions] == ["jeans"] * len(truth)
+    assert max(abs(e) for e in crossing_errors(decisions, truth, line.fps)) < 1.5
+    assert mode.detector.tint is not None and mode.detector.looked_again == 0  # the colour, not a look again
+
+
+def test_a_camera_knocked_aside_while_the_belt_runs_sees_items_again_once_it_looked_at_the_belt(tmp_path: Path):
+    # 6 px across a 240 px view at 6 s: the rails' edges and the belt's streaks where the learned belt has none,
+    # one region across the whole view for the rest of the run until the belt is looked at again
+    knocked_s = 6.0
+    line = Line(belt="dark-grey", camera_knocks=((knocked_s, 6.0),), **SMALL)
+    photos = garment_photos(tmp_path, (BRIGHT + DARK) * 2)
+    truth = write_line_clip(tmp_path / "knocked.avi", photos, line=line, seed=3)
+    later = [item for item in truth if item.crossed_s > knocked_s + 10.0]
+    assert len(later) >= 6
+
+    decisions, mode = run_line(tmp_path / "knocked.avi", line.fps)
+
+    assert mode.detector.looked_again >= 1
+    timed = [d for d in decisions if d["crossed_at"] is not None]
+    for item in later:  # after the look: each item one decision with its lane, at its own crossing
+        at = [d for d in timed if abs(d["crossed_at"] - WALL - item.crossed_s) < 1.5 / line.fps]
+        assert [d["label"] for d in at] == ["jeans"], (item, at)
+    crossings = np.array([item.crossed_s for item in truth])
+    for decision in decisions:  # what no item explains is never a lane
+        if decision["crossed_at"] is None or np.abs(crossings - (decision["crossed_at"] - WALL)).min() > 0.1:
+            assert decision["label"] == "reject", decision
+
+
 def test_a_white_belt_the_camera_clips_at_the_lights_peak_is_never_an_item(tmp_path: Path):
     # a white belt under a drifting light reads 255 at the light's peaks while the machine's frame beside it (in
     # view on top-to-bottom travel) gets brighter still: a gain read off the clipped belt made the frame an item
