@@ -79,7 +79,6 @@ KEPT_DIFFERS_AT_MOST = 0.5
 # the light's colour against the learned belt's, per channel, that is a change of colour: under it the reading's
 # own noise (a few thousandths on the matrix's belts), and the belt model's learning follows slow changes
 TINTED_AT_LEAST = 0.03
-GREY_WEIGHTS = np.array([0.114, 0.587, 0.299])  # BGR to grey, as cv2.cvtColor: the tint leaves grey as it is
 PLAIN_WITHIN = 0.03  # the colour is read where the belt's brightness is the gain's within this
 # a pixel unlike the belt for this many frames in a row while the belt moves is not an item's (until whoever knows
 # the belt's speed and the line's items says how long an item takes to pass: `stays_at_most`)
@@ -350,7 +349,8 @@ class PresenceDetector:
         """What each frame compares against, worked out once per model update instead of per pixel test."""
         assert self._mean is not None and self._spread is not None
         self._grey_mean = cv2.cvtColor(self._mean, cv2.COLOR_BGR2GRAY)
-        self._mean_quarter = self._mean[::2, ::2]  # as the light is read: every other pixel (`_changed`)
+        # as the light is read, every other pixel (`_changed`); contiguous: cv2.mean copies a strided view, 40 us
+        self._mean_quarter = np.ascontiguousarray(self._mean[::2, ::2])
         self._peak = float(self._mean.max())
         self._limit = np.maximum(self.settings.sigmas * self._spread, float(self.settings.pixel_delta))
 
@@ -359,14 +359,15 @@ class PresenceDetector:
         that no band across the belt explains."""
         assert self._mean is not None and self._spread is not None and self._belt_mask is not None
         # the gain from every other pixel that looked like belt last frame: plenty, at a quarter of the cost
-        quarter = small[::2, ::2]
+        quarter = np.ascontiguousarray(small[::2, ::2])
         grey_now = cv2.cvtColor(quarter, cv2.COLOR_BGR2GRAY)
         grey_belt = self._grey_mean[::2, ::2]
         belt = self._belt_mask[::2, ::2] & (grey_belt > 4)
         if np.count_nonzero(belt) > 0.1 * belt.size:  # with the belt mostly covered, keep the last gain
             belt = self._lit(grey_now, grey_belt, belt)
-            self.gain = self._gain(grey_now, grey_belt, belt)
-            self.tint = self._tint(quarter, grey_now, grey_belt, belt)
+            ratio = grey_now / np.maximum(grey_belt, 1.0)  # now against the belt, per pixel
+            self.gain = self._gain(ratio, belt)
+            self.tint = self._tint(quarter, ratio, belt)
         signed, changed = self._differs(small)
         self._bands = self._find_bands(signed, changed)
         for bands in self._bands:
@@ -429,36 +430,34 @@ class PresenceDetector:
                 return unclipped
         return belt
 
-    def _gain(self, grey_now: np.ndarray, grey_belt: np.ndarray, belt: np.ndarray) -> float:
+    def _gain(self, ratio: np.ndarray, belt: np.ndarray) -> float:
         """The light now against the learned belt: the median ratio over the pixels `belt`. Where bands across the
         belt (a modular belt's hinges) covered a tenth of the view last frame, the pixels that were belt may hold
         hinges now: a fifth to a third of them 20-30 % darker would pull the median down by a few per cent, more
         than the belt's own variation, so there the most common ratio is taken instead (the median of those near
         it)."""
-        ratios = grey_now[belt] / grey_belt[belt]
+        ratios = ratio[belt]
         if not self._banded():
             return float(np.median(ratios))
         counts = np.bincount(np.minimum(ratios * GAIN_BINS_PER_UNIT, 3 * GAIN_BINS_PER_UNIT).astype(int))
         peak = np.argmax(cv2.GaussianBlur(counts.astype(np.float32)[None], (9, 1), 0)) / GAIN_BINS_PER_UNIT
         return float(np.median(ratios[np.abs(ratios - peak) <= GAIN_NEAR]))
 
-    def _tint(
-        self, quarter: np.ndarray, grey_now: np.ndarray, grey_belt: np.ndarray, belt: np.ndarray
-    ) -> np.ndarray | None:
+    def _tint(self, quarter: np.ndarray, ratio: np.ndarray, belt: np.ndarray) -> np.ndarray | None:
         """The light's colour now against the learned belt's, per channel: the belt's mean now over its mean as
         learned, over the same in grey, where the belt is as bright as the gain says (not a hinge, seam or mark
         passing: a hinge 40 levels darker takes a dark channel to nothing and the others by a third). A lamp of
         another colour or a camera's white balance moves the channels apart at once: blue up a tenth and red down
         a tenth made the whole view differ from the belt for as long as it lasted. None where no channel moved by
         `TINTED_AT_LEAST`."""
-        plain = belt & (np.abs(grey_now / np.maximum(grey_belt, 1.0) - self.gain) <= PLAIN_WITHIN)
+        plain = belt & (np.abs(ratio - self.gain) <= PLAIN_WITHIN)
         if np.count_nonzero(plain) < 0.1 * plain.size:
             return self.tint
         mask = plain.view(np.uint8)
-        now = np.array(cv2.mean(quarter, mask)[:3])
-        was = np.maximum(np.array(cv2.mean(self._mean_quarter, mask)[:3]), 1.0)
-        tint = (now / was) * (GREY_WEIGHTS @ was / max(float(GREY_WEIGHTS @ now), 1.0))
-        return tint.astype(np.float32) if np.abs(tint - 1.0).max() >= TINTED_AT_LEAST else None
+        now, was = cv2.mean(quarter, mask)[:3], cv2.mean(self._mean_quarter, mask)[:3]
+        grey = _grey(was) / max(_grey(now), 1.0)  # the tint leaves the brightness to the gain
+        tint = [channel / max(learned, 1.0) * grey for channel, learned in zip(now, was, strict=True)]
+        return np.float32(tint) if max(abs(t - 1.0) for t in tint) >= TINTED_AT_LEAST else None
 
     def _follow_the_belt(self, small: np.ndarray, changed: np.ndarray) -> None:
         """Keep learning where the pixel looks like belt (and a little away from anything that does not)."""
@@ -625,6 +624,11 @@ def _median_of_first(ordered: np.ndarray, count: np.ndarray) -> np.ndarray:
     low = np.take_along_axis(ordered, ((count - 1) // 2)[None], axis=0)[0]
     high = np.take_along_axis(ordered, (count // 2)[None], axis=0)[0]
     return (low + high) / 2
+
+
+def _grey(bgr: tuple[float, ...]) -> float:
+    """Grey of a BGR colour, as cv2.cvtColor makes it."""
+    return 0.114 * bgr[0] + 0.587 * bgr[1] + 0.299 * bgr[2]
 
 
 def _prepare(crop_bgr: np.ndarray) -> np.ndarray:
