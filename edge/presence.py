@@ -449,15 +449,36 @@ class PresenceDetector:
         passing: a hinge 40 levels darker takes a dark channel to nothing and the others by a third). A lamp of
         another colour or a camera's white balance moves the channels apart at once: blue up a tenth and red down
         a tenth made the whole view differ from the belt for as long as it lasted. None where no channel moved by
-        `TINTED_AT_LEAST`."""
+        `TINTED_AT_LEAST`, or where it did not move alike all over the view (`_everywhere`)."""
         plain = belt & (np.abs(ratio - self.gain) <= PLAIN_WITHIN)
         if np.count_nonzero(plain) < 0.1 * plain.size:
             return self.tint
         mask = plain.view(np.uint8)
         now, was = cv2.mean(quarter, mask)[:3], cv2.mean(self._mean_quarter, mask)[:3]
         grey = _grey(was) / max(_grey(now), 1.0)  # the tint leaves the brightness to the gain
-        tint = [channel / max(learned, 1.0) * grey for channel, learned in zip(now, was, strict=True)]
-        return np.float32(tint) if max(abs(t - 1.0) for t in tint) >= TINTED_AT_LEAST else None
+        tint = np.float32([channel / max(learned, 1.0) * grey for channel, learned in zip(now, was, strict=True)])
+        if np.abs(tint - 1.0).max() < TINTED_AT_LEAST or not self._everywhere(quarter, plain, tint):
+            return None
+        return tint
+
+    def _everywhere(self, quarter: np.ndarray, plain: np.ndarray, tint: np.ndarray) -> bool:
+        """The light's colour moved alike in each quarter of the view that shows enough plain belt (at least half
+        of `tint`'s move there): a camera's white balance, a lamp over all of it. A warmer lamp over half the belt
+        read as half its move everywhere, so the other half then differed too, and the looks again that such a
+        part of the view needs (`_follow_what_stays`) learned each half under the other's light, by turns."""
+        weight = plain.astype(np.float32)
+        # per quarter of the view, the plain belt's mean now and as learned (both over the same pixels: the
+        # counts cancel in their ratio)
+        now = cv2.resize(quarter * weight[..., None], (2, 2), interpolation=cv2.INTER_AREA).reshape(4, 3)
+        was = cv2.resize(self._mean_quarter * weight[..., None], (2, 2), interpolation=cv2.INTER_AREA).reshape(4, 3)
+        enough = cv2.resize(weight, (2, 2), interpolation=cv2.INTER_AREA).reshape(4) >= 0.1
+        move = tint - 1.0
+        for here, learned in zip(now[enough], was[enough], strict=True):
+            grey = _grey(learned) / max(_grey(here), 1e-3)
+            moved = here / np.maximum(learned, 1e-3) * grey - 1.0
+            if np.abs(moved - move).max() > 0.5 * np.abs(move).max():
+                return False
+        return True
 
     def _follow_the_belt(self, small: np.ndarray, changed: np.ndarray) -> None:
         """Keep learning where the pixel looks like belt (and a little away from anything that does not)."""
