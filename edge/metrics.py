@@ -96,9 +96,9 @@ class _DaemonCollector(Collector):
                 value=line["product_changeovers"],
             )
             yield CounterMetricFamily(
-                "sortline_belt_looked_again",
-                "Times part of the view stayed unlike the running belt (the camera moved) and it was looked at again",
-                value=line["belt_looked_again"],
+                "sortline_belt_learned_again",
+                "Times part of the view stayed unlike the running belt (the camera moved) and it was learned again",
+                value=line["belt_learned_again"],
             )
         yield GaugeMetricFamily("sortline_queue_depth", "Decisions waiting to be sent", value=figures["queue_depth"])
         yield CounterMetricFamily("sortline_queue_dropped", "Dropped: queue full", value=figures["queue_dropped"])

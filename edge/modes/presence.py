@@ -179,7 +179,7 @@ class PresenceMode:
             "belt_speed_px_s": None if speed is None else round(speed, 1),
             "item_length_px": None if (usual := self.lengths.usual) is None else round(usual, 1),
             "product_changeovers": self.lengths.changeovers,
-            "belt_looked_again": self.detector.looked_again,
+            "belt_learned_again": self.detector.relearned,
             "belt_standing": self.detector.standing,
             "motion_blur_px": self.motion_blur.px,
         }

@@ -109,7 +109,7 @@ def test_on_a_simulated_line_every_item_gets_one_decision_timed_at_the_reference
     # while it runs, /metrics counts the items seen and says how fast the belt goes
     seen = wait_until(lambda: _line_metrics(metrics_port), timeout=60, what="three items on /metrics")
     assert abs(seen["sortline_belt_speed_px_s"] / line.speed_px_s - 1) < 0.05
-    assert seen["sortline_belt_standing"] == 0 and seen["sortline_belt_looked_again_total"] == 0  # the belt runs
+    assert seen["sortline_belt_standing"] == 0 and seen["sortline_belt_learned_again_total"] == 0  # the belt runs
     finish(daemon)
 
     topic = "sortline/line-1/decision"
@@ -131,7 +131,7 @@ def test_on_a_simulated_line_every_item_gets_one_decision_timed_at_the_reference
     assert kept["frame_size"] == [320, 240] and kept["axis"] == 0
     assert len(kept["item_lengths"]) == len(order)
     assert stats["line"]["item_length_px"] == statistics.median(kept["item_lengths"])
-    assert stats["line"]["product_changeovers"] == 0 and stats["line"]["belt_looked_again"] == 0
+    assert stats["line"]["product_changeovers"] == 0 and stats["line"]["belt_learned_again"] == 0
     # its box on the belt: the item rotated up to 25 degrees, with its shadow
     assert all(0.9 <= n / item.length_px <= 1.7 for n, item in zip(kept["item_lengths"], truth, strict=True))
     # and the empty belt, for the view it was learned in (frame size and ROI: the whole frame here)
