@@ -453,13 +453,14 @@ class PresenceDetector:
         another colour or a camera's white balance moves the channels apart at once: blue up a tenth and red down
         a tenth made the whole view differ from the belt for as long as it lasted. None where no channel moved by
         `TINTED_AT_LEAST`, or where it did not move alike all over the view (`_everywhere`)."""
+        # the usual frame first, at a third of the cost: over all the belt, hinges and marks too, hardly a move
+        coarse = _colour(quarter, self._mean_quarter, belt)
+        if self.tint is None and max(abs(t - 1.0) for t in coarse) < TINTED_AT_LEAST / 2:
+            return None
         plain = belt & (np.abs(ratio - self.gain) <= PLAIN_WITHIN)
         if np.count_nonzero(plain) < 0.1 * plain.size:
             return self.tint
-        mask = plain.view(np.uint8)
-        now, was = cv2.mean(quarter, mask)[:3], cv2.mean(self._mean_quarter, mask)[:3]
-        grey = _grey(was) / max(_grey(now), 1.0)  # the tint leaves the brightness to the gain
-        tint = np.float32([channel / max(learned, 1.0) * grey for channel, learned in zip(now, was, strict=True)])
+        tint = np.float32(_colour(quarter, self._mean_quarter, plain))
         if np.abs(tint - 1.0).max() < TINTED_AT_LEAST or not self._everywhere(quarter, plain, tint):
             return None
         return tint
@@ -648,6 +649,15 @@ def _median_of_first(ordered: np.ndarray, count: np.ndarray) -> np.ndarray:
     low = np.take_along_axis(ordered, ((count - 1) // 2)[None], axis=0)[0]
     high = np.take_along_axis(ordered, (count // 2)[None], axis=0)[0]
     return (low + high) / 2
+
+
+def _colour(now: np.ndarray, learned: np.ndarray, where: np.ndarray) -> list[float]:
+    """Per channel (BGR), the mean of `now` over that of `learned` where `where`, over the same in grey: how the
+    light's colour moved, its brightness left out."""
+    mask = where.view(np.uint8)
+    seen, was = cv2.mean(now, mask)[:3], cv2.mean(learned, mask)[:3]
+    grey = _grey(was) / max(_grey(seen), 1.0)
+    return [channel / max(belt, 1.0) * grey for channel, belt in zip(seen, was, strict=True)]
 
 
 def _grey(bgr: tuple[float, ...]) -> float:

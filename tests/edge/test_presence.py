@@ -491,6 +491,25 @@ def test_the_simulator_refuses_a_line_it_cannot_render():
         Line(direction="diagonal")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown belt 'velvet'"):
         Line(belt="velvet")
+    with pytest.raises(ValueError, match="light_steps: .* in order"):
+        Line(light_steps=((8.0, (1.0, 1.0, 1.0)), (4.0, (1.1, 1.0, 0.9))))
+    with pytest.raises(ValueError, match="light_steps: .* each positive"):
+        Line(light_steps=((8.0, (1.0, 0.0, 1.0)),))
+
+
+def test_the_simulators_light_steps_and_camera_knocks_render_what_they_say(tmp_path: Path):
+    plain = {"belt": "mid-grey-plain", "noise": 0.0, "light_drift": 0.0, "flicker": 0.0, "lead_s": 2.0, **SMALL}
+    line = Line(light_steps=((1.0, (1.2, 1.0, 0.8)),), camera_knocks=((1.0, 6.0),), **plain)
+    write_line_clip(tmp_path / "steps.avi", [], line=line, seed=1)
+    capture = cv2.VideoCapture(str(tmp_path / "steps.avi"))
+    frames = [read[1].astype(np.float32) for _ in range(60) if (read := capture.read())[0]]
+    capture.release()
+    before, after = frames[5], frames[40]  # 0.33 s and 2.7 s
+    belt = slice(60, 180)  # rows of belt in both (the side guards are the top and bottom 6 %)
+    ratio = after[belt].mean(axis=(0, 1)) / before[belt].mean(axis=(0, 1))
+    assert ratio == pytest.approx([1.2, 1.0, 0.8], abs=0.03)  # blue up, red down, per channel
+    edge = [int(np.argmax(np.abs(np.diff(frame[:, :, 1].mean(axis=1)))[:60])) for frame in (before, after)]
+    assert edge[1] - edge[0] == 6  # the top guard's edge 6 px lower: the camera moved across the belt
 
 
 def _grey_frame(clip: Path, frame: int) -> np.ndarray:
