@@ -131,7 +131,6 @@ class PresenceDetector:
         self._belt_mask: np.ndarray | None = None  # bool HxW: the pixels that looked like belt last frame
         self._bands: list[Bands | None] = [None, None]  # this frame's across the belt, travel along x and y
         self._grey_mean = np.zeros(0, np.float32)  # the belt's mean in grey, for the light's gain
-        self._mean_quarter = np.zeros(0, np.float32)  # the belt's mean at every other pixel, for the light's colour
         self._peak = 0.0  # the belt's brightest channel anywhere: whether the camera may clip it
         self._limit = np.zeros(0, np.float32)  # HxWx3: the change that counts, per pixel and channel
         self._still_frame: np.ndarray | None = None  # first frame of the current still period, at gain 1
@@ -352,8 +351,6 @@ class PresenceDetector:
         """What each frame compares against, worked out once per model update instead of per pixel test."""
         assert self._mean is not None and self._spread is not None
         self._grey_mean = cv2.cvtColor(self._mean, cv2.COLOR_BGR2GRAY)
-        # as the light is read, every other pixel (`_changed`); contiguous: cv2.mean copies a strided view, 40 us
-        self._mean_quarter = np.ascontiguousarray(self._mean[::2, ::2])
         self._peak = float(self._mean.max())
         self._limit = np.maximum(self.settings.sigmas * self._spread, float(self.settings.pixel_delta))
 
@@ -370,7 +367,7 @@ class PresenceDetector:
             belt = self._lit(grey_now, grey_belt, belt)
             ratio = grey_now / np.maximum(grey_belt, 1.0)  # now against the belt, per pixel
             self.gain = self._gain(ratio, belt)
-            self.tint = self._tint(quarter, ratio, belt)
+            self.tint = self._tint(small, quarter, ratio, belt)
         signed, changed = self._differs(small)
         self._bands = self._find_bands(signed, changed)
         for bands in self._bands:
@@ -446,26 +443,30 @@ class PresenceDetector:
         peak = np.argmax(cv2.GaussianBlur(counts.astype(np.float32)[None], (9, 1), 0)) / GAIN_BINS_PER_UNIT
         return float(np.median(ratios[np.abs(ratios - peak) <= GAIN_NEAR]))
 
-    def _tint(self, quarter: np.ndarray, ratio: np.ndarray, belt: np.ndarray) -> np.ndarray | None:
+    def _tint(self, small: np.ndarray, quarter: np.ndarray, ratio: np.ndarray, belt: np.ndarray) -> np.ndarray | None:
         """The light's colour now against the learned belt's, per channel: the belt's mean now over its mean as
         learned, over the same in grey, where the belt is as bright as the gain says (not a hinge, seam or mark
         passing: a hinge 40 levels darker takes a dark channel to nothing and the others by a third). A lamp of
         another colour or a camera's white balance moves the channels apart at once: blue up a tenth and red down
         a tenth made the whole view differ from the belt for as long as it lasted. None where no channel moved by
         `TINTED_AT_LEAST`, or where it did not move alike all over the view (`_everywhere`)."""
-        # the usual frame first, at a third of the cost: over all the belt, hinges and marks too, hardly a move
-        coarse = _colour(quarter, self._mean_quarter, belt)
+        assert self._mean is not None and self._belt_mask is not None
+        # the usual frame first, cheaply: at every fourth pixel that looked like belt last frame (hinges and marks
+        # too), hardly a move
+        coarse = _colour(small[::4, ::4], self._mean[::4, ::4], self._belt_mask[::4, ::4])
         if self.tint is None and max(abs(t - 1.0) for t in coarse) < TINTED_AT_LEAST / 2:
             return None
         plain = belt & (np.abs(ratio - self.gain) <= PLAIN_WITHIN)
         if np.count_nonzero(plain) < 0.1 * plain.size:
             return self.tint
-        tint = np.float32(_colour(quarter, self._mean_quarter, plain))
-        if np.abs(tint - 1.0).max() < TINTED_AT_LEAST or not self._everywhere(quarter, plain, tint):
+        learned = np.ascontiguousarray(self._mean[::2, ::2])  # as `quarter`
+        tint = np.float32(_colour(quarter, learned, plain))
+        if np.abs(tint - 1.0).max() < TINTED_AT_LEAST or not self._everywhere(quarter, learned, plain, tint):
             return None
         return tint
 
-    def _everywhere(self, quarter: np.ndarray, plain: np.ndarray, tint: np.ndarray) -> bool:
+    @staticmethod
+    def _everywhere(quarter: np.ndarray, learned: np.ndarray, plain: np.ndarray, tint: np.ndarray) -> bool:
         """The light's colour moved alike in each quarter of the view that shows enough plain belt (at least half
         of `tint`'s move there): a camera's white balance, a lamp over all of it. A warmer lamp over half the belt
         read as half its move everywhere, so the other half then differed too, and the looks again that such a
@@ -474,12 +475,12 @@ class PresenceDetector:
         # per quarter of the view, the plain belt's mean now and as learned (both over the same pixels: the
         # counts cancel in their ratio)
         now = cv2.resize(quarter * weight[..., None], (2, 2), interpolation=cv2.INTER_AREA).reshape(4, 3)
-        was = cv2.resize(self._mean_quarter * weight[..., None], (2, 2), interpolation=cv2.INTER_AREA).reshape(4, 3)
+        was = cv2.resize(learned * weight[..., None], (2, 2), interpolation=cv2.INTER_AREA).reshape(4, 3)
         enough = cv2.resize(weight, (2, 2), interpolation=cv2.INTER_AREA).reshape(4) >= 0.1
         move = tint - 1.0
-        for here, learned in zip(now[enough], was[enough], strict=True):
-            grey = _grey(learned) / max(_grey(here), 1e-3)
-            moved = here / np.maximum(learned, 1e-3) * grey - 1.0
+        for here, belt in zip(now[enough], was[enough], strict=True):
+            grey = _grey(belt) / max(_grey(here), 1e-3)
+            moved = here / np.maximum(belt, 1e-3) * grey - 1.0
             if np.abs(moved - move).max() > 0.5 * np.abs(move).max():
                 return False
         return True
@@ -654,8 +655,9 @@ def _median_of_first(ordered: np.ndarray, count: np.ndarray) -> np.ndarray:
 def _colour(now: np.ndarray, learned: np.ndarray, where: np.ndarray) -> list[float]:
     """Per channel (BGR), the mean of `now` over that of `learned` where `where`, over the same in grey: how the
     light's colour moved, its brightness left out."""
-    mask = where.view(np.uint8)
-    seen, was = cv2.mean(now, mask)[:3], cv2.mean(learned, mask)[:3]
+    # contiguous: cv2.mean copies a strided view through its binding, far slower than numpy does
+    mask = np.ascontiguousarray(where).view(np.uint8)
+    seen, was = cv2.mean(np.ascontiguousarray(now), mask)[:3], cv2.mean(np.ascontiguousarray(learned), mask)[:3]
     grey = _grey(was) / max(_grey(seen), 1.0)
     return [channel / max(belt, 1.0) * grey for channel, belt in zip(seen, was, strict=True)]
 
