@@ -469,8 +469,8 @@ class PresenceDetector:
     def _everywhere(quarter: np.ndarray, learned: np.ndarray, plain: np.ndarray, tint: np.ndarray) -> bool:
         """The light's colour moved alike in each quarter of the view that shows enough plain belt (at least half
         of `tint`'s move there): a camera's white balance, a lamp over all of it. A warmer lamp over half the belt
-        read as half its move everywhere, so the other half then differed too, and the looks again that such a
-        part of the view needs (`_stays`) learned each half under the other's light, by turns."""
+        read as half its move everywhere, so the other half then differed too; such a part of the view has the
+        belt learned again instead (`_stays`)."""
         weight = plain.astype(np.float32)
         # per quarter of the view, the plain belt's mean now and as learned (both over the same pixels: the
         # counts cancel in their ratio)

@@ -491,9 +491,9 @@ def test_the_simulator_refuses_a_line_it_cannot_render():
         Line(direction="diagonal")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown belt 'velvet'"):
         Line(belt="velvet")
-    with pytest.raises(ValueError, match="light_steps: .* in order"):
+    with pytest.raises(ValueError, match=r"light_steps: .* in order"):
         Line(light_steps=((8.0, (1.0, 1.0, 1.0)), (4.0, (1.1, 1.0, 0.9))))
-    with pytest.raises(ValueError, match="light_steps: .* each positive"):
+    with pytest.raises(ValueError, match=r"light_steps: .* each positive"):
         Line(light_steps=((8.0, (1.0, 0.0, 1.0)),))
 
 
