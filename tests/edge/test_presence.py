@@ -17,6 +17,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from demo.line import Line, LineItem, write_line_clip
+from edge.belt_bands import _columns
 from edge.camera import Frame
 from edge.classifier import Assessment
 from edge.config import LaneSettings, PresenceSettings
@@ -27,7 +28,7 @@ from edge.item_shapes import apart_at, find_items
 from edge.items import ItemBook
 from edge.line_memory import LineMemory
 from edge.modes.presence import PresenceMode
-from edge.presence import EmptyBelt, PresenceDetector, _frames_median, _spread
+from edge.presence import EmptyBelt, PresenceDetector, _frames_median, _shrunk, _spread
 
 LABELS = ("jeans", "trousers", "saree")
 LANES = LaneSettings()
@@ -1041,3 +1042,28 @@ def test_the_belts_median_is_numpys_to_the_bit(count: int):
     frames = rng.normal(100, 3, (count, 30, 40, 3)).astype(np.float32)
     for levels in (frames, np.round(frames)):
         assert np.array_equal(_frames_median(levels), np.median(levels, axis=0))
+
+
+@pytest.mark.parametrize(
+    ("camera", "work"), [((640, 480), (160, 120)), ((1280, 720), (160, 90)), ((2560, 1920), (160, 120))]
+)
+def test_the_working_copy_is_opencvs_area_resize_to_the_bit(camera: tuple[int, int], work: tuple[int, int]):
+    # the working copy is shrunk in halvings on uint16 (OpenCV vectorises halving only), then rounded as
+    # INTER_AREA rounds: half to even. Levels on a coarse grid give the halves it must round (a sum of 16 at x.5)
+    rng = np.random.default_rng(camera[0])
+    noise = rng.integers(0, 256, (camera[1], camera[0], 3), dtype=np.uint8)
+    for image in (noise, noise // 8 * 8, np.full_like(noise, 255), noise[:, ::-1]):  # the last: a strided view
+        assert np.array_equal(_shrunk(image, work), cv2.resize(image, work, interpolation=cv2.INTER_AREA))
+    # a size it cannot halve to (a 2x shrink OpenCV rounds half up; 3x) is OpenCV's own
+    for image, size in ((noise[: work[1] * 2, : work[0] * 2], work), (noise[: work[1] * 3, : work[0] * 3], work)):
+        assert np.array_equal(_shrunk(image, size), cv2.resize(image, size, interpolation=cv2.INTER_AREA))
+
+
+def test_a_transposed_frames_columns_are_its_own():
+    # travel along y: the band search works on the transposed frame and takes its columns as rows in memory
+    frame = np.random.default_rng(3).normal(0, 5, (120, 160, 3)).astype(np.float32)
+    columns = np.array([3, 4, 5, 40, 41, 118])
+    for values in (frame, frame.transpose(1, 0, 2), frame.transpose(1, 0, 2)[:112]):
+        taken = _columns(values, columns)
+        assert taken.flags.c_contiguous
+        assert np.array_equal(taken, values[:, columns])
