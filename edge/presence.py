@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from edge import medians
 from edge.belt_bands import BANDED, Bands, find_bands
 from edge.channels import any_channel
 from edge.config import PresenceSettings
@@ -311,10 +312,10 @@ class PresenceDetector:
         # spread (unless the camera clips: a clipped frame says nothing of its light)
         frames = np.stack(self._learning)
         if np.mean(frames >= CLIPPED) < CLIPPED_ENOUGH:
-            median = _frames_median(frames)
+            median = medians.median(frames)
             lights = np.median(frames / np.maximum(median, 1.0), axis=(1, 2, 3))
             frames /= lights[:, None, None, None]
-        self._mean = _frames_median(frames).astype(np.float32)
+        self._mean = medians.median(frames).astype(np.float32)
         self._spread = _spread(frames, self._mean)
         self._belt_mask = np.ones(small.shape[:2], bool)
         self._learning.clear()
@@ -438,10 +439,10 @@ class PresenceDetector:
         it)."""
         ratios = ratio[belt]
         if not self._banded():
-            return float(np.median(ratios))
+            return float(medians.median(ratios))
         counts = np.bincount(np.minimum(ratios * GAIN_BINS_PER_UNIT, 3 * GAIN_BINS_PER_UNIT).astype(int))
         peak = np.argmax(cv2.GaussianBlur(counts.astype(np.float32)[None], (9, 1), 0)) / GAIN_BINS_PER_UNIT
-        return float(np.median(ratios[np.abs(ratios - peak) <= GAIN_NEAR]))
+        return float(medians.median(ratios[np.abs(ratios - peak) <= GAIN_NEAR]))
 
     def _tint(self, small: np.ndarray, quarter: np.ndarray, ratio: np.ndarray, belt: np.ndarray) -> np.ndarray | None:
         """The light's colour now against the learned belt's, per channel: the belt's mean now over its mean as
@@ -534,7 +535,7 @@ class PresenceDetector:
             return
         assert self._mean is not None and self._spread is not None
         frames, self._checking = np.stack(self._checking), None
-        median = _frames_median(frames).astype(np.float32)
+        median = medians.median(frames).astype(np.float32)
         spread = _spread(frames, median)
         # measured by the longer look's spread: the model's own is swollen where an item came and went in it
         limit = np.maximum(self.settings.sigmas * spread, float(self.settings.pixel_delta))
@@ -616,18 +617,6 @@ def _belt_at(cut: int, axis: int, items: np.ndarray, difference: np.ndarray, lim
     return bool(not between.any() or np.count_nonzero(differs[between]) < BELT_AT_DIFFERS * np.count_nonzero(between))
 
 
-def _frames_median(frames: np.ndarray) -> np.ndarray:
-    """Per pixel, the median of `frames` (NxHxWx3), as np.median(frames, axis=0) gives it to the bit (the mean
-    of the two middle values of an even count) in a quarter of the time: np.median partitions along the first,
-    strided axis, and the frame that ended the belt's learning stalled the loop for 45-50 ms."""
-    return _middle(np.sort(frames, axis=0))
-
-
-def _middle(ordered: np.ndarray) -> np.ndarray:
-    """Per pixel, the median of values sorted along axis 0: the middle one, or the mean of the middle two."""
-    return (ordered[(len(ordered) - 1) // 2] + ordered[len(ordered) // 2]) / 2
-
-
 def _spread(frames: np.ndarray, median: np.ndarray) -> np.ndarray:
     """How much the belt varies at each pixel over `frames` (NxHxWx3) about their `median`: the median absolute
     deviation as a standard deviation, then twice more without the deviations beyond three of it. A modular
@@ -636,7 +625,7 @@ def _spread(frames: np.ndarray, median: np.ndarray) -> np.ndarray:
     and parts of hinges look like items. On a plain belt trimming lowers it by a tenth (dark rubber: 0.60 ->
     0.54), where the limit's `pixel_delta` floor holds anyway."""
     ordered = np.sort(np.abs(frames - median), axis=0)  # each pixel's deviations, least first
-    spread = 1.4826 * _middle(ordered)
+    spread = 1.4826 * medians.middle(ordered)
     for _ in range(2):  # (sorted, so those within three spreads are the first ones, at least one)
         spread = 1.4826 * _median_of_first(ordered, np.count_nonzero(ordered <= 3 * spread, axis=0))
     return spread.astype(np.float32)

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from demo.line import Line, LineItem, write_line_clip
-from edge.belt_bands import _columns
+from edge.belt_bands import _columns, _near, _rows_differing
 from edge.camera import Frame
 from edge.classifier import Assessment
 from edge.config import LaneSettings, PresenceSettings
@@ -27,8 +27,9 @@ from edge.item_lengths import CHANGEOVER_AFTER
 from edge.item_shapes import apart_at, find_items
 from edge.items import ItemBook
 from edge.line_memory import LineMemory
+from edge.medians import median
 from edge.modes.presence import PresenceMode
-from edge.presence import EmptyBelt, PresenceDetector, _frames_median, _shrunk, _spread
+from edge.presence import EmptyBelt, PresenceDetector, _shrunk, _spread
 
 LABELS = ("jeans", "trousers", "saree")
 LANES = LaneSettings()
@@ -1033,15 +1034,17 @@ def test_the_belts_spread_is_its_median_deviation_without_what_passes_it():
         assert 2.5 < float(np.median(expected)) < 3.5  # the hinges left out: the belt's own 3 levels
 
 
-@pytest.mark.parametrize("count", [20, 21])
-def test_the_belts_median_is_numpys_to_the_bit(count: int):
+@pytest.mark.parametrize("count", [1, 2, 20, 21])
+def test_the_detectors_medians_are_numpys_to_the_bit(count: int):
     # learning and its check take the median of 20 frames per pixel, sorted instead of numpy's partition along
-    # the strided first axis (a quarter of the 45-50 ms the frame ending the learning took); integer levels
+    # the strided first axis (a quarter of the 45-50 ms the frame ending the learning took); a band's offset
+    # over strips (Nx3) and the light's gain over belt pixels (1-D, partitioned) every frame. Integer levels
     # give ties, as a camera's frames do, and an even count is the mean of the two middle values
     rng = np.random.default_rng(count)
     frames = rng.normal(100, 3, (count, 30, 40, 3)).astype(np.float32)
     for levels in (frames, np.round(frames)):
-        assert np.array_equal(_frames_median(levels), np.median(levels, axis=0))
+        for values in (levels, levels[:, 0], levels[:, 0, 0, 0], levels.ravel()[: 151 * count]):
+            assert np.array_equal(median(values), np.median(values, axis=0))
 
 
 @pytest.mark.parametrize(
@@ -1067,3 +1070,15 @@ def test_a_transposed_frames_columns_are_its_own():
         taken = _columns(values, columns)
         assert taken.flags.c_contiguous
         assert np.array_equal(taken, values[:, columns])
+
+
+def test_the_rows_differing_near_each_column_are_numpys():
+    # every frame: per column, the rows that differ in it or a column either side, counted by OpenCV's dilation
+    # and sum, a transposed frame (travel along y) along its rows in memory
+    rng = np.random.default_rng(5)
+    for share in (0.0, 0.05, 0.5, 1.0):
+        changed = rng.random((120, 160)) < share
+        changed[:, 77:80] = True  # a band across
+        for frame in (changed, changed.T):
+            rows = frame.shape[0] // 8 * 8 - 8
+            assert np.array_equal(_rows_differing(frame, rows), _near(frame[:rows]).sum(axis=0))
