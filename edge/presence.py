@@ -671,7 +671,8 @@ def _shrunk(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """`image` (uint8) shrunk to `size` (width, height) by area, as cv2.resize's INTER_AREA gives it to the bit.
     OpenCV vectorises halving only: where the image is 4, 8 or 16 times `size` each way (a 640x480 camera), it is
     halved in steps on uint16 scaled up so that each step sums its four exactly, and the sum then rounded half to
-    even as INTER_AREA rounds it. A 640x480 frame: 280 against 410 us, every frame (AMD EPYC, one core)."""
+    even as INTER_AREA rounds it. A 640x480 frame (AMD EPYC, one core): 280 against 410 us out of cache, 0.33
+    against 0.36 ms in the frame loop, where the decoder has just written it."""
     width, height = size
     steps = (image.shape[1] // width).bit_length() - 1
     if not 2 <= steps <= 4 or image.shape[:2] != (height << steps, width << steps) or image.dtype != np.uint8:
