@@ -236,10 +236,13 @@ def _orientation(xs: np.ndarray, ys: np.ndarray) -> tuple[float, tuple[float, fl
     """How far the region's long axis leans from upright, in degrees (counter-clockwise positive, as
     cv2.getRotationMatrix2D turns; from its second moments), and its box turned upright: middle x, y, width,
     height. A roundish region (less than 1.3 : 1) has no long axis to go by: tilt 0, its box as it is."""
-    box = ((xs.min() + xs.max()) / 2, (ys.min() + ys.max()) / 2, float(np.ptp(xs)) + 1, float(np.ptp(ys)) + 1)
+    # each extent and mean worked out once (np.ptp is max - min): a few thousand points an item, every frame
+    left, right, top, bottom = xs.min(), xs.max(), ys.min(), ys.max()
+    box = ((left + right) / 2, (top + bottom) / 2, float(right - left) + 1, float(bottom - top) + 1)
     if xs.size < 10:
         return 0.0, box
-    dx, dy = xs - xs.mean(), ys - ys.mean()
+    mean_x, mean_y = xs.mean(), ys.mean()
+    dx, dy = xs - mean_x, ys - mean_y
     sxx, syy, sxy = float((dx * dx).mean()), float((dy * dy).mean()), float((dx * dy).mean())
     spread = np.sqrt(((sxx - syy) / 2) ** 2 + sxy**2)
     major, minor = (sxx + syy) / 2 + spread, (sxx + syy) / 2 - spread
@@ -248,10 +251,11 @@ def _orientation(xs: np.ndarray, ys: np.ndarray) -> tuple[float, tuple[float, fl
     axis = np.arctan2(2 * sxy, sxx - syy) / 2  # the long axis from the x axis, radians, image y pointing down
     cos, sin = np.cos(axis), np.sin(axis)
     along, across = dx * cos + dy * sin, -dx * sin + dy * cos
-    mid_along, mid_across = (along.min() + along.max()) / 2, (across.min() + across.max()) / 2
-    middle = (xs.mean() + mid_along * cos - mid_across * sin, ys.mean() + mid_along * sin + mid_across * cos)
+    (first, last), (near, far) = (along.min(), along.max()), (across.min(), across.max())
+    mid_along, mid_across = (first + last) / 2, (near + far) / 2
+    middle = (mean_x + mid_along * cos - mid_across * sin, mean_y + mid_along * sin + mid_across * cos)
     lean = np.degrees(axis) - 90.0 if axis > 0 else np.degrees(axis) + 90.0  # from upright, -90..90
-    return float(-lean), (float(middle[0]), float(middle[1]), float(np.ptp(across)) + 1, float(np.ptp(along)) + 1)
+    return float(-lean), (float(middle[0]), float(middle[1]), float(far - near) + 1, float(last - first) + 1)
 
 
 def _split_touching(region: np.ndarray, axis: int | None, smallest: float) -> list[tuple[np.ndarray, bool]]:
