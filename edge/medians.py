@@ -12,9 +12,11 @@ import numpy as np
 
 def median(values: np.ndarray) -> np.ndarray:
     """np.median(values, axis=0) of values without NaN: the middle one, or the mean of the middle two."""
-    if values.ndim != 1 or not values.size:
-        return middle(np.sort(values, axis=0)) if values.size else np.median(values, axis=0)
-    half = values.size // 2
+    if not values.size:
+        return np.median(values, axis=0)  # NaN, with numpy's warning
+    if values.ndim > 1:
+        return middle(np.sort(values, axis=0))
+    half = values.size // 2  # 1-D: partitioned, not sorted
     if values.size % 2:
         return np.partition(values, half)[half]
     ordered = np.partition(values, (half - 1, half))

@@ -29,7 +29,7 @@ from edge.items import ItemBook
 from edge.line_memory import LineMemory
 from edge.medians import median
 from edge.modes.presence import PresenceMode
-from edge.presence import EmptyBelt, PresenceDetector, _shrunk, _spread
+from edge.presence import EmptyBelt, PresenceDetector, _spread
 
 LABELS = ("jeans", "trousers", "saree")
 LANES = LaneSettings()
@@ -1045,21 +1045,6 @@ def test_the_detectors_medians_are_numpys_to_the_bit(count: int):
     for levels in (frames, np.round(frames)):
         for values in (levels, levels[:, 0], levels[:, 0, 0, 0], levels.ravel()[: 151 * count]):
             assert np.array_equal(median(values), np.median(values, axis=0))
-
-
-@pytest.mark.parametrize(
-    ("camera", "work"), [((640, 480), (160, 120)), ((1280, 720), (160, 90)), ((2560, 1920), (160, 120))]
-)
-def test_the_working_copy_is_opencvs_area_resize_to_the_bit(camera: tuple[int, int], work: tuple[int, int]):
-    # the working copy is shrunk in halvings on uint16 (OpenCV vectorises halving only), then rounded as
-    # INTER_AREA rounds: half to even. Levels on a coarse grid give the halves it must round (a sum of 16 at x.5)
-    rng = np.random.default_rng(camera[0])
-    noise = rng.integers(0, 256, (camera[1], camera[0], 3), dtype=np.uint8)
-    for image in (noise, noise // 8 * 8, np.full_like(noise, 255), noise[:, ::-1]):  # the last: a strided view
-        assert np.array_equal(_shrunk(image, work), cv2.resize(image, work, interpolation=cv2.INTER_AREA))
-    # a size it cannot halve to (a 2x shrink OpenCV rounds half up; 3x) is OpenCV's own
-    for image, size in ((noise[: work[1] * 2, : work[0] * 2], work), (noise[: work[1] * 3, : work[0] * 3], work)):
-        assert np.array_equal(_shrunk(image, size), cv2.resize(image, size, interpolation=cv2.INTER_AREA))
 
 
 def test_a_transposed_frames_columns_are_its_own():
