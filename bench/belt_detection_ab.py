@@ -2,7 +2,7 @@
 
 A shared machine's other load comes and goes over minutes: two runs of `bench/belt.py --detection-only` an hour
 apart differ by more than most changes to the detector save (session 42, one evening, the same code: p99 over
-3 ms on 3 of the matrix's 22 runs, then on 7). Here each tree's detector runs in a worker process of its own (the
+3 ms on 4 of the matrix's 22 runs, then on 7). Here each tree's detector runs in a worker process of its own (the
 other revision checked out in a temporary git worktree), and the two take turns, one pass each on the same clip,
 the order swapped every pass, so that the load falls on both alike. Each frame counts the least it took in its
 tree's passes, as `bench.belt.detection_ms` counts it.
