@@ -85,7 +85,7 @@ class Worker:
         self.process.stdin.flush()
         answer = self.process.stdout.readline()
         if not answer:
-            raise SystemExit(f"the worker for {name} stopped (its traceback is above)")
+            raise SystemExit(f"a worker stopped while timing {name} (its traceback is above)")
         return json.loads(answer)
 
     def close(self) -> None:
