@@ -11,7 +11,8 @@ tree's passes, as `bench.belt.detection_ms` counts it.
         [--passes 3] [--seed 1] [--json bench/results/belt-detection-ab.json]
 
 Clips are rendered by this tree's simulator from the photos `bench/belt.py` uses. The other revision needs
-`bench/harvest.py` (session 36 on). Not a test: it prints a table (and writes JSON) with the CPU it ran on.
+`bench/harvest.py` and `bench.belt.TimedDetector` (session 36 on). Not a test: it prints a table (and writes
+JSON) with the CPU it ran on.
 """
 
 from __future__ import annotations
@@ -29,16 +30,14 @@ import json  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
-import time  # noqa: E402
 
 import cv2  # noqa: E402
-import numpy as np  # noqa: E402
 
+from bench.belt import TimedDetector  # noqa: E402
 from bench.harvest import harvest  # noqa: E402
 from demo.line import HELD_OUT_LINES, LINES  # noqa: E402
 from edge.config import PresenceSettings  # noqa: E402
 from edge.modes.presence import PresenceMode  # noqa: E402
-from edge.presence import PresenceDetector  # noqa: E402
 
 OVER_MS = 3.0  # the issue's target: at most this at p99 on a 640x480 frame
 
@@ -47,25 +46,14 @@ def work() -> None:
     """Worker: for each `LINE CLIP` line on stdin, one pass of presence mode over the clip; each frame's detection
     milliseconds as a JSON list on stdout."""
     cv2.setNumThreads(1)
-    costs: list[float] = []
-
-    class Timed(PresenceDetector):
-        def update(self, crop_bgr: np.ndarray):  # type: ignore[no-untyped-def]
-            started = time.perf_counter()
-            try:
-                return super().update(crop_bgr)
-            finally:
-                costs.append((time.perf_counter() - started) * 1000)
-
     ids = iter(range(1, 1 << 62))
     for request in sys.stdin:
         name, clip = request.split(maxsplit=1)
         line = {**LINES, **HELD_OUT_LINES}[name]
-        costs.clear()
         mode = PresenceMode(PresenceSettings(), None, lambda: str(next(ids)))
-        mode.detector = Timed(PresenceSettings())
+        detector = mode.detector = TimedDetector(PresenceSettings())
         harvest(Path(clip.strip()), line.fps, mode)
-        print(json.dumps(costs), flush=True)
+        print(json.dumps(detector.costs_ms), flush=True)
 
 
 class Worker:
@@ -94,20 +82,14 @@ class Worker:
         self.process.wait(timeout=60)
 
 
-def figures(passes: list[list[float]]) -> dict[str, float]:
-    """p50 and p99 of each frame's least milliseconds over the passes."""
-    least = np.min(passes, axis=0)
-    p50, p99 = np.percentile(least, [50, 99])
-    return {"p50": round(float(p50), 2), "p99": round(float(p99), 2)}
-
-
-def taking_turns(name: str, clip: Path, workers: dict[str, Worker], passes: int) -> dict[str, dict[str, float]]:
-    """Each worker's figures on the clip, the workers taking turns a pass each, the order swapped every pass."""
+def taking_turns(name: str, clip: Path, workers: dict[str, Worker], passes: int) -> dict[str, list[list[float]]]:
+    """Each worker's passes over the clip (each frame's milliseconds), the workers taking turns a pass each, the
+    order swapped every pass."""
     timed: dict[str, list[list[float]]] = {tree: [] for tree in workers}
     for turn in range(passes):
         for tree in list(workers) if turn % 2 == 0 else list(workers)[::-1]:
             timed[tree].append(workers[tree].one_pass(name, clip))
-    return {tree: figures(costs) for tree, costs in timed.items()}
+    return timed
 
 
 def summary(runs: list[dict], tree: str) -> dict[str, float]:
@@ -126,7 +108,7 @@ def summary(runs: list[dict], tree: str) -> dict[str, float]:
 
 
 def main() -> int:
-    from bench.belt import chosen_lines, photo_set, sample
+    from bench.belt import chosen_lines, least_per_frame, photo_set, sample
     from bench.machine import cpu_description, cpu_line
     from demo.line import write_line_clip
 
@@ -172,7 +154,8 @@ def main() -> int:
                 for line_name, line in lines.items():
                     clip = Path(tmp) / f"{set_name}-{line_name}.avi"
                     write_line_clip(clip, [p for p, _ in photos], [label for _, label in photos], line, seed=args.seed)
-                    run = {"set": set_name, "line": line_name, **taking_turns(line_name, clip, workers, args.passes)}
+                    timed = taking_turns(line_name, clip, workers, args.passes)
+                    run = {"set": set_name, "line": line_name, **{t: least_per_frame(c) for t, c in timed.items()}}
                     runs.append(run)
                     print(
                         f"{set_name:5s} {line_name:16s}",
