@@ -472,18 +472,16 @@ class PresenceDetector:
         of `tint`'s move there): a camera's white balance, a lamp over all of it. A warmer lamp over half the belt
         read as half its move everywhere, so the other half then differed too; such a part of the view has the
         belt learned again instead (`_stays`)."""
-        weight = plain.astype(np.float32)
-        # per quarter of the view, the plain belt's mean now and as learned (both over the same pixels: the
-        # counts cancel in their ratio)
-        now = cv2.resize(quarter * weight[..., None], (2, 2), interpolation=cv2.INTER_AREA).reshape(4, 3)
-        was = cv2.resize(learned * weight[..., None], (2, 2), interpolation=cv2.INTER_AREA).reshape(4, 3)
-        enough = cv2.resize(weight, (2, 2), interpolation=cv2.INTER_AREA).reshape(4) >= 0.1
         move = tint - 1.0
-        for here, belt in zip(now[enough], was[enough], strict=True):
-            grey = _grey(belt) / max(_grey(here), 1e-3)
-            moved = here / np.maximum(belt, 1e-3) * grey - 1.0
-            if np.abs(moved - move).max() > 0.5 * np.abs(move).max():
-                return False
+        height, width = plain.shape
+        for rows in (slice(0, height // 2), slice(height // 2, height)):
+            for columns in (slice(0, width // 2), slice(width // 2, width)):
+                where = plain[rows, columns]
+                if np.count_nonzero(where) < 0.1 * where.size:
+                    continue  # too little plain belt there to read the light from
+                moved = np.float32(_colour(quarter[rows, columns], learned[rows, columns], where)) - 1.0
+                if np.abs(moved - move).max() > 0.5 * np.abs(move).max():
+                    return False
         return True
 
     def _follow_the_belt(self, small: np.ndarray, changed: np.ndarray) -> None:
