@@ -226,7 +226,9 @@ class BeltTracker:
             if len(tracks) == 1:
                 self._step(tracks[0], views[vi], now)
                 continue
-            for track, part in zip(tracks, self._shared_out(views[vi], [expected[id(t)] for t in tracks]), strict=True):
+            # a track begun this frame (a new item, or the part a waist gave a track of its own) is where it was seen
+            places = [expected.get(id(t), t.view.box) for t in tracks]
+            for track, part in zip(tracks, self._shared_out(views[vi], places), strict=True):
                 if part is None:  # squeezed out of the region: not seen in it this frame
                     track.seen, track.missed = 0, track.missed + 1
                 else:

@@ -233,3 +233,35 @@ def test_a_small_candidate_the_belt_does_not_move_is_never_an_item():
         entered += tracker.update([*views, narrow(300.0, 380.0)], t)[0]
 
     assert len(entered) == len(leads)
+
+
+def box_view(box: tuple[int, int, int, int], touching: bool) -> ItemView:
+    """The detector's view of a region with this box."""
+    x0, y0, x1, y1 = box
+    return ItemView(
+        box, (x1 - x0) * (y1 - y0) / (WIDTH * HEIGHT), touching, 0.0, ((x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0)
+    )
+
+
+def test_an_item_swallowed_by_a_region_a_waist_just_gave_to_a_new_track_shares_it_instead_of_crashing():
+    # Seen on a modular belt with the camera rolled 3 degrees (the hinges slant across the view): two items laid
+    # touching, followed as two touching views, P leading and Q behind it. Then the detector cuts the pair at
+    # another place: one region holds Q and P's back, the other P's front. P's place is most like the first, so
+    # P takes it, the second lies within P's place and is told apart from it (a waist: P keeps the leading part,
+    # the other part starts a track of its own this frame), and Q, matched to nothing, lies within that new
+    # track's region: the two share it out. Until session 43 the new track had no expected place, and the
+    # tracker raised KeyError, which stopped the daemon's frame loop.
+    tracker = BeltTracker(3, 2, (WIDTH, HEIGHT), direction="left_to_right")
+    step = SPEED / FPS
+    frames = 6
+    for frame in range(frames):
+        back = round(step * (frames - 1 - frame))
+        p, q = (262 - back, 92, 532 - back, 452), (192 - back, 92, 262 - back, 452)
+        tracker.update([box_view(q, True), box_view(p, True)], frame / FPS)
+    assert len(tracker.tracks) == 2 and all(track.confirmed for track in tracker.tracks)
+    first, second = tracker.tracks
+
+    tracker.update([box_view((172, 28, 452, 408), True), box_view((412, 20, 532, 432), True)], frames / FPS)
+
+    assert first in tracker.tracks and second in tracker.tracks and len(tracker.tracks) == 3
+    assert all(track.touching for track in tracker.tracks)  # none of them may get a lane
