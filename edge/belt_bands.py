@@ -19,11 +19,18 @@ between the learned belt and the belt plus the band's offset is belt. An item di
 width, or over many columns along the travel: it is not a band. A plain item lying across more than 70 % of
 the view, whose plain parts make columns under 8 wide, can be read as bands (docs/belt.md, "Known limits");
 at the ends of the view, where such an item comes in and goes out as a thin column, no band is looked for.
+
+A camera turned about its axis (mounted a degree or two off square: common) slants every band across the view:
+at 2 degrees a hinge moves 4-6 working pixels along the travel from one side of the belt to the other, and no
+column holds it (72 decisions for 30 items on a white modular belt, session 43). The slant is read from the frames
+(`band_slant`: the strips' profiles along the travel line up at one slant, and only there; where an item lies
+they are not read) and the frame is sheared by it before bands are looked for, so that they are columns again.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -45,6 +52,17 @@ WIDEST = 8
 # run together. Held to WIDEST elsewhere: on a plain belt a white card's plain edge is one change all across too
 BANDED, WIDEST_PAIR = 0.1, 16
 _ACROSS_COLUMNS, _ACROSS_ROWS = np.ones((1, 3), np.uint8), np.ones((3, 1), np.uint8)  # `_near` as a dilation
+# slants tried, working pixels a band moves along the travel per working pixel across the belt: up to 5.7 degrees
+# either way, in steps that move a band under a pixel over the 120-160 working pixels across a view
+SLANTS = np.round(np.linspace(-0.1, 0.1, 41), 3)
+# the strips' profiles lined up at the best slant add up to this much more than at the median slant (a hinge every
+# 10 working pixels lines up again, in part, a few steps of slant away: 1.8-1.9 on a 2-degree roll) ...
+SLANT_PEAK = 1.3
+# ... and this share of the strips (guards aside) follows the sum of the others that well (correlation)
+SLANT_FOLLOW, SLANT_STRIPS = 0.3, 0.8
+# columns where this share of the belt differs, in runs wider than a pair of hinges, hold an item (45-75 % of the
+# belt's width); a hinge slanted 4 degrees differs in a fifth to a third of each column it crosses
+SLANT_ITEM = 0.4
 
 
 @dataclass(frozen=True)
@@ -55,12 +73,31 @@ class Bands:
     columns: np.ndarray  # the columns along the travel (rows, for travel along y) that hold a band
     share: float  # of the view along the travel: how much the bands cover
     offsets: np.ndarray  # strips x columns x 3: what the band adds to the belt in each strip across it
+    slant: float = 0.0  # the frame was sheared by this slant (`band_slant`) before the columns were found
 
     def explain(self, difference: np.ndarray, limit: np.ndarray, changed: np.ndarray) -> None:
         """Clear `changed` (HxW, in place) where the band explains the pixel: between the learned belt and the
         belt plus the band's offset (blur and a hinge's edge mix the two)."""
         if self.axis == 1:
             difference, limit, changed = difference.transpose(1, 0, 2), limit.transpose(1, 0, 2), changed.T
+        if self.slant:  # worked out on the sheared frame, where the band is columns, and the result sheared back
+            sheared = _sheared(changed, self.slant)
+            explained = sheared.copy()
+            self._explain(_sheared(difference, self.slant), _sheared(limit, self.slant, np.inf), explained)
+            changed &= ~_sheared(sheared & ~explained, -self.slant)
+        else:
+            self._explain(difference, limit, changed)
+
+    def covering(self, shape: tuple[int, int]) -> np.ndarray:
+        """HxW: the band's columns (rows, for travel along y), slanted as the frame's bands are."""
+        oriented = shape[::-1] if self.axis == 1 else shape
+        covered = np.zeros(oriented, bool)
+        covered[:, self.columns] = True
+        if self.slant:
+            covered = _sheared(covered, -self.slant)
+        return covered.T if self.axis == 1 else covered
+
+    def _explain(self, difference: np.ndarray, limit: np.ndarray, changed: np.ndarray) -> None:
         columns = self.columns
         offsets = _per_row(self.offsets, changed.shape[0])
         difference, limit = _columns(difference, columns), _columns(limit, columns)
@@ -68,12 +105,17 @@ class Bands:
         changed[:, columns] &= worst_channel(beyond) > 0
 
 
-def find_bands(difference: np.ndarray, limit: np.ndarray, changed: np.ndarray, axis: int) -> Bands | None:
+def find_bands(
+    difference: np.ndarray, limit: np.ndarray, changed: np.ndarray, axis: int, slant: float = 0.0
+) -> Bands | None:
     """The bands across the belt in this frame, or None. `difference`: the frame minus the learned belt,
     HxWx3, signed; `limit`: the change that counts per pixel and channel; `changed`: where the frame differs,
-    HxW; `axis`: the travel (0 along x, 1 along y)."""
+    HxW; `axis`: the travel (0 along x, 1 along y); `slant`: how the bands slant (`band_slant`)."""
     if axis == 1:  # columns along the travel are then rows: look at the transposed frame
         difference, limit, changed = difference.transpose(1, 0, 2), limit.transpose(1, 0, 2), changed.T
+    if slant:
+        difference, limit = _sheared(difference, slant), _sheared(limit, slant, np.inf)
+        changed = _sheared(changed, slant)
     strips = changed.shape[0] // STRIP
     if strips < 3:
         return None
@@ -112,7 +154,78 @@ def find_bands(difference: np.ndarray, limit: np.ndarray, changed: np.ndarray, a
     like |= agree | half[None]
     # each strip its own offset where it has the band's, else the band's (under an item)
     offsets = np.where(like[:, band, None], offset[:, band], signature.astype(np.float32))
-    return Bands(axis, np.flatnonzero(band), float(band.mean()), offsets) if band.any() else None
+    return Bands(axis, np.flatnonzero(band), float(band.mean()), offsets, slant) if band.any() else None
+
+
+def band_slant(difference: np.ndarray, limit: np.ndarray, changed: np.ndarray, axis: int) -> float | None:
+    """How far bands across the belt slant (one of `SLANTS`: working pixels along the travel per working pixel
+    across, from the middle of the view), read from one frame, or None when it shows no band all across the belt.
+    `difference`: the frame minus the learned belt, HxWx3, signed; `limit`: the change that counts; `changed`:
+    where it differs, HxW. Each strip's mean change along the travel is its profile; lined up at the bands' slant,
+    a band's profiles add up, and the strips between the guards follow the sum of the others (belt grain adds up
+    at no slant). Read on a banded belt only: sheared by the slant, the frame's bands cover a tenth of the view
+    (`BANDED`), as a modular belt's hinges do. Where an item lies (wide runs of columns that differ over part of
+    the belt) the profiles are not read."""
+    if axis == 1:
+        difference, limit, changed = difference.transpose(1, 0, 2), limit.transpose(1, 0, 2), changed.T
+    strips, along = difference.shape[0] // STRIP, difference.shape[1]
+    guard = round(EDGE_SHARE * strips)
+    if strips - 2 * guard < 3:
+        return None
+    items = _near(_near(_wider_than(changed.mean(axis=0) >= SLANT_ITEM, WIDEST_PAIR)))
+    if items.mean() > 0.5:
+        return None
+    grey = cv2.cvtColor(np.ascontiguousarray(difference[: strips * STRIP]), cv2.COLOR_BGR2GRAY)
+    profiles = cv2.resize(grey, (along, strips), interpolation=cv2.INTER_AREA)[guard : strips - guard]
+    profiles -= profiles[:, ~items].mean(axis=1, keepdims=True)
+    profiles[:, items] = 0.0
+    # slants x strips x columns: each strip's profile where it lies at each slant
+    lined_up = np.take(profiles, _slant_places(strips, guard, along))
+    power = (lined_up.sum(axis=1) ** 2).sum(axis=1)
+    best = int(np.lexsort((np.abs(SLANTS), -power))[0])  # of slants that line up alike (whole pixels), the least
+    if power[best] < SLANT_PEAK * np.partition(power, power.size // 2)[power.size // 2]:  # the median: odd count
+        return None
+    strips_there = lined_up[best]
+    others = strips_there.sum(axis=0) - strips_there  # each strip against the sum of the others
+    norms = np.linalg.norm(strips_there, axis=1) * np.linalg.norm(others, axis=1)
+    follow = np.einsum("sc,sc->s", strips_there, others) >= SLANT_FOLLOW * np.maximum(norms, 1e-6)
+    if follow.mean() < SLANT_STRIPS:
+        return None
+    # a banded belt, sheared by it: a splice or two on a plain belt also line up (a camera tilted 3 % slants a
+    # splice near the view's edge by as much as a rolled camera), and are found well enough unsheared
+    bands = find_bands(difference, limit, changed, 0, float(SLANTS[best]))
+    return float(SLANTS[best]) if bands is not None and bands.share >= BANDED else None
+
+
+@lru_cache(maxsize=4)
+def _slant_places(strips: int, guard: int, along: int) -> np.ndarray:
+    """Slants x strips x columns: where (flat index into the strips between the guards x columns) each strip's
+    column lies when the bands slant by each of `SLANTS`."""
+    across = (np.arange(guard, strips - guard) + 0.5) * STRIP - strips * STRIP / 2
+    shifts = np.rint(SLANTS[:, None] * across[None, :]).astype(np.intp)
+    columns = np.clip(np.arange(along)[None, None, :] + shifts[:, :, None], 0, along - 1)
+    return columns + (np.arange(across.size) * along)[None, :, None]
+
+
+def _sheared(values: np.ndarray, slant: float, outside: float = 0.0) -> np.ndarray:
+    """HxW or HxWx3 (rows across the belt, columns along it) sheared by `slant`: row r shifted so that what
+    was at column c + slant * (r - H / 2) is at column c (whole pixels); `outside` (False for a mask) where that
+    lies beyond the frame. OpenCV's remap: half of what copying runs of rows costs in numpy."""
+    boolean = values.dtype == bool
+    source = np.ascontiguousarray(values.view(np.uint8) if boolean else values)
+    map_x, map_y = _shear_maps(values.shape[0], values.shape[1], slant)
+    border = (outside,) * 4
+    sheared = cv2.remap(source, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=border)
+    return sheared.view(bool) if boolean else sheared
+
+
+@lru_cache(maxsize=8)
+def _shear_maps(rows: int, along: int, slant: float) -> tuple[np.ndarray, np.ndarray]:
+    """`cv2.remap`'s maps for `_sheared`: where each pixel of the sheared frame comes from."""
+    shifts = np.rint(slant * (np.arange(rows) + 0.5 - rows / 2))
+    map_x = (np.arange(along)[None, :] + shifts[:, None]).astype(np.float32)
+    map_y = np.repeat(np.arange(rows, dtype=np.float32)[:, None], along, axis=1)
+    return map_x, map_y
 
 
 def _half_learned(

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from demo.line import Line, LineItem, write_line_clip
-from edge.belt_bands import _columns, _near, _rows_differing
+from edge.belt_bands import _columns, _near, _rows_differing, _sheared, band_slant
 from edge.camera import Frame
 from edge.classifier import Assessment
 from edge.config import LaneSettings, PresenceSettings
@@ -391,6 +391,79 @@ def test_a_modular_belt_moving_half_its_pitch_a_frame_is_never_learned_with_its_
 
     assert [d["label"] for d in decisions] == ["jeans"] * len(truth)
     assert max(abs(e) for e in crossing_errors(decisions, truth, line.fps)) < 1.5
+
+
+@pytest.mark.parametrize("roll_deg", [2.5, -3.0])
+def test_a_modular_belts_hinges_slanted_by_a_camera_turned_a_few_degrees_are_never_items(tmp_path: Path, roll_deg):
+    # a camera mounted a couple of degrees off square slants every hinge across the view: one moved 4-6 working
+    # pixels along the travel from one side of the belt to the other, no column held it, and the hinges became
+    # items and touching pairs (72 decisions for 30 items on a white modular belt rolled 2.3 degrees, 45-62 on a
+    # blue one rolled 2 degrees either way; session 43). The slant is read from the frames and taken out.
+    line = Line(belt="modular-blue", roll_deg=roll_deg)
+    truth = write_line_clip(tmp_path / "rolled.avi", garment_photos(tmp_path, BRIGHT + DARK), line=line, seed=1)
+
+    decisions, mode = run_line(tmp_path / "rolled.avi", line.fps)
+
+    assert [d["label"] for d in decisions] == ["jeans"] * len(truth)
+    assert max(abs(e) for e in crossing_errors(decisions, truth, line.fps)) < 1.5
+    # the hinges' slant as read, in working pixels along the travel per working pixel across the belt
+    assert mode.detector.slants[0] == pytest.approx(np.tan(np.radians(roll_deg)), abs=0.012)
+
+
+def _slanted_hinges(
+    slant: float, item: bool = False, hinges: bool = True, pitch: int = 10, first: int = 3
+) -> tuple[np.ndarray, ...]:
+    """A 160x120 working frame's difference from the learned belt (signed, BGR), the change that counts and where
+    it differs: belt grain, a 2-px hinge 40 grey levels darker every `pitch` px along the travel (x) from `first`,
+    slanted by `slant` px per px across; with `item`, an item 40 % of the view long over the middle 70 % of the
+    belt."""
+    rng = np.random.default_rng(7)
+    difference = rng.normal(0, 2, (120, 160, 3)).astype(np.float32)
+    if hinges:
+        for row in range(120):
+            for x in range(first, 160, pitch):
+                at = round(x + slant * (row + 0.5 - 60))
+                difference[row, max(0, at) : max(0, at + 2)] -= 40
+    if item:
+        difference[18:102, 50:114] = rng.normal(60, 20, (84, 64, 3))
+    limit = np.full_like(difference, 8.0)
+    return difference, limit, np.abs(difference).max(axis=2) > 8
+
+
+@pytest.mark.parametrize("slant", [-0.06, -0.02, 0.0, 0.035, 0.07])
+def test_the_slant_of_bands_across_the_belt_is_read_from_a_frame_with_or_without_an_item(slant: float):
+    # within a step or two of SLANTS: slants that move each strip by the same whole pixels line up alike, and the
+    # least of them is taken (a pixel over the view's height at most); a straight band reads straight
+    assert band_slant(*_slanted_hinges(slant), axis=0) == pytest.approx(slant, abs=0.011)
+    assert band_slant(*_slanted_hinges(slant, item=True), axis=0) == pytest.approx(slant, abs=0.011)
+    assert (band_slant(*_slanted_hinges(slant), axis=0) == 0.0) == (slant == 0.0)
+    # read the other way (bands along the travel, were it along y) no band crosses the belt
+    assert band_slant(*_slanted_hinges(slant), axis=1) is None
+
+
+def test_a_belt_without_bands_gives_no_slant_with_or_without_an_item():
+    assert band_slant(*_slanted_hinges(0.0, hinges=False), axis=0) is None
+    assert band_slant(*_slanted_hinges(0.0, item=True, hinges=False), axis=0) is None
+
+
+def test_a_splice_on_a_plain_belt_gives_no_slant_though_it_slants():
+    # a camera tilted 3 % (keystone) slants a splice near the view's edge as a rolled camera would: read from it,
+    # the black rubber line's frames were sheared by 0.025, and crossing times on nine lines moved by 0.3 frames
+    assert band_slant(*_slanted_hinges(0.03, pitch=1000, first=130), axis=0) is None
+    assert band_slant(*_slanted_hinges(0.03, pitch=1000, first=30), axis=0) is None
+
+
+@pytest.mark.parametrize("slant", [-0.1, 0.04])
+def test_a_sheared_frame_sheared_back_is_the_frame_but_where_it_left_the_view(slant: float):
+    difference, _, changed = _slanted_hinges(slant)
+    sheared = _sheared(difference, slant)
+    # the bands stand upright: each hinge's column is the same in every row
+    assert np.array_equal(sheared[10, 20:140] < -20, sheared[110, 20:140] < -20)
+    back, mask_back = _sheared(sheared, -slant), _sheared(_sheared(changed, slant), -slant)
+    kept = np.abs(np.arange(160)[None, :] - 80) < 80 - abs(slant) * 60 - 1
+    inside = np.broadcast_to(kept, changed.shape)
+    assert np.array_equal(back[inside], difference[inside]) and np.array_equal(mask_back[inside], changed[inside])
+    assert mask_back.dtype == bool
 
 
 def _modular_belt(travelled: int, beside: int | None = None) -> np.ndarray:
