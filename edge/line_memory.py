@@ -143,12 +143,16 @@ class LineMemory:
                 kept_view = [int(v) for v in kept["view"]]
                 mean, spread = kept["mean"].astype(np.float32), kept["spread"].astype(np.float32)
                 gain, kept_at = float(kept["gain"]), float(kept["kept_at"])
+                # kept since session 43: a file kept before says nothing of slanted bands
+                slants = kept["slants"].astype(np.float64).ravel().tolist() if "slants" in kept.files else [0.0, 0.0]
             if not 0 < gain < np.inf:
                 raise ValueError(f"a light's gain of {gain}")
             if mean.ndim != 3 or mean.shape[2] != 3 or spread.shape != mean.shape:
                 raise ValueError(f"a belt of shape {mean.shape} and spread {spread.shape}")
             if not (np.isfinite(mean).all() and np.isfinite(spread).all() and mean.min() >= 0 and spread.min() >= 0):
                 raise ValueError("values that no camera gives")
+            if len(slants) != 2 or not all(abs(slant) <= 1 for slant in slants):
+                raise ValueError(f"bands slanted by {slants}")
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             log.error("%s: the empty belt kept there is unreadable (%s); learning it again", self.belt_path, exc)
             return None
@@ -158,7 +162,7 @@ class LineMemory:
         if not 0 <= (age := time.time() - kept_at) <= kept_for_s:
             log.info("%s: the empty belt was kept %.0f s ago; learning it again", self.belt_path, age)
             return None
-        return EmptyBelt(mean, spread, gain)
+        return EmptyBelt(mean, spread, gain, (slants[0], slants[1]))
 
     def keep_belt(self, view: BeltView, belt: EmptyBelt, now: float, *, at_once: bool = False) -> bool:
         """Write the belt model unless the last write was under `BELT_EVERY_S` ago (`now`: monotonic seconds)
@@ -174,6 +178,7 @@ class LineMemory:
             mean=belt.mean.astype(np.float16),
             spread=belt.spread.astype(np.float16),
             gain=np.float64(belt.gain),
+            slants=np.array(belt.slants, np.float64),
             kept_at=np.float64(time.time()),
         )
         try:

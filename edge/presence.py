@@ -108,6 +108,8 @@ class EmptyBelt:
     mean: np.ndarray
     spread: np.ndarray
     gain: float
+    # how bands across it slant (`band_slant`), travel along x and y: a restart on a rolled camera knows it at once
+    slants: tuple[float, float] = (0.0, 0.0)
 
 
 class PresenceDetector:
@@ -201,7 +203,7 @@ class PresenceDetector:
         """The empty belt once a longer look has agreed with it: what is worth keeping."""
         if self._mean is None or self._spread is None or self._checking is not None:
             return None
-        return EmptyBelt(self._mean, self._spread, self.gain)
+        return EmptyBelt(self._mean, self._spread, self.gain, (self.slants[0], self.slants[1]))
 
     def update(self, crop_bgr: np.ndarray) -> list[ItemView]:
         small = _prepare(crop_bgr)
@@ -345,6 +347,7 @@ class PresenceDetector:
         if kept.mean.shape != small.shape:
             return
         self._mean, self._spread = kept.mean.copy(), kept.spread.copy()
+        self.slants = list(kept.slants)  # until readings of its own take over
         self._belt_mask = np.ones(small.shape[:2], bool)
         self._derive()
         differs = float(np.mean(self._changed(small)))

@@ -93,6 +93,18 @@ def test_the_kept_belt_comes_back_for_the_same_view_only_and_not_when_old(tmp_pa
     assert LineMemory(tmp_path).recall_belt(BELT_VIEW, HOUR) is None
 
 
+def test_the_kept_belt_keeps_how_its_bands_slant_and_an_older_file_reads_as_straight(tmp_path: Path):
+    # a restart under a camera rolled over a modular belt knows the hinges' slant from the first frame (read
+    # afresh, a hinge seen before the fifth reading was an item: 13 decisions for 12, session 43)
+    belt = a_belt()
+    LineMemory(tmp_path).keep_belt(BELT_VIEW, EmptyBelt(belt.mean, belt.spread, belt.gain, (0.04, 0.0)), now=0.0)
+    assert LineMemory(tmp_path).recall_belt(BELT_VIEW, HOUR).slants == (0.04, 0.0)
+
+    # kept before session 43: no slants
+    (tmp_path / BELT_FILE_NAME).write_bytes(_npz(**GOOD, gain=np.float64(1.0), kept_at=np.float64(time.time())))
+    assert LineMemory(tmp_path).recall_belt(BELT_VIEW, HOUR).slants == (0.0, 0.0)
+
+
 def test_the_belt_is_written_seldom_but_at_once_at_shutdown(tmp_path: Path):
     memory = LineMemory(tmp_path)
     assert memory.keep_belt(BELT_VIEW, a_belt(80.0), now=1000.0)
@@ -122,6 +134,9 @@ GOOD = {"view": np.array([640, 480, 0, 40, 640, 440]), "mean": np.full((4, 4, 3)
         _npz(**{**GOOD, "spread": np.ones((4, 4))}, gain=np.float64(1.0), kept_at=np.float64(time.time())),
         _npz(**GOOD, gain=np.float64(0.0), kept_at=np.float64(time.time())),
         _npz(**GOOD, gain=np.array([object()], dtype=object), kept_at=np.float64(time.time())),  # pickled
+        _npz(**GOOD, gain=np.float64(1.0), slants=np.array([0.04]), kept_at=np.float64(time.time())),
+        _npz(**GOOD, gain=np.float64(1.0), slants=np.float64(0.04), kept_at=np.float64(time.time())),
+        _npz(**GOOD, gain=np.float64(1.0), slants=np.array([np.nan, 0.0]), kept_at=np.float64(time.time())),
     ],
 )
 def test_an_unreadable_belt_means_learning_it_again_not_a_crash(tmp_path: Path, content: bytes, caplog):

@@ -410,6 +410,22 @@ def test_a_modular_belts_hinges_slanted_by_a_camera_turned_a_few_degrees_are_nev
     assert mode.detector.slants[0] == pytest.approx(np.tan(np.radians(roll_deg)), abs=0.012)
 
 
+def test_a_restart_under_a_rolled_camera_knows_the_hinges_slant_from_its_first_frame(tmp_path: Path):
+    # the slant is kept with the empty belt: read afresh after a restart, a hinge seen before the fifth reading
+    # was an item with a lane (13 decisions for 12)
+    line = Line(belt="modular-blue", roll_deg=2.5)
+    truth = write_line_clip(tmp_path / "rolled.avi", garment_photos(tmp_path, BRIGHT + DARK), line=line, seed=1)
+    restart = next(item for item in truth if item.crossed_s > 12.0).first_frame - 1
+    memory = LineMemory(tmp_path / "state")
+
+    before, _ = run_line(tmp_path / "rolled.avi", line.fps, memory=memory, frames_taken=range(restart))
+    after, mode = run_line(tmp_path / "rolled.avi", line.fps, memory=memory, frames_taken=range(restart, 10**6))
+
+    assert [d["label"] for d in before + after] == ["jeans"] * len(truth)
+    assert max(abs(e) for e in crossing_errors(before + after, truth, line.fps)) < 1.5
+    assert mode.detector.slants[0] == pytest.approx(np.tan(np.radians(2.5)), abs=0.012)
+
+
 def _slanted_hinges(
     slant: float, item: bool = False, hinges: bool = True, pitch: int = 10, first: int = 3
 ) -> tuple[np.ndarray, ...]:
