@@ -29,7 +29,7 @@ they are not read) and the frame is sheared by it before bands are looked for, s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import cv2
@@ -74,6 +74,8 @@ class Bands:
     share: float  # of the view along the travel: how much the bands cover
     offsets: np.ndarray  # strips x columns x 3: what the band adds to the belt in each strip across it
     slant: float = 0.0  # the frame was sheared by this slant (`band_slant`) before the columns were found
+    # ... and the frame's difference and limit so sheared (oriented as `columns`), for `explain` to reuse
+    sheared: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     def explain(self, difference: np.ndarray, limit: np.ndarray, changed: np.ndarray) -> None:
         """Clear `changed` (HxW, in place) where the band explains the pixel: between the learned belt and the
@@ -83,7 +85,11 @@ class Bands:
         if self.slant:  # worked out on the sheared frame, where the band is columns, and the result sheared back
             sheared = _sheared(changed, self.slant)
             explained = sheared.copy()
-            self._explain(_sheared(difference, self.slant), _sheared(limit, self.slant, np.inf), explained)
+            if self.sheared is None:
+                difference, limit = _sheared(difference, self.slant), _sheared(limit, self.slant, np.inf)
+            else:
+                difference, limit = self.sheared
+            self._explain(difference, limit, explained)
             changed &= ~_sheared(sheared & ~explained, -self.slant)
         else:
             self._explain(difference, limit, changed)
@@ -154,7 +160,9 @@ def find_bands(
     like |= agree | half[None]
     # each strip its own offset where it has the band's, else the band's (under an item)
     offsets = np.where(like[:, band, None], offset[:, band], signature.astype(np.float32))
-    return Bands(axis, np.flatnonzero(band), float(band.mean()), offsets, slant) if band.any() else None
+    if not band.any():
+        return None
+    return Bands(axis, np.flatnonzero(band), float(band.mean()), offsets, slant, (difference, limit) if slant else None)
 
 
 def band_slant(difference: np.ndarray, limit: np.ndarray, changed: np.ndarray, axis: int) -> float | None:

@@ -335,7 +335,9 @@ class PresenceDetector:
         self._learning.clear()
         self._checking = []
         self._derive()
-        for frame in frames:  # bands across the belt may slant: known before the first frame is looked at
+        # bands across the belt may slant: known before the first frame is looked at, read from every other frame
+        # learned from (0.1-0.2 ms a reading, each way while the travel is unknown: 5 ms on this frame, once)
+        for frame in frames[::2]:
             signed = cv2.subtract(frame, self._mean)
             self._read_slants(signed, any_channel(np.abs(signed) > self._limit))
 
