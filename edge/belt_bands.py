@@ -29,6 +29,7 @@ they are not read) and the frame is sheared by it before bands are looked for, s
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -63,6 +64,11 @@ SLANT_FOLLOW, SLANT_STRIPS = 0.3, 0.8
 # columns where this share of the belt differs, in runs wider than a pair of hinges, hold an item (45-75 % of the
 # belt's width); a hinge slanted 4 degrees differs in a fifth to a third of each column it crosses
 SLANT_ITEM = 0.4
+# the slant used is the median of the last SLANT_READS readings, once there are SLANT_READS_FIRST. A reading costs
+# 0.1-0.2 ms, and a belt without bands gives none: after the belt is learned one is tried every SLANT_EVERY frames
+# SLANT_FIRST_TRIES times (a rolled modular belt gives 5 readings in 10 tries), then every SLANT_LATER frames (under
+# 1 % of frames: the detector's p99 holds), which follows a camera moved later
+SLANT_READS, SLANT_READS_FIRST, SLANT_EVERY, SLANT_FIRST_TRIES, SLANT_LATER = 9, 5, 4, 40, 150
 
 
 @dataclass(frozen=True)
@@ -109,6 +115,39 @@ class Bands:
         difference, limit = _columns(difference, columns), _columns(limit, columns)
         beyond = np.maximum(difference - np.maximum(offsets, 0.0), np.minimum(offsets, 0.0) - difference) - limit
         changed[:, columns] &= worst_channel(beyond) > 0
+
+
+class BandSlants:
+    """How bands across the belt slant, for the travel along x and y (`slants`, 0 until read): the median of the
+    last readings (`band_slant`), from frames offered now and then."""
+
+    def __init__(self, slants: tuple[float, float] = (0.0, 0.0)) -> None:
+        self._slants = list(slants)
+        self._reads: list[deque[float]] = [deque(maxlen=SLANT_READS), deque(maxlen=SLANT_READS)]
+        self._tries, self._since_try = 0, 0  # readings tried; frames since the last
+
+    @property
+    def slants(self) -> tuple[float, float]:
+        return self._slants[0], self._slants[1]
+
+    def now_and_then(
+        self, difference: np.ndarray, limit: np.ndarray, changed: np.ndarray, axes: tuple[int, ...]
+    ) -> None:
+        """A frame looked at: read from it when a reading is due."""
+        self._since_try += 1
+        if self._since_try >= (SLANT_EVERY if self._tries < SLANT_FIRST_TRIES else SLANT_LATER):
+            self._tries, self._since_try = self._tries + 1, 0
+            self.read(difference, limit, changed, axes)
+
+    def read(self, difference: np.ndarray, limit: np.ndarray, changed: np.ndarray, axes: tuple[int, ...]) -> None:
+        """A reading from this frame (as `band_slant` takes it) for each of `axes`, where it gives one."""
+        for axis in axes:
+            slant = band_slant(difference, limit, changed, axis)
+            if slant is not None:
+                reads = self._reads[axis]
+                reads.append(slant)
+                if len(reads) >= SLANT_READS_FIRST:
+                    self._slants[axis] = float(np.median(reads))
 
 
 def find_bands(

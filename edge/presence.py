@@ -27,14 +27,13 @@ A frame costs under 2 ms on one core at the median, under 3 ms at p99 (160 pixel
 from __future__ import annotations
 
 import logging
-from collections import deque
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from edge import medians
-from edge.belt_bands import BANDED, Bands, band_slant, find_bands
+from edge.belt_bands import BANDED, Bands, BandSlants, find_bands
 from edge.channels import any_channel
 from edge.config import PresenceSettings
 from edge.item_shapes import CLOSE, ItemView, apart_at, box_overlap, clean, find_items
@@ -49,11 +48,6 @@ CHECK_GAPS = (2, 3)
 CHECKED_WHEN_UNDER = 0.02  # share of the belt a check learned again: under this, what was learned stands
 STANDING_FRAMES = 15  # frames without motion after which the belt stands: its model stops learning
 BANDED_LATELY = 45  # frames (3 s at 15 fps) after bands across the belt were last seen that it counts as banded
-# the bands' slant (a camera turned about its axis) is the median of the last SLANT_READS readings, once there are
-# SLANT_READS_FIRST. A reading costs 0.1-0.2 ms, and a belt without bands gives none: after the belt is learned it
-# is tried every SLANT_EVERY frames SLANT_FIRST_TRIES times (a rolled modular belt gives 5 readings in 10 tries),
-# then every SLANT_LATER frames (under 1 % of frames: the detector's p99 holds), which follows a camera moved later
-SLANT_READS, SLANT_READS_FIRST, SLANT_EVERY, SLANT_FIRST_TRIES, SLANT_LATER = 9, 5, 4, 40, 150
 STOOD_BEFORE_NEW = 0.2  # share of what stands out, new since the frame before, that makes a still scene "at once"
 # what lies this near something that stood out the frame before was there: an item moves up to 7 working pixels
 # a frame (28 px of a 640-px ROI, 420 px/s at 15 fps) as a belt stops
@@ -108,7 +102,7 @@ class EmptyBelt:
     mean: np.ndarray
     spread: np.ndarray
     gain: float
-    # how bands across it slant (`band_slant`), travel along x and y: a restart on a rolled camera knows it at once
+    # how bands across it slant (`BandSlants`), travel along x and y: a restart on a rolled camera knows it at once
     slants: tuple[float, float] = (0.0, 0.0)
 
 
@@ -139,9 +133,7 @@ class PresenceDetector:
         self._spread: np.ndarray | None = None  # float32 HxWx3: how much the belt varies at each pixel
         self._belt_mask: np.ndarray | None = None  # bool HxW: the pixels that looked like belt last frame
         self._bands: list[Bands | None] = [None, None]  # this frame's across the belt, travel along x and y
-        self.slants = [0.0, 0.0]  # how bands across the belt slant (`band_slant`), travel along x and y
-        self._slant_reads: list[deque[float]] = [deque(maxlen=SLANT_READS), deque(maxlen=SLANT_READS)]
-        self._slant_tries, self._since_slant_try = 0, 0  # readings tried since the belt was learned; frames since
+        self.band_slants = BandSlants()  # how bands across the belt slant (a camera turned about its axis)
         self._grey_mean = np.zeros(0, np.float32)  # the belt's mean in grey, for the light's gain
         self._peak = 0.0  # the belt's brightest channel anywhere: whether the camera may clip it
         self._limit = np.zeros(0, np.float32)  # HxWx3: the change that counts, per pixel and channel
@@ -182,9 +174,7 @@ class PresenceDetector:
         self._still_frame, self._still, self._still_began, self._last_mask = None, 0, None, None
         self._checking, self._last_grey, self._moving_frames, self._next_check = None, None, 0, CHECK_GAPS[0]
         self._bands = [None, None]
-        self.slants = [0.0, 0.0]
-        self._slant_reads = [deque(maxlen=SLANT_READS), deque(maxlen=SLANT_READS)]
-        self._slant_tries, self._since_slant_try = 0, 0
+        self.band_slants = BandSlants()
         self._apart, self._frames, self._since_banded = [], 0, BANDED_LATELY
         self.checks = 0
         self.items, self.gain, self.tint, self._stayed = [], 1.0, None, np.zeros((0, 0), np.uint16)
@@ -203,7 +193,7 @@ class PresenceDetector:
         """The empty belt once a longer look has agreed with it: what is worth keeping."""
         if self._mean is None or self._spread is None or self._checking is not None:
             return None
-        return EmptyBelt(self._mean, self._spread, self.gain, (self.slants[0], self.slants[1]))
+        return EmptyBelt(self._mean, self._spread, self.gain, self.band_slants.slants)
 
     def update(self, crop_bgr: np.ndarray) -> list[ItemView]:
         small = _prepare(crop_bgr)
@@ -339,7 +329,7 @@ class PresenceDetector:
         # learned from (0.1-0.2 ms a reading, each way while the travel is unknown: 5 ms on this frame, once)
         for frame in frames[::2]:
             signed = cv2.subtract(frame, self._mean)
-            self._read_slants(signed, any_channel(np.abs(signed) > self._limit))
+            self.band_slants.read(signed, self._limit, any_channel(np.abs(signed) > self._limit), self._axes)
 
     def _try_kept(self, small: np.ndarray) -> None:
         """Use the kept belt if this frame agrees with it but for what items in view would cover, under much
@@ -349,7 +339,7 @@ class PresenceDetector:
         if kept.mean.shape != small.shape:
             return
         self._mean, self._spread = kept.mean.copy(), kept.spread.copy()
-        self.slants = list(kept.slants)  # until readings of its own take over
+        self.band_slants = BandSlants(kept.slants)  # until readings of its own take over
         self._belt_mask = np.ones(small.shape[:2], bool)
         self._derive()
         differs = float(np.mean(self._changed(small)))
@@ -390,10 +380,7 @@ class PresenceDetector:
             self.gain = self._gain(ratio, belt)
             self.tint = self._tint(small, quarter, ratio, belt)
         signed, changed = self._differs(small)
-        self._since_slant_try += 1
-        if self._since_slant_try >= (SLANT_EVERY if self._slant_tries < SLANT_FIRST_TRIES else SLANT_LATER):
-            self._slant_tries, self._since_slant_try = self._slant_tries + 1, 0
-            self._read_slants(signed, changed)
+        self.band_slants.now_and_then(signed, self._limit, changed, self._axes)
         self._bands = self._find_bands(signed, changed)
         for bands in self._bands:
             if bands is not None:  # where a band's offset explains a pixel, it is belt
@@ -421,20 +408,14 @@ class PresenceDetector:
         """Bands across the belt (a modular belt's hinges, splices), for travel along x and along y: before the
         travel is known, across either way."""
         bands: list[Bands | None] = [None, None]
-        for axis in (0, 1) if self.axis is None else (self.axis,):
-            bands[axis] = find_bands(signed, self._limit, changed, axis, self.slants[axis])
+        for axis in self._axes:
+            bands[axis] = find_bands(signed, self._limit, changed, axis, self.band_slants.slants[axis])
         return bands
 
-    def _read_slants(self, signed: np.ndarray, changed: np.ndarray) -> None:
-        """How bands across the belt slant, read from this frame (`band_slant`), for the travel along x and y
-        (before the travel is known, both)."""
-        for axis in (0, 1) if self.axis is None else (self.axis,):
-            slant = band_slant(signed, self._limit, changed, axis)
-            if slant is not None:
-                reads = self._slant_reads[axis]
-                reads.append(slant)
-                if len(reads) >= SLANT_READS_FIRST:
-                    self.slants[axis] = float(np.median(reads))
+    @property
+    def _axes(self) -> tuple[int, ...]:
+        """The travel's axis, or both while it is not known."""
+        return (0, 1) if self.axis is None else (self.axis,)
 
     def _between_bands(self) -> np.ndarray:
         """HxW: not in a column (or row) where this frame has a band across the belt."""

@@ -407,7 +407,7 @@ def test_a_modular_belts_hinges_slanted_by_a_camera_turned_a_few_degrees_are_nev
     assert [d["label"] for d in decisions] == ["jeans"] * len(truth)
     assert max(abs(e) for e in crossing_errors(decisions, truth, line.fps)) < 1.5
     # the hinges' slant as read, in working pixels along the travel per working pixel across the belt
-    assert mode.detector.slants[0] == pytest.approx(np.tan(np.radians(roll_deg)), abs=0.012)
+    assert mode.detector.band_slants.slants[0] == pytest.approx(np.tan(np.radians(roll_deg)), abs=0.012)
 
 
 def test_a_restart_under_a_rolled_camera_knows_the_hinges_slant_from_its_first_frame(tmp_path: Path):
@@ -423,7 +423,7 @@ def test_a_restart_under_a_rolled_camera_knows_the_hinges_slant_from_its_first_f
 
     assert [d["label"] for d in before + after] == ["jeans"] * len(truth)
     assert max(abs(e) for e in crossing_errors(before + after, truth, line.fps)) < 1.5
-    assert mode.detector.slants[0] == pytest.approx(np.tan(np.radians(2.5)), abs=0.012)
+    assert mode.detector.band_slants.slants[0] == pytest.approx(np.tan(np.radians(2.5)), abs=0.012)
 
 
 def _slanted_hinges(
