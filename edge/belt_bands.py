@@ -79,26 +79,22 @@ class Bands:
     columns: np.ndarray  # the columns along the travel (rows, for travel along y) that hold a band
     share: float  # of the view along the travel: how much the bands cover
     offsets: np.ndarray  # strips x columns x 3: what the band adds to the belt in each strip across it
-    slant: float = 0.0  # the frame was sheared by this slant (`band_slant`) before the columns were found
-    # ... and the frame's difference and limit so sheared (oriented as `columns`), for `explain` to reuse
-    sheared: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False, compare=False)
+    slant: float  # the frame was sheared by this slant (`band_slant`) before the columns were found
+    # the frame's difference and limit as the columns were found in them (oriented as `columns`, sheared by `slant`)
+    frame: tuple[np.ndarray, np.ndarray] = field(repr=False, compare=False)
 
-    def explain(self, difference: np.ndarray, limit: np.ndarray, changed: np.ndarray) -> None:
-        """Clear `changed` (HxW, in place) where the band explains the pixel: between the learned belt and the
-        belt plus the band's offset (blur and a hinge's edge mix the two)."""
+    def explain(self, changed: np.ndarray) -> None:
+        """Clear `changed` (HxW, the frame's, in place) where the band explains the pixel: between the learned belt
+        and the belt plus the band's offset (blur and a hinge's edge mix the two)."""
         if self.axis == 1:
-            difference, limit, changed = difference.transpose(1, 0, 2), limit.transpose(1, 0, 2), changed.T
+            changed = changed.T
         if self.slant:  # worked out on the sheared frame, where the band is columns, and the result sheared back
             sheared = _sheared(changed, self.slant)
             explained = sheared.copy()
-            if self.sheared is None:
-                difference, limit = _sheared(difference, self.slant), _sheared(limit, self.slant, np.inf)
-            else:
-                difference, limit = self.sheared
-            self._explain(difference, limit, explained)
+            self._explain(explained)
             changed &= ~_sheared(sheared & ~explained, -self.slant)
         else:
-            self._explain(difference, limit, changed)
+            self._explain(changed)
 
     def covering(self, shape: tuple[int, int]) -> np.ndarray:
         """HxW: the band's columns (rows, for travel along y), slanted as the frame's bands are."""
@@ -109,8 +105,8 @@ class Bands:
             covered = _sheared(covered, -self.slant)
         return covered.T if self.axis == 1 else covered
 
-    def _explain(self, difference: np.ndarray, limit: np.ndarray, changed: np.ndarray) -> None:
-        columns = self.columns
+    def _explain(self, changed: np.ndarray) -> None:
+        columns, (difference, limit) = self.columns, self.frame
         offsets = _per_row(self.offsets, changed.shape[0])
         difference, limit = _columns(difference, columns), _columns(limit, columns)
         beyond = np.maximum(difference - np.maximum(offsets, 0.0), np.minimum(offsets, 0.0) - difference) - limit
@@ -201,7 +197,7 @@ def find_bands(
     offsets = np.where(like[:, band, None], offset[:, band], signature.astype(np.float32))
     if not band.any():
         return None
-    return Bands(axis, np.flatnonzero(band), float(band.mean()), offsets, slant, (difference, limit) if slant else None)
+    return Bands(axis, np.flatnonzero(band), float(band.mean()), offsets, slant, (difference, limit))
 
 
 def band_slant(difference: np.ndarray, limit: np.ndarray, changed: np.ndarray, axis: int) -> float | None:

@@ -328,8 +328,8 @@ class PresenceDetector:
         # bands across the belt may slant: known before the first frame is looked at, read from every other frame
         # learned from (0.1-0.2 ms a reading, each way while the travel is unknown: 5 ms on this frame, once)
         for frame in frames[::2]:
-            signed = cv2.subtract(frame, self._mean)
-            self.band_slants.read(signed, self._limit, any_channel(np.abs(signed) > self._limit), self._axes)
+            signed, changed = self._differs(frame)
+            self.band_slants.read(signed, self._limit, changed, self._axes)
 
     def _try_kept(self, small: np.ndarray) -> None:
         """Use the kept belt if this frame agrees with it but for what items in view would cover, under much
@@ -384,7 +384,7 @@ class PresenceDetector:
         self._bands = self._find_bands(signed, changed)
         for bands in self._bands:
             if bands is not None:  # where a band's offset explains a pixel, it is belt
-                bands.explain(signed, self._limit, changed)
+                bands.explain(changed)
         return changed
 
     def _differs(self, small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
