@@ -209,7 +209,7 @@ class PresenceDetector:
         stays = not self.standing and self._stays(changed)
         banded = self._banded()
         self._since_banded = 0 if banded else self._since_banded + 1
-        mask = clean(changed)
+        mask = clean(self._item_pixels(changed))
         scale = crop_bgr.shape[1] / small.shape[1], crop_bgr.shape[0] / small.shape[0]
         items = find_items(
             mask,
@@ -425,6 +425,13 @@ class PresenceDetector:
             if bands is not None:
                 between &= ~bands.covering(between.shape)
         return between
+
+    def _item_pixels(self, changed: np.ndarray) -> np.ndarray:
+        """What the item shapes are read from: `changed`, on a banded belt without the hinges its bands missed."""
+        for bands in self._bands:
+            if bands is not None and bands.share >= BANDED:
+                changed = bands.without_thin_hinges(changed)
+        return changed
 
     def _banded(self) -> bool:
         """Bands across the belt (a modular belt's hinges) covered a tenth of the view in the last frame looked at."""
