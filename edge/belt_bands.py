@@ -107,15 +107,15 @@ class Bands:
         notches that cut items in two (34 decisions for 30 items, random line seed 121). The other sign is kept:
         a white garment on a white belt is mostly a thin bright outline. For the item shapes only: the belt
         model goes on not learning these pixels."""
-        oriented = changed.T if self.axis == 1 else changed
-        sheared = _sheared(oriented, self.slant) if self.slant else np.ascontiguousarray(oriented)
-        thin = sheared & ~cv2.morphologyEx(sheared.view(np.uint8), cv2.MORPH_OPEN, _ACROSS_COLUMNS).view(bool)
         darker = float(self.signature.mean()) < 0
-        hinges = thin & ((cv2.cvtColor(np.ascontiguousarray(self.frame[0]), cv2.COLOR_BGR2GRAY) < 0) == darker)
-        if self.slant:
-            hinges = _sheared(hinges, -self.slant)
-        kept = oriented & ~hinges
-        return kept.T if self.axis == 1 else kept
+        difference = self.frame[0]  # oriented as the columns, sheared by the slant
+        if not self.slant:  # in the frame's own orientation: a transposed copy costs more than the rest
+            kernel = _ACROSS_ROWS if self.axis == 1 else _ACROSS_COLUMNS
+            difference = difference.transpose(1, 0, 2) if self.axis == 1 else difference
+            return changed & ~(_thin(changed, kernel) & ((_grey(difference) < 0) == darker))
+        oriented = _sheared(changed.T if self.axis == 1 else changed, self.slant)
+        hinges = _sheared(_thin(oriented, _ACROSS_COLUMNS) & ((_grey(difference) < 0) == darker), -self.slant)
+        return changed & ~(hinges.T if self.axis == 1 else hinges)
 
     def covering(self, shape: tuple[int, int]) -> np.ndarray:
         """HxW: the band's columns (rows, for travel along y), slanted as the frame's bands are."""
@@ -369,16 +369,14 @@ def _per_row(strip_values: np.ndarray, rows: int) -> np.ndarray:
     return np.concatenate([per_row, np.repeat(per_row[-1:], rows - per_row.shape[0], axis=0)])
 
 
-def thin_bands_removed(changed: np.ndarray, axis: int) -> np.ndarray:
-    """`changed` (HxW) without what is under three working pixels along the travel (`axis`: 0 along x). Called
-    on a banded belt, after the bands found have explained their pixels: what that thin is left is a hinge they
-    missed, never an item (items are tens of working pixels along the belt). A hinge is missed where it is faint
-    and slants its own way: seen at 800x600 (5 ROI pixels a working pixel, hinges every 8), each differs in one
-    column a row and moves 2-3 columns from one side of the belt to the other, so no column (or one either side)
-    differs all across; closing then joined hinges into slivers that became items and into notches that cut
-    items in two (37 decisions for 30 items, random line seed 121). An opening along the travel, 10-30 us."""
-    kernel = _ACROSS_COLUMNS if axis == 0 else _ACROSS_ROWS
-    return cv2.morphologyEx(changed.view(np.uint8), cv2.MORPH_OPEN, kernel).view(bool)
+def _thin(flags: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Where `flags` (HxW bool) is set in a run shorter than `kernel` (3 pixels along a row or down a column)."""
+    return flags & ~cv2.morphologyEx(flags.view(np.uint8), cv2.MORPH_OPEN, kernel).view(bool)
+
+
+def _grey(difference: np.ndarray) -> np.ndarray:
+    """HxWx3 signed BGR -> HxW: the grey level's change (OpenCV; a transposed view is copied first)."""
+    return cv2.cvtColor(np.ascontiguousarray(difference), cv2.COLOR_BGR2GRAY)
 
 
 def _rows_differing(changed: np.ndarray, rows: int) -> np.ndarray:
