@@ -94,10 +94,7 @@ def main() -> int:
                 decisions, _ = run(clip, line, settings)
                 row = match(decisions, truth, line)
                 keep = ("items", "decisions", "unmatched_items", "unpaired_decisions", "reasons")
-                row = {key: row[key] for key in keep} | {
-                    "gap_error_p95_frames": row["gap_error_p95_frames"],
-                    "speed_error_pct": row["speed_error_pct"],
-                }
+                row = {key: row[key] for key in (*keep, "gap_error_p95_frames", "speed_error_pct")}
                 row |= {"seed": seed, "photos": photos, "passed": passed(row), "line": line.__dict__}
                 results["runs"].append(row)  # type: ignore[attr-defined]
                 if not row["passed"]:

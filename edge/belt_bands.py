@@ -239,7 +239,7 @@ def band_slant(difference: np.ndarray, limit: np.ndarray, changed: np.ndarray, a
     items = _near(_near(_wider_than(changed.mean(axis=0) >= SLANT_ITEM, WIDEST_PAIR)))
     if items.mean() > 0.5:
         return None
-    grey = cv2.cvtColor(np.ascontiguousarray(difference[: strips * STRIP]), cv2.COLOR_BGR2GRAY)
+    grey = _grey(difference[: strips * STRIP])
     profiles = cv2.resize(grey, (along, strips), interpolation=cv2.INTER_AREA)[guard : strips - guard]
     profiles -= profiles[:, ~items].mean(axis=1, keepdims=True)
     profiles[:, items] = 0.0
